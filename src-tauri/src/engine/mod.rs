@@ -1,0 +1,1 @@
+//! The engine: dedupe, history, rules, decisions.

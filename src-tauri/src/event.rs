@@ -1,0 +1,336 @@
+//! The normalized event every feed delivers, and the handle that carries the engine's
+//! confirmation back to the feed.
+//!
+//! Feeds and the engine both rest on this module and never import each other: a feed turns
+//! what arrives into [`Event`]s and sends them as [`Delivery`]s; the engine stores them and
+//! only then calls [`Ack::confirm`]. A delivery dropped without confirmation means "not
+//! stored": the feed must not acknowledge it upstream, so the broker keeps it.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// Which upstream an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Saveris,
+    Element,
+    /// Raised by the app itself (feed silence, demo, test notification).
+    App,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Saveris => "saveris",
+            Source::Element => "element",
+            Source::App => "app",
+        }
+    }
+}
+
+/// What an event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A measurement alarm was raised upstream (`alarm_status: Alarm`).
+    AlarmRaised,
+    /// A measurement or system alarm was cleared upstream (`alarm_status: Ok`).
+    AlarmCleared,
+    /// A device or sensor system alarm (battery, power, timeout, broken, calibration).
+    SystemAlarm,
+    /// A Saveris measurement (v1 or v2).
+    Measurement,
+    /// An ELEMENT reading: `data` holds several fields; `quantity`/`value` hold the first
+    /// numeric one, the rules look at `fields`.
+    Reading,
+    /// An ELEMENT packet.
+    Packet,
+    /// A body that could not be parsed; kept so the user can see it.
+    Unparsed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::AlarmRaised => "alarm_raised",
+            EventKind::AlarmCleared => "alarm_cleared",
+            EventKind::SystemAlarm => "system_alarm",
+            EventKind::Measurement => "measurement",
+            EventKind::Reading => "reading",
+            EventKind::Packet => "packet",
+            EventKind::Unparsed => "unparsed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "alarm_raised" => EventKind::AlarmRaised,
+            "alarm_cleared" => EventKind::AlarmCleared,
+            "system_alarm" => EventKind::SystemAlarm,
+            "measurement" => EventKind::Measurement,
+            "reading" => EventKind::Reading,
+            "packet" => EventKind::Packet,
+            "unparsed" => EventKind::Unparsed,
+            _ => return None,
+        })
+    }
+}
+
+/// How serious an event is. Ordered: `Info < Warning < Alarm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Alarm,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Alarm => "alarm",
+        }
+    }
+}
+
+/// One normalized event. Strings from the network are kept as they came; sinks escape them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Content identity, unique per real-world event: a redelivered STOMP message or a
+    /// replayed ELEMENT reading has the same key (never the STOMP `message-id`, which changes
+    /// on redelivery).
+    pub key: String,
+    pub source: Source,
+    /// Account id from the settings.
+    pub account: String,
+    /// Subscription id within the account (Saveris channel, ELEMENT subscription id).
+    pub subscription: String,
+    pub kind: EventKind,
+    /// Device identity (Saveris device uuid / serial, ELEMENT device id).
+    pub device: Option<String>,
+    /// Sensor identity: what rules target and what "latest value" is kept per.
+    pub sensor: Option<String>,
+    /// A display name as far as the payload tells (serial number, device name).
+    pub name: Option<String>,
+    /// Physical quantity or field name ("Temperature", "humidity").
+    pub quantity: Option<String>,
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    /// For readings: every numeric field of `data` (field name, value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, f64)>,
+    /// For alarms: identity of the alarm condition, so that a clear finds its raise
+    /// (sensor + condition).
+    pub alarm_id: Option<String>,
+    /// For alarms: the condition in words ("Upper limit", "Battery nearly empty").
+    pub condition: Option<String>,
+    pub severity: Severity,
+    pub measured_at: Option<Timestamp>,
+    pub received_at: Timestamp,
+    /// Delivered as part of a catch-up (ELEMENT `after=` replay, Saveris redelivery of a
+    /// backlog): summarised instead of popped one by one.
+    #[serde(default)]
+    pub replayed: bool,
+    /// The subscription's position after this event (ELEMENT: `inserted_at`), stored with
+    /// the event in one transaction so a reconnect resumes exactly after it.
+    pub cursor: Option<String>,
+    /// The raw body as received (UTF-8, lossily converted when it was not).
+    pub raw: String,
+}
+
+impl Event {
+    /// A minimal event of `kind`; the feeds fill in what they know.
+    pub fn new(source: Source, account: &str, subscription: &str, kind: EventKind, key: String) -> Self {
+        Event {
+            key,
+            source,
+            account: account.to_string(),
+            subscription: subscription.to_string(),
+            kind,
+            device: None,
+            sensor: None,
+            name: None,
+            quantity: None,
+            value: None,
+            unit: None,
+            fields: Vec::new(),
+            alarm_id: None,
+            condition: None,
+            severity: Severity::Info,
+            measured_at: None,
+            received_at: Timestamp::now(),
+            replayed: false,
+            cursor: None,
+            raw: String::new(),
+        }
+    }
+}
+
+/// A message back to the feed that produced a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckMsg {
+    /// The feed's connection generation when the message arrived: acks for an old
+    /// connection are dropped by the feed (their ids mean nothing on a new one).
+    pub generation: u64,
+    /// Feed-specific token (STOMP `ack` header value; ELEMENT cursor).
+    pub token: String,
+    /// The event was stored (or was already stored): the feed may confirm it upstream.
+    pub stored: bool,
+}
+
+/// Carries the engine's verdict back to the feed. Dropping it unconfirmed tells the feed
+/// the event was NOT stored.
+#[derive(Debug)]
+pub struct Ack {
+    tx: Option<mpsc::UnboundedSender<AckMsg>>,
+    generation: u64,
+    token: String,
+}
+
+impl Ack {
+    pub fn new(tx: mpsc::UnboundedSender<AckMsg>, generation: u64, token: String) -> Self {
+        Ack { tx: Some(tx), generation, token }
+    }
+
+    /// An ack that goes nowhere (tests, the app's own events).
+    pub fn none() -> Self {
+        Ack { tx: None, generation: 0, token: String::new() }
+    }
+
+    /// The event is durably stored: let the feed confirm it upstream.
+    pub fn confirm(mut self) {
+        self.send(true);
+    }
+
+    /// The event could not be stored: the feed must not confirm it.
+    pub fn reject(mut self) {
+        self.send(false);
+    }
+
+    fn send(&mut self, stored: bool) {
+        if let Some(tx) = self.tx.take() {
+            // The feed may have gone away (reconnected, stopped): nothing to confirm then.
+            let _ = tx.send(AckMsg { generation: self.generation, token: std::mem::take(&mut self.token), stored });
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        self.send(false);
+    }
+}
+
+/// An event on its way from a feed to the engine.
+#[derive(Debug)]
+pub struct Delivery {
+    pub event: Event,
+    pub ack: Ack,
+}
+
+/// The state of one feed connection as the user should read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum FeedState {
+    /// Not started yet or disabled.
+    Idle,
+    Connecting,
+    Live,
+    /// Waiting before the next attempt; `reason` in words ("rate limit", "connection lost").
+    Waiting { secs: u64, reason: String },
+    /// Credentials rejected: stopped until the user acts.
+    LoginFailed { message: String },
+    /// Stopped for another reason that needs the user (e.g. "API key rejected").
+    Stopped { message: String },
+}
+
+impl FeedState {
+    /// A feed problem the tray should show.
+    pub fn is_problem(&self) -> bool {
+        !matches!(self, FeedState::Live | FeedState::Idle | FeedState::Connecting)
+    }
+
+    /// One line for tooltips and status views.
+    pub fn describe(&self) -> String {
+        match self {
+            FeedState::Idle => "idle".into(),
+            FeedState::Connecting => "connecting".into(),
+            FeedState::Live => "live".into(),
+            FeedState::Waiting { secs, reason } => format!("waiting {} ({reason})", human_secs(*secs)),
+            FeedState::LoginFailed { message } => format!("login failed: {message}"),
+            FeedState::Stopped { message } => format!("stopped: {message}"),
+        }
+    }
+}
+
+fn human_secs(secs: u64) -> String {
+    if secs >= 120 {
+        format!("{} min", secs.div_ceil(60))
+    } else {
+        format!("{secs} s")
+    }
+}
+
+/// A status report of one feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedStatus {
+    /// `saveris:<account>` or `element:<account>:<subscription>`.
+    pub feed: String,
+    /// For people: "Saveris eu/production (alice)".
+    pub label: String,
+    #[serde(flatten)]
+    pub state: FeedState,
+    pub last_message_at: Option<Timestamp>,
+    /// When the feed was last live (for "not connected since 14:02").
+    pub live_since: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+impl FeedStatus {
+    pub fn new(feed: String, label: String) -> Self {
+        FeedStatus { feed, label, state: FeedState::Idle, last_message_at: None, live_since: None, last_error: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_ack_reports_not_stored() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        drop(Ack::new(tx.clone(), 3, "m-1".into()));
+        Ack::new(tx, 3, "m-2".into()).confirm();
+        assert_eq!(rx.try_recv().unwrap(), AckMsg { generation: 3, token: "m-1".into(), stored: false });
+        assert_eq!(rx.try_recv().unwrap(), AckMsg { generation: 3, token: "m-2".into(), stored: true });
+        assert!(rx.try_recv().is_err(), "confirm must send exactly once");
+    }
+
+    #[test]
+    fn waiting_state_reads_in_minutes() {
+        let s = FeedState::Waiting { secs: 600, reason: "rate limit".into() };
+        assert_eq!(s.describe(), "waiting 10 min (rate limit)");
+        assert!(s.is_problem());
+        assert!(!FeedState::Live.is_problem());
+    }
+
+    #[test]
+    fn kind_names_round_trip() {
+        for k in [
+            EventKind::AlarmRaised,
+            EventKind::AlarmCleared,
+            EventKind::SystemAlarm,
+            EventKind::Measurement,
+            EventKind::Reading,
+            EventKind::Packet,
+            EventKind::Unparsed,
+        ] {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(EventKind::parse("nope"), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! ELEMENT IoT WebSocket feed.

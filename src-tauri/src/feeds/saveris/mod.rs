@@ -1,0 +1,1 @@
+//! Saveris Push API feed (STOMP 1.2 over WebSocket).

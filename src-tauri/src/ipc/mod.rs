@@ -1,0 +1,2 @@
+//! The monitor <-> window protocol over a local socket.
+pub mod protocol;

@@ -1,0 +1,23 @@
+//! Alarm Tray: live subscriptions to Testo Saveris and ELEMENT IoT turned into desktop
+//! alarm popups.
+//!
+//! Flow (see ARCHITECTURE.md): `feeds` → [`event::Delivery`] → `engine` → decisions →
+//! sinks (`notify`, tray, window, `watch`). Only `gui` imports tauri.
+
+pub mod event;
+pub mod feeds;
+pub mod engine;
+pub mod notify;
+pub mod secrets;
+pub mod settings;
+pub mod paths;
+pub mod simulate;
+pub mod ipc;
+pub mod watch;
+pub mod gui;
+pub mod logging;
+
+/// The version shown in `--version`, the settings window and the package.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The app's identifier (data dir name, D-Bus names, keyring service).
+pub const APP_ID: &str = "org.alarmtray.AlarmTray";

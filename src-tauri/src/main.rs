@@ -1,0 +1,3 @@
+fn main() {
+    println!("alarm-tray {}", alarm_tray::VERSION);
+}

@@ -1,0 +1,1 @@
+//! Notifiers: desktop popups and test recorders.

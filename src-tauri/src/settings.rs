@@ -1,0 +1,596 @@
+//! Typed, versioned settings.
+//!
+//! On disk the settings live in the store file of tauri-plugin-store (a JSON object) under
+//! the key [`STORE_KEY`]. The monitor is their one owner and writes them through the store
+//! plugin; `watch` reads the same file with serde and never writes it. Nothing secret is
+//! here: passwords and API keys live in the keyring under [`crate::secrets::SecretKey`]s.
+//!
+//! A file that does not parse, or that a newer version wrote, is moved aside as a backup
+//! and the app starts with defaults and says so ([`Loaded::notice`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 2;
+/// The key of the settings object inside the store file.
+pub const STORE_KEY: &str = "settings";
+/// The store file's name in the data dir.
+pub const FILE_NAME: &str = "settings.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("could not read the settings file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("could not write the settings file {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Region {
+    #[default]
+    Eu,
+    Am,
+    Ap,
+}
+
+impl Region {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Region::Eu => "eu",
+            Region::Am => "am",
+            Region::Ap => "ap",
+        }
+    }
+}
+
+/// Saveris environment: `i` (integration) or `p` (production).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Integration,
+    #[default]
+    Production,
+}
+
+impl Environment {
+    /// The letter used in host names.
+    pub fn letter(self) -> &'static str {
+        match self {
+            Environment::Integration => "i",
+            Environment::Production => "p",
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Integration => "integration",
+            Environment::Production => "production",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginMethod {
+    /// `POST https://data-api.{region}.{env}.savr.saveris.net/v1/token`.
+    #[default]
+    DataApi,
+    /// Cognito `InitiateAuth` with `USER_PASSWORD_AUTH`.
+    Cognito,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Channels {
+    pub alarms: bool,
+    pub measurements: bool,
+    pub measurements_v2: bool,
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Channels { alarms: true, measurements: false, measurements_v2: false }
+    }
+}
+
+/// Staging and on-premise brokers, and the tests: everything the cloud derives from
+/// region/environment, given explicitly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct CustomEndpoint {
+    /// `ws://` or `wss://` URL of the STOMP WebSocket endpoint.
+    pub ws_url: String,
+    /// Destination with `{username}` and `{channel}` placeholders;
+    /// empty means the Saveris form `/queue/{username}/{channel}`.
+    pub destination_pattern: String,
+    /// Token endpoint (Data API style); empty means: no token, use STOMP login/passcode.
+    pub token_url: String,
+    /// STOMP `login`; the passcode is a secret ([`crate::secrets::SecretKey::StompPasscode`]).
+    pub stomp_login: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SaverisAccount {
+    /// Stable id, used for keyring entries and history.
+    pub id: String,
+    pub enabled: bool,
+    pub username: String,
+    pub region: Region,
+    pub environment: Environment,
+    pub login: LoginMethod,
+    /// Cognito endpoint; empty = `https://cognito-idp.eu-central-1.amazonaws.com/`.
+    pub cognito_endpoint: String,
+    pub cognito_client_id: String,
+    pub channels: Channels,
+    pub custom: Option<CustomEndpoint>,
+}
+
+impl Default for SaverisAccount {
+    fn default() -> Self {
+        SaverisAccount {
+            id: String::new(),
+            enabled: true,
+            username: String::new(),
+            region: Region::Eu,
+            environment: Environment::Production,
+            login: LoginMethod::DataApi,
+            cognito_endpoint: String::new(),
+            cognito_client_id: String::new(),
+            channels: Channels::default(),
+            custom: None,
+        }
+    }
+}
+
+impl SaverisAccount {
+    /// "Saveris eu/production (alice)".
+    pub fn label(&self) -> String {
+        match &self.custom {
+            Some(c) => format!("Saveris custom {} ({})", c.ws_url, self.username),
+            None => format!("Saveris {}/{} ({})", self.region.as_str(), self.environment.as_str(), self.username),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum ElementScope {
+    Device(String),
+    Tag(String),
+    Stream(String),
+    /// The whole mandate (needs a `read_only` or `admin` key).
+    Mandate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ElementKind {
+    #[default]
+    Readings,
+    Packets,
+}
+
+impl ElementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ElementKind::Readings => "readings",
+            ElementKind::Packets => "packets",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ElementSubscription {
+    pub id: String,
+    pub enabled: bool,
+    pub scope: ElementScope,
+    pub kind: ElementKind,
+    /// `preload=` values (`device`, `device.fields`, `packet`, …).
+    pub preload: Vec<String>,
+    /// On the very first start: replay this many hours (0 = live only).
+    pub catch_up_hours: u32,
+}
+
+impl Default for ElementSubscription {
+    fn default() -> Self {
+        ElementSubscription {
+            id: String::new(),
+            enabled: true,
+            scope: ElementScope::Mandate,
+            kind: ElementKind::Readings,
+            preload: Vec::new(),
+            catch_up_hours: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ElementAccount {
+    pub id: String,
+    pub enabled: bool,
+    /// Instance base URL, e.g. `https://element-iot.com`.
+    pub base_url: String,
+    pub subscriptions: Vec<ElementSubscription>,
+    /// Send the text `ping` as well as WebSocket Ping frames.
+    pub text_ping: bool,
+}
+
+impl Default for ElementAccount {
+    fn default() -> Self {
+        ElementAccount {
+            id: String::new(),
+            enabled: true,
+            base_url: "https://element-iot.com".into(),
+            subscriptions: Vec::new(),
+            text_ping: false,
+        }
+    }
+}
+
+/// What a threshold rule looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum RuleTarget {
+    #[default]
+    All,
+    Sensor(String),
+    Device(String),
+    /// ELEMENT tag: matches events of subscriptions whose scope is this tag.
+    Tag(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Limit {
+    Above { value: f64 },
+    Below { value: f64 },
+    Outside { low: f64, high: f64 },
+    /// No value for this many minutes.
+    NoData { minutes: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ThresholdRule {
+    pub id: String,
+    pub name: String,
+    pub enabled: bool,
+    pub target: RuleTarget,
+    /// Quantity or field name (case-insensitive); empty = any.
+    pub quantity: String,
+    pub limit: Limit,
+    /// Clears only once back past limit ∓ hysteresis.
+    pub hysteresis: f64,
+    /// Consecutive breaching values needed before raising (≥ 1).
+    pub min_count: u32,
+    /// Seconds the breach must last before raising (0 = at once).
+    pub min_duration_secs: u64,
+}
+
+impl Default for ThresholdRule {
+    fn default() -> Self {
+        ThresholdRule {
+            id: String::new(),
+            name: String::new(),
+            enabled: true,
+            target: RuleTarget::All,
+            quantity: String::new(),
+            limit: Limit::Above { value: 8.0 },
+            hysteresis: 0.0,
+            min_count: 1,
+            min_duration_secs: 0,
+        }
+    }
+}
+
+impl ThresholdRule {
+    /// Checks what the form checks inline, for anything that reaches the monitor.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |m: &str| Err(SettingsError::Invalid(format!("rule \"{}\": {m}", self.name)));
+        if self.name.trim().is_empty() {
+            return Err(SettingsError::Invalid("a rule needs a name".into()));
+        }
+        if !(self.hysteresis >= 0.0) || !self.hysteresis.is_finite() {
+            return bad("hysteresis must be 0 or more");
+        }
+        if self.min_count == 0 {
+            return bad("at least one value must breach");
+        }
+        match &self.limit {
+            Limit::Above { value } | Limit::Below { value } if !value.is_finite() => bad("the limit must be a number"),
+            Limit::Outside { low, high } if !(low < high) => bad("the lower limit must be below the upper limit"),
+            Limit::NoData { minutes } if *minutes == 0 => bad("the silence must last at least one minute"),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuietHours {
+    pub enabled: bool,
+    /// "22:00"
+    pub start: String,
+    /// "07:00"
+    pub end: String,
+    /// Critical popups still show during quiet hours and pause.
+    pub allow_critical: bool,
+}
+
+impl Default for QuietHours {
+    fn default() -> Self {
+        QuietHours { enabled: false, start: "22:00".into(), end: "07:00".into(), allow_critical: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Notifications {
+    pub paused: bool,
+    pub quiet_hours: QuietHours,
+    /// Storm control: more than `group_max` new alarms within this window → one summary.
+    pub group_window_secs: u64,
+    pub group_max: u32,
+    /// Re-show an unacknowledged active alarm after this many minutes (0 = never).
+    pub repeat_mins: u64,
+    /// A feed not live for this long raises its own popup.
+    pub feed_silence_mins: u64,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Notifications {
+            paused: false,
+            quiet_hours: QuietHours::default(),
+            group_window_secs: 10,
+            group_max: 3,
+            repeat_mins: 0,
+            feed_silence_mins: 5,
+        }
+    }
+}
+
+/// What the user chose for one sensor seen so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SensorPrefs {
+    pub name: String,
+    pub notify: bool,
+}
+
+impl Default for SensorPrefs {
+    fn default() -> Self {
+        SensorPrefs { name: String::new(), notify: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub version: u32,
+    pub saveris: Vec<SaverisAccount>,
+    pub element: Vec<ElementAccount>,
+    pub rules: Vec<ThresholdRule>,
+    pub notifications: Notifications,
+    /// Keyed by sensor identity.
+    pub sensors: BTreeMap<String, SensorPrefs>,
+    pub retention_days: u32,
+    pub autostart: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            version: SCHEMA_VERSION,
+            saveris: Vec::new(),
+            element: Vec::new(),
+            rules: Vec::new(),
+            notifications: Notifications::default(),
+            sensors: BTreeMap::new(),
+            retention_days: 90,
+            autostart: false,
+        }
+    }
+}
+
+impl Settings {
+    /// Rejects what the monitor must never store.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        for r in &self.rules {
+            r.validate()?;
+        }
+        if self.retention_days == 0 {
+            return Err(SettingsError::Invalid("history must be kept at least one day".into()));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for id in self.saveris.iter().map(|a| &a.id).chain(self.element.iter().map(|a| &a.id)) {
+            if id.is_empty() || !ids.insert(id) {
+                return Err(SettingsError::Invalid(format!("account id \"{id}\" is empty or used twice")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Settings as loaded, with what the user must be told.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// "The settings file was unreadable; it was kept as … and defaults are used."
+    pub notice: Option<String>,
+}
+
+/// Turns a store-file JSON object into settings, migrating older schema versions.
+pub fn from_store_json(text: &str) -> Result<Settings, String> {
+    let root: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
+    let Some(obj) = root.get(STORE_KEY) else {
+        return Err("no settings object in the file".into());
+    };
+    let version = obj.get("version").and_then(|v| v.as_u64()).unwrap_or(1);
+    if version > u64::from(SCHEMA_VERSION) {
+        return Err(format!("written by a newer version of Alarm Tray (schema {version})"));
+    }
+    let migrated = migrate(obj.clone(), version as u32);
+    let mut s: Settings = serde_json::from_value(migrated).map_err(|e| format!("unexpected content ({e})"))?;
+    s.version = SCHEMA_VERSION;
+    Ok(s)
+}
+
+/// Schema 1 (0.0.x) kept a single `paused` flag and `quiet_start`/`quiet_end` at the top
+/// level; schema 2 groups them under `notifications`.
+fn migrate(mut v: serde_json::Value, from: u32) -> serde_json::Value {
+    if from < 2 {
+        if let Some(obj) = v.as_object_mut() {
+            let mut n = serde_json::Map::new();
+            if let Some(p) = obj.remove("paused") {
+                n.insert("paused".into(), p);
+            }
+            let start = obj.remove("quiet_start");
+            let end = obj.remove("quiet_end");
+            if let (Some(s), Some(e)) = (start, end) {
+                n.insert("quiet_hours".into(), serde_json::json!({"enabled": true, "start": s, "end": e}));
+            }
+            obj.entry("notifications").or_insert(serde_json::Value::Object(n));
+        }
+    }
+    v
+}
+
+/// The store-file form of `settings`.
+pub fn to_store_json(settings: &Settings) -> serde_json::Value {
+    serde_json::json!({ STORE_KEY: settings })
+}
+
+/// Reads the settings file at `path`. A missing file gives defaults; an unreadable one is
+/// renamed to `<name>.broken-<unix time>` (nothing is lost) and defaults are used.
+pub fn load(path: &Path) -> Loaded {
+    let text = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Loaded { settings: Settings::default(), notice: None };
+        }
+        Err(e) => {
+            return Loaded {
+                settings: Settings::default(),
+                notice: Some(format!("The settings file {} could not be read ({e}); defaults are used.", path.display())),
+            };
+        }
+    };
+    let parsed = String::from_utf8(text).map_err(|_| "not UTF-8 text".to_string()).and_then(|t| from_store_json(&t));
+    match parsed {
+        Ok(settings) => Loaded { settings, notice: None },
+        Err(why) => {
+            let backup = backup_path(path);
+            let kept = match std::fs::rename(path, &backup) {
+                Ok(()) => format!("it was kept as {}", backup.display()),
+                Err(e) => format!("it could not be moved aside ({e})"),
+            };
+            tracing::warn!(file = %path.display(), %why, "settings file unusable; starting with defaults");
+            Loaded {
+                settings: Settings::default(),
+                notice: Some(format!("The settings file was unusable: {why}; {kept}. Alarm Tray started with default settings.")),
+            }
+        }
+    }
+}
+
+fn backup_path(path: &Path) -> PathBuf {
+    let secs = jiff::Timestamp::now().as_second();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| FILE_NAME.into());
+    path.with_file_name(format!("{name}.broken-{secs}"))
+}
+
+/// Writes the store-file form atomically (temp file + rename). The monitor saves through
+/// tauri-plugin-store; this is for `watch --demo` profiles and tests.
+pub fn save(path: &Path, settings: &Settings) -> Result<(), SettingsError> {
+    let text = serde_json::to_vec_pretty(&to_store_json(settings)).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+    let tmp = path.with_extension("json.tmp");
+    let write = |p: &Path| -> std::io::Result<()> {
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(p, &text)
+    };
+    write(&tmp).map_err(|source| SettingsError::Write { path: tmp.clone(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| SettingsError::Write { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_store_json() {
+        let mut s = Settings::default();
+        s.saveris.push(SaverisAccount { id: "a1".into(), username: "alice".into(), ..Default::default() });
+        s.rules.push(ThresholdRule { id: "r".into(), name: "fridge".into(), ..Default::default() });
+        let text = to_store_json(&s).to_string();
+        assert_eq!(from_store_json(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn corrupt_file_is_kept_aside_and_defaults_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, b"{\"settings\": {\"version\": 2, \"saveris\": [tru").unwrap();
+        let loaded = load(&path);
+        assert_eq!(loaded.settings, Settings::default());
+        let notice = loaded.notice.expect("the user must be told");
+        assert!(notice.contains("kept as"), "{notice}");
+        assert!(!path.exists(), "the broken file must be moved aside");
+        let backups: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(backups.len(), 1);
+        assert_eq!(std::fs::read(backups[0].path()).unwrap(), b"{\"settings\": {\"version\": 2, \"saveris\": [tru");
+    }
+
+    #[test]
+    fn newer_schema_is_not_silently_dropped() {
+        let err = from_store_json(r#"{"settings":{"version":99}}"#).unwrap_err();
+        assert!(err.contains("newer version"), "{err}");
+    }
+
+    #[test]
+    fn schema_1_file_is_migrated() {
+        let v1 = r#"{"settings":{"version":1,"paused":true,"quiet_start":"23:00","quiet_end":"06:30",
+            "saveris":[{"id":"x","username":"bob","region":"am","environment":"integration"}]}}"#;
+        let s = from_store_json(v1).unwrap();
+        assert_eq!(s.version, SCHEMA_VERSION);
+        assert!(s.notifications.paused);
+        assert!(s.notifications.quiet_hours.enabled);
+        assert_eq!(s.notifications.quiet_hours.start, "23:00");
+        assert_eq!(s.saveris[0].region, Region::Am);
+        assert_eq!(s.saveris[0].environment, Environment::Integration);
+    }
+
+    #[test]
+    fn rule_validation_catches_bad_ranges() {
+        let mut r = ThresholdRule { name: "x".into(), ..Default::default() };
+        r.limit = Limit::Outside { low: 5.0, high: 2.0 };
+        assert!(r.validate().is_err());
+        r.limit = Limit::Outside { low: 2.0, high: 5.0 };
+        r.hysteresis = -1.0;
+        assert!(r.validate().is_err());
+        r.hysteresis = 0.5;
+        assert!(r.validate().is_ok());
+    }
+
+    #[test]
+    fn save_then_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join(FILE_NAME);
+        let mut s = Settings::default();
+        s.retention_days = 30;
+        save(&path, &s).unwrap();
+        let l = load(&path);
+        assert!(l.notice.is_none());
+        assert_eq!(l.settings.retention_days, 30);
+    }
+}

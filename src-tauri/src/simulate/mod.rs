@@ -1,0 +1,1 @@
+//! Loopback servers that behave like Saveris and ELEMENT (demo mode, tests).

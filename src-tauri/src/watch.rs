@@ -1,0 +1,1 @@
+//! The headless root: feeds -> engine -> stdout JSON lines.

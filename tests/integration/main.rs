@@ -1,0 +1,1 @@
+mod smoke { #[test] fn links() { assert!(!alarm_tray::VERSION.is_empty()); } }
