@@ -144,7 +144,13 @@ pub struct Event {
 
 impl Event {
     /// A minimal event of `kind`; the feeds fill in what they know.
-    pub fn new(source: Source, account: &str, subscription: &str, kind: EventKind, key: String) -> Self {
+    pub fn new(
+        source: Source,
+        account: &str,
+        subscription: &str,
+        kind: EventKind,
+        key: String,
+    ) -> Self {
         Event {
             key,
             source,
@@ -193,12 +199,20 @@ pub struct Ack {
 
 impl Ack {
     pub fn new(tx: mpsc::UnboundedSender<AckMsg>, generation: u64, token: String) -> Self {
-        Ack { tx: Some(tx), generation, token }
+        Ack {
+            tx: Some(tx),
+            generation,
+            token,
+        }
     }
 
     /// An ack that goes nowhere (tests, the app's own events).
     pub fn none() -> Self {
-        Ack { tx: None, generation: 0, token: String::new() }
+        Ack {
+            tx: None,
+            generation: 0,
+            token: String::new(),
+        }
     }
 
     /// The event is durably stored: let the feed confirm it upstream.
@@ -214,7 +228,11 @@ impl Ack {
     fn send(&mut self, stored: bool) {
         if let Some(tx) = self.tx.take() {
             // The feed may have gone away (reconnected, stopped): nothing to confirm then.
-            let _ = tx.send(AckMsg { generation: self.generation, token: std::mem::take(&mut self.token), stored });
+            let _ = tx.send(AckMsg {
+                generation: self.generation,
+                token: std::mem::take(&mut self.token),
+                stored,
+            });
         }
     }
 }
@@ -241,17 +259,27 @@ pub enum FeedState {
     Connecting,
     Live,
     /// Waiting before the next attempt; `reason` in words ("rate limit", "connection lost").
-    Waiting { secs: u64, reason: String },
+    Waiting {
+        secs: u64,
+        reason: String,
+    },
     /// Credentials rejected: stopped until the user acts.
-    LoginFailed { message: String },
+    LoginFailed {
+        message: String,
+    },
     /// Stopped for another reason that needs the user (e.g. "API key rejected").
-    Stopped { message: String },
+    Stopped {
+        message: String,
+    },
 }
 
 impl FeedState {
     /// A feed problem the tray should show.
     pub fn is_problem(&self) -> bool {
-        !matches!(self, FeedState::Live | FeedState::Idle | FeedState::Connecting)
+        !matches!(
+            self,
+            FeedState::Live | FeedState::Idle | FeedState::Connecting
+        )
     }
 
     /// One line for tooltips and status views.
@@ -260,7 +288,9 @@ impl FeedState {
             FeedState::Idle => "idle".into(),
             FeedState::Connecting => "connecting".into(),
             FeedState::Live => "live".into(),
-            FeedState::Waiting { secs, reason } => format!("waiting {} ({reason})", human_secs(*secs)),
+            FeedState::Waiting { secs, reason } => {
+                format!("waiting {} ({reason})", human_secs(*secs))
+            }
             FeedState::LoginFailed { message } => format!("login failed: {message}"),
             FeedState::Stopped { message } => format!("stopped: {message}"),
         }
@@ -292,7 +322,14 @@ pub struct FeedStatus {
 
 impl FeedStatus {
     pub fn new(feed: String, label: String) -> Self {
-        FeedStatus { feed, label, state: FeedState::Idle, last_message_at: None, live_since: None, last_error: None }
+        FeedStatus {
+            feed,
+            label,
+            state: FeedState::Idle,
+            last_message_at: None,
+            live_since: None,
+            last_error: None,
+        }
     }
 }
 
@@ -305,14 +342,31 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         drop(Ack::new(tx.clone(), 3, "m-1".into()));
         Ack::new(tx, 3, "m-2".into()).confirm();
-        assert_eq!(rx.try_recv().unwrap(), AckMsg { generation: 3, token: "m-1".into(), stored: false });
-        assert_eq!(rx.try_recv().unwrap(), AckMsg { generation: 3, token: "m-2".into(), stored: true });
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            AckMsg {
+                generation: 3,
+                token: "m-1".into(),
+                stored: false
+            }
+        );
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            AckMsg {
+                generation: 3,
+                token: "m-2".into(),
+                stored: true
+            }
+        );
         assert!(rx.try_recv().is_err(), "confirm must send exactly once");
     }
 
     #[test]
     fn waiting_state_reads_in_minutes() {
-        let s = FeedState::Waiting { secs: 600, reason: "rate limit".into() };
+        let s = FeedState::Waiting {
+            secs: 600,
+            reason: "rate limit".into(),
+        };
         assert_eq!(s.describe(), "waiting 10 min (rate limit)");
         assert!(s.is_problem());
         assert!(!FeedState::Live.is_problem());

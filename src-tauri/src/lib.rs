@@ -4,18 +4,21 @@
 //! Flow (see ARCHITECTURE.md): `feeds` → [`event::Delivery`] → `engine` → decisions →
 //! sinks (`notify`, tray, window, `watch`). Only `gui` imports tauri.
 
+pub mod engine;
 pub mod event;
 pub mod feeds;
-pub mod engine;
+pub mod gui;
+pub mod instance;
+pub mod ipc;
+pub mod logging;
+pub mod monitor;
 pub mod notify;
+pub mod paths;
+pub mod runtime;
 pub mod secrets;
 pub mod settings;
-pub mod paths;
 pub mod simulate;
-pub mod ipc;
 pub mod watch;
-pub mod gui;
-pub mod logging;
 
 /// The version shown in `--version`, the settings window and the package.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -10,7 +10,8 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 /// window's logs. Returns `None` for the guard when the log dir cannot be created (logs
 /// then go to stderr only).
 pub fn init(log_dir: Option<&Path>, file_prefix: &str) -> Option<WorkerGuard> {
-    let filter = EnvFilter::try_from_env("ALARM_TRAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("ALARM_TRAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let stderr = fmt::layer().with_writer(std::io::stderr).with_target(false);
     let (file, guard) = match log_dir.map(|d| (d, std::fs::create_dir_all(d))) {
         Some((dir, Ok(()))) => {
@@ -31,6 +32,10 @@ pub fn init(log_dir: Option<&Path>, file_prefix: &str) -> Option<WorkerGuard> {
         }
         _ => (None, None),
     };
-    let _ = tracing_subscriber::registry().with(filter).with(stderr).with(file).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
+        .try_init();
     guard
 }

@@ -8,7 +8,9 @@ pub fn data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("ALARM_TRAY_DATA_DIR") {
         return PathBuf::from(d);
     }
-    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join(crate::APP_ID)
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(crate::APP_ID)
 }
 
 pub fn settings_file() -> PathBuf {
@@ -27,11 +29,18 @@ pub fn log_dir() -> PathBuf {
 /// one; the socket file itself is made 0600. A data-dir override gets its own socket so a
 /// demo or test profile never talks to the user's monitor.
 pub fn socket_path() -> PathBuf {
-    let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     match std::env::var_os("ALARM_TRAY_DATA_DIR") {
         Some(d) => {
             // A short stable tag of the profile path: socket paths are limited to ~108 bytes.
-            let tag = d.to_string_lossy().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+            let tag = d
+                .to_string_lossy()
+                .bytes()
+                .fold(0xcbf29ce484222325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100000001b3)
+                });
             base.join(format!("alarm-tray-{tag:016x}.sock"))
         }
         None => base.join("alarm-tray.sock"),

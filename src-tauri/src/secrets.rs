@@ -42,7 +42,8 @@ impl SecretKey {
 pub fn init() -> Result<(), SecretError> {
     #[cfg(target_os = "linux")]
     {
-        let store = zbus_secret_service_keyring_store::Store::new().map_err(|e| SecretError::Unavailable(e.to_string()))?;
+        let store = zbus_secret_service_keyring_store::Store::new()
+            .map_err(|e| SecretError::Unavailable(e.to_string()))?;
         keyring_core::set_default_store(store);
         Ok(())
     }
@@ -50,7 +51,9 @@ pub fn init() -> Result<(), SecretError> {
     {
         // macOS (apple-native) and Windows (windows-native) stores plug in here; not built
         // on this project's CI yet.
-        Err(SecretError::Unavailable("no keyring store for this platform in this build".into()))
+        Err(SecretError::Unavailable(
+            "no keyring store for this platform in this build".into(),
+        ))
     }
 }
 
@@ -118,11 +121,15 @@ mod tests {
         assert_eq!(s.get(&k).unwrap().as_deref(), Some("hunter2"));
         s.delete(&k).unwrap();
         assert!(!s.exists(&k).unwrap());
-        s.delete(&k).expect("deleting a missing secret is not an error");
+        s.delete(&k)
+            .expect("deleting a missing secret is not an error");
     }
 
     #[test]
     fn entry_names_are_ids_not_secrets() {
-        assert_eq!(SecretKey::ElementApiKey("e1".into()).entry_name(), "element:e1:api-key");
+        assert_eq!(
+            SecretKey::ElementApiKey("e1".into()).entry_name(),
+            "element:e1:api-key"
+        );
     }
 }

@@ -23,9 +23,15 @@ pub const FILE_NAME: &str = "settings.json";
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("could not read the settings file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("could not write the settings file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid settings: {0}")]
     Invalid(String),
 }
@@ -94,7 +100,11 @@ pub struct Channels {
 
 impl Default for Channels {
     fn default() -> Self {
-        Channels { alarms: true, measurements: false, measurements_v2: false }
+        Channels {
+            alarms: true,
+            measurements: false,
+            measurements_v2: false,
+        }
     }
 }
 
@@ -153,7 +163,12 @@ impl SaverisAccount {
     pub fn label(&self) -> String {
         match &self.custom {
             Some(c) => format!("Saveris custom {} ({})", c.ws_url, self.username),
-            None => format!("Saveris {}/{} ({})", self.region.as_str(), self.environment.as_str(), self.username),
+            None => format!(
+                "Saveris {}/{} ({})",
+                self.region.as_str(),
+                self.environment.as_str(),
+                self.username
+            ),
         }
     }
 }
@@ -250,11 +265,20 @@ pub enum RuleTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Limit {
-    Above { value: f64 },
-    Below { value: f64 },
-    Outside { low: f64, high: f64 },
+    Above {
+        value: f64,
+    },
+    Below {
+        value: f64,
+    },
+    Outside {
+        low: f64,
+        high: f64,
+    },
     /// No value for this many minutes.
-    NoData { minutes: u32 },
+    NoData {
+        minutes: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -294,20 +318,33 @@ impl Default for ThresholdRule {
 impl ThresholdRule {
     /// Checks what the form checks inline, for anything that reaches the monitor.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let bad = |m: &str| Err(SettingsError::Invalid(format!("rule \"{}\": {m}", self.name)));
+        let bad = |m: &str| {
+            Err(SettingsError::Invalid(format!(
+                "rule \"{}\": {m}",
+                self.name
+            )))
+        };
         if self.name.trim().is_empty() {
             return Err(SettingsError::Invalid("a rule needs a name".into()));
         }
-        if !(self.hysteresis >= 0.0) || !self.hysteresis.is_finite() {
+        if self.hysteresis.is_nan() || self.hysteresis < 0.0 || !self.hysteresis.is_finite() {
             return bad("hysteresis must be 0 or more");
         }
         if self.min_count == 0 {
             return bad("at least one value must breach");
         }
         match &self.limit {
-            Limit::Above { value } | Limit::Below { value } if !value.is_finite() => bad("the limit must be a number"),
-            Limit::Outside { low, high } if !(low < high) => bad("the lower limit must be below the upper limit"),
-            Limit::NoData { minutes } if *minutes == 0 => bad("the silence must last at least one minute"),
+            Limit::Above { value } | Limit::Below { value } if !value.is_finite() => {
+                bad("the limit must be a number")
+            }
+            Limit::Outside { low, high }
+                if low.partial_cmp(high) != Some(std::cmp::Ordering::Less) =>
+            {
+                bad("the lower limit must be below the upper limit")
+            }
+            Limit::NoData { minutes } if *minutes == 0 => {
+                bad("the silence must last at least one minute")
+            }
             _ => Ok(()),
         }
     }
@@ -327,7 +364,12 @@ pub struct QuietHours {
 
 impl Default for QuietHours {
     fn default() -> Self {
-        QuietHours { enabled: false, start: "22:00".into(), end: "07:00".into(), allow_critical: true }
+        QuietHours {
+            enabled: false,
+            start: "22:00".into(),
+            end: "07:00".into(),
+            allow_critical: true,
+        }
     }
 }
 
@@ -368,7 +410,10 @@ pub struct SensorPrefs {
 
 impl Default for SensorPrefs {
     fn default() -> Self {
-        SensorPrefs { name: String::new(), notify: true }
+        SensorPrefs {
+            name: String::new(),
+            notify: true,
+        }
     }
 }
 
@@ -408,12 +453,21 @@ impl Settings {
             r.validate()?;
         }
         if self.retention_days == 0 {
-            return Err(SettingsError::Invalid("history must be kept at least one day".into()));
+            return Err(SettingsError::Invalid(
+                "history must be kept at least one day".into(),
+            ));
         }
         let mut ids = std::collections::HashSet::new();
-        for id in self.saveris.iter().map(|a| &a.id).chain(self.element.iter().map(|a| &a.id)) {
+        for id in self
+            .saveris
+            .iter()
+            .map(|a| &a.id)
+            .chain(self.element.iter().map(|a| &a.id))
+        {
             if id.is_empty() || !ids.insert(id) {
-                return Err(SettingsError::Invalid(format!("account id \"{id}\" is empty or used twice")));
+                return Err(SettingsError::Invalid(format!(
+                    "account id \"{id}\" is empty or used twice"
+                )));
             }
         }
         Ok(())
@@ -430,16 +484,20 @@ pub struct Loaded {
 
 /// Turns a store-file JSON object into settings, migrating older schema versions.
 pub fn from_store_json(text: &str) -> Result<Settings, String> {
-    let root: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
+    let root: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
     let Some(obj) = root.get(STORE_KEY) else {
         return Err("no settings object in the file".into());
     };
     let version = obj.get("version").and_then(|v| v.as_u64()).unwrap_or(1);
     if version > u64::from(SCHEMA_VERSION) {
-        return Err(format!("written by a newer version of Alarm Tray (schema {version})"));
+        return Err(format!(
+            "written by a newer version of Alarm Tray (schema {version})"
+        ));
     }
     let migrated = migrate(obj.clone(), version as u32);
-    let mut s: Settings = serde_json::from_value(migrated).map_err(|e| format!("unexpected content ({e})"))?;
+    let mut s: Settings =
+        serde_json::from_value(migrated).map_err(|e| format!("unexpected content ({e})"))?;
     s.version = SCHEMA_VERSION;
     Ok(s)
 }
@@ -456,9 +514,13 @@ fn migrate(mut v: serde_json::Value, from: u32) -> serde_json::Value {
             let start = obj.remove("quiet_start");
             let end = obj.remove("quiet_end");
             if let (Some(s), Some(e)) = (start, end) {
-                n.insert("quiet_hours".into(), serde_json::json!({"enabled": true, "start": s, "end": e}));
+                n.insert(
+                    "quiet_hours".into(),
+                    serde_json::json!({"enabled": true, "start": s, "end": e}),
+                );
             }
-            obj.entry("notifications").or_insert(serde_json::Value::Object(n));
+            obj.entry("notifications")
+                .or_insert(serde_json::Value::Object(n));
         }
     }
     v
@@ -475,18 +537,29 @@ pub fn load(path: &Path) -> Loaded {
     let text = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Loaded { settings: Settings::default(), notice: None };
+            return Loaded {
+                settings: Settings::default(),
+                notice: None,
+            };
         }
         Err(e) => {
             return Loaded {
                 settings: Settings::default(),
-                notice: Some(format!("The settings file {} could not be read ({e}); defaults are used.", path.display())),
+                notice: Some(format!(
+                    "The settings file {} could not be read ({e}); defaults are used.",
+                    path.display()
+                )),
             };
         }
     };
-    let parsed = String::from_utf8(text).map_err(|_| "not UTF-8 text".to_string()).and_then(|t| from_store_json(&t));
+    let parsed = String::from_utf8(text)
+        .map_err(|_| "not UTF-8 text".to_string())
+        .and_then(|t| from_store_json(&t));
     match parsed {
-        Ok(settings) => Loaded { settings, notice: None },
+        Ok(settings) => Loaded {
+            settings,
+            notice: None,
+        },
         Err(why) => {
             let backup = backup_path(path);
             let kept = match std::fs::rename(path, &backup) {
@@ -504,14 +577,18 @@ pub fn load(path: &Path) -> Loaded {
 
 fn backup_path(path: &Path) -> PathBuf {
     let secs = jiff::Timestamp::now().as_second();
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| FILE_NAME.into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| FILE_NAME.into());
     path.with_file_name(format!("{name}.broken-{secs}"))
 }
 
 /// Writes the store-file form atomically (temp file + rename). The monitor saves through
 /// tauri-plugin-store; this is for `watch --demo` profiles and tests.
 pub fn save(path: &Path, settings: &Settings) -> Result<(), SettingsError> {
-    let text = serde_json::to_vec_pretty(&to_store_json(settings)).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(&to_store_json(settings))
+        .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     let tmp = path.with_extension("json.tmp");
     let write = |p: &Path| -> std::io::Result<()> {
         if let Some(dir) = p.parent() {
@@ -519,8 +596,14 @@ pub fn save(path: &Path, settings: &Settings) -> Result<(), SettingsError> {
         }
         std::fs::write(p, &text)
     };
-    write(&tmp).map_err(|source| SettingsError::Write { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| SettingsError::Write { path: path.to_path_buf(), source })
+    write(&tmp).map_err(|source| SettingsError::Write {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| SettingsError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -530,8 +613,16 @@ mod tests {
     #[test]
     fn defaults_round_trip_through_store_json() {
         let mut s = Settings::default();
-        s.saveris.push(SaverisAccount { id: "a1".into(), username: "alice".into(), ..Default::default() });
-        s.rules.push(ThresholdRule { id: "r".into(), name: "fridge".into(), ..Default::default() });
+        s.saveris.push(SaverisAccount {
+            id: "a1".into(),
+            username: "alice".into(),
+            ..Default::default()
+        });
+        s.rules.push(ThresholdRule {
+            id: "r".into(),
+            name: "fridge".into(),
+            ..Default::default()
+        });
         let text = to_store_json(&s).to_string();
         assert_eq!(from_store_json(&text).unwrap(), s);
     }
@@ -548,7 +639,10 @@ mod tests {
         assert!(!path.exists(), "the broken file must be moved aside");
         let backups: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(backups.len(), 1);
-        assert_eq!(std::fs::read(backups[0].path()).unwrap(), b"{\"settings\": {\"version\": 2, \"saveris\": [tru");
+        assert_eq!(
+            std::fs::read(backups[0].path()).unwrap(),
+            b"{\"settings\": {\"version\": 2, \"saveris\": [tru"
+        );
     }
 
     #[test]
@@ -572,10 +666,19 @@ mod tests {
 
     #[test]
     fn rule_validation_catches_bad_ranges() {
-        let mut r = ThresholdRule { name: "x".into(), ..Default::default() };
-        r.limit = Limit::Outside { low: 5.0, high: 2.0 };
+        let mut r = ThresholdRule {
+            name: "x".into(),
+            ..Default::default()
+        };
+        r.limit = Limit::Outside {
+            low: 5.0,
+            high: 2.0,
+        };
         assert!(r.validate().is_err());
-        r.limit = Limit::Outside { low: 2.0, high: 5.0 };
+        r.limit = Limit::Outside {
+            low: 2.0,
+            high: 5.0,
+        };
         r.hysteresis = -1.0;
         assert!(r.validate().is_err());
         r.hysteresis = 0.5;
@@ -586,8 +689,10 @@ mod tests {
     fn save_then_load() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join(FILE_NAME);
-        let mut s = Settings::default();
-        s.retention_days = 30;
+        let s = Settings {
+            retention_days: 30,
+            ..Default::default()
+        };
         save(&path, &s).unwrap();
         let l = load(&path);
         assert!(l.notice.is_none());

@@ -1,1 +1,6 @@
-mod smoke { #[test] fn links() { assert!(!alarm_tray::VERSION.is_empty()); } }
+mod smoke {
+    #[test]
+    fn links() {
+        assert!(!alarm_tray::VERSION.is_empty());
+    }
+}

@@ -18,7 +18,11 @@ pub struct Backoff {
 impl Backoff {
     /// `base` doubles per failed attempt up to `max`.
     pub fn new(base: Duration, max: Duration) -> Self {
-        Backoff { base, max, attempt: 0 }
+        Backoff {
+            base,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The upper bound for the next wait (no jitter): base · 2^attempt, capped.
@@ -71,6 +75,9 @@ mod tests {
             let mut b = Backoff::new(Duration::from_secs(10), Duration::from_secs(60));
             seen.insert(b.next_delay().as_millis());
         }
-        assert!(seen.len() > 10, "full jitter must not give the same delay each time");
+        assert!(
+            seen.len() > 10,
+            "full jitter must not give the same delay each time"
+        );
     }
 }

@@ -1,1 +1,12 @@
-//! The only module that imports tauri: tray, window, commands.
+//! The only module that imports tauri: the monitor's tray and shell, and the window
+//! process with its thin commands.
+
+pub mod monitor_app;
+pub mod process;
+pub mod tray;
+pub mod window_app;
+
+/// The one embedded Tauri context (config, UI assets), shared by both processes.
+pub(crate) fn context() -> tauri::Context<tauri::Wry> {
+    tauri::generate_context!()
+}

@@ -72,8 +72,14 @@ pub struct AlarmFilter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ConnectionTest {
-    Saveris { account: crate::settings::SaverisAccount, password: Option<String> },
-    Element { account: crate::settings::ElementAccount, api_key: Option<String> },
+    Saveris {
+        account: crate::settings::SaverisAccount,
+        password: Option<String>,
+    },
+    Element {
+        account: crate::settings::ElementAccount,
+        api_key: Option<String>,
+    },
 }
 
 /// What ELEMENT discovery lists.
@@ -92,22 +98,50 @@ pub enum Request {
     Info,
     GetSettings,
     /// Validated, saved through the store, applied (feeds restarted as needed).
-    SaveSettings { settings: Settings },
-    SetSecret { key: SecretKey, value: String },
-    DeleteSecret { key: SecretKey },
-    HasSecret { key: SecretKey },
+    SaveSettings {
+        settings: Settings,
+    },
+    SetSecret {
+        key: SecretKey,
+        value: String,
+    },
+    DeleteSecret {
+        key: SecretKey,
+    },
+    HasSecret {
+        key: SecretKey,
+    },
     Status,
-    TestConnection { test: ConnectionTest },
-    Discover { account: String, what: Discover },
-    Alarms { filter: AlarmFilter },
-    Acknowledge { alarm_id: i64 },
+    TestConnection {
+        test: ConnectionTest,
+    },
+    Discover {
+        account: String,
+        what: Discover,
+    },
+    Alarms {
+        filter: AlarmFilter,
+    },
+    Acknowledge {
+        alarm_id: i64,
+    },
     LatestValues,
-    Series { sensor: String, since_ms: i64 },
-    Unparsed { limit: u32 },
+    Series {
+        sensor: String,
+        since_ms: i64,
+    },
+    Unparsed {
+        limit: u32,
+    },
     SendTestNotification,
-    SetPaused { paused: bool },
+    SetPaused {
+        paused: bool,
+    },
     /// Open (or focus) the window on `page`: a second launch asks this.
-    OpenWindow { page: Page, alarm_id: Option<i64> },
+    OpenWindow {
+        page: Page,
+        alarm_id: Option<i64>,
+    },
     /// Start receiving [`Push`] lines on this connection.
     Subscribe,
 }
@@ -205,7 +239,10 @@ pub enum Response {
     Bool(bool),
     Status(Status),
     /// A connection test's outcome in words.
-    Tested { ok: bool, message: String },
+    Tested {
+        ok: bool,
+        message: String,
+    },
     Items(Vec<NamedItem>),
     Alarms(Vec<AlarmRow>),
     Latest(Vec<LatestValue>),
@@ -234,7 +271,10 @@ pub enum Push {
     /// the window re-queries what it shows.
     HistoryChanged,
     /// Bring the page forward (sent to an open window instead of starting a second one).
-    Focus { page: Page, alarm_id: Option<i64> },
+    Focus {
+        page: Page,
+        alarm_id: Option<i64>,
+    },
 }
 
 /// One line from the monitor.

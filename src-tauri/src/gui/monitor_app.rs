@@ -1,0 +1,296 @@
+//! The monitor process: tray, feeds, engine, popups and the local socket. It never creates
+//! a webview (ARCHITECTURE.md: a process that made one keeps ~130 MB after closing it).
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use tauri::{AppHandle, Manager, RunEvent};
+use tauri_plugin_autostart::{MacosLauncher, ManagerExt};
+use tauri_plugin_store::StoreExt;
+use tokio::sync::broadcast;
+
+use super::tray::{self, Tray};
+use crate::engine::History;
+use crate::instance;
+use crate::ipc::protocol::{Info, Page, Push, Request, Status};
+use crate::monitor::{Monitor, SettingsPersister, Shell};
+use crate::notify::DesktopNotifier;
+use crate::runtime::Runtime;
+use crate::settings::{self, Settings};
+
+#[derive(Debug, Clone, Default)]
+pub struct MonitorOptions {
+    /// Start without opening the window (login autostart).
+    pub hidden: bool,
+}
+
+struct GuiShell {
+    app: AppHandle,
+    tray: Tray,
+    window_pid: Arc<Mutex<Option<u32>>>,
+    pushes: broadcast::Sender<Push>,
+    tooltip_prefix: String,
+}
+
+impl Shell for GuiShell {
+    fn open_window(&self, page: Page, alarm_id: Option<i64>) {
+        if instance::is_held(&instance::window_lock()) {
+            // One window at a time: bring the open one forward on the page asked for.
+            let _ = self.pushes.send(Push::Focus { page, alarm_id });
+            return;
+        }
+        let mut args = vec!["window".to_string(), "--page".into(), page.as_str().into()];
+        if let Some(id) = alarm_id {
+            args.extend(["--alarm".into(), id.to_string()]);
+        }
+        match super::process::spawn_child(&args) {
+            Ok(mut child) => {
+                let pid = child.id();
+                if let Ok(mut p) = self.window_pid.lock() {
+                    *p = Some(pid);
+                }
+                let slot = self.window_pid.clone();
+                // Reap the window when it exits, or it lingers as <defunct>.
+                std::thread::spawn(move || {
+                    let _ = child.wait();
+                    if let Ok(mut p) = slot.lock() {
+                        if *p == Some(pid) {
+                            *p = None;
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "could not start the window process"),
+        }
+    }
+
+    fn show_status(&self, status: &Status) {
+        self.tray.show(status, &self.tooltip_prefix);
+    }
+
+    fn set_autostart(&self, enabled: bool) -> Result<(), String> {
+        let launcher = self.app.autolaunch();
+        let r = if enabled {
+            launcher.enable()
+        } else {
+            launcher.disable()
+        };
+        r.map_err(|e| e.to_string())
+    }
+}
+
+impl GuiShell {
+    fn end_window(&self) {
+        #[cfg(unix)]
+        if let Ok(Some(pid)) = self.window_pid.lock().map(|p| *p) {
+            // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+struct StorePersister(Arc<tauri_plugin_store::Store<tauri::Wry>>);
+
+impl SettingsPersister for StorePersister {
+    fn save(&self, settings: &Settings) -> Result<(), String> {
+        let value = serde_json::to_value(settings).map_err(|e| e.to_string())?;
+        self.0.set(settings::STORE_KEY, value);
+        self.0.save().map_err(|e| e.to_string())
+    }
+}
+
+/// Runs the monitor until Quit. A second monitor asks the first to open its window.
+pub fn run(opts: MonitorOptions) -> ExitCode {
+    let lock = match instance::try_lock(&instance::monitor_lock()) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return hand_off_to_running_monitor(),
+        Err(e) => {
+            eprintln!("alarm-tray: cannot take the single-instance lock: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _log = crate::logging::init(Some(&crate::paths::log_dir()), "monitor");
+    tracing::info!(version = crate::VERSION, data_dir = %crate::paths::data_dir().display(), "monitor starting");
+    if let Err(e) = crate::secrets::init() {
+        tracing::warn!(error = %e, "keyring unavailable; accounts needing a password cannot connect");
+    }
+    let loaded = settings::load(&crate::paths::settings_file());
+
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_store::Builder::new().build())
+        .plugin(tauri_plugin_autostart::init(
+            MacosLauncher::LaunchAgent,
+            Some(vec!["--hidden"]),
+        ))
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            let tray = tray::build(&handle, "Alarm Tray: starting")?;
+            let store = handle.store(crate::paths::settings_file())?;
+            let (pushes, _) = broadcast::channel(256);
+            let shell = Arc::new(GuiShell {
+                app: handle.clone(),
+                tray,
+                window_pid: Arc::new(Mutex::new(None)),
+                pushes: pushes.clone(),
+                tooltip_prefix: "Alarm Tray: ".into(),
+            });
+            app.manage(shell.clone());
+            let settings = loaded.settings.clone();
+            let notice = loaded.notice.clone();
+            let hidden = opts.hidden;
+            tauri::async_runtime::spawn(async move {
+                let monitor = start_core(
+                    settings,
+                    notice,
+                    Box::new(StorePersister(store)),
+                    shell.clone(),
+                    pushes,
+                )
+                .await;
+                if let Some(m) = monitor {
+                    handle.manage(m);
+                    if !hidden {
+                        shell.open_window(Page::Settings, None);
+                    }
+                }
+            });
+            Ok(())
+        })
+        .build(super::context());
+    let app = match app {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "the tray could not start");
+            eprintln!("alarm-tray: the tray could not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let quitting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    app.run(move |handle, event| match event {
+        RunEvent::MenuEvent(e) => on_menu(handle, e.id().as_ref(), &quitting),
+        // No windows is the normal state of the monitor: only Quit ends it.
+        RunEvent::ExitRequested {
+            api, code: None, ..
+        } => api.prevent_exit(),
+        _ => {}
+    });
+    drop(lock);
+    ExitCode::SUCCESS
+}
+
+async fn start_core(
+    settings: Settings,
+    notice: Option<String>,
+    persister: Box<dyn SettingsPersister>,
+    shell: Arc<GuiShell>,
+    pushes: broadcast::Sender<Push>,
+) -> Option<Arc<Monitor>> {
+    let (history, history_notice) = match History::open(&crate::paths::history_db()) {
+        Ok(h) => {
+            let n = h.notice();
+            (h, n)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "history unavailable; keeping it in memory");
+            let n = Some(format!("The history database could not be opened ({e}); alarms are kept in memory until restart."));
+            (History::open_in_memory().ok()?, n)
+        }
+    };
+    let (actions_tx, actions_rx) = tokio::sync::mpsc::unbounded_channel();
+    let notifier = Arc::new(DesktopNotifier::new(actions_tx));
+    let runtime = Runtime::start(&settings, history, notifier.clone()).await;
+    let info = Info {
+        version: crate::VERSION.into(),
+        data_dir: crate::paths::data_dir().display().to_string(),
+        log_dir: crate::paths::log_dir().display().to_string(),
+        demo: false,
+        notice: [notice, history_notice]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| format!("{a} {b}")),
+    };
+    let monitor = Monitor::new(
+        settings,
+        persister,
+        runtime,
+        notifier,
+        shell,
+        pushes.clone(),
+        info,
+    );
+    monitor.spawn_bridges(actions_rx);
+    match crate::ipc::server::bind(&crate::paths::socket_path()) {
+        Ok(listener) => {
+            tokio::spawn(crate::ipc::server::serve(listener, monitor.clone(), pushes));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the window socket could not be opened; windows cannot connect")
+        }
+    }
+    tracing::info!("monitor ready");
+    Some(monitor)
+}
+
+fn on_menu(handle: &AppHandle, id: &str, quitting: &Arc<std::sync::atomic::AtomicBool>) {
+    let shell = handle.state::<Arc<GuiShell>>().inner().clone();
+    match id {
+        tray::ID_OPEN => shell.open_window(Page::Settings, None),
+        tray::ID_HISTORY => shell.open_window(Page::History, None),
+        tray::ID_PAUSE => {
+            if let Some(m) = handle.try_state::<Arc<Monitor>>() {
+                let m = m.inner().clone();
+                tauri::async_runtime::spawn(async move { m.toggle_pause().await });
+            }
+        }
+        tray::ID_QUIT => {
+            if quitting.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            tracing::info!("quit from the tray menu");
+            shell.end_window();
+            let monitor = handle
+                .try_state::<Arc<Monitor>>()
+                .map(|m| m.inner().clone());
+            let handle = handle.clone();
+            tauri::async_runtime::spawn(async move {
+                if let Some(m) = monitor {
+                    // Bounded: a hung feed must not keep a quitting app alive.
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_secs(5), m.shutdown()).await;
+                }
+                let _ = std::fs::remove_file(crate::paths::socket_path());
+                handle.exit(0);
+            });
+        }
+        _ => {}
+    }
+}
+
+fn hand_off_to_running_monitor() -> ExitCode {
+    let client = crate::ipc::client::Client::new(&crate::paths::socket_path());
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("alarm-tray: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(client.request(Request::OpenWindow {
+        page: Page::Settings,
+        alarm_id: None,
+    })) {
+        Ok(_) => {
+            eprintln!("alarm-tray: already running; asked it to open its window");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("alarm-tray: another Alarm Tray holds the lock but does not answer ({e})");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The window process: the Tauri webview for settings, history and dashboard. Its commands
+//! are thin clients of the monitor's socket: no state of record, no business logic.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tauri::{Emitter, Manager, State, WebviewUrl, WebviewWindowBuilder};
+
+use crate::instance;
+use crate::ipc::client::Client;
+use crate::ipc::protocol::{AlarmFilter, ConnectionTest, Discover, Page, Push, Request, Response};
+use crate::ipc::IpcError;
+use crate::secrets::SecretKey;
+use crate::settings::Settings;
+
+/// What the web UI receives when a command fails: a sentence to show as it is.
+#[derive(Debug, Serialize)]
+pub struct CmdError {
+    message: String,
+}
+
+impl From<IpcError> for CmdError {
+    fn from(e: IpcError) -> Self {
+        CmdError {
+            message: e.to_string(),
+        }
+    }
+}
+
+struct WindowState {
+    client: Client,
+    page: Page,
+    alarm_id: Option<i64>,
+}
+
+type Res = Result<Value, CmdError>;
+
+/// Sends one request and gives the UI the answer's data as plain JSON.
+async fn ask(state: &State<'_, WindowState>, request: Request) -> Res {
+    let response = state.client.request(request).await?;
+    let value = match response {
+        Response::Ok => Value::Null,
+        Response::Info(v) => json!(v),
+        Response::Settings(v) => json!(v),
+        Response::Bool(v) => json!(v),
+        Response::Status(v) => json!(v),
+        Response::Tested { ok, message } => json!({ "ok": ok, "message": message }),
+        Response::Items(v) => json!(v),
+        Response::Alarms(v) => json!(v),
+        Response::Latest(v) => json!(v),
+        Response::Series(v) => json!(v),
+        Response::Unparsed(v) => json!(v),
+    };
+    Ok(value)
+}
+
+#[tauri::command]
+async fn info(state: State<'_, WindowState>) -> Res {
+    ask(&state, Request::Info).await
+}
+#[tauri::command]
+async fn initial_page(state: State<'_, WindowState>) -> Res {
+    Ok(json!({ "page": state.page, "alarm_id": state.alarm_id }))
+}
+#[tauri::command]
+async fn get_settings(state: State<'_, WindowState>) -> Res {
+    ask(&state, Request::GetSettings).await
+}
+#[tauri::command]
+async fn save_settings(state: State<'_, WindowState>, settings: Settings) -> Res {
+    ask(&state, Request::SaveSettings { settings }).await
+}
+#[tauri::command]
+async fn set_secret(state: State<'_, WindowState>, key: SecretKey, value: String) -> Res {
+    ask(&state, Request::SetSecret { key, value }).await
+}
+#[tauri::command]
+async fn delete_secret(state: State<'_, WindowState>, key: SecretKey) -> Res {
+    ask(&state, Request::DeleteSecret { key }).await
+}
+#[tauri::command]
+async fn has_secret(state: State<'_, WindowState>, key: SecretKey) -> Res {
+    ask(&state, Request::HasSecret { key }).await
+}
+#[tauri::command]
+async fn status(state: State<'_, WindowState>) -> Res {
+    ask(&state, Request::Status).await
+}
+#[tauri::command]
+async fn test_connection(state: State<'_, WindowState>, test: ConnectionTest) -> Res {
+    ask(&state, Request::TestConnection { test }).await
+}
+#[tauri::command]
+async fn discover(state: State<'_, WindowState>, account: String, what: Discover) -> Res {
+    ask(&state, Request::Discover { account, what }).await
+}
+#[tauri::command]
+async fn alarms(state: State<'_, WindowState>, filter: AlarmFilter) -> Res {
+    ask(&state, Request::Alarms { filter }).await
+}
+#[tauri::command]
+async fn acknowledge(state: State<'_, WindowState>, alarm_id: i64) -> Res {
+    ask(&state, Request::Acknowledge { alarm_id }).await
+}
+#[tauri::command]
+async fn latest_values(state: State<'_, WindowState>) -> Res {
+    ask(&state, Request::LatestValues).await
+}
+#[tauri::command]
+async fn series(state: State<'_, WindowState>, sensor: String, since_ms: i64) -> Res {
+    ask(&state, Request::Series { sensor, since_ms }).await
+}
+#[tauri::command]
+async fn unparsed(state: State<'_, WindowState>, limit: u32) -> Res {
+    ask(&state, Request::Unparsed { limit }).await
+}
+#[tauri::command]
+async fn send_test_notification(state: State<'_, WindowState>) -> Res {
+    ask(&state, Request::SendTestNotification).await
+}
+#[tauri::command]
+async fn set_paused(state: State<'_, WindowState>, paused: bool) -> Res {
+    ask(&state, Request::SetPaused { paused }).await
+}
+/// "Alarm Tray is not running — Start it": starts the monitor detached and waits until it
+/// answers.
+#[tauri::command]
+async fn start_monitor(state: State<'_, WindowState>) -> Res {
+    super::process::spawn_detached(&["--hidden".to_string()]).map_err(|e| CmdError {
+        message: format!("Alarm Tray could not be started: {e}"),
+    })?;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if state.client.request(Request::Info).await.is_ok() {
+            return Ok(Value::Null);
+        }
+    }
+    Err(CmdError {
+        message: "Alarm Tray was started but does not answer yet; try again in a moment.".into(),
+    })
+}
+
+/// Runs the window until it is closed. If a window is open already, asks the monitor to
+/// bring it forward instead.
+pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
+    let client = Client::new(&crate::paths::socket_path());
+    let _lock = match instance::try_lock(&instance::window_lock()) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let asked =
+                rt.map(|rt| rt.block_on(client.request(Request::OpenWindow { page, alarm_id })));
+            eprintln!(
+                "alarm-tray: a window is open already; asked it to come forward ({})",
+                if matches!(asked, Ok(Ok(_))) {
+                    "done"
+                } else {
+                    "no monitor answered"
+                }
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("alarm-tray: cannot take the window lock: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _log = crate::logging::init(Some(&crate::paths::log_dir()), "window");
+    let result = tauri::Builder::default()
+        .manage(WindowState {
+            client: client.clone(),
+            page,
+            alarm_id,
+        })
+        .invoke_handler(tauri::generate_handler![
+            info,
+            initial_page,
+            get_settings,
+            save_settings,
+            set_secret,
+            delete_secret,
+            has_secret,
+            status,
+            test_connection,
+            discover,
+            alarms,
+            acknowledge,
+            latest_values,
+            series,
+            unparsed,
+            send_test_notification,
+            set_paused,
+            start_monitor
+        ])
+        .setup(move |app| {
+            let window =
+                WebviewWindowBuilder::new(app, "main", WebviewUrl::App("index.html".into()))
+                    .title("Alarm Tray")
+                    .inner_size(980.0, 720.0)
+                    .min_inner_size(720.0, 520.0)
+                    .build()?;
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(async move { forward_pushes(handle, client).await });
+            let _ = window.set_focus();
+            Ok(())
+        })
+        .run(super::context());
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("alarm-tray: the window could not open: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Relays the monitor's pushes to the web UI as `monitor://push` events; reconnects while the
+/// window lives and tells the UI when the monitor is gone.
+async fn forward_pushes(app: tauri::AppHandle, client: Client) {
+    loop {
+        match client.subscribe().await {
+            Ok(mut rx) => {
+                while let Some(push) = rx.recv().await {
+                    if let Push::Focus { .. } = &push {
+                        if let Some(w) = app.get_webview_window("main") {
+                            let _ = w.unminimize();
+                            let _ = w.show();
+                            let _ = w.set_focus();
+                        }
+                    }
+                    let _ = app.emit("monitor://push", &push);
+                }
+                let _ = app.emit(
+                    "monitor://disconnected",
+                    "Alarm Tray is not running (the monitor went away)",
+                );
+            }
+            Err(e) => {
+                let _ = app.emit("monitor://disconnected", e.to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

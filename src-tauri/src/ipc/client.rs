@@ -1,0 +1,207 @@
+//! The window's side: one short connection per request, and one long one for pushes.
+// `split` is deprecated in interprocess 2.4 in favour of sharing `&Stream`; the halves are
+// kept because they let the reader and the writer live in different tasks and structs.
+#![allow(deprecated)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use interprocess::local_socket::tokio::{prelude::*, RecvHalf, SendHalf, Stream};
+use tokio::io::BufReader;
+
+use super::protocol::{Envelope, Hello, Push, Request, Response, ServerLine, PROTOCOL_VERSION};
+use super::server::{read_line, write_line};
+use super::IpcError;
+
+/// How long a request may take. Connection tests reach the network: allow for a slow login.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(45);
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    path: PathBuf,
+}
+
+struct Conn {
+    recv: BufReader<RecvHalf>,
+    send: SendHalf,
+}
+
+impl Client {
+    pub fn new(path: &Path) -> Self {
+        Client {
+            path: path.to_path_buf(),
+        }
+    }
+
+    async fn open(&self) -> Result<Conn, IpcError> {
+        let name = super::socket_name(&self.path)?;
+        let stream = match tokio::time::timeout(Duration::from_secs(3), Stream::connect(name)).await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) | Err(_) => {
+                return Err(IpcError::NotRunning(self.path.display().to_string()))
+            }
+        };
+        let (recv, send) = stream.split();
+        let mut conn = Conn {
+            recv: BufReader::new(recv),
+            send,
+        };
+        write_line(
+            &mut conn.send,
+            &Hello {
+                protocol: PROTOCOL_VERSION,
+                client: format!("window {}", crate::VERSION),
+            },
+        )
+        .await?;
+        match next_line(&mut conn.recv).await? {
+            ServerLine::Welcome(w) if w.protocol == PROTOCOL_VERSION => Ok(conn),
+            ServerLine::Welcome(w) => Err(IpcError::Version {
+                ours: PROTOCOL_VERSION,
+                theirs: w.protocol,
+            }),
+            ServerLine::Refused(e) => Err(IpcError::Remote(e.message)),
+            other => Err(IpcError::Protocol(format!(
+                "expected welcome, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends one request and waits for its reply.
+    pub async fn request(&self, request: Request) -> Result<Response, IpcError> {
+        tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let mut conn = self.open().await?;
+            write_line(&mut conn.send, &Envelope { id: 1, request }).await?;
+            match next_line(&mut conn.recv).await? {
+                ServerLine::Reply(r) if r.id == 1 => {
+                    r.result.map_err(|e| IpcError::Remote(e.message))
+                }
+                ServerLine::Reply(r) => Err(IpcError::Remote(
+                    r.result.err().map(|e| e.message).unwrap_or_default(),
+                )),
+                other => Err(IpcError::Protocol(format!(
+                    "expected a reply, got {other:?}"
+                ))),
+            }
+        })
+        .await
+        .map_err(|_| IpcError::Timeout)?
+    }
+
+    /// Opens the push stream: the receiver yields pushes until the monitor goes away.
+    pub async fn subscribe(&self) -> Result<tokio::sync::mpsc::Receiver<Push>, IpcError> {
+        let mut conn = self.open().await?;
+        write_line(
+            &mut conn.send,
+            &Envelope {
+                id: 1,
+                request: Request::Subscribe,
+            },
+        )
+        .await?;
+        match next_line(&mut conn.recv).await? {
+            ServerLine::Reply(r) if r.result.is_ok() => {}
+            other => {
+                return Err(IpcError::Protocol(format!(
+                    "subscription refused: {other:?}"
+                )))
+            }
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            // Keep the send half alive: dropping it would tell the monitor we left.
+            let _send = conn.send;
+            while let Ok(ServerLine::Push(p)) = next_line(&mut conn.recv).await {
+                if tx.send(p).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+async fn next_line(recv: &mut BufReader<RecvHalf>) -> Result<ServerLine, IpcError> {
+    let mut line = String::new();
+    match read_line(recv, &mut line).await? {
+        None => Err(IpcError::Protocol(
+            "the monitor closed the connection".into(),
+        )),
+        Some(()) => serde_json::from_str(&line).map_err(|e| IpcError::Protocol(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::protocol::{Info, Response};
+    use super::super::server::{bind, serve, Handler};
+    use super::*;
+
+    struct Echo;
+    impl Handler for Echo {
+        async fn handle(&self, request: Request) -> Result<Response, String> {
+            match request {
+                Request::Info => Ok(Response::Info(Info {
+                    version: "t".into(),
+                    data_dir: String::new(),
+                    log_dir: String::new(),
+                    demo: false,
+                    notice: None,
+                })),
+                Request::HasSecret { .. } => Err("keyring locked".into()),
+                _ => Ok(Response::Ok),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn request_reply_push_and_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sock");
+        let (push_tx, _) = tokio::sync::broadcast::channel(8);
+        let listener = bind(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "only the user may open the socket");
+        }
+        let server = tokio::spawn(serve(listener, Arc::new(Echo), push_tx.clone()));
+        let client = Client::new(&path);
+        match client.request(Request::Info).await.unwrap() {
+            Response::Info(i) => assert_eq!(i.version, "t"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let key = crate::secrets::SecretKey::ElementApiKey("a".into());
+        let err = client
+            .request(Request::HasSecret { key })
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "keyring locked");
+
+        let mut pushes = client.subscribe().await.unwrap();
+        // The subscription is registered once the reply came back; a push now must arrive.
+        push_tx.send(Push::HistoryChanged).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), pushes.recv())
+            .await
+            .unwrap();
+        assert_eq!(got, Some(Push::HistoryChanged));
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn no_monitor_says_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Client::new(&dir.path().join("none.sock"))
+            .request(Request::Info)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("Alarm Tray is not running"),
+            "{err}"
+        );
+    }
+}

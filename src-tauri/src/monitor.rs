@@ -1,0 +1,272 @@
+//! The monitor's core: owner of the settings, the keyring access and the runtime (feeds +
+//! engine); answers the window's requests. Free of tauri — the tray and the window process
+//! are reached through the [`Shell`] trait that `gui` implements.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::ipc::protocol::{Info, Page, Push, Request, Response, Status};
+use crate::ipc::server::Handler;
+use crate::notify::{Notifier, Popup, PopupAction, Urgency};
+use crate::runtime::Runtime;
+use crate::secrets::{SecretKey, SecretStore};
+use crate::settings::Settings;
+
+/// What the monitor asks of the desktop side (tray, window process, autostart entry).
+pub trait Shell: Send + Sync + 'static {
+    /// Opens the window process on `page`, or focuses the open one.
+    fn open_window(&self, page: Page, alarm_id: Option<i64>);
+    /// Shows the state in the tray icon and tooltip.
+    fn show_status(&self, status: &Status);
+    /// Writes or removes the login autostart entry.
+    fn set_autostart(&self, enabled: bool) -> Result<(), String>;
+}
+
+/// Where settings are written (tauri-plugin-store in the monitor, a plain file for demo
+/// profiles and tests).
+pub trait SettingsPersister: Send + Sync + 'static {
+    fn save(&self, settings: &Settings) -> Result<(), String>;
+}
+
+/// A persister writing the store-file format with [`crate::settings::save`].
+pub struct FilePersister(pub std::path::PathBuf);
+
+impl SettingsPersister for FilePersister {
+    fn save(&self, settings: &Settings) -> Result<(), String> {
+        crate::settings::save(&self.0, settings).map_err(|e| e.to_string())
+    }
+}
+
+pub struct Monitor {
+    settings: RwLock<Settings>,
+    persister: Box<dyn SettingsPersister>,
+    secrets: SecretStore,
+    runtime: Runtime,
+    notifier: Arc<dyn Notifier>,
+    shell: Arc<dyn Shell>,
+    pushes: broadcast::Sender<Push>,
+    info: Info,
+}
+
+impl Monitor {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: Settings,
+        persister: Box<dyn SettingsPersister>,
+        runtime: Runtime,
+        notifier: Arc<dyn Notifier>,
+        shell: Arc<dyn Shell>,
+        pushes: broadcast::Sender<Push>,
+        info: Info,
+    ) -> Arc<Self> {
+        Arc::new(Monitor {
+            settings: RwLock::new(settings),
+            persister,
+            secrets: SecretStore,
+            runtime,
+            notifier,
+            shell,
+            pushes,
+            info,
+        })
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn status(&self) -> Status {
+        self.runtime.engine().status()
+    }
+
+    /// Forwards engine output to the tray and to subscribed windows, and popup actions to
+    /// the engine and the shell. Runs until the engine stops.
+    pub fn spawn_bridges(
+        self: &Arc<Self>,
+        mut actions: tokio::sync::mpsc::UnboundedReceiver<PopupAction>,
+    ) {
+        let me = self.clone();
+        let mut out = self.runtime.engine().subscribe();
+        tokio::spawn(async move {
+            me.shell.show_status(&me.status());
+            let mut last_history_push = tokio::time::Instant::now() - Duration::from_secs(1);
+            loop {
+                match out.recv().await {
+                    Ok(crate::engine::Output::Status { status }) => {
+                        me.shell.show_status(&status);
+                        let _ = me.pushes.send(Push::Status(status));
+                    }
+                    Ok(_) => {
+                        // A burst of stored events: at most a few re-queries a second.
+                        if last_history_push.elapsed() >= Duration::from_millis(300) {
+                            last_history_push = tokio::time::Instant::now();
+                            let _ = me.pushes.send(Push::HistoryChanged);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        me.shell.show_status(&me.status());
+                        let _ = me.pushes.send(Push::HistoryChanged);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(action) = actions.recv().await {
+                match action {
+                    PopupAction::Acknowledge(id) => {
+                        if let Err(e) = me.runtime.engine().acknowledge(id, "popup").await {
+                            tracing::warn!(error = %e, "acknowledge from popup failed");
+                        }
+                        let _ = me.pushes.send(Push::HistoryChanged);
+                    }
+                    PopupAction::Open(id) => me.shell.open_window(Page::History, id),
+                }
+            }
+        });
+    }
+
+    /// Applies and persists new settings. Nothing is stored unless it validates.
+    async fn save_settings(&self, new: Settings) -> Result<(), String> {
+        new.validate().map_err(|e| e.to_string())?;
+        self.persister
+            .save(&new)
+            .map_err(|e| format!("The settings could not be saved: {e}"))?;
+        let old = std::mem::replace(
+            &mut *self
+                .settings
+                .write()
+                .map_err(|_| "settings lock poisoned")?,
+            new.clone(),
+        );
+        if old.autostart != new.autostart {
+            self.shell
+                .set_autostart(new.autostart)
+                .map_err(|e| format!("Autostart could not be changed: {e}"))?;
+        }
+        self.runtime.apply(&old, &new).await;
+        self.shell.show_status(&self.status());
+        let _ = self.pushes.send(Push::Status(self.status()));
+        Ok(())
+    }
+
+    async fn secret<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(SecretStore) -> Result<T, crate::secrets::SecretError> + Send + 'static,
+    ) -> Result<T, String> {
+        let store = self.secrets.clone();
+        // Keyring calls block on D-Bus: never on the async workers.
+        tokio::task::spawn_blocking(move || f(store))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    async fn set_secret(&self, key: SecretKey, value: String) -> Result<(), String> {
+        if value.is_empty() {
+            return Err("An empty secret cannot be stored; use Remove instead.".into());
+        }
+        let k = key.clone();
+        self.secret(move |s| s.set(&k, &value)).await?;
+        tracing::info!(entry = %key.entry_name(), "secret stored in the keyring");
+        self.runtime.secrets_changed(&self.settings()).await;
+        Ok(())
+    }
+
+    fn test_popup(&self) -> Result<(), String> {
+        let popup = Popup {
+            tag: "test".into(),
+            summary: "Alarm Tray test notification".into(),
+            body: "Notifications work. Alarms will look like this.".into(),
+            urgency: Urgency::Normal,
+            alarm_id: None,
+            actions: false,
+        };
+        self.notifier.show(&popup).map_err(|e| e.to_string())
+    }
+
+    async fn set_paused(&self, paused: bool) -> Result<(), String> {
+        let mut s = self.settings();
+        s.notifications.paused = paused;
+        self.save_settings(s).await
+    }
+
+    /// The tray's Pause/Resume item.
+    pub async fn toggle_pause(&self) {
+        let paused = !self.settings().notifications.paused;
+        if let Err(e) = self.set_paused(paused).await {
+            tracing::warn!(error = %e, "pause toggle failed");
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        self.runtime.shutdown().await;
+    }
+}
+
+fn db<T>(r: Result<T, crate::engine::HistoryError>) -> Result<T, String> {
+    r.map_err(|e| format!("The history could not be read: {e}"))
+}
+
+impl Handler for Monitor {
+    async fn handle(&self, request: Request) -> Result<Response, String> {
+        let history = self.runtime.engine().history().clone();
+        match request {
+            Request::Info => Ok(Response::Info(self.info.clone())),
+            Request::GetSettings => Ok(Response::Settings(self.settings())),
+            Request::SaveSettings { settings } => {
+                self.save_settings(settings).await.map(|_| Response::Ok)
+            }
+            Request::SetSecret { key, value } => {
+                self.set_secret(key, value).await.map(|_| Response::Ok)
+            }
+            Request::DeleteSecret { key } => {
+                self.secret(move |s| s.delete(&key)).await?;
+                self.runtime.secrets_changed(&self.settings()).await;
+                Ok(Response::Ok)
+            }
+            Request::HasSecret { key } => self
+                .secret(move |s| s.exists(&key))
+                .await
+                .map(Response::Bool),
+            Request::Status => Ok(Response::Status(self.status())),
+            Request::TestConnection { test } => {
+                let (ok, message) = self.runtime.test_connection(test).await;
+                Ok(Response::Tested { ok, message })
+            }
+            Request::Discover { account, what } => self
+                .runtime
+                .discover(&self.settings(), &account, what)
+                .await
+                .map(Response::Items),
+            Request::Alarms { filter } => db(history.alarms(&filter)).map(Response::Alarms),
+            Request::Acknowledge { alarm_id } => {
+                self.runtime
+                    .engine()
+                    .acknowledge(alarm_id, "window")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = self.pushes.send(Push::HistoryChanged);
+                Ok(Response::Ok)
+            }
+            Request::LatestValues => db(history.latest_values()).map(Response::Latest),
+            Request::Series { sensor, since_ms } => {
+                db(history.series(&sensor, since_ms)).map(Response::Series)
+            }
+            Request::Unparsed { limit } => {
+                db(history.unparsed(limit.clamp(1, 1000))).map(Response::Unparsed)
+            }
+            Request::SendTestNotification => self.test_popup().map(|_| Response::Ok),
+            Request::SetPaused { paused } => self.set_paused(paused).await.map(|_| Response::Ok),
+            Request::OpenWindow { page, alarm_id } => {
+                self.shell.open_window(page, alarm_id);
+                Ok(Response::Ok)
+            }
+            // Handled by the server before it reaches here.
+            Request::Subscribe => Ok(Response::Ok),
+        }
+    }
+}
