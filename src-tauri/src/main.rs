@@ -30,6 +30,18 @@ enum Command {
         #[arg(long)]
         alarm: Option<i64>,
     },
+    /// Headless: the same feeds and engine, one JSON line per event/decision on stdout.
+    Watch {
+        /// Read this settings file (never written) instead of the profile's.
+        #[arg(long)]
+        settings: Option<std::path::PathBuf>,
+        /// Stop after this many seconds.
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_secs: Option<u64>,
+        /// Decide popups but show none.
+        #[arg(long)]
+        no_notify: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,5 +51,23 @@ fn main() -> ExitCode {
             hidden: cli.hidden,
         }),
         Some(Command::Window { page, alarm }) => alarm_tray::gui::window_app::run(page, alarm),
+        Some(Command::Watch {
+            settings,
+            for_secs,
+            no_notify,
+        }) => {
+            let opts = alarm_tray::watch::WatchOptions {
+                settings_file: settings,
+                for_secs,
+                no_notify,
+            };
+            match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt.block_on(alarm_tray::watch::run(opts)),
+                Err(e) => {
+                    eprintln!("alarm-tray: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

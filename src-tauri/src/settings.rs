@@ -584,6 +584,24 @@ fn backup_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{name}.broken-{secs}"))
 }
 
+/// Reads the settings file without changing it (for `watch`, which never writes). A missing
+/// file gives defaults; an unusable one is an error in words.
+pub fn read(path: &Path) -> Result<Settings, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| format!("the settings file {} is not UTF-8 text", path.display()))?;
+            from_store_json(&text)
+                .map_err(|why| format!("the settings file {} is unusable: {why}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+        Err(e) => Err(format!(
+            "the settings file {} could not be read: {e}",
+            path.display()
+        )),
+    }
+}
+
 /// Writes the store-file form atomically (temp file + rename). The monitor saves through
 /// tauri-plugin-store; this is for `watch --demo` profiles and tests.
 pub fn save(path: &Path, settings: &Settings) -> Result<(), SettingsError> {

@@ -1,6 +1,4 @@
-mod smoke {
-    #[test]
-    fn links() {
-        assert!(!alarm_tray::VERSION.is_empty());
-    }
-}
+//! The one integration test binary: real peers on loopback and the real app.
+
+mod desktop;
+mod e2e;

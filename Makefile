@@ -1,0 +1,71 @@
+# The people's entry points. `make demo` and `make test` install what is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TOOLS := $(CURDIR)/.tools
+BIN := $(CURDIR)/target/debug/alarm-tray
+export PATH := $(TOOLS)/bin:$(TOOLS)/venv/bin:$(PATH)
+
+# Debian 12 / Ubuntu 22.04+ packages: build (Tauri 2, WebKitGTK 4.1, appindicator, D-Bus),
+# the desktop under test (Xvfb, keyring, dunst, WebKitWebDriver) and the real peers (RabbitMQ).
+APT_PKGS := build-essential pkg-config file curl libwebkit2gtk-4.1-dev libxdo-dev libssl-dev \
+  libayatana-appindicator3-dev librsvg2-dev libdbus-1-dev xvfb xauth x11-utils dbus-x11 \
+  gnome-keyring libsecret-tools dunst imagemagick xdotool webkit2gtk-driver at-spi2-core \
+  libglib2.0-bin rabbitmq-server python3-venv python3-pip
+
+.PHONY: help deps deps-system deps-tools deps-ui ui build demo test test-rust test-ui check fmt clippy bench fuzz clean-tools
+
+help:
+	@echo "make demo   - install what is missing, build, start Alarm Tray in demo mode"
+	@echo "make test   - install what is missing, run every test (Rust, UI, end-to-end)"
+	@echo "make check  - fmt, clippy, UI type check"
+
+deps: deps-system deps-tools deps-ui
+
+deps-system:
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing; \
+	fi
+	@command -v npm >/dev/null || { DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs npm; }
+	@command -v cargo >/dev/null || { echo "Rust (cargo >= 1.89) is needed: install it with rustup, see README"; exit 1; }
+
+deps-tools: $(TOOLS)/bin/tauri-driver $(TOOLS)/venv/.stamp
+
+$(TOOLS)/bin/tauri-driver:
+	cargo install tauri-driver --version '^2' --locked --root $(TOOLS)
+
+$(TOOLS)/venv/.stamp: tests/requirements.txt
+	python3 -m venv $(TOOLS)/venv
+	$(TOOLS)/venv/bin/pip install -q -r tests/requirements.txt
+	touch $@
+
+deps-ui: ui/node_modules/.stamp
+
+ui/node_modules/.stamp: ui/package.json
+	cd ui && npm install --no-audit --no-fund
+	touch $@
+
+ui: deps-ui
+	cd ui && npm run build
+
+build: ui
+	cargo build --workspace --all-targets
+
+demo: deps build
+	$(BIN) --demo
+
+# Everything runs inside a throwaway desktop session (D-Bus, Xvfb, keyring, dunst).
+test: deps build
+	cd ui && npm run check && npm test
+	ALARM_TRAY_BIN=$(BIN) scripts/desktop-session.sh cargo test --workspace --all-targets -- --test-threads=4
+
+check: deps-ui
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cd ui && npm run check
+
+fmt:
+	cargo fmt --all

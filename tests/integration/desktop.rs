@@ -1,0 +1,582 @@
+//! Harness for end-to-end tests of the real app: the built binary in a private profile,
+//! the tray menu on D-Bus, popups seen by `dbus-monitor`, and the real WebKit window
+//! through tauri-driver (W3C WebDriver over plain HTTP).
+//!
+//! These run inside `scripts/desktop-session.sh` (private bus, Xvfb, keyring, dunst).
+//! Every process started here is stopped by PID when its guard drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The app binary under test (`ALARM_TRAY_BIN`, else target/debug/alarm-tray).
+pub fn app_bin() -> PathBuf {
+    std::env::var_os("ALARM_TRAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/alarm-tray"))
+}
+
+/// Fails loudly when the desktop session is missing: these tests are never skipped.
+pub fn require_desktop() {
+    assert!(
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() && std::env::var_os("DISPLAY").is_some(),
+        "end-to-end tests need the desktop session: run them through `make test` (scripts/desktop-session.sh)"
+    );
+    assert!(
+        app_bin().exists(),
+        "build the app first: {} is missing",
+        app_bin().display()
+    );
+}
+
+/// End-to-end tests share the session's keyring, display and notification daemon: one at a
+/// time.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Kills the child by PID on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.alive() {
+            unsafe_kill(self.pid(), 15);
+            if self.wait_exit(Duration::from_secs(3)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+pub fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A private profile: data dir (settings, history, logs, socket tag) of its own.
+pub struct Profile {
+    pub dir: tempfile::TempDir,
+}
+
+impl Profile {
+    pub fn new() -> Profile {
+        Profile {
+            dir: tempfile::Builder::new()
+                .prefix("at-e2e-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn settings_file(&self) -> PathBuf {
+        self.dir.path().join("settings.json")
+    }
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(app_bin());
+        c.args(args)
+            .env("ALARM_TRAY_DATA_DIR", self.data_dir())
+            .env("ALARM_TRAY_LOG", "info");
+        c
+    }
+    /// Starts the monitor (`--hidden`) and waits until its socket answers.
+    pub fn start_monitor(&self) -> Proc {
+        let log = std::fs::File::create(self.dir.path().join("monitor.out")).unwrap();
+        let child = self
+            .command(&["--hidden"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start monitor");
+        let p = Proc {
+            child,
+            name: "monitor",
+        };
+        let sock = self.socket();
+        wait_for(Duration::from_secs(20), "the monitor's socket", || {
+            sock.exists()
+        });
+        // The tray menu is exported on D-Bus once the event loop runs.
+        wait_for(Duration::from_secs(20), "the tray menu on D-Bus", || {
+            tray_bus_name(p.pid()).is_some()
+        });
+        p
+    }
+    pub fn socket(&self) -> PathBuf {
+        // Same derivation as alarm_tray::paths::socket_path with this profile's data dir.
+        let tag = self
+            .data_dir()
+            .to_string_lossy()
+            .bytes()
+            .fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100000001b3)
+            });
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        base.join(format!("alarm-tray-{tag:016x}.sock"))
+    }
+}
+
+pub fn wait_for(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {within:?} waiting for {what}");
+}
+
+fn dbus_send(args: &[&str]) -> Option<String> {
+    let out = Command::new("dbus-send")
+        .args(["--session", "--print-reply", "--reply-timeout=800"])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The unique bus name of the process `pid` that exports the tray menu.
+pub fn tray_bus_name(pid: u32) -> Option<String> {
+    let names = dbus_send(&[
+        "--dest=org.freedesktop.DBus",
+        "/",
+        "org.freedesktop.DBus.ListNames",
+    ])?;
+    for name in names.split('"').filter(|s| s.starts_with(':')) {
+        let owner = dbus_send(&[
+            "--dest=org.freedesktop.DBus",
+            "/",
+            "org.freedesktop.DBus.GetConnectionUnixProcessID",
+            &format!("string:{name}"),
+        ]);
+        let Some(owner) = owner else { continue };
+        if owner.split_whitespace().last() != Some(&pid.to_string()) {
+            continue;
+        }
+        if let Some(intro) = dbus_send(&[
+            &format!("--dest={name}"),
+            TRAY_PATH,
+            "org.freedesktop.DBus.Introspectable.Introspect",
+        ]) {
+            if intro.contains("com.canonical.dbusmenu") {
+                return Some(name.to_string());
+            }
+        }
+    }
+    None
+}
+
+const TRAY_PATH: &str = "/org/ayatana/NotificationItem/tray_icon_tray_app_alarm_tray/Menu";
+
+/// The tray menu's items: (dbusmenu id, label).
+pub fn tray_menu(pid: u32) -> Vec<(i32, String)> {
+    let Some(name) = tray_bus_name(pid) else {
+        return vec![];
+    };
+    let layout = dbus_send(&[
+        &format!("--dest={name}"),
+        TRAY_PATH,
+        "com.canonical.dbusmenu.GetLayout",
+        "int32:0",
+        "int32:-1",
+        "array:string:",
+    ])
+    .unwrap_or_default();
+    // The layout prints each item as `int32 <id>` followed by its properties; pick the
+    // label following each id.
+    let mut items = Vec::new();
+    let mut current: Option<i32> = None;
+    let mut lines = layout.lines().peekable();
+    while let Some(line) = lines.next() {
+        let t = line.trim();
+        if let Some(id) = t.strip_prefix("int32 ") {
+            current = id.trim().parse().ok();
+        }
+        if t.contains("string \"label\"") {
+            if let (Some(id), Some(next)) = (current, lines.next()) {
+                if let Some(label) = next.split('"').nth(1) {
+                    items.push((id, label.to_string()));
+                }
+            }
+        }
+    }
+    items
+}
+
+/// Clicks the tray menu item whose label starts with `label`, as a desktop would.
+pub fn click_tray(pid: u32, label: &str) {
+    let items = tray_menu(pid);
+    let (id, _) = items
+        .iter()
+        .find(|(_, l)| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no tray item {label:?} in {items:?}"));
+    let name = tray_bus_name(pid).expect("tray on the bus");
+    let r = dbus_send(&[
+        &format!("--dest={name}"),
+        TRAY_PATH,
+        "com.canonical.dbusmenu.Event",
+        &format!("int32:{id}"),
+        "string:clicked",
+        "variant:int32:0",
+        "uint32:0",
+    ]);
+    assert!(
+        r.is_some(),
+        "the tray did not accept the click on {label:?}"
+    );
+}
+
+/// Records `Notify` calls on the session bus while alive.
+pub struct NotifyWatch {
+    proc: Proc,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifyWatch {
+    pub fn start() -> NotifyWatch {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("notify.txt");
+        let child = Command::new("dbus-monitor")
+            .args([
+                "--session",
+                "interface='org.freedesktop.Notifications',member='Notify'",
+            ])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-monitor");
+        // dbus-monitor prints its own NameAcquired signal once it listens.
+        let w = NotifyWatch {
+            proc: Proc {
+                child,
+                name: "dbus-monitor",
+            },
+            out,
+            _dir: dir,
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        w
+    }
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+    /// Waits until a Notify call containing `needle` was seen; returns the whole capture.
+    pub fn wait_for(&self, needle: &str, within: Duration) -> String {
+        wait_for(within, &format!("a Notify call with {needle:?}"), || {
+            self.text().contains(needle)
+        });
+        self.text()
+    }
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
+
+/// A W3C WebDriver session on the real window through tauri-driver.
+pub struct Driver {
+    _driver: Proc,
+    base: String,
+    session: String,
+    http: reqwest::blocking::Client,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn tauri_driver_bin() -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/tauri-driver");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("tauri-driver")
+    }
+}
+
+impl Driver {
+    /// Launches `alarm-tray window <args>` in `profile` under tauri-driver.
+    pub fn launch(profile: &Profile, args: &[&str]) -> Driver {
+        let port = free_port();
+        let native = free_port();
+        let child = Command::new(tauri_driver_bin())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
+            .env("ALARM_TRAY_DATA_DIR", profile.data_dir())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(profile.data_dir().join(format!("driver-{port}.err")))
+                    .unwrap(),
+            )
+            .spawn()
+            .expect("tauri-driver (make deps-tools installs it)");
+        let driver = Proc {
+            child,
+            name: "tauri-driver",
+        };
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        wait_for(Duration::from_secs(15), "tauri-driver", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let mut all_args = vec!["window"];
+        all_args.extend_from_slice(args);
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "wry",
+            "tauri:options": {"application": app_bin(), "args": all_args}}}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .expect("new session")
+            .json()
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {r}"))
+            .to_string();
+        Driver {
+            _driver: driver,
+            base,
+            session,
+            http,
+        }
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{}", self.base, self.session, path);
+        let mut req = self.http.request(method, url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req
+            .send()
+            .expect("webdriver call")
+            .json()
+            .expect("webdriver json");
+        v["value"].clone()
+    }
+
+    /// Finds an element by `data-testid`, waiting for it to appear.
+    pub fn find(&self, testid: &str) -> String {
+        self.find_css(&format!("[data-testid=\"{testid}\"]"))
+    }
+
+    pub fn find_css(&self, css: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let v = self.call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            );
+            if let Some(obj) = v.as_object() {
+                if let Some(id) = obj.values().next().and_then(|x| x.as_str()) {
+                    if !obj.contains_key("error") {
+                        return id.to_string();
+                    }
+                }
+            }
+            assert!(Instant::now() < end, "no element {css} in the window: {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn exists(&self, testid: &str) -> bool {
+        let v = self.call(
+            reqwest::Method::POST,
+            "/elements",
+            Some(json!({"using": "css selector", "value": format!("[data-testid=\"{testid}\"]")})),
+        );
+        v.as_array().is_some_and(|a| !a.is_empty())
+    }
+
+    pub fn click(&self, testid: &str) {
+        let el = self.find(testid);
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{el}/click"),
+            Some(json!({})),
+        );
+    }
+
+    pub fn text(&self, testid: &str) -> String {
+        let el = self.find(testid);
+        self.call(reqwest::Method::GET, &format!("/element/{el}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Waits until the element's text contains `needle`; returns the text.
+    pub fn wait_text(&self, testid: &str, needle: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let t = self.text(testid);
+            if t.contains(needle) {
+                return t;
+            }
+            assert!(
+                Instant::now() < end,
+                "{testid} says {t:?}, expected {needle:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn value(&self, testid: &str) -> String {
+        let el = self.find(testid);
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{el}/property/value"),
+            None,
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    pub fn type_into(&self, testid: &str, text: &str) {
+        let el = self.find(testid);
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{el}/clear"),
+            Some(json!({})),
+        );
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{el}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    pub fn select(&self, testid: &str, value: &str) {
+        let el = self.find(testid);
+        let script = "const e = arguments[0]; e.value = arguments[1]; e.dispatchEvent(new Event('change', {bubbles: true})); e.dispatchEvent(new Event('input', {bubbles: true}));";
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": [{"element-6066-11e4-a52e-4f466e6f6e6f": el}, value]})),
+        );
+    }
+
+    pub fn page_source(&self) -> String {
+        self.call(reqwest::Method::GET, "/source", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Saves a PNG of the window under target/screenshots/.
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        use base64::Engine;
+        let v = self.call(reqwest::Method::GET, "/screenshot", None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .expect("png");
+        assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Ends the WebDriver session (which ends the window process).
+    pub fn quit(self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send();
+    }
+}
+
+/// PIDs of processes whose command line contains `needle` (e.g. WebKit helpers).
+pub fn pids_matching(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+                if String::from_utf8_lossy(&cmd).contains(needle) {
+                    out.push(pid);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Children of `pid` (direct).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+                // Field 4 after the ")" that closes the command name is the parent PID.
+                if let Some(rest) = stat.rsplit_once(')').map(|x| x.1) {
+                    if rest
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|x| x.parse::<u32>().ok())
+                        == Some(pid)
+                    {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
