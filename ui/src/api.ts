@@ -51,10 +51,13 @@ export function onRunningChange(l: Listener): () => void {
   return () => runningListeners.delete(l);
 }
 
+/** Answered by the window process itself: their success says nothing about the monitor. */
+const LOCAL_COMMANDS = new Set(["info", "initial_page", "start_monitor"]);
+
 async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
   try {
     const r = await invoke<T>(cmd, args);
-    runningListeners.forEach((l) => l(false));
+    if (!LOCAL_COMMANDS.has(cmd)) runningListeners.forEach((l) => l(false));
     return r;
   } catch (e) {
     const err = new CommandError(errorText(e));
@@ -106,5 +109,11 @@ export async function listenMonitor(
   const offs: UnlistenFn[] = [];
   offs.push(await listen<Push>(PUSH_EVENT, (e) => onPush(e.payload)));
   offs.push(await listen<string>(DISCONNECTED_EVENT, (e) => onDisconnected(String(e.payload ?? ""))));
-  return () => offs.forEach((f) => f());
+  return () =>
+    offs.forEach((f) => {
+      // Unlistening while the webview is being torn down may fail; nothing is left to undo then.
+      Promise.resolve()
+        .then(f)
+        .catch(() => {});
+    });
 }
