@@ -1,0 +1,260 @@
+// A stand-in for the monitor behind the Tauri commands: canned, stateful data for the unit
+// tests and the dev-only mock page (ui/mock.html). Never part of the app build.
+import { mockIPC } from "@tauri-apps/api/mocks";
+import type { InvokeArgs } from "@tauri-apps/api/core";
+import type { AlarmFilter, AlarmRow, Info, LatestValue, Settings, Status, UnparsedRow } from "../src/types";
+
+export interface MockState {
+  info: Info;
+  page: { page: "settings" | "history" | "dashboard"; alarm_id: number | null };
+  settings: Settings;
+  secrets: Set<string>;
+  /** Every secret value sent, to prove one went to the backend (tests only). */
+  secretWrites: { key: string; value: string }[];
+  status: Status;
+  alarms: AlarmRow[];
+  latest: LatestValue[];
+  series: Record<string, [number, number][]>;
+  unparsed: UnparsedRow[];
+  calls: { cmd: string; args: InvokeArgs | undefined }[];
+  /** Commands that fail with this message (e.g. "Alarm Tray is not running"). */
+  fail: Record<string, string>;
+  /** Custom handlers that win over the defaults. */
+  handlers: Record<string, (args: any) => unknown>;
+}
+
+export function defaultSettings(): Settings {
+  return {
+    version: 2,
+    saveris: [],
+    element: [],
+    rules: [],
+    notifications: {
+      paused: false,
+      quiet_hours: { enabled: false, start: "22:00", end: "07:00", allow_critical: true },
+      group_window_secs: 10,
+      group_max: 3,
+      repeat_mins: 0,
+      feed_silence_mins: 5,
+    },
+    sensors: {},
+    retention_days: 90,
+    autostart: false,
+  };
+}
+
+export function emptyState(): MockState {
+  return {
+    info: { version: "0.1.0", data_dir: "/home/u/.local/share/alarm-tray", log_dir: "/home/u/.local/state/alarm-tray/logs", demo: false, notice: null },
+    page: { page: "settings", alarm_id: null },
+    settings: defaultSettings(),
+    secrets: new Set(),
+    secretWrites: [],
+    status: { tray: "ok", summary: "Alarm Tray: all quiet", paused: false, active_alarms: 0, feeds: [] },
+    alarms: [],
+    latest: [],
+    series: {},
+    unparsed: [],
+    calls: [],
+    fail: {},
+    handlers: {},
+  };
+}
+
+const secretName = (k: { kind: string; account: string }) => `${k.kind}:${k.account}`;
+
+function matches(r: AlarmRow, f: AlarmFilter): boolean {
+  if (f.state === "active" && r.cleared_ms !== null) return false;
+  if (f.state === "cleared" && r.cleared_ms === null) return false;
+  if (f.severity && r.severity !== f.severity) return false;
+  if (f.source && r.source !== f.source) return false;
+  if (f.device) {
+    const hay = [r.device, r.sensor, r.name].filter(Boolean).join(" ").toLowerCase();
+    if (!hay.includes(f.device.toLowerCase())) return false;
+  }
+  if (f.from_ms !== null && r.raised_ms < f.from_ms) return false;
+  if (f.to_ms !== null && r.raised_ms > f.to_ms) return false;
+  return true;
+}
+
+/** Installs the mock; returns the state the test can inspect and change. */
+export function installMock(state: MockState = emptyState()): MockState {
+  mockIPC(
+    (cmd, args) => {
+      state.calls.push({ cmd, args });
+      if (state.fail[cmd]) throw { message: state.fail[cmd] };
+      if (state.handlers[cmd]) return state.handlers[cmd](args as any);
+      const a = (args ?? {}) as any;
+      switch (cmd) {
+        case "info":
+          return state.info;
+        case "initial_page":
+          return state.page;
+        case "get_settings":
+          return structuredClone(state.settings);
+        case "save_settings": {
+          const s = a.settings as Settings;
+          for (const r of s.rules) {
+            if (r.limit.type === "outside" && !(r.limit.low < r.limit.high))
+              throw { message: `invalid settings: rule "${r.name}": the lower limit must be below the upper limit` };
+          }
+          if (s.retention_days < 1) throw { message: "invalid settings: history must be kept at least one day" };
+          state.settings = structuredClone(s);
+          return null;
+        }
+        case "set_secret":
+          state.secrets.add(secretName(a.key));
+          state.secretWrites.push({ key: secretName(a.key), value: a.value });
+          return null;
+        case "delete_secret":
+          state.secrets.delete(secretName(a.key));
+          return null;
+        case "has_secret":
+          return state.secrets.has(secretName(a.key));
+        case "status":
+          return state.status;
+        case "test_connection": {
+          const t = a.test;
+          if (t.kind === "saveris") {
+            const pw = t.password ?? (state.secrets.has(`saveris_password:${t.account.id}`) ? "stored" : null);
+            if (!pw) return { ok: false, message: "No password is stored for this account; enter one." };
+            if (pw === "wrong") return { ok: false, message: "Login failed: the user name or password is wrong." };
+            return { ok: true, message: `Logged in as ${t.account.username} and subscribed to the alarms channel.` };
+          }
+          return { ok: true, message: "Connected to ELEMENT: 3 devices visible with this API key." };
+        }
+        case "discover":
+          if (a.what.what === "tags") return [{ id: "tag-cold", name: "Cold rooms" }, { id: "tag-lab", name: "Lab" }];
+          if (a.what.what === "tag_devices") return [{ id: "dev-1", name: "Cold room 1" }];
+          return [
+            { id: "dev-1", name: "Cold room 1" },
+            { id: "dev-2", name: "Cold room 2" },
+            { id: "dev-3", name: "Lab freezer" },
+          ];
+        case "alarms":
+          return state.alarms.filter((r) => matches(r, a.filter)).slice(0, a.filter.limit || 500);
+        case "acknowledge": {
+          const r = state.alarms.find((x) => x.id === a.alarmId);
+          if (!r) throw { message: "There is no alarm with this id." };
+          r.acknowledged_ms = Date.now();
+          r.acknowledged_by = "you";
+          return null;
+        }
+        case "latest_values":
+          return state.latest;
+        case "series":
+          return state.series[a.sensor] ?? [];
+        case "unparsed":
+          return state.unparsed.slice(0, a.limit);
+        case "send_test_notification":
+          return null;
+        case "set_paused":
+          state.status = { ...state.status, paused: a.paused, tray: a.paused ? "paused" : "ok" };
+          return null;
+        case "start_monitor":
+          return null;
+        default:
+          throw { message: `unknown command ${cmd}` };
+      }
+    },
+    { shouldMockEvents: true },
+  );
+  return state;
+}
+
+/** A day of values every 30 s (2,880 points) around `base`, with one excursion. */
+export function daySeries(base: number, now = Date.now(), spike = 4): [number, number][] {
+  const out: [number, number][] = [];
+  for (let t = now - 24 * 3600 * 1000; t <= now; t += 30_000) {
+    const h = (t - now) / 3600_000;
+    let v = base + Math.sin(h / 2) * 0.8 + Math.sin(t / 97_000) * 0.15;
+    if (h > -7 && h < -6) v += spike;
+    out.push([t, Math.round(v * 100) / 100]);
+  }
+  return out;
+}
+
+/** A filled-in state to look at: accounts, rules, feeds, alarms, sensors. */
+export function demoState(): MockState {
+  const s = emptyState();
+  const now = Date.now();
+  s.info.demo = true;
+  s.settings.saveris.push({
+    id: "s1",
+    enabled: true,
+    username: "alice",
+    region: "eu",
+    environment: "production",
+    login: "data_api",
+    cognito_endpoint: "",
+    cognito_client_id: "",
+    channels: { alarms: true, measurements: true, measurements_v2: false },
+    custom: null,
+  });
+  s.settings.element.push({
+    id: "e1",
+    enabled: true,
+    base_url: "https://element-iot.com",
+    text_ping: false,
+    subscriptions: [
+      { id: "sub1", enabled: true, scope: { type: "device", id: "dev-1" }, kind: "readings", preload: ["device"], catch_up_hours: 2 },
+      { id: "sub2", enabled: true, scope: { type: "tag", id: "tag-lab" }, kind: "readings", preload: [], catch_up_hours: 0 },
+    ],
+  });
+  s.secrets.add("saveris_password:s1");
+  s.secrets.add("element_api_key:e1");
+  s.settings.rules.push(
+    { id: "r1", name: "Fridge too warm", enabled: true, target: { type: "sensor", id: "dev-1:temperature" }, quantity: "temperature", limit: { type: "above", value: 8 }, hysteresis: 0.5, min_count: 1, min_duration_secs: 0 },
+    { id: "r2", name: "Lab humidity", enabled: true, target: { type: "all" }, quantity: "humidity", limit: { type: "outside", low: 30, high: 60 }, hysteresis: 2, min_count: 3, min_duration_secs: 60 },
+  );
+  s.settings.sensors["60A1B2:Temperature"] = { name: "Cold room A", notify: true };
+  s.status = {
+    tray: "alarm",
+    summary: "Alarm Tray: 2 active alarms; ELEMENT waiting",
+    paused: false,
+    active_alarms: 2,
+    feeds: [
+      { feed: "saveris:s1", label: "Saveris eu/production (alice)", state: "live", last_message_at: new Date(now - 40_000).toISOString(), live_since: new Date(now - 3600_000).toISOString(), last_error: null },
+      { feed: "element:e1:sub1", label: "ELEMENT device dev-1", state: "live", last_message_at: new Date(now - 90_000).toISOString(), live_since: new Date(now - 7200_000).toISOString(), last_error: null },
+      { feed: "element:e1:sub2", label: "ELEMENT tag tag-lab", state: "waiting", secs: 600, reason: "rate limit", last_message_at: null, live_since: null, last_error: "ELEMENT answered 429 Too Many Requests; waiting 10 minutes before the next attempt." },
+    ],
+  };
+  s.latest = [
+    { sensor: "60A1B2:Temperature", name: "60A1B2", source: "saveris", quantity: "Temperature", value: 4.3, unit: "°C", at_ms: now - 60_000 },
+    { sensor: "dev-1:temperature", name: "Cold room 1", source: "element", quantity: "temperature", value: 9.1, unit: "°C", at_ms: now - 120_000 },
+    { sensor: "dev-3:humidity", name: "Lab freezer", source: "element", quantity: "humidity", value: 41.5, unit: "%", at_ms: now - 50 * 60_000 },
+  ];
+  s.series["60A1B2:Temperature"] = daySeries(4.2, now, 1);
+  s.series["dev-1:temperature"] = daySeries(6.5, now, 3);
+  s.series["dev-3:humidity"] = daySeries(45, now - 50 * 60_000, 18);
+  const mk = (id: number, p: Partial<AlarmRow>): AlarmRow => ({
+    id,
+    source: "saveris",
+    account: "s1",
+    device: "60A1B2",
+    sensor: "60A1B2:Temperature",
+    name: "60A1B2",
+    condition: "Upper limit",
+    severity: "alarm",
+    value: 9.4,
+    unit: "°C",
+    limit: "> 8",
+    raised_ms: now - id * 3600_000,
+    cleared_ms: null,
+    acknowledged_ms: null,
+    acknowledged_by: null,
+    ...p,
+  });
+  s.alarms = [
+    mk(1, { raised_ms: now - 5 * 60_000 }),
+    mk(2, { source: "element", account: "e1", device: "dev-1", sensor: "dev-1:temperature", name: "Cold room 1", condition: "Fridge too warm", value: 9.1, raised_ms: now - 20 * 60_000, acknowledged_ms: now - 10 * 60_000, acknowledged_by: "you" }),
+    mk(3, { severity: "warning", condition: "Battery nearly empty", value: null, unit: null, limit: null, cleared_ms: now - 2 * 3600_000 }),
+    mk(4, { cleared_ms: now - 3 * 3600_000, acknowledged_ms: now - 3.5 * 3600_000, acknowledged_by: "you" }),
+    mk(5, { source: "app", account: "", device: null, sensor: null, name: "ELEMENT tag tag-lab", condition: "Feed silent for 5 minutes", severity: "warning", value: null, unit: null, limit: null, cleared_ms: now - 4 * 3600_000 }),
+  ];
+  s.unparsed = [
+    { id: 1, source: "saveris", account: "s1", received_ms: now - 3600_000, raw: '{"alarm_status": "Alarm", "sensor_uuid": 12, <script>alert(1)</script>' },
+    { id: 2, source: "element", account: "e1", received_ms: now - 7200_000, raw: "not json at all" },
+  ];
+  return s;
+}

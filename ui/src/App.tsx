@@ -1,0 +1,190 @@
+// The window: a header, the three pages behind a tab bar, and the banners that must not be
+// missed (monitor not running, settings notice).
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { api, errorText, listenMonitor, onRunningChange } from "./api";
+import { AppContext, type AppState } from "./context";
+import { DashboardPage } from "./dashboard/DashboardPage";
+import { HistoryPage } from "./history/HistoryPage";
+import { SettingsPage } from "./settings/SettingsPage";
+import type { Info, Page, Push, Status } from "./types";
+import { Button } from "./widgets";
+
+const PAGES: { id: Page; label: string }[] = [
+  { id: "settings", label: "Settings" },
+  { id: "history", label: "History" },
+  { id: "dashboard", label: "Dashboard" },
+];
+
+const TRAY_TEXT: Record<Status["tray"], string> = {
+  ok: "All quiet",
+  alarm: "Alarm",
+  problem: "Feed problem",
+  paused: "Paused",
+};
+
+export function App() {
+  const [info, setInfo] = useState<Info | null>(null);
+  const [status, setStatus] = useState<Status | null>(null);
+  const [page, setPage] = useState<Page>("settings");
+  const [focusAlarm, setFocusAlarm] = useState<number | null>(null);
+  const [historyTick, setHistoryTick] = useState(0);
+  const [reloadTick, setReloadTick] = useState(0);
+  const [notRunning, setNotRunning] = useState(false);
+  const [disconnected, setDisconnected] = useState<string | null>(null);
+  const [startError, setStartError] = useState<string | null>(null);
+  const [starting, setStarting] = useState(false);
+  const tabs = useRef<(HTMLButtonElement | null)[]>([]);
+
+  const refreshStatus = useCallback(() => {
+    api.status().then(setStatus).catch(() => {});
+  }, []);
+
+  const go = useCallback((p: Page, alarmId: number | null = null) => {
+    setPage(p);
+    setFocusAlarm(alarmId);
+  }, []);
+
+  // What the window shows after the monitor (re)appeared.
+  const loadAll = useCallback(() => {
+    api.info().then(setInfo).catch(() => {});
+    refreshStatus();
+  }, [refreshStatus]);
+
+  useEffect(() => onRunningChange((nr) => setNotRunning(nr)), []);
+
+  useEffect(() => {
+    loadAll();
+    api
+      .initialPage()
+      .then((p) => go(p.page, p.alarm_id))
+      .catch(() => {});
+    let off: (() => void) | null = null;
+    let gone = false;
+    listenMonitor(
+      (p: Push) => {
+        setDisconnected(null);
+        if (p.type === "status") setStatus(p.data);
+        else if (p.type === "history_changed") setHistoryTick((t) => t + 1);
+        else if (p.type === "focus") go(p.data.page, p.data.alarm_id);
+      },
+      (why) => {
+        setDisconnected(why || "The connection to Alarm Tray was lost.");
+        setNotRunning(true);
+      },
+    )
+      .then((f) => {
+        if (gone) f();
+        else off = f;
+      })
+      .catch(() => {});
+    return () => {
+      gone = true;
+      off?.();
+    };
+  }, []);
+
+  const start = async () => {
+    setStarting(true);
+    setStartError(null);
+    try {
+      await api.startMonitor();
+      setNotRunning(false);
+      setDisconnected(null);
+      loadAll();
+      setReloadTick((t) => t + 1);
+      setHistoryTick((t) => t + 1);
+    } catch (e) {
+      setStartError(errorText(e));
+    } finally {
+      setStarting(false);
+    }
+  };
+
+  // Arrow keys move between tabs (the WAI-ARIA tabs pattern).
+  const onTabKey = (e: KeyboardEvent, i: number) => {
+    let j = -1;
+    if (e.key === "ArrowRight") j = (i + 1) % PAGES.length;
+    else if (e.key === "ArrowLeft") j = (i + PAGES.length - 1) % PAGES.length;
+    else if (e.key === "Home") j = 0;
+    else if (e.key === "End") j = PAGES.length - 1;
+    if (j < 0) return;
+    e.preventDefault();
+    go(PAGES[j].id);
+    tabs.current[j]?.focus();
+  };
+
+  const state: AppState = { info, status, historyTick, reloadTick, focusAlarm, go, refreshStatus };
+
+  return (
+    <AppContext.Provider value={state}>
+      <header class="top">
+        <h1>
+          Alarm Tray
+          {info?.demo && (
+            <span class="badge demo" data-testid="demo-badge">
+              Demo
+            </span>
+          )}
+        </h1>
+        {status && (
+          <span class={`tray-state ${status.tray}`} data-testid="tray-state" data-state={status.tray} title={status.summary}>
+            <span class="dot" aria-hidden="true" />
+            {TRAY_TEXT[status.tray]}
+            {status.active_alarms > 0 && (
+              <span data-testid="active-alarms">
+                {" "}
+                · {status.active_alarms} active
+              </span>
+            )}
+          </span>
+        )}
+        <nav class="tabs" role="tablist" aria-label="Pages">
+          {PAGES.map((p, i) => (
+            <button
+              type="button"
+              key={p.id}
+              role="tab"
+              id={`tab-${p.id}`}
+              aria-selected={page === p.id}
+              aria-controls="page"
+              tabIndex={page === p.id ? 0 : -1}
+              class={page === p.id ? "active" : ""}
+              data-testid={`tab-${p.id}`}
+              ref={(el) => {
+                tabs.current[i] = el;
+              }}
+              onClick={() => go(p.id)}
+              onKeyDown={(e) => onTabKey(e, i)}
+            >
+              {p.label}
+            </button>
+          ))}
+        </nav>
+      </header>
+      {notRunning && (
+        <div class="banner bad" role="alert" data-testid="not-running-banner">
+          <span>
+            Alarm Tray is not running — no alarms are being watched.
+            {disconnected && <span class="muted"> ({disconnected})</span>}
+          </span>
+          <Button testid="start-monitor" kind="primary" onClick={start} disabled={starting}>
+            Start it
+          </Button>
+          {startError && <span data-testid="start-error">{startError}</span>}
+        </div>
+      )}
+      {info?.notice && (
+        <div class="banner warn" role="status" data-testid="notice-banner">
+          {info.notice}
+        </div>
+      )}
+      <main>
+        <div id="page" role="tabpanel" aria-labelledby={`tab-${page}`} data-testid={`page-${page}`}>
+          {page === "settings" && <SettingsPage />}
+          {page === "history" && <HistoryPage />}
+          {page === "dashboard" && <DashboardPage />}
+        </div>
+      </main>
+    </AppContext.Provider>
+  );
+}

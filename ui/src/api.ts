@@ -1,0 +1,119 @@
+// Thin typed wrappers over the app's Tauri commands. The window keeps no state of record:
+// every view asks through these and re-asks when the monitor pushes an event.
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type {
+  AlarmFilter,
+  AlarmRow,
+  ConnectionTest,
+  Discover,
+  Info,
+  InitialPage,
+  LatestValue,
+  NamedItem,
+  Push,
+  SecretKey,
+  Settings,
+  Status,
+  Tested,
+  UnparsedRow,
+} from "./types";
+
+/** The start of every error that means the monitor process is not reachable. */
+export const NOT_RUNNING = "Alarm Tray is not running";
+
+/** An error from a command, as the sentence to show. */
+export class CommandError extends Error {
+  readonly notRunning: boolean;
+  constructor(message: string) {
+    super(message);
+    this.name = "CommandError";
+    this.notRunning = message.startsWith(NOT_RUNNING);
+  }
+}
+
+/** Turns whatever a command rejected with into a sentence; never a debug dump. */
+export function errorText(e: unknown): string {
+  if (typeof e === "string" && e.trim() !== "") return e;
+  if (e && typeof e === "object" && "message" in e) {
+    const m = (e as { message: unknown }).message;
+    if (typeof m === "string" && m.trim() !== "") return m;
+  }
+  return "The request failed for an unknown reason. See the log for details.";
+}
+
+type Listener = (notRunning: boolean) => void;
+const runningListeners = new Set<Listener>();
+
+/** Called with `true` whenever a command finds the monitor gone, `false` when one succeeds. */
+export function onRunningChange(l: Listener): () => void {
+  runningListeners.add(l);
+  return () => runningListeners.delete(l);
+}
+
+/** Answered by the window process itself: their success says nothing about the monitor. */
+const LOCAL_COMMANDS = new Set(["info", "initial_page", "start_monitor"]);
+
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    const r = await invoke<T>(cmd, args);
+    if (!LOCAL_COMMANDS.has(cmd)) runningListeners.forEach((l) => l(false));
+    return r;
+  } catch (e) {
+    const err = new CommandError(errorText(e));
+    if (err.notRunning) runningListeners.forEach((l) => l(true));
+    throw err;
+  }
+}
+
+export const api = {
+  info: () => call<Info>("info"),
+  initialPage: () => call<InitialPage>("initial_page"),
+  getSettings: () => call<Settings>("get_settings"),
+  saveSettings: (settings: Settings) => call<null>("save_settings", { settings }),
+  setSecret: (key: SecretKey, value: string) => call<null>("set_secret", { key, value }),
+  deleteSecret: (key: SecretKey) => call<null>("delete_secret", { key }),
+  hasSecret: (key: SecretKey) => call<boolean>("has_secret", { key }),
+  status: () => call<Status>("status"),
+  testConnection: (test: ConnectionTest) => call<Tested>("test_connection", { test }),
+  discover: (account: string, what: Discover) => call<NamedItem[]>("discover", { account, what }),
+  alarms: (filter: AlarmFilter) => call<AlarmRow[]>("alarms", { filter }),
+  acknowledge: (alarmId: number) => call<null>("acknowledge", { alarmId }),
+  latestValues: () => call<LatestValue[]>("latest_values"),
+  series: (sensor: string, sinceMs: number) => call<[number, number][]>("series", { sensor, sinceMs }),
+  unparsed: (limit: number) => call<UnparsedRow[]>("unparsed", { limit }),
+  sendTestNotification: () => call<null>("send_test_notification"),
+  setPaused: (paused: boolean) => call<null>("set_paused", { paused }),
+  startMonitor: () => call<null>("start_monitor"),
+};
+
+/**
+ * Reads the settings fresh, applies `change` and saves them: the edit is made on what the
+ * monitor holds now, not on a copy this window loaded minutes ago.
+ */
+export async function updateSettings(change: (s: Settings) => void): Promise<Settings> {
+  const s = await api.getSettings();
+  change(s);
+  await api.saveSettings(s);
+  return s;
+}
+
+export const PUSH_EVENT = "monitor://push";
+export const DISCONNECTED_EVENT = "monitor://disconnected";
+
+/** Subscribes to the monitor's pushes; resolves to a function that unsubscribes. */
+export async function listenMonitor(
+  onPush: (p: Push) => void,
+  onDisconnected: (why: string) => void,
+): Promise<() => void> {
+  const offs: UnlistenFn[] = [];
+  offs.push(await listen<Push>(PUSH_EVENT, (e) => onPush(e.payload)));
+  offs.push(await listen<string>(DISCONNECTED_EVENT, (e) => onDisconnected(String(e.payload ?? ""))));
+  return () =>
+    offs.forEach((f) => {
+      // Unlistening while the webview is being torn down may fail; nothing is left to undo then.
+      Promise.resolve()
+        .then(f)
+        .catch(() => {});
+    });
+}

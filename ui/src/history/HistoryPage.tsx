@@ -1,0 +1,288 @@
+// History: the alarms table with filters, acknowledge and CSV export, and the messages that
+// could not be parsed. Everything is re-queried when the monitor says history changed.
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, errorText } from "../api";
+import { useApp } from "../context";
+import { alarmsToCsv, downloadText } from "../lib/csv";
+import { formatTime, formatValue, localInputToMs } from "../lib/format";
+import type { AlarmFilter, AlarmRow, Severity, UnparsedRow } from "../types";
+import { Button, Field, Message, Select } from "../widgets";
+
+export const PAGE_SIZE = 500;
+
+export interface FilterForm {
+  state: AlarmFilter["state"];
+  severity: "" | Severity;
+  source: AlarmFilter["source"];
+  device: string;
+  from: string;
+  to: string;
+}
+
+export const EMPTY_FILTER: FilterForm = { state: "", severity: "", source: "", device: "", from: "", to: "" };
+
+export function toFilter(f: FilterForm): AlarmFilter {
+  return {
+    state: f.state,
+    severity: f.severity === "" ? null : f.severity,
+    source: f.source,
+    device: f.device.trim(),
+    from_ms: localInputToMs(f.from),
+    to_ms: localInputToMs(f.to),
+    limit: PAGE_SIZE,
+    offset: 0,
+  };
+}
+
+export function HistoryPage() {
+  const [view, setView] = useState<"alarms" | "unparsed">("alarms");
+  return (
+    <div class="history">
+      <nav class="subnav" aria-label="History views">
+        <button type="button" class={view === "alarms" ? "active" : ""} aria-current={view === "alarms" ? "page" : undefined} data-testid="history-alarms" onClick={() => setView("alarms")}>
+          Alarms
+        </button>
+        <button type="button" class={view === "unparsed" ? "active" : ""} aria-current={view === "unparsed" ? "page" : undefined} data-testid="history-unparsed" onClick={() => setView("unparsed")}>
+          Unparsed messages
+        </button>
+      </nav>
+      <div class="section-body">{view === "alarms" ? <AlarmsView /> : <UnparsedView />}</div>
+    </div>
+  );
+}
+
+function who(r: AlarmRow): string {
+  return r.name || r.sensor || r.device || "";
+}
+
+export function AlarmsView() {
+  const { historyTick, focusAlarm } = useApp();
+  const [form, setForm] = useState<FilterForm>(EMPTY_FILTER);
+  const [query, setQuery] = useState<FilterForm>(EMPTY_FILTER);
+  const [rows, setRows] = useState<AlarmRow[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [ackError, setAckError] = useState<string | null>(null);
+  const focused = useRef<HTMLTableRowElement>(null);
+
+  // Text filters wait for a pause in typing; choices apply at once.
+  useEffect(() => {
+    const t = setTimeout(() => setQuery(form), form.device === query.device ? 0 : 300);
+    return () => clearTimeout(t);
+  }, [form]);
+
+  useEffect(() => {
+    let live = true;
+    api
+      .alarms(toFilter(query))
+      .then((r) => {
+        if (!live) return;
+        setRows(r);
+        setError(null);
+      })
+      .catch((e) => live && setError(errorText(e)));
+    return () => {
+      live = false;
+    };
+  }, [query, historyTick]);
+
+  useEffect(() => {
+    focused.current?.scrollIntoView?.({ block: "center" });
+  }, [rows, focusAlarm]);
+
+  const ack = async (id: number) => {
+    setAckError(null);
+    try {
+      await api.acknowledge(id);
+      setRows(await api.alarms(toFilter(query)));
+    } catch (e) {
+      setAckError(errorText(e));
+    }
+  };
+
+  const set = (patch: Partial<FilterForm>) => setForm({ ...form, ...patch });
+  const badRange = form.from && form.to && (localInputToMs(form.from) ?? 0) > (localInputToMs(form.to) ?? 0);
+
+  return (
+    <section aria-labelledby="alarms-h">
+      <h2 id="alarms-h" class="sr-only">
+        Alarms
+      </h2>
+      <form class="filters" onSubmit={(e) => e.preventDefault()} aria-label="Filters">
+        <Select
+          label="State"
+          value={form.state}
+          testid="filter-state"
+          options={[
+            { value: "", label: "All" },
+            { value: "active", label: "Active" },
+            { value: "cleared", label: "Cleared" },
+          ]}
+          onChange={(v) => set({ state: v as FilterForm["state"] })}
+        />
+        <Select
+          label="Severity"
+          value={form.severity}
+          testid="filter-severity"
+          options={[
+            { value: "", label: "Any" },
+            { value: "alarm", label: "Alarm" },
+            { value: "warning", label: "Warning" },
+            { value: "info", label: "Info" },
+          ]}
+          onChange={(v) => set({ severity: v as FilterForm["severity"] })}
+        />
+        <Select
+          label="Source"
+          value={form.source}
+          testid="filter-source"
+          options={[
+            { value: "", label: "Any" },
+            { value: "saveris", label: "Saveris" },
+            { value: "element", label: "ELEMENT" },
+            { value: "app", label: "Alarm Tray" },
+          ]}
+          onChange={(v) => set({ source: v as FilterForm["source"] })}
+        />
+        <Field label="Device or sensor" value={form.device} onInput={(v) => set({ device: v })} testid="filter-device" type="search" />
+        <Field label="From" type="datetime-local" value={form.from} onInput={(v) => set({ from: v })} testid="filter-from" />
+        <Field label="To" type="datetime-local" value={form.to} onInput={(v) => set({ to: v })} testid="filter-to" error={badRange ? "“To” is before “From”." : undefined} />
+        <div class="filter-actions">
+          <Button testid="filter-clear" onClick={() => setForm(EMPTY_FILTER)}>
+            Clear
+          </Button>
+          <Button
+            testid="export-csv"
+            disabled={!rows || rows.length === 0}
+            onClick={() => rows && downloadText(`alarm-history-${new Date().toISOString().slice(0, 10)}.csv`, alarmsToCsv(rows))}
+          >
+            Export CSV
+          </Button>
+        </div>
+      </form>
+      <Message text={error} testid="alarms-error" />
+      <Message text={ackError} testid="ack-error" />
+      {rows && rows.length === 0 && (
+        <p class="muted" data-testid="alarms-empty">
+          No alarms match these filters.
+        </p>
+      )}
+      {rows && rows.length > 0 && (
+        <div class="table-wrap">
+          <table class="table alarms" data-testid="alarms-table">
+            <thead>
+              <tr>
+                <th scope="col">State</th>
+                <th scope="col">Severity</th>
+                <th scope="col">Sensor</th>
+                <th scope="col">Value</th>
+                <th scope="col">Limit</th>
+                <th scope="col">Raised</th>
+                <th scope="col">Cleared</th>
+                <th scope="col">Acknowledged</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((r) => {
+                const active = r.cleared_ms === null;
+                return (
+                  <tr
+                    key={r.id}
+                    ref={r.id === focusAlarm ? focused : undefined}
+                    class={(r.id === focusAlarm ? "focus " : "") + (active ? "active" : "")}
+                    data-testid={`alarm-row-${r.id}`}
+                    data-alarm-id={r.id}
+                  >
+                    <td data-testid={`alarm-state-${r.id}`}>
+                      <span class={`pill ${active ? "bad" : "neutral"}`}>{active ? "active" : "cleared"}</span>
+                    </td>
+                    <td>
+                      <span class={`sev ${r.severity}`}>{r.severity}</span>
+                    </td>
+                    <td data-testid={`alarm-sensor-${r.id}`}>
+                      <div>{who(r)}</div>
+                      {r.condition && <div class="muted small">{r.condition}</div>}
+                      <div class="muted small">{r.source}</div>
+                    </td>
+                    <td data-testid={`alarm-value-${r.id}`} class="num">
+                      {formatValue(r.value, r.unit)}
+                    </td>
+                    <td>{r.limit ?? ""}</td>
+                    <td class="nowrap">{formatTime(r.raised_ms)}</td>
+                    <td class="nowrap">{formatTime(r.cleared_ms)}</td>
+                    <td data-testid={`alarm-ack-${r.id}`}>
+                      {r.acknowledged_ms !== null ? (
+                        <span>
+                          {r.acknowledged_by ?? "acknowledged"}
+                          <div class="muted small">{formatTime(r.acknowledged_ms)}</div>
+                        </span>
+                      ) : (
+                        <Button testid={`ack-${r.id}`} kind="primary" onClick={() => ack(r.id)} aria-label={`Acknowledge alarm ${who(r)}`}>
+                          Acknowledge
+                        </Button>
+                      )}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+          {rows.length >= PAGE_SIZE && <p class="muted">Showing the newest {PAGE_SIZE}; narrow the filters to see older alarms.</p>}
+        </div>
+      )}
+    </section>
+  );
+}
+
+export function UnparsedView() {
+  const { historyTick } = useApp();
+  const [rows, setRows] = useState<UnparsedRow[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    api
+      .unparsed(200)
+      .then(setRows)
+      .catch((e) => setError(errorText(e)));
+  }, [historyTick]);
+  return (
+    <section aria-labelledby="unparsed-h">
+      <h2 id="unparsed-h" class="sr-only">
+        Unparsed messages
+      </h2>
+      <p class="muted">Messages that arrived but could not be read. They are kept so you can report them.</p>
+      <Message text={error} testid="unparsed-error" />
+      {rows && rows.length === 0 && (
+        <p class="muted" data-testid="unparsed-empty">
+          No unparsed messages.
+        </p>
+      )}
+      {rows && rows.length > 0 && (
+        <table class="table unparsed" data-testid="unparsed-table">
+          <thead>
+            <tr>
+              <th scope="col">Received</th>
+              <th scope="col">Source</th>
+              <th scope="col">Message</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((r) => (
+              <tr key={r.id} data-testid={`unparsed-row-${r.id}`}>
+                <td class="nowrap">{formatTime(r.received_ms)}</td>
+                <td>
+                  {r.source}
+                  <div class="muted small">{r.account}</div>
+                </td>
+                <td>
+                  {/* Shown as text: Preact escapes it, so markup in a message is never run. */}
+                  <pre class="raw" data-testid={`unparsed-raw-${r.id}`}>
+                    {r.raw}
+                  </pre>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,46 @@
+// Display helpers. Times are shown in the user's local time zone.
+
+export function formatTime(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "";
+  const d = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** "14:02" today, the full date and time otherwise. */
+export function shortTime(ms: number, now: number = Date.now()): string {
+  const d = new Date(ms);
+  const n = new Date(now);
+  const pad = (x: number) => String(x).padStart(2, "0");
+  if (d.toDateString() === n.toDateString()) return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return formatTime(ms).slice(0, 16);
+}
+
+export function formatValue(v: number | null | undefined, unit?: string | null): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "";
+  const text = Math.abs(v) >= 1000 || Number.isInteger(v) ? String(v) : v.toFixed(2).replace(/\.?0+$/, "");
+  return unit ? `${text} ${unit}` : text;
+}
+
+/** "3 min ago", "2 h ago". */
+export function ago(ms: number, now: number = Date.now()): string {
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 172800) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} days ago`;
+}
+
+/** RFC 3339 (as jiff writes it) to ms, or null. */
+export function parseTimestamp(t: string | null | undefined): number | null {
+  if (!t) return null;
+  const ms = Date.parse(t);
+  return Number.isFinite(ms) ? ms : null;
+}
+
+/** A `<input type="datetime-local">` value to Unix ms, or null when empty/invalid. */
+export function localInputToMs(v: string): number | null {
+  if (!v) return null;
+  const ms = new Date(v).getTime();
+  return Number.isFinite(ms) ? ms : null;
+}

@@ -1,0 +1,155 @@
+// General: the app itself (version, folders, test popup, pause) and the notification settings.
+import { useEffect, useState } from "preact/hooks";
+import { api, errorText, updateSettings } from "../api";
+import { useApp } from "../context";
+import { applyGeneral, generalDraft, validateGeneral, type GeneralDraft } from "../lib/validate";
+import type { Settings } from "../types";
+import { Button, Check, Field, Message } from "../widgets";
+import { FeedList } from "./feeds";
+
+export function GeneralSection({ settings, reload }: { settings: Settings; reload: () => void }) {
+  const { info, status, refreshStatus } = useApp();
+  const [d, setD] = useState<GeneralDraft>(generalDraft(settings));
+  const [touched, setTouched] = useState(false);
+  const [saveMsg, setSaveMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  const [testMsg, setTestMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  const [pauseError, setPauseError] = useState<string | null>(null);
+
+  // The form follows the settings the monitor holds whenever they are reloaded.
+  useEffect(() => {
+    setD(generalDraft(settings));
+    setTouched(false);
+  }, [settings]);
+
+  const errors = touched ? validateGeneral(d) : {};
+  const set = (patch: Partial<GeneralDraft>) => {
+    setD({ ...d, ...patch });
+    setTouched(true);
+    setSaveMsg(null);
+  };
+
+  const save = async () => {
+    setTouched(true);
+    if (Object.keys(validateGeneral(d)).length) {
+      setSaveMsg({ ok: false, text: "Fix the fields marked above, then save." });
+      return;
+    }
+    try {
+      await updateSettings((s) => applyGeneral(s, d));
+      setSaveMsg({ ok: true, text: "Saved." });
+      reload();
+    } catch (e) {
+      setSaveMsg({ ok: false, text: errorText(e) });
+    }
+  };
+
+  const testNotification = async () => {
+    setTestMsg(null);
+    try {
+      await api.sendTestNotification();
+      setTestMsg({ ok: true, text: "A test notification was sent. If no popup appeared, check the system's notification settings." });
+    } catch (e) {
+      setTestMsg({ ok: false, text: errorText(e) });
+    }
+  };
+
+  const paused = status?.paused ?? settings.notifications.paused;
+  const setPaused = async (p: boolean) => {
+    setPauseError(null);
+    try {
+      await api.setPaused(p);
+      refreshStatus();
+    } catch (e) {
+      setPauseError(errorText(e));
+    }
+  };
+
+  return (
+    <section aria-labelledby="general-h">
+      <h2 id="general-h">General</h2>
+      <div class="card">
+        <dl class="facts">
+          <dt>Version</dt>
+          <dd data-testid="app-version">{info?.version ?? ""}</dd>
+          <dt>Data folder</dt>
+          <dd data-testid="data-dir" class="path">
+            {info?.data_dir ?? ""}
+          </dd>
+          <dt>Log folder</dt>
+          <dd data-testid="log-dir" class="path">
+            {info?.log_dir ?? ""}
+          </dd>
+          <dt>Status</dt>
+          <dd data-testid="status-summary">{status?.summary ?? ""}</dd>
+        </dl>
+        <div class="actions">
+          <Button testid="send-test-notification" onClick={testNotification}>
+            Send test notification
+          </Button>
+          <Check label="Pause notifications" checked={paused} onChange={setPaused} testid="pause-toggle" />
+        </div>
+        {testMsg && <Message ok={testMsg.ok} text={testMsg.text} testid="test-notification-result" />}
+        <Message text={pauseError} testid="pause-error" />
+      </div>
+
+      <div class="card">
+        <h3>Feeds</h3>
+        <FeedList feeds={status?.feeds ?? []} empty="No feed is running. Add an account to start one." />
+      </div>
+
+      <div class="card">
+        <h3>Notifications</h3>
+        <fieldset class="inline">
+          <legend>Quiet hours</legend>
+          <Check label="Quiet hours" checked={d.quietEnabled} onChange={(v) => set({ quietEnabled: v })} testid="quiet-enabled" />
+          <Field label="From" value={d.quietStart} onInput={(v) => set({ quietStart: v })} testid="quiet-start" placeholder="22:00" error={errors.quietStart} />
+          <Field label="To" value={d.quietEnd} onInput={(v) => set({ quietEnd: v })} testid="quiet-end" placeholder="07:00" error={errors.quietEnd} />
+          <Check label="Critical alarms still pop up" checked={d.allowCritical} onChange={(v) => set({ allowCritical: v })} testid="quiet-allow-critical" />
+        </fieldset>
+        <div class="row">
+          <Field
+            label="Grouping window (s)"
+            value={d.groupWindowSecs}
+            onInput={(v) => set({ groupWindowSecs: v })}
+            testid="group-window"
+            inputMode="numeric"
+            hint="More alarms than the maximum in this window become one summary"
+            error={errors.groupWindowSecs}
+          />
+          <Field label="Maximum popups per window" value={d.groupMax} onInput={(v) => set({ groupMax: v })} testid="group-max" inputMode="numeric" error={errors.groupMax} />
+        </div>
+        <div class="row">
+          <Field
+            label="Repeat unacknowledged alarms (min)"
+            value={d.repeatMins}
+            onInput={(v) => set({ repeatMins: v })}
+            testid="repeat-mins"
+            inputMode="numeric"
+            hint="0 = never"
+            error={errors.repeatMins}
+          />
+          <Field
+            label="Warn when a feed is silent for (min)"
+            value={d.feedSilenceMins}
+            onInput={(v) => set({ feedSilenceMins: v })}
+            testid="feed-silence"
+            inputMode="numeric"
+            error={errors.feedSilenceMins}
+          />
+        </div>
+        <h3>App</h3>
+        <div class="row">
+          <Check label="Start Alarm Tray when I log in" checked={d.autostart} onChange={(v) => set({ autostart: v })} testid="autostart" />
+          <Field label="Keep history (days)" value={d.retentionDays} onInput={(v) => set({ retentionDays: v })} testid="retention-days" inputMode="numeric" error={errors.retentionDays} />
+        </div>
+        <div class="actions">
+          <span class="spacer" />
+          <Button testid="general-save" kind="primary" onClick={save}>
+            Save
+          </Button>
+        </div>
+        {saveMsg && <Message ok={saveMsg.ok} text={saveMsg.text} testid="general-save-result" />}
+      </div>
+    </section>
+  );
+}

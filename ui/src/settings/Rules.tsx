@@ -1,0 +1,272 @@
+// Threshold rules with inline validation. A rule targets "all sensors" or one that has been
+// seen (latest values, ELEMENT subscriptions); a target that exists nowhere is refused.
+import { useEffect, useState } from "preact/hooks";
+import { api, errorText, updateSettings } from "../api";
+import { useApp } from "../context";
+import { newId } from "../lib/ids";
+import { tid } from "../lib/testid";
+import {
+  draftToRule,
+  emptyRuleDraft,
+  ruleToDraft,
+  targetKey,
+  validateRule,
+  type Errors,
+  type RuleDraft,
+} from "../lib/validate";
+import type { LatestValue, Limit, Settings, ThresholdRule } from "../types";
+import { Button, Check, Field, Message, Select } from "../widgets";
+
+export function describeLimit(l: Limit): string {
+  switch (l.type) {
+    case "above":
+      return `above ${l.value}`;
+    case "below":
+      return `below ${l.value}`;
+    case "outside":
+      return `outside ${l.low} … ${l.high}`;
+    case "no_data":
+      return `no value for ${l.minutes} min`;
+  }
+}
+
+export interface TargetOption {
+  value: string;
+  label: string;
+}
+
+/** The targets a rule may have: all, every sensor seen, ELEMENT devices and tags subscribed to. */
+export function targetOptions(settings: Settings, latest: LatestValue[]): TargetOption[] {
+  const opts: TargetOption[] = [{ value: "all", label: "All sensors" }];
+  const seen = new Set<string>(["all"]);
+  const add = (value: string, label: string) => {
+    if (!seen.has(value)) {
+      seen.add(value);
+      opts.push({ value, label });
+    }
+  };
+  for (const l of latest) {
+    const custom = settings.sensors[l.sensor]?.name;
+    const name = custom || l.name || l.sensor;
+    add(`sensor:${l.sensor}`, `Sensor ${name}${l.quantity ? ` (${l.quantity})` : ""}`);
+  }
+  for (const a of settings.element) {
+    for (const s of a.subscriptions) {
+      if (s.scope.type === "device") add(`device:${s.scope.id}`, `ELEMENT device ${s.scope.id}`);
+      if (s.scope.type === "tag") add(`tag:${s.scope.id}`, `ELEMENT tag ${s.scope.id}`);
+    }
+  }
+  return opts;
+}
+
+export function RulesSection({ settings, reload }: { settings: Settings; reload: () => void }) {
+  const { historyTick } = useApp();
+  const [latest, setLatest] = useState<LatestValue[]>([]);
+  const [editing, setEditing] = useState<RuleDraft | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  useEffect(() => {
+    api
+      .latestValues()
+      .then(setLatest)
+      .catch((e) => setError(errorText(e)));
+  }, [historyTick]);
+
+  const options = targetOptions(settings, latest);
+  const label = (r: ThresholdRule) => options.find((o) => o.value === targetKey(r.target))?.label ?? targetKey(r.target);
+
+  const remove = async (id: string) => {
+    setError(null);
+    try {
+      await updateSettings((s) => {
+        s.rules = s.rules.filter((r) => r.id !== id);
+      });
+      reload();
+    } catch (e) {
+      setError(errorText(e));
+    }
+  };
+
+  const toggle = async (id: string, enabled: boolean) => {
+    setError(null);
+    try {
+      await updateSettings((s) => {
+        const r = s.rules.find((x) => x.id === id);
+        if (r) r.enabled = enabled;
+      });
+      reload();
+    } catch (e) {
+      setError(errorText(e));
+    }
+  };
+
+  return (
+    <section aria-labelledby="rules-h">
+      <h2 id="rules-h">Threshold rules</h2>
+      <Message text={error} testid="rules-error" />
+      {settings.rules.length === 0 ? (
+        <p class="muted">No rule yet. A rule raises a popup when a value crosses a limit.</p>
+      ) : (
+        <table class="table" data-testid="rules-table">
+          <thead>
+            <tr>
+              <th scope="col">On</th>
+              <th scope="col">Name</th>
+              <th scope="col">Target</th>
+              <th scope="col">Limit</th>
+              <th scope="col">Hysteresis</th>
+              <th scope="col">
+                <span class="sr-only">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {settings.rules.map((r) => (
+              <tr key={r.id} data-testid={`rule-${tid(r.id)}`}>
+                <td>
+                  <input
+                    type="checkbox"
+                    aria-label={`Rule ${r.name} enabled`}
+                    checked={r.enabled}
+                    data-testid={`rule-enabled-${tid(r.id)}`}
+                    onChange={(e) => toggle(r.id, (e.currentTarget as HTMLInputElement).checked)}
+                  />
+                </td>
+                <td data-testid={`rule-name-${tid(r.id)}`}>{r.name}</td>
+                <td>
+                  {label(r)}
+                  {r.quantity && <span class="muted"> · {r.quantity}</span>}
+                </td>
+                <td>{describeLimit(r.limit)}</td>
+                <td>{r.hysteresis}</td>
+                <td class="nowrap">
+                  <Button testid={`rule-edit-${tid(r.id)}`} onClick={() => setEditing(ruleToDraft(r))}>
+                    Edit
+                  </Button>
+                  <Button testid={`rule-delete-${tid(r.id)}`} kind="danger" onClick={() => remove(r.id)}>
+                    Delete
+                  </Button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {editing ? (
+        <RuleEditor
+          draft={editing}
+          options={options}
+          otherNames={settings.rules.filter((r) => r.id !== editing.id).map((r) => r.name)}
+          onCancel={() => setEditing(null)}
+          onDone={() => {
+            setEditing(null);
+            reload();
+          }}
+        />
+      ) : (
+        <Button testid="rule-add" kind="primary" onClick={() => setEditing(emptyRuleDraft(newId("r")))}>
+          Add rule
+        </Button>
+      )}
+    </section>
+  );
+}
+
+export function RuleEditor(p: {
+  draft: RuleDraft;
+  options: TargetOption[];
+  otherNames: string[];
+  onCancel: () => void;
+  onDone: () => void;
+}) {
+  const [d, setD] = useState<RuleDraft>(p.draft);
+  const [touched, setTouched] = useState(false);
+  const [saveError, setSaveError] = useState<string | null>(null);
+  const targets = new Set(p.options.map((o) => o.value));
+  const errors: Errors = validateRule(d, targets, p.otherNames);
+  // Inline: a field's error shows once the user has typed in the form or tried to save.
+  const shown = touched ? errors : {};
+  const set = (patch: Partial<RuleDraft>) => {
+    setD({ ...d, ...patch });
+    setTouched(true);
+  };
+
+  const opts = [...p.options];
+  if (!targets.has(d.target)) opts.push({ value: d.target, label: `${d.target} (not seen)` });
+
+  const save = async () => {
+    setTouched(true);
+    setSaveError(null);
+    if (Object.keys(errors).length) return;
+    const rule = draftToRule(d);
+    try {
+      await updateSettings((s) => {
+        const i = s.rules.findIndex((r) => r.id === rule.id);
+        if (i >= 0) s.rules[i] = rule;
+        else s.rules.push(rule);
+      });
+      p.onDone();
+    } catch (e) {
+      setSaveError(errorText(e));
+    }
+  };
+
+  const numeric = (label: string, key: keyof RuleDraft, testid: string, hint?: string) => (
+    <Field
+      label={label}
+      value={String(d[key])}
+      onInput={(v) => set({ [key]: v } as Partial<RuleDraft>)}
+      testid={testid}
+      inputMode="decimal"
+      error={shown[key]}
+      hint={hint}
+    />
+  );
+
+  return (
+    <div class="editor" data-testid="rule-editor">
+      <h3>{p.draft.name ? `Edit rule “${p.draft.name}”` : "New rule"}</h3>
+      <div class="row">
+        <Field label="Name" value={d.name} onInput={(v) => set({ name: v })} testid="rule-name" error={shown.name} />
+        <Check label="Enabled" checked={d.enabled} onChange={(v) => set({ enabled: v })} testid="rule-enabled" />
+      </div>
+      <div class="row">
+        <Select label="Target" value={d.target} options={opts} onChange={(v) => set({ target: v })} testid="rule-target" error={shown.target} />
+        <Field label="Quantity or field" value={d.quantity} onInput={(v) => set({ quantity: v })} testid="rule-quantity" placeholder="any" hint="e.g. temperature; empty = any" />
+      </div>
+      <div class="row">
+        <Select
+          label="Raise when the value is"
+          value={d.limitType}
+          testid="rule-limit-type"
+          options={[
+            { value: "above", label: "above a limit" },
+            { value: "below", label: "below a limit" },
+            { value: "outside", label: "outside a range" },
+            { value: "no_data", label: "missing for a while" },
+          ]}
+          onChange={(v) => set({ limitType: v as RuleDraft["limitType"] })}
+        />
+        {(d.limitType === "above" || d.limitType === "below") && numeric("Limit", "value", "rule-value")}
+        {d.limitType === "outside" && numeric("Lower limit", "low", "rule-low")}
+        {d.limitType === "outside" && numeric("Upper limit", "high", "rule-high")}
+        {d.limitType === "no_data" && numeric("Minutes without a value", "minutes", "rule-minutes")}
+      </div>
+      <div class="row">
+        {numeric("Hysteresis", "hysteresis", "rule-hysteresis", "Clears only this far back inside the limit")}
+        {numeric("Values in a row", "minCount", "rule-min-count", "Breaching values needed to raise")}
+        {numeric("Lasting at least (s)", "minDurationSecs", "rule-min-duration", "0 = at once")}
+      </div>
+      <div class="actions">
+        <span class="spacer" />
+        <Button testid="rule-cancel" onClick={p.onCancel}>
+          Cancel
+        </Button>
+        <Button testid="rule-save" kind="primary" onClick={save}>
+          Save rule
+        </Button>
+      </div>
+      <Message text={saveError} testid="rule-save-error" />
+    </div>
+  );
+}

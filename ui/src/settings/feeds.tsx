@@ -1,0 +1,68 @@
+// Feed status lines: the state in words and the last error, as the monitor reports them.
+import type { FeedStatus } from "../types";
+import { ago, parseTimestamp } from "../lib/format";
+import { tid } from "../lib/testid";
+
+export function describeFeed(f: FeedStatus): string {
+  switch (f.state) {
+    case "idle":
+      return "idle";
+    case "connecting":
+      return "connecting…";
+    case "live":
+      return "live";
+    case "waiting": {
+      const t = f.secs >= 120 ? `${Math.ceil(f.secs / 60)} min` : `${f.secs} s`;
+      return `waiting ${t} (${f.reason})`;
+    }
+    case "login_failed":
+      return `login failed: ${f.message}`;
+    case "stopped":
+      return `stopped: ${f.message}`;
+  }
+}
+
+function stateClass(f: FeedStatus): string {
+  if (f.state === "live") return "good";
+  if (f.state === "idle" || f.state === "connecting") return "neutral";
+  return "bad";
+}
+
+/** Feeds whose id belongs to `accountId` (`saveris:<id>`, `element:<id>:<sub>`). */
+export function feedsOf(feeds: FeedStatus[] | undefined, accountId: string): FeedStatus[] {
+  return (feeds ?? []).filter((f) => {
+    const parts = f.feed.split(":");
+    return parts[1] === accountId;
+  });
+}
+
+export function FeedLine({ f }: { f: FeedStatus }) {
+  const last = parseTimestamp(f.last_message_at);
+  const safe = tid(f.feed);
+  return (
+    <li class="feed" data-testid={`feed-${safe}`} data-feed={f.feed} data-state={f.state}>
+      <span class={`dot ${stateClass(f)}`} aria-hidden="true" />
+      <span class="feed-label">{f.label}</span>
+      <span class={`feed-state ${stateClass(f)}`} data-testid={`feed-state-${safe}`}>
+        {describeFeed(f)}
+      </span>
+      {last !== null && <span class="muted"> · last message {ago(last)}</span>}
+      {f.last_error && (
+        <div class="feed-error" data-testid={`feed-error-${safe}`}>
+          Last error: {f.last_error}
+        </div>
+      )}
+    </li>
+  );
+}
+
+export function FeedList({ feeds, empty }: { feeds: FeedStatus[]; empty?: string }) {
+  if (feeds.length === 0) return empty ? <p class="muted">{empty}</p> : null;
+  return (
+    <ul class="feeds" data-testid="feed-list">
+      {feeds.map((f) => (
+        <FeedLine key={f.feed} f={f} />
+      ))}
+    </ul>
+  );
+}

@@ -1,0 +1,115 @@
+import { fireEvent, screen, waitFor } from "@testing-library/preact";
+import { emit } from "@tauri-apps/api/event";
+import { describe, expect, it, vi } from "vitest";
+import { demoState, installMock } from "../dev/mockBackend";
+import { alarmsToCsv, csvField } from "../src/lib/csv";
+import type { AlarmRow } from "../src/types";
+import { byId, findId, renderApp } from "./helpers";
+
+async function openHistory() {
+  await renderApp();
+  fireEvent.click(byId("tab-history"));
+  await findId("alarms-table");
+}
+
+const lastFilter = (m: ReturnType<typeof installMock>) => (m.calls.filter((c) => c.cmd === "alarms").at(-1)?.args as any).filter;
+
+describe("history", () => {
+  it("lists alarms and filters them through the backend", async () => {
+    const m = installMock(demoState());
+    await openHistory();
+    expect(screen.getAllByTestId(/^alarm-row-/)).toHaveLength(5);
+    fireEvent.change(byId("filter-state"), { target: { value: "active" } });
+    await waitFor(() => expect(screen.getAllByTestId(/^alarm-row-/)).toHaveLength(2));
+    expect(lastFilter(m)).toMatchObject({ state: "active", severity: null, source: "", device: "" });
+    fireEvent.change(byId("filter-source"), { target: { value: "element" } });
+    await waitFor(() => expect(screen.getAllByTestId(/^alarm-row-/)).toHaveLength(1));
+    expect(byId("alarm-row-2")).toBeTruthy();
+    fireEvent.click(byId("filter-clear"));
+    fireEvent.input(byId("filter-device"), { target: { value: "tag-lab" } });
+    await waitFor(() => expect(lastFilter(m).device).toBe("tag-lab"), { timeout: 2000 });
+    await waitFor(() => expect(screen.getAllByTestId(/^alarm-row-/).map((e) => e.dataset.alarmId)).toEqual(["5"]));
+    fireEvent.input(byId("filter-from"), { target: { value: "2024-03-01T10:00" } });
+    await waitFor(() => expect(lastFilter(m).from_ms).toBe(new Date("2024-03-01T10:00").getTime()));
+  });
+
+  it("acknowledges an alarm and shows who and when", async () => {
+    const m = installMock(demoState());
+    await openHistory();
+    expect(byId("alarm-state-1").textContent).toBe("active");
+    fireEvent.click(byId("ack-1"));
+    await waitFor(() => expect(byId("alarm-ack-1").textContent).toContain("you"));
+    expect(screen.queryByTestId("ack-1")).toBeNull();
+    expect(m.calls.find((c) => c.cmd === "acknowledge")?.args).toEqual({ alarmId: 1 });
+  });
+
+  it("re-queries when the monitor says history changed", async () => {
+    const m = installMock(demoState());
+    await openHistory();
+    m.alarms.unshift({ ...m.alarms[0], id: 99, name: "New one" });
+    await emit("monitor://push", { type: "history_changed" });
+    await findId("alarm-row-99");
+  });
+
+  it("opens on the alarm the popup was about", async () => {
+    const m = demoState();
+    m.page = { page: "history", alarm_id: 3 };
+    installMock(m);
+    await renderApp();
+    await waitFor(() => expect(byId("alarm-row-3").className).toContain("focus"));
+  });
+
+  it("exports exactly the rows shown as CSV", async () => {
+    installMock(demoState());
+    await openHistory();
+    fireEvent.change(byId("filter-state"), { target: { value: "active" } });
+    await waitFor(() => expect(screen.getAllByTestId(/^alarm-row-/)).toHaveLength(2));
+    let blob: Blob | null = null;
+    const create = vi.fn((b: Blob) => {
+      blob = b;
+      return "blob:x";
+    });
+    const revoke = vi.fn();
+    Object.assign(URL, { createObjectURL: create, revokeObjectURL: revoke });
+    let downloaded = "";
+    const click = vi.spyOn(HTMLAnchorElement.prototype, "click").mockImplementation(function (this: HTMLAnchorElement) {
+      downloaded = this.download;
+    });
+    fireEvent.click(byId("export-csv"));
+    expect(create).toHaveBeenCalledTimes(1);
+    expect(downloaded).toMatch(/^alarm-history-\d{4}-\d{2}-\d{2}\.csv$/);
+    const text = await (blob as unknown as Blob).text();
+    const lines = text.trim().split("\r\n");
+    expect(lines[0]).toBe("id,state,severity,source,account,device,sensor,name,condition,value,unit,limit,raised,cleared,acknowledged,acknowledged_by");
+    expect(lines).toHaveLength(3);
+    expect(lines[1]).toMatch(/^1,active,alarm,saveris,s1,60A1B2,60A1B2:Temperature,60A1B2,Upper limit,9.4,°C,> 8,/);
+    click.mockRestore();
+  });
+
+  it("shows unparsed messages as text", async () => {
+    installMock(demoState());
+    await openHistory();
+    fireEvent.click(byId("history-unparsed"));
+    const raw = await findId("unparsed-raw-1");
+    expect(raw.textContent).toContain("<script>alert(1)</script>");
+    expect(raw.querySelector("script")).toBeNull();
+  });
+});
+
+describe("csv", () => {
+  const row: AlarmRow = {
+    id: 7, source: "element", account: "e1", device: "d", sensor: "s", name: 'Room "A", north',
+    condition: "=HYPERLINK(1)", severity: "warning", value: -1.5, unit: "°C", limit: "< 0",
+    raised_ms: 0, cleared_ms: null, acknowledged_ms: null, acknowledged_by: null,
+  };
+  it("quotes, escapes and defuses formulas", () => {
+    expect(csvField('a,"b"')).toBe('"a,""b"""');
+    expect(csvField("line\nbreak")).toBe('"line\nbreak"');
+    expect(csvField("=1+1")).toBe("'=1+1");
+    expect(csvField(-2)).toBe("-2");
+    expect(csvField(null)).toBe("");
+    const lines = alarmsToCsv([row]).split("\r\n");
+    expect(lines[1]).toContain(`"Room ""A"", north",'=HYPERLINK(1),-1.5,°C,< 0`);
+    expect(lines[1].split(",")[1]).toBe("active");
+  });
+});

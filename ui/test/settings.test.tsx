@@ -1,0 +1,103 @@
+import { fireEvent, screen, waitFor } from "@testing-library/preact";
+import { describe, expect, it } from "vitest";
+import { demoState, installMock } from "../dev/mockBackend";
+import { byId, findId, renderApp } from "./helpers";
+
+describe("settings", () => {
+  it("loads and shows version, log dir, feeds and the general settings", async () => {
+    const m = installMock(demoState());
+    await renderApp();
+    fireEvent.click(await findId("section-general"));
+    expect((await findId("app-version")).textContent).toBe("0.1.0");
+    expect(byId("log-dir").textContent).toBe(m.info.log_dir);
+    expect((byId("retention-days") as HTMLInputElement).value).toBe("90");
+    expect((byId("feed-silence") as HTMLInputElement).value).toBe("5");
+    // A feed's state and last error are shown in words.
+    expect(byId("feed-state-element_e1_sub2").textContent).toBe("waiting 10 min (rate limit)");
+    expect(byId("feed-error-element_e1_sub2").textContent).toContain("429 Too Many Requests");
+  });
+
+  it("saves edited general settings to the backend", async () => {
+    const m = installMock(demoState());
+    await renderApp();
+    fireEvent.click(await findId("section-general"));
+    fireEvent.input(await findId("retention-days"), { target: { value: "30" } });
+    fireEvent.input(byId("quiet-start"), { target: { value: "21:30" } });
+    fireEvent.click(byId("quiet-enabled"));
+    fireEvent.click(byId("general-save"));
+    await findId("general-save-result");
+    expect(byId("general-save-result").textContent).toBe("Saved.");
+    expect(m.settings.retention_days).toBe(30);
+    expect(m.settings.notifications.quiet_hours).toEqual({ enabled: true, start: "21:30", end: "07:00", allow_critical: true });
+    // Everything else is kept as it was.
+    expect(m.settings.saveris.map((a) => a.id)).toEqual(["s1"]);
+    expect(m.settings.rules).toHaveLength(2);
+  });
+
+  it("refuses bad input inline and sends nothing", async () => {
+    const m = installMock(demoState());
+    await renderApp();
+    fireEvent.click(await findId("section-general"));
+    fireEvent.input(await findId("retention-days"), { target: { value: "0" } });
+    fireEvent.input(byId("quiet-end"), { target: { value: "25:00" } });
+    fireEvent.click(byId("general-save"));
+    expect((await findId("retention-days-error")).textContent).toContain("at least 1 day");
+    expect(byId("quiet-end-error").textContent).toContain("HH:MM");
+    expect(m.calls.filter((c) => c.cmd === "save_settings")).toHaveLength(0);
+    expect(m.settings.retention_days).toBe(90);
+  });
+
+  it("shows the backend's sentence when it rejects a save", async () => {
+    const m = installMock(demoState());
+    m.fail.save_settings = "The settings could not be written: disk full.";
+    await renderApp();
+    fireEvent.click(await findId("section-general"));
+    fireEvent.input(await findId("retention-days"), { target: { value: "31" } });
+    fireEvent.click(byId("general-save"));
+    expect((await findId("general-save-result")).textContent).toBe("The settings could not be written: disk full.");
+  });
+
+  it("pauses and sends a test notification", async () => {
+    const m = installMock(demoState());
+    await renderApp();
+    fireEvent.click(await findId("section-general"));
+    fireEvent.click(await findId("pause-toggle"));
+    await waitFor(() => expect(m.calls.some((c) => c.cmd === "set_paused" && (c.args as any).paused === true)).toBe(true));
+    await waitFor(() => expect((byId("pause-toggle") as HTMLInputElement).checked).toBe(true));
+    fireEvent.click(byId("send-test-notification"));
+    expect((await findId("test-notification-result")).textContent).toContain("test notification was sent");
+    expect(m.calls.some((c) => c.cmd === "send_test_notification")).toBe(true);
+  });
+
+  it("toggles a Saveris channel and renames a sensor", async () => {
+    const m = installMock(demoState());
+    await renderApp();
+    fireEvent.click(await findId("section-channels"));
+    const v2 = (await findId("channel-s1-measurements_v2")) as HTMLInputElement;
+    expect(v2.checked).toBe(false);
+    fireEvent.click(v2);
+    await waitFor(() => expect(m.settings.saveris[0].channels.measurements_v2).toBe(true));
+    const name = (await findId("sensor-name-dev-1_temperature")) as HTMLInputElement;
+    fireEvent.input(name, { target: { value: "Fridge 1" } });
+    fireEvent.click(byId("sensor-save-dev-1_temperature"));
+    await waitFor(() => expect(m.settings.sensors["dev-1:temperature"]).toEqual({ name: "Fridge 1", notify: true }));
+    fireEvent.click(byId("sensor-notify-dev-1_temperature"));
+    await waitFor(() => expect(m.settings.sensors["dev-1:temperature"]).toEqual({ name: "Fridge 1", notify: false }));
+  });
+
+  it("adds an ELEMENT subscription from the discovered devices", async () => {
+    const m = installMock(demoState());
+    await renderApp();
+    fireEvent.click(await findId("section-channels"));
+    fireEvent.click(await findId("sub-add-e1"));
+    const device = (await screen.findByRole("option", { name: "Lab freezer (dev-3)" })).closest("select") as HTMLSelectElement;
+    fireEvent.change(device, { target: { value: "dev-3" } });
+    fireEvent.click(byId("sub-preload-device"));
+    fireEvent.click(byId("sub-save"));
+    await waitFor(() => expect(m.settings.element[0].subscriptions).toHaveLength(3));
+    const sub = m.settings.element[0].subscriptions[2];
+    expect(sub.scope).toEqual({ type: "device", id: "dev-3" });
+    expect(sub.kind).toBe("readings");
+    expect(sub.preload).toEqual(["device"]);
+  });
+});
