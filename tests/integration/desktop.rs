@@ -580,3 +580,65 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     }
     out
 }
+
+/// X11 helpers: find the app's top-level window and close it the way a close button does
+/// (a `WM_DELETE_WINDOW` client message), not by destroying it.
+pub mod x11 {
+    use x11rb::connection::Connection;
+    use x11rb::protocol::xproto::{AtomEnum, ClientMessageEvent, ConnectionExt, EventMask, MapState, Window};
+
+    fn title_of(conn: &impl Connection, w: Window) -> Option<String> {
+        let utf8 = conn.intern_atom(false, b"UTF8_STRING").ok()?.reply().ok()?.atom;
+        let net_name = conn.intern_atom(false, b"_NET_WM_NAME").ok()?.reply().ok()?.atom;
+        for (prop, ty) in [(net_name, utf8), (AtomEnum::WM_NAME.into(), AtomEnum::STRING.into())] {
+            if let Ok(r) = conn.get_property(false, w, prop, ty, 0, 256).ok()?.reply() {
+                if !r.value.is_empty() {
+                    return Some(String::from_utf8_lossy(&r.value).into_owned());
+                }
+            }
+        }
+        None
+    }
+
+    /// Viewable windows titled exactly `title`.
+    pub fn windows_titled(title: &str) -> Vec<Window> {
+        let Ok((conn, screen)) = x11rb::connect(None) else { return vec![] };
+        let root = conn.setup().roots[screen].root;
+        let mut found = Vec::new();
+        let mut stack = vec![root];
+        while let Some(w) = stack.pop() {
+            if let Ok(Ok(tree)) = conn.query_tree(w).map(|c| c.reply()) {
+                stack.extend(tree.children);
+            }
+            if title_of(&conn, w).as_deref() == Some(title) {
+                let viewable = conn
+                    .get_window_attributes(w)
+                    .ok()
+                    .and_then(|c| c.reply().ok())
+                    .is_some_and(|a| a.map_state == MapState::VIEWABLE);
+                if viewable {
+                    found.push(w);
+                }
+            }
+        }
+        found
+    }
+
+    /// Sends `WM_DELETE_WINDOW` to every viewable window titled `title`; returns how many.
+    pub fn close_titled(title: &str) -> usize {
+        let wins = windows_titled(title);
+        let Ok((conn, _)) = x11rb::connect(None) else { return 0 };
+        let (Ok(Ok(protocols)), Ok(Ok(delete))) = (
+            conn.intern_atom(false, b"WM_PROTOCOLS").map(|c| c.reply()),
+            conn.intern_atom(false, b"WM_DELETE_WINDOW").map(|c| c.reply()),
+        ) else {
+            return 0;
+        };
+        for &w in &wins {
+            let ev = ClientMessageEvent::new(32, w, protocols.atom, [delete.atom, 0, 0, 0, 0]);
+            let _ = conn.send_event(false, w, EventMask::NO_EVENT, ev);
+        }
+        let _ = conn.flush();
+        wins.len()
+    }
+}
