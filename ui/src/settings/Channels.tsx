@@ -42,7 +42,7 @@ export function ChannelsSection({ settings, reload }: { settings: Settings; relo
         <p class="muted">Add an account under “Accounts” first.</p>
       )}
       {settings.saveris.map((a) => (
-        <div class="card" key={a.id} data-testid={`channels-saveris-${tid(a.id)}`}>
+        <div class="card" key={a.id} data-testid={`channels-saveris-${tid(a.id)}`} data-account-id={a.id}>
           <h3>{saverisLabel(a)}</h3>
           <fieldset class="inline">
             <legend>Channels</legend>
@@ -92,7 +92,7 @@ function ElementSubscriptions({ account, reload }: { account: ElementAccount; re
   };
 
   return (
-    <div class="card" data-testid={`channels-element-${aid}`}>
+    <div class="card" data-testid={`channels-element-${aid}`} data-account-id={account.id}>
       <h3>{elementLabel(account)}</h3>
       <Message text={error} testid={`subs-error-${aid}`} />
       {account.subscriptions.length === 0 ? (
