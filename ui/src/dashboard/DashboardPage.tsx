@@ -87,7 +87,7 @@ export function DashboardPage() {
   }, [historyTick, reloadTick]);
 
   const rules = settings?.rules ?? [];
-  const sorted = [...(latest ?? [])].sort((a, b) => displayName(a, settings).localeCompare(displayName(b, settings)));
+  const sorted = [...(latest ?? [])].sort((a, b) => displayName(a, settings).localeCompare(displayName(b, settings), undefined, { numeric: true }));
   const stale = sorted.filter((l) => isStale(l, now)).length;
 
   return (
