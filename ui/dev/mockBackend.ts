@@ -167,7 +167,7 @@ export function daySeries(base: number, now = Date.now(), spike = 4): [number, n
   const out: [number, number][] = [];
   for (let t = now - 24 * 3600 * 1000; t <= now; t += 30_000) {
     const h = (t - now) / 3600_000;
-    let v = base + Math.sin(h / 2) * 0.8 + Math.sin(t / 97_000) * 0.15;
+    let v = base + Math.sin(h / 2) * 0.8 + Math.sin(t / 97_000) * 0.04;
     if (h > -7 && h < -6) v += spike;
     out.push([t, Math.round(v * 100) / 100]);
   }

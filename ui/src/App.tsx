@@ -15,6 +15,8 @@ const PAGES: { id: Page; label: string }[] = [
   { id: "dashboard", label: "Dashboard" },
 ];
 
+const HISTORY_THROTTLE_MS = 500;
+
 const TRAY_TEXT: Record<Status["tray"], string> = {
   ok: "All quiet",
   alarm: "Alarm",
@@ -34,6 +36,16 @@ export function App() {
   const [startError, setStartError] = useState<string | null>(null);
   const [starting, setStarting] = useState(false);
   const tabs = useRef<(HTMLButtonElement | null)[]>([]);
+  const historyTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+
+  // Readings may change history many times a second: views re-query at most once a second.
+  const historyChanged = useCallback(() => {
+    if (historyTimer.current) return;
+    historyTimer.current = setTimeout(() => {
+      historyTimer.current = null;
+      setHistoryTick((t) => t + 1);
+    }, HISTORY_THROTTLE_MS);
+  }, []);
 
   const refreshStatus = useCallback(() => {
     api.status().then(setStatus).catch(() => {});
@@ -64,7 +76,7 @@ export function App() {
       (p: Push) => {
         setDisconnected(null);
         if (p.type === "status") setStatus(p.data);
-        else if (p.type === "history_changed") setHistoryTick((t) => t + 1);
+        else if (p.type === "history_changed") historyChanged();
         else if (p.type === "focus") go(p.data.page, p.data.alarm_id);
       },
       (why) => {
@@ -80,6 +92,7 @@ export function App() {
     return () => {
       gone = true;
       off?.();
+      if (historyTimer.current) clearTimeout(historyTimer.current);
     };
   }, []);
 

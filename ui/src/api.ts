@@ -117,3 +117,12 @@ export async function listenMonitor(
         .catch(() => {});
     });
 }
+
+/**
+ * The error to show where a view failed to load: none when the monitor is not running,
+ * because the banner at the top already says so and offers to start it.
+ */
+export function loadError(e: unknown): string | null {
+  if (e instanceof CommandError && e.notRunning) return null;
+  return errorText(e);
+}

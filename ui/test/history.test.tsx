@@ -51,6 +51,16 @@ describe("history", () => {
     await findId("alarm-row-99");
   });
 
+  it("a burst of history pushes costs one re-query", async () => {
+    const m = installMock(demoState());
+    await openHistory();
+    const before = m.calls.filter((c) => c.cmd === "alarms").length;
+    for (let i = 0; i < 20; i++) await emit("monitor://push", { type: "history_changed" });
+    await waitFor(() => expect(m.calls.filter((c) => c.cmd === "alarms").length).toBe(before + 1));
+    await new Promise((r) => setTimeout(r, 700));
+    expect(m.calls.filter((c) => c.cmd === "alarms").length).toBe(before + 1);
+  });
+
   it("opens on the alarm the popup was about", async () => {
     const m = demoState();
     m.page = { page: "history", alarm_id: 3 };

@@ -1,7 +1,7 @@
 // Dashboard: the latest value of every sensor, a 24 h sparkline with the rule limits that
 // apply, and a mark on sensors that have gone quiet.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, errorText } from "../api";
+import { api, loadError } from "../api";
 import { useApp } from "../context";
 import { downsample, MAX_POINTS } from "../lib/downsample";
 import { ago, formatValue, shortTime } from "../lib/format";
@@ -73,7 +73,7 @@ export function DashboardPage() {
     api
       .getSettings()
       .then(setSettings)
-      .catch((e) => setError(errorText(e)));
+      .catch((e) => setError(loadError(e)));
   }, [reloadTick]);
 
   useEffect(() => {
@@ -83,11 +83,11 @@ export function DashboardPage() {
         setLatest(l);
         setNow(Date.now());
       })
-      .catch((e) => setError(errorText(e)));
+      .catch((e) => setError(loadError(e)));
   }, [historyTick, reloadTick]);
 
   const rules = settings?.rules ?? [];
-  const sorted = [...(latest ?? [])].sort((a, b) => displayName(a, settings).localeCompare(displayName(b, settings)));
+  const sorted = [...(latest ?? [])].sort((a, b) => displayName(a, settings).localeCompare(displayName(b, settings), undefined, { numeric: true }));
   const stale = sorted.filter((l) => isStale(l, now)).length;
 
   return (
@@ -135,7 +135,7 @@ function SensorCard({ l, name, limits, now, tick }: { l: LatestValue; name: stri
         setPoints(downsample(p, MAX_POINTS));
         setError(null);
       })
-      .catch((e) => live && setError(errorText(e)));
+      .catch((e) => live && setError(loadError(e)));
     return () => {
       live = false;
     };

@@ -40,7 +40,8 @@ export function Sparkline({ points, limits, width, height, label, testid }: Prop
     lo -= pad;
     hi += pad;
     const opts: uPlot.Options = {
-      width,
+      // Fill the card; `width` is for when layout has not happened yet.
+      width: el.clientWidth > 50 ? el.clientWidth : width,
       height,
       pxAlign: false,
       cursor: { show: false },

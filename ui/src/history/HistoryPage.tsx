@@ -1,10 +1,10 @@
 // History: the alarms table with filters, acknowledge and CSV export, and the messages that
 // could not be parsed. Everything is re-queried when the monitor says history changed.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, errorText } from "../api";
+import { api, errorText, loadError } from "../api";
 import { useApp } from "../context";
 import { alarmsToCsv, downloadText } from "../lib/csv";
-import { formatTime, formatValue, localInputToMs } from "../lib/format";
+import { compactTime, formatTime, formatValue, localInputToMs } from "../lib/format";
 import type { AlarmFilter, AlarmRow, Severity, UnparsedRow } from "../types";
 import { Button, Field, Message, Select } from "../widgets";
 
@@ -79,7 +79,7 @@ export function AlarmsView() {
         setRows(r);
         setError(null);
       })
-      .catch((e) => live && setError(errorText(e)));
+      .catch((e) => live && setError(loadError(e)));
     return () => {
       live = false;
     };
@@ -108,6 +108,7 @@ export function AlarmsView() {
         Alarms
       </h2>
       <form class="filters" onSubmit={(e) => e.preventDefault()} aria-label="Filters">
+        <div class="filter-row">
         <Select
           label="State"
           value={form.state}
@@ -144,6 +145,8 @@ export function AlarmsView() {
           onChange={(v) => set({ source: v as FilterForm["source"] })}
         />
         <Field label="Device or sensor" value={form.device} onInput={(v) => set({ device: v })} testid="filter-device" type="search" />
+        </div>
+        <div class="filter-row">
         <Field label="From" type="datetime-local" value={form.from} onInput={(v) => set({ from: v })} testid="filter-from" />
         <Field label="To" type="datetime-local" value={form.to} onInput={(v) => set({ to: v })} testid="filter-to" error={badRange ? "“To” is before “From”." : undefined} />
         <div class="filter-actions">
@@ -157,6 +160,7 @@ export function AlarmsView() {
           >
             Export CSV
           </Button>
+        </div>
         </div>
       </form>
       <Message text={error} testid="alarms-error" />
@@ -203,20 +207,26 @@ export function AlarmsView() {
                       {r.condition && <div class="muted small">{r.condition}</div>}
                       <div class="muted small">{r.source}</div>
                     </td>
-                    <td data-testid={`alarm-value-${r.id}`} class="num">
+                    <td data-testid={`alarm-value-${r.id}`} class="num nowrap">
                       {formatValue(r.value, r.unit)}
                     </td>
                     <td>{r.limit ?? ""}</td>
-                    <td class="nowrap">{formatTime(r.raised_ms)}</td>
-                    <td class="nowrap">{formatTime(r.cleared_ms)}</td>
+                    <td class="nowrap" title={formatTime(r.raised_ms)} data-testid={`alarm-raised-${r.id}`}>
+                      {compactTime(r.raised_ms)}
+                    </td>
+                    <td class="nowrap" title={formatTime(r.cleared_ms)} data-testid={`alarm-cleared-${r.id}`}>
+                      {compactTime(r.cleared_ms)}
+                    </td>
                     <td data-testid={`alarm-ack-${r.id}`}>
                       {r.acknowledged_ms !== null ? (
                         <span>
                           {r.acknowledged_by ?? "acknowledged"}
-                          <div class="muted small">{formatTime(r.acknowledged_ms)}</div>
+                          <div class="muted small" title={formatTime(r.acknowledged_ms)}>
+                            {compactTime(r.acknowledged_ms)}
+                          </div>
                         </span>
                       ) : (
-                        <Button testid={`ack-${r.id}`} kind="primary" onClick={() => ack(r.id)} aria-label={`Acknowledge alarm ${who(r)}`}>
+                        <Button testid={`ack-${r.id}`} kind={active ? "primary" : "plain"} onClick={() => ack(r.id)} aria-label={`Acknowledge alarm ${who(r)}`}>
                           Acknowledge
                         </Button>
                       )}
@@ -241,7 +251,7 @@ export function UnparsedView() {
     api
       .unparsed(200)
       .then(setRows)
-      .catch((e) => setError(errorText(e)));
+      .catch((e) => setError(loadError(e)));
   }, [historyTick]);
   return (
     <section aria-labelledby="unparsed-h">

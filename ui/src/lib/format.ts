@@ -22,6 +22,19 @@ export function formatValue(v: number | null | undefined, unit?: string | null):
   return unit ? `${text} ${unit}` : text;
 }
 
+/** For table cells: "05:02:13" today, "22 Nov 05:02" this year, the full date otherwise. */
+export function compactTime(ms: number | null | undefined, now: number = Date.now()): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "";
+  const d = new Date(ms);
+  const n = new Date(now);
+  const pad = (x: number) => String(x).padStart(2, "0");
+  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (d.toDateString() === n.toDateString()) return `${hm}:${pad(d.getSeconds())}`;
+  const month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][d.getMonth()];
+  if (d.getFullYear() === n.getFullYear()) return `${d.getDate()} ${month} ${hm}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}`;
+}
+
 /** "3 min ago", "2 h ago". */
 export function ago(ms: number, now: number = Date.now()): string {
   const s = Math.max(0, Math.round((now - ms) / 1000));

@@ -1,8 +1,10 @@
-/** A short random id for new accounts, subscriptions and rules (stable once saved). */
+/**
+ * A short random id for new accounts, subscriptions and rules (stable once saved).
+ * getRandomValues works in every context; randomUUID needs a secure one, which a custom
+ * URL scheme in a webview may not be.
+ */
 export function newId(prefix = ""): string {
-  const raw =
-    typeof crypto !== "undefined" && "randomUUID" in crypto
-      ? crypto.randomUUID().replace(/-/g, "")
-      : Math.random().toString(16).slice(2) + Date.now().toString(16);
-  return prefix + raw.slice(0, 12);
+  const bytes = new Uint8Array(6);
+  crypto.getRandomValues(bytes);
+  return prefix + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

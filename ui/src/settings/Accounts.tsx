@@ -3,6 +3,7 @@ import { useState } from "preact/hooks";
 import { api, errorText, updateSettings } from "../api";
 import { useApp } from "../context";
 import { newId } from "../lib/ids";
+import { tid } from "../lib/testid";
 import { validateElement, validateSaveris, type Errors } from "../lib/validate";
 import type { ElementAccount, SaverisAccount, SecretKey, SecretKind, Settings, Tested } from "../types";
 import { Button, Check, Choice, Field, Message } from "../widgets";
@@ -85,27 +86,27 @@ export function Accounts({ settings, reload }: { settings: Settings; reload: () 
     return <ElementEditor initial={editing.account} isNew={editing.isNew} onDone={done} onCancel={() => setEditing(null)} />;
 
   const row = (kind: "saveris" | "element", id: string, label: string, enabled: boolean, edit: () => void) => (
-    <li class="account" key={id} data-testid={`account-${id}`}>
+    <li class="account" key={id} data-testid={`account-${tid(id)}`} data-account-id={id} data-kind={kind}>
       <div class="account-head">
-        <strong data-testid={`account-label-${id}`}>{label}</strong>
+        <strong data-testid={`account-label-${tid(id)}`}>{label}</strong>
         {!enabled && <span class="badge">disabled</span>}
         <span class="spacer" />
         {confirm === id ? (
           <>
             <span>Remove this account and its stored secrets?</span>
-            <Button testid={`account-remove-confirm-${id}`} kind="danger" onClick={() => remove(kind, id)}>
+            <Button testid={`account-remove-confirm-${tid(id)}`} kind="danger" onClick={() => remove(kind, id)}>
               Yes, remove
             </Button>
-            <Button testid={`account-remove-cancel-${id}`} onClick={() => setConfirm(null)}>
+            <Button testid={`account-remove-cancel-${tid(id)}`} onClick={() => setConfirm(null)}>
               Keep
             </Button>
           </>
         ) : (
           <>
-            <Button testid={`account-edit-${id}`} onClick={edit}>
+            <Button testid={`account-edit-${tid(id)}`} onClick={edit}>
               Edit
             </Button>
-            <Button testid={`account-remove-${id}`} kind="danger" onClick={() => setConfirm(id)}>
+            <Button testid={`account-remove-${tid(id)}`} kind="danger" onClick={() => setConfirm(id)}>
               Remove
             </Button>
           </>

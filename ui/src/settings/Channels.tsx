@@ -1,14 +1,14 @@
 // Channels & devices: what each account subscribes to, the sensors seen so far, and how
 // every feed is doing.
 import { useEffect, useState } from "preact/hooks";
-import { api, errorText, updateSettings } from "../api";
+import { api, errorText, loadError, updateSettings } from "../api";
 import { useApp } from "../context";
 import { newId } from "../lib/ids";
 import { tid } from "../lib/testid";
 import type { Channels as ChannelFlags, ElementAccount, ElementScope, ElementSubscription, LatestValue, NamedItem, Settings } from "../types";
 import { Button, Check, Choice, Field, Message, Select } from "../widgets";
 import { elementLabel, saverisLabel } from "./Accounts";
-import { FeedList, feedsOf } from "./feeds";
+import { FeedLine, FeedList, feedsOf } from "./feeds";
 
 const CHANNELS: { key: keyof ChannelFlags; label: string }[] = [
   { key: "alarms", label: "Alarms" },
@@ -42,7 +42,7 @@ export function ChannelsSection({ settings, reload }: { settings: Settings; relo
         <p class="muted">Add an account under “Accounts” first.</p>
       )}
       {settings.saveris.map((a) => (
-        <div class="card" key={a.id} data-testid={`channels-saveris-${tid(a.id)}`}>
+        <div class="card" key={a.id} data-testid={`channels-saveris-${tid(a.id)}`} data-account-id={a.id}>
           <h3>{saverisLabel(a)}</h3>
           <fieldset class="inline">
             <legend>Channels</legend>
@@ -76,6 +76,7 @@ function ElementSubscriptions({ account, reload }: { account: ElementAccount; re
   const [editing, setEditing] = useState<{ sub: ElementSubscription; isNew: boolean } | null>(null);
   const [error, setError] = useState<string | null>(null);
   const aid = tid(account.id);
+  const feeds = feedsOf(status?.feeds, account.id);
 
   const remove = async (id: string) => {
     setError(null);
@@ -91,7 +92,7 @@ function ElementSubscriptions({ account, reload }: { account: ElementAccount; re
   };
 
   return (
-    <div class="card" data-testid={`channels-element-${aid}`}>
+    <div class="card" data-testid={`channels-element-${aid}`} data-account-id={account.id}>
       <h3>{elementLabel(account)}</h3>
       <Message text={error} testid={`subs-error-${aid}`} />
       {account.subscriptions.length === 0 ? (
@@ -112,6 +113,13 @@ function ElementSubscriptions({ account, reload }: { account: ElementAccount; re
               <Button testid={`sub-remove-${tid(s.id)}`} kind="danger" onClick={() => remove(s.id)}>
                 Remove
               </Button>
+              {feeds
+                .filter((f) => f.feed === `element:${account.id}:${s.id}`)
+                .map((f) => (
+                  <ul class="feeds feed-inline" key={f.feed}>
+                    <FeedLine f={f} />
+                  </ul>
+                ))}
             </li>
           ))}
         </ul>
@@ -140,7 +148,8 @@ function ElementSubscriptions({ account, reload }: { account: ElementAccount; re
           Add subscription
         </Button>
       )}
-      <FeedList feeds={feedsOf(status?.feeds, account.id)} empty="No status yet." />
+      {/* Feeds of this account that belong to no listed subscription (e.g. just removed). */}
+      <FeedList feeds={feeds.filter((f) => !account.subscriptions.some((s) => f.feed === `element:${account.id}:${s.id}`))} />
     </div>
   );
 }
@@ -320,7 +329,7 @@ function Sensors({ settings, reload }: { settings: Settings; reload: () => void 
     api
       .latestValues()
       .then(setLatest)
-      .catch((e) => setError(errorText(e)));
+      .catch((e) => setError(loadError(e)));
   }, [historyTick]);
 
   const rows: SensorRow[] = (latest ?? []).map((l) => ({

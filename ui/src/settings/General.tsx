@@ -101,7 +101,7 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
         <h3>Notifications</h3>
         <fieldset class="inline">
           <legend>Quiet hours</legend>
-          <Check label="Quiet hours" checked={d.quietEnabled} onChange={(v) => set({ quietEnabled: v })} testid="quiet-enabled" />
+          <Check label="On" checked={d.quietEnabled} onChange={(v) => set({ quietEnabled: v })} testid="quiet-enabled" />
           <Field label="From" value={d.quietStart} onInput={(v) => set({ quietStart: v })} testid="quiet-start" placeholder="22:00" error={errors.quietStart} />
           <Field label="To" value={d.quietEnd} onInput={(v) => set({ quietEnd: v })} testid="quiet-end" placeholder="07:00" error={errors.quietEnd} />
           <Check label="Critical alarms still pop up" checked={d.allowCritical} onChange={(v) => set({ allowCritical: v })} testid="quiet-allow-critical" />

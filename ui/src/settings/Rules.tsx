@@ -1,7 +1,7 @@
 // Threshold rules with inline validation. A rule targets "all sensors" or one that has been
 // seen (latest values, ELEMENT subscriptions); a target that exists nowhere is refused.
 import { useEffect, useState } from "preact/hooks";
-import { api, errorText, updateSettings } from "../api";
+import { api, errorText, loadError, updateSettings } from "../api";
 import { useApp } from "../context";
 import { newId } from "../lib/ids";
 import { tid } from "../lib/testid";
@@ -69,7 +69,7 @@ export function RulesSection({ settings, reload }: { settings: Settings; reload:
     api
       .latestValues()
       .then(setLatest)
-      .catch((e) => setError(errorText(e)));
+      .catch((e) => setError(loadError(e)));
   }, [historyTick]);
 
   const options = targetOptions(settings, latest);

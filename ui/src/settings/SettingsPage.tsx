@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from "preact/hooks";
-import { api, errorText } from "../api";
+import { api, loadError } from "../api";
 import { useApp } from "../context";
 import type { Settings } from "../types";
 import { Message } from "../widgets";
@@ -29,7 +29,7 @@ export function SettingsPage({ initialSection = "accounts" }: { initialSection?:
         setSettings(s);
         setError(null);
       })
-      .catch((e) => setError(errorText(e)));
+      .catch((e) => setError(loadError(e)));
   }, []);
   useEffect(reload, [reloadTick]);
 
