@@ -585,12 +585,27 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 /// (a `WM_DELETE_WINDOW` client message), not by destroying it.
 pub mod x11 {
     use x11rb::connection::Connection;
-    use x11rb::protocol::xproto::{AtomEnum, ClientMessageEvent, ConnectionExt, EventMask, MapState, Window};
+    use x11rb::protocol::xproto::{
+        AtomEnum, ClientMessageEvent, ConnectionExt, EventMask, MapState, Window,
+    };
 
     fn title_of(conn: &impl Connection, w: Window) -> Option<String> {
-        let utf8 = conn.intern_atom(false, b"UTF8_STRING").ok()?.reply().ok()?.atom;
-        let net_name = conn.intern_atom(false, b"_NET_WM_NAME").ok()?.reply().ok()?.atom;
-        for (prop, ty) in [(net_name, utf8), (AtomEnum::WM_NAME.into(), AtomEnum::STRING.into())] {
+        let utf8 = conn
+            .intern_atom(false, b"UTF8_STRING")
+            .ok()?
+            .reply()
+            .ok()?
+            .atom;
+        let net_name = conn
+            .intern_atom(false, b"_NET_WM_NAME")
+            .ok()?
+            .reply()
+            .ok()?
+            .atom;
+        for (prop, ty) in [
+            (net_name, utf8),
+            (AtomEnum::WM_NAME.into(), AtomEnum::STRING.into()),
+        ] {
             if let Ok(r) = conn.get_property(false, w, prop, ty, 0, 256).ok()?.reply() {
                 if !r.value.is_empty() {
                     return Some(String::from_utf8_lossy(&r.value).into_owned());
@@ -602,7 +617,9 @@ pub mod x11 {
 
     /// Viewable windows titled exactly `title`.
     pub fn windows_titled(title: &str) -> Vec<Window> {
-        let Ok((conn, screen)) = x11rb::connect(None) else { return vec![] };
+        let Ok((conn, screen)) = x11rb::connect(None) else {
+            return vec![];
+        };
         let root = conn.setup().roots[screen].root;
         let mut found = Vec::new();
         let mut stack = vec![root];
@@ -627,10 +644,13 @@ pub mod x11 {
     /// Sends `WM_DELETE_WINDOW` to every viewable window titled `title`; returns how many.
     pub fn close_titled(title: &str) -> usize {
         let wins = windows_titled(title);
-        let Ok((conn, _)) = x11rb::connect(None) else { return 0 };
+        let Ok((conn, _)) = x11rb::connect(None) else {
+            return 0;
+        };
         let (Ok(Ok(protocols)), Ok(Ok(delete))) = (
             conn.intern_atom(false, b"WM_PROTOCOLS").map(|c| c.reply()),
-            conn.intern_atom(false, b"WM_DELETE_WINDOW").map(|c| c.reply()),
+            conn.intern_atom(false, b"WM_DELETE_WINDOW")
+                .map(|c| c.reply()),
         ) else {
             return 0;
         };

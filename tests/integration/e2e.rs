@@ -10,8 +10,13 @@ use crate::desktop::{self, x11, Driver, NotifyWatch, Profile};
 const TITLE: &str = "Alarm Tray";
 
 fn secret_tool_lookup(entry: &str) -> Option<String> {
-    let out = Command::new("secret-tool").args(["lookup", "service", "alarm-tray", "username", entry]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    let out = Command::new("secret-tool")
+        .args(["lookup", "service", "alarm-tray", "username", entry])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
 
 fn window_pids() -> Vec<u32> {
@@ -21,16 +26,36 @@ fn window_pids() -> Vec<u32> {
         .into_iter()
         .filter(|p| {
             let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-            let args: Vec<String> = cmd.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
-            args.first().is_some_and(|a| a.ends_with("alarm-tray") || a == &exe) && args.get(1).is_some_and(|a| a == "window")
+            let args: Vec<String> = cmd
+                .split(|b| *b == 0)
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect();
+            args.first()
+                .is_some_and(|a| a.ends_with("alarm-tray") || a == &exe)
+                && args.get(1).is_some_and(|a| a == "window")
         })
         .collect()
 }
 
-fn webkit_pids() -> Vec<u32> {
-    let mut v = desktop::pids_matching("WebKitWebProcess");
-    v.extend(desktop::pids_matching("WebKitNetworkProcess"));
-    v
+/// WebKit helper processes started by `parent` (a window process), at any depth.
+fn webkit_children(parent: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    let mut stack = vec![parent];
+    while let Some(p) = stack.pop() {
+        let kids = desktop::children_of(p);
+        stack.extend(&kids);
+        all.extend(kids);
+    }
+    all.into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("WebKit"))
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Settings window: version shown; a password typed into the UI lands in the Secret Service
@@ -46,7 +71,11 @@ fn e2e_settings_secret_and_restart() {
     d.click("section-general");
     let version = d.wait_text("app-version", alarm_tray::VERSION);
     assert_eq!(version.trim(), alarm_tray::VERSION);
-    assert!(d.text("log-dir").contains(&profile.data_dir().display().to_string()), "the log dir is shown");
+    assert!(
+        d.text("log-dir")
+            .contains(&profile.data_dir().display().to_string()),
+        "the log dir is shown"
+    );
     d.screenshot("settings-general");
 
     // A Saveris account with a password typed into the write-only field.
@@ -61,18 +90,33 @@ fn e2e_settings_secret_and_restart() {
     let _ = edit;
     let settings_text = std::fs::read_to_string(profile.settings_file()).expect("settings saved");
     let v: serde_json::Value = serde_json::from_str(&settings_text).unwrap();
-    let id = v["settings"]["saveris"][0]["id"].as_str().expect("account saved").to_string();
+    let id = v["settings"]["saveris"][0]["id"]
+        .as_str()
+        .expect("account saved")
+        .to_string();
     assert_eq!(v["settings"]["saveris"][0]["username"], "e2e-alice");
-    desktop::wait_for(Duration::from_secs(10), "the password in the keyring", || {
-        secret_tool_lookup(&format!("saveris:{id}:password")).as_deref() == Some(password)
-    });
-    assert!(!settings_text.contains(password), "the password must not be in the settings file");
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "the password in the keyring",
+        || secret_tool_lookup(&format!("saveris:{id}:password")).as_deref() == Some(password),
+    );
+    assert!(
+        !settings_text.contains(password),
+        "the password must not be in the settings file"
+    );
 
     d.click(&format!("account-edit-{id}"));
     let stored = d.wait_text("saveris-password-stored", "stored in the system keyring");
     assert!(!stored.contains(password));
-    assert_eq!(d.value("saveris-password"), "", "the field never shows the stored value");
-    assert!(!d.page_source().contains(password), "the secret never reaches the webview");
+    assert_eq!(
+        d.value("saveris-password"),
+        "",
+        "the field never shows the stored value"
+    );
+    assert!(
+        !d.page_source().contains(password),
+        "the secret never reaches the webview"
+    );
     d.screenshot("settings-account-stored");
     d.click("saveris-cancel");
 
@@ -82,21 +126,38 @@ fn e2e_settings_secret_and_restart() {
     d.click("general-save");
     d.wait_text("general-save-result", "");
     desktop::wait_for(Duration::from_secs(10), "retention saved", || {
-        std::fs::read_to_string(profile.settings_file()).unwrap_or_default().contains("\"retention_days\": 45")
+        std::fs::read_to_string(profile.settings_file())
+            .unwrap_or_default()
+            .contains("\"retention_days\": 45")
     });
     d.quit();
 
     desktop::click_tray(monitor.pid(), "Quit");
-    assert!(monitor.wait_exit(Duration::from_secs(10)).is_some(), "Quit in the tray ends the monitor");
+    assert!(
+        monitor.wait_exit(Duration::from_secs(10)).is_some(),
+        "Quit in the tray ends the monitor"
+    );
     let monitor2 = profile.start_monitor();
     let d = Driver::launch(&profile, &["--page", "settings"]);
     d.click("section-general");
-    desktop::wait_for(Duration::from_secs(10), "retention shown after restart", || d.value("retention-days") == "45");
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "retention shown after restart",
+        || d.value("retention-days") == "45",
+    );
     d.screenshot("settings-after-restart");
     d.quit();
     drop(monitor2);
     // The keyring entry stays for the next test run only as long as this test: clean it.
-    let _ = Command::new("secret-tool").args(["clear", "service", "alarm-tray", "username", &format!("saveris:{id}:password")]).status();
+    let _ = Command::new("secret-tool")
+        .args([
+            "clear",
+            "service",
+            "alarm-tray",
+            "username",
+            &format!("saveris:{id}:password"),
+        ])
+        .status();
 }
 
 /// The tray's Open starts the window process; closing the window (WM_DELETE_WINDOW, as a
@@ -114,13 +175,26 @@ fn e2e_window_lifecycle_and_single_instance() {
     assert!(labels.contains(&"Open Alarm Tray"), "{labels:?}");
     assert!(labels.contains(&"Pause notifications"), "{labels:?}");
     assert!(labels.contains(&"Quit"), "{labels:?}");
-    assert!(desktop::children_of(monitor.pid()).is_empty(), "no window before Open");
-    assert!(webkit_pids().is_empty(), "the monitor alone makes no webview");
+    assert!(
+        desktop::children_of(monitor.pid()).is_empty(),
+        "the monitor alone makes no window and no webview"
+    );
 
     desktop::click_tray(monitor.pid(), "Open Alarm Tray");
-    desktop::wait_for(Duration::from_secs(20), "the window shown", || !x11::windows_titled(TITLE).is_empty());
+    desktop::wait_for(Duration::from_secs(20), "the window shown", || {
+        !x11::windows_titled(TITLE).is_empty()
+    });
     let win = desktop::children_of(monitor.pid());
     assert_eq!(win.len(), 1, "one window process, a child of the monitor");
+    let mut webkit = Vec::new();
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "the window's WebKit helper processes",
+        || {
+            webkit = webkit_children(win[0]);
+            !webkit.is_empty()
+        },
+    );
 
     // Open again: focuses the same window instead of a second one.
     desktop::click_tray(monitor.pid(), "Open Alarm Tray");
@@ -128,28 +202,56 @@ fn e2e_window_lifecycle_and_single_instance() {
     assert_eq!(window_pids().len(), 1, "one window at a time");
 
     assert_eq!(x11::close_titled(TITLE), 1);
-    desktop::wait_for(Duration::from_secs(10), "the window process to exit", || window_pids().is_empty());
-    desktop::wait_for(Duration::from_secs(10), "WebKit processes to end", || webkit_pids().is_empty());
-    assert!(monitor.alive(), "closing the window leaves the monitor running");
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "the window process to exit",
+        || window_pids().is_empty(),
+    );
+    desktop::wait_for(Duration::from_secs(10), "WebKit processes to end", || {
+        webkit.iter().all(|p| !alive(*p))
+    });
+    assert!(
+        monitor.alive(),
+        "closing the window leaves the monitor running"
+    );
 
     // A second launch asks the first monitor to open its window, then exits.
     let second = profile.command(&[]).output().expect("second launch");
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     assert!(String::from_utf8_lossy(&second.stderr).contains("already running"));
-    desktop::wait_for(Duration::from_secs(20), "the window from the hand-off", || !x11::windows_titled(TITLE).is_empty());
+    desktop::wait_for(
+        Duration::from_secs(20),
+        "the window from the hand-off",
+        || !x11::windows_titled(TITLE).is_empty(),
+    );
 
     // Killing the window process leaves the monitor and its tray working.
     for p in window_pids() {
         desktop::unsafe_kill(p, 9);
     }
-    desktop::wait_for(Duration::from_secs(10), "the killed window gone", || window_pids().is_empty());
+    desktop::wait_for(Duration::from_secs(10), "the killed window gone", || {
+        window_pids().is_empty()
+    });
     assert!(monitor.alive());
-    assert!(desktop::tray_bus_name(monitor.pid()).is_some(), "the tray is still on D-Bus");
+    assert!(
+        desktop::tray_bus_name(monitor.pid()).is_some(),
+        "the tray is still on D-Bus"
+    );
     desktop::click_tray(monitor.pid(), "Open Alarm Tray");
-    desktop::wait_for(Duration::from_secs(20), "the window again", || !x11::windows_titled(TITLE).is_empty());
+    desktop::wait_for(Duration::from_secs(20), "the window again", || {
+        !x11::windows_titled(TITLE).is_empty()
+    });
     desktop::click_tray(monitor.pid(), "Quit");
     assert!(monitor.wait_exit(Duration::from_secs(10)).is_some());
-    desktop::wait_for(Duration::from_secs(10), "the window to end with the monitor", || window_pids().is_empty());
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "the window to end with the monitor",
+        || window_pids().is_empty(),
+    );
 }
 
 /// "Send test notification" raises a real popup through the notification daemon; Pause in
@@ -167,16 +269,25 @@ fn e2e_test_notification_and_pause() {
     let seen = watch.wait_for("Alarm Tray test notification", Duration::from_secs(10));
     assert!(seen.contains("string \"Alarm Tray\""), "app name: {seen}");
     assert!(seen.contains("Notifications work."), "body: {seen}");
-    assert!(seen.contains("\"urgency\"") && seen.contains("byte 1"), "normal urgency: {seen}");
+    assert!(
+        seen.contains("\"urgency\"") && seen.contains("byte 1"),
+        "normal urgency: {seen}"
+    );
     d.screenshot("settings-test-notification");
 
     desktop::click_tray(monitor.pid(), "Pause notifications");
-    desktop::wait_for(Duration::from_secs(10), "paused state in the window", || {
-        d.find_css("[data-testid='tray-state'][data-state='paused']");
-        true
-    });
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "paused state in the window",
+        || {
+            d.find_css("[data-testid='tray-state'][data-state='paused']");
+            true
+        },
+    );
     desktop::wait_for(Duration::from_secs(10), "the tray's Resume item", || {
-        desktop::tray_menu(monitor.pid()).iter().any(|(_, l)| l == "Resume notifications")
+        desktop::tray_menu(monitor.pid())
+            .iter()
+            .any(|(_, l)| l == "Resume notifications")
     });
     d.screenshot("settings-paused");
     d.quit();

@@ -1,3 +1,4 @@
+import "./lib/locale-guard";
 import { render } from "preact";
 import { App } from "./App";
 import "./styles.css";
