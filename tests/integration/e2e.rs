@@ -289,6 +289,13 @@ fn e2e_test_notification_and_pause() {
             .iter()
             .any(|(_, l)| l == "Resume notifications")
     });
+    d.wait_text("status-summary", "Paused");
+    assert!(
+        d.find_css("[data-testid='tray-state'][data-state='paused']")
+            .len()
+            > 0
+    );
+    std::thread::sleep(Duration::from_millis(500));
     d.screenshot("settings-paused");
     d.quit();
     assert!(watch.pid() > 0);
