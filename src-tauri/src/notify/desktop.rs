@@ -130,7 +130,9 @@ impl Notifier for DesktopNotifier {
                     let current = {
                         let mut map = shown.lock().unwrap_or_else(|p| p.into_inner());
                         let current = map.get(&tag).is_some_and(|s| s.generation == generation);
-                        if current {
+                        // Closed by the daemon (expired, dismissed): forget it. After a
+                        // click it stays known, so acknowledging or clearing can close it.
+                        if current && clicked.is_none() {
                             map.remove(&tag);
                         }
                         current
