@@ -330,6 +330,8 @@ struct Engine {
     last_prune_ms: i64,
     /// Alarms told to the user (shown, held back, grouped) since the last write of that fact.
     notified: Vec<i64>,
+    /// Alarms whose popup quiet hours or the pause held back.
+    held_back: Vec<i64>,
     scratch: Vec<RuleOutcome>,
 }
 
@@ -359,6 +361,7 @@ impl Engine {
             storage_error: None,
             last_prune_ms: 0,
             notified: Vec::new(),
+            held_back: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -907,8 +910,13 @@ impl Engine {
     }
 
     /// Shows a popup unless pause or quiet hours hold it back. Returns whether it was shown.
-    fn show(&self, popup: Popup, repeat: bool) -> bool {
+    fn show(&mut self, popup: Popup, repeat: bool) -> bool {
         if let Some(reason) = self.held_reason(popup.urgency) {
+            if let Some(id) = popup.alarm_id {
+                if !self.held_back.contains(&id) {
+                    self.held_back.push(id);
+                }
+            }
             self.decide(Decision::HeldBack {
                 popup,
                 reason: reason.into(),
@@ -960,7 +968,8 @@ impl Engine {
                 } else {
                     (f.total, f.sensors)
                 };
-                let (summary, body) = wording::summary_text(total, sensors, &names, all_held);
+                let context = all_held.then_some("while disconnected");
+                let (summary, body) = wording::summary_text(total, sensors, &names, context);
                 let popup = Popup {
                     tag: "summary".into(),
                     summary,
@@ -982,6 +991,65 @@ impl Engine {
                         sensors,
                     });
                 }
+            }
+        }
+    }
+
+    /// When quiet hours or the pause end: what was held back and is still active and
+    /// unacknowledged pops now (one summary when there are several).
+    fn release_held(&mut self, now: i64) {
+        if self.held_back.is_empty() || self.held_reason(Urgency::Low).is_some() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.held_back);
+        let still: Vec<&Active> = ids
+            .iter()
+            .filter_map(|id| self.ids.get(id))
+            .filter_map(|k| self.active.get(k))
+            .filter(|a| !a.acked() && !a.shown)
+            .collect();
+        match still.as_slice() {
+            [] => {}
+            [one] => {
+                let key = one.key.clone();
+                let popup = self.popup_for(one, now);
+                let shown = self.show(popup, false);
+                self.mark_considered(&key, now, shown);
+            }
+            many => {
+                let names: Vec<String> = many.iter().map(|a| self.display_name(&a.row)).collect();
+                let mut sensors: Vec<&str> = many
+                    .iter()
+                    .filter_map(|a| a.row.sensor.as_deref().or(a.row.device.as_deref()))
+                    .collect();
+                sensors.sort_unstable();
+                sensors.dedup();
+                let urgency = many
+                    .iter()
+                    .map(|a| urgency(a.row.severity))
+                    .max()
+                    .unwrap_or(Urgency::Normal);
+                let (total, sensors) = (many.len() as u32, sensors.len().max(1) as u32);
+                let (summary, body) = wording::summary_text(
+                    total,
+                    sensors,
+                    &names,
+                    Some("while popups were held back"),
+                );
+                let popup = Popup {
+                    tag: "summary".into(),
+                    summary,
+                    body,
+                    urgency,
+                    alarm_id: None,
+                    actions: true,
+                };
+                let _ = self.popups.send(Job::Show(popup.clone()));
+                self.decide(Decision::Summary {
+                    popup,
+                    alarms: total,
+                    sensors,
+                });
             }
         }
     }
@@ -1068,6 +1136,7 @@ impl Engine {
     fn on_tick(&mut self) {
         let now = self.now_ms();
         self.flush_group(now);
+        self.release_held(now);
 
         // Time-driven rules: minimum durations and silent sensors.
         let mut outcomes = std::mem::take(&mut self.scratch);

@@ -341,7 +341,10 @@ async fn quiet_hours_at_midnight() {
     // 07:00 next morning: quiet hours over.
     rig.clock.set("2023-11-15T07:00:00Z".parse().unwrap());
     rig.send_all(vec![raise("b")]).await;
-    assert_eq!(rig.notifier.shown().len(), 1);
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 2, "the new alarm, and the one held back overnight: {shown:?}");
+    assert!(shown.iter().any(|p| p.summary.contains("Fridge a")));
+    assert!(shown.iter().any(|p| p.summary.contains("Fridge b")));
 }
 
 #[tokio::test]
@@ -597,4 +600,33 @@ async fn shutdown_drains_queued_deliveries() {
     assert_eq!(h.event_count().unwrap(), 50);
     assert_eq!(rig.acks().iter().filter(|a| a.stored).count(), 50);
     let _ = Recorded::Closed(String::new());
+}
+
+#[tokio::test]
+async fn held_back_alarms_pop_when_the_pause_ends() {
+    let mut s = Settings::default();
+    s.notifications.paused = true;
+    let rig = Rig::new(s.clone());
+    let w = |sensor: &str| alarm(sensor, false, Severity::Warning, &format!("w-{sensor}"));
+    rig.send_all(vec![w("a"), w("b"), w("c")]).await;
+    assert!(rig.notifier.shown().is_empty());
+    let id_c = rig
+        .engine
+        .history()
+        .alarms(&AlarmFilter::default())
+        .unwrap()[0]
+        .id;
+    rig.engine.acknowledge(id_c, "ui").await.unwrap();
+    s.notifications.paused = false;
+    rig.engine.update_settings(s);
+    rig.engine.poke().await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(
+        shown[0].summary,
+        "2 alarms on 2 sensors while popups were held back"
+    );
+    rig.clock.advance_secs(60);
+    rig.engine.poke().await;
+    assert_eq!(rig.notifier.shown().len(), 1, "released once");
 }

@@ -161,12 +161,13 @@ pub fn alarm_text(
     (summary, body)
 }
 
-/// "17 alarms on 5 sensors" and a body naming the first few.
+/// "17 alarms on 5 sensors" and a body naming the first few; `context` ends the summary
+/// ("while disconnected").
 pub fn summary_text(
     total: u32,
     sensors: u32,
     names: &[String],
-    replayed_only: bool,
+    context: Option<&str>,
 ) -> (String, String) {
     let alarms = if total == 1 {
         "1 alarm".to_string()
@@ -178,10 +179,9 @@ pub fn summary_text(
     } else {
         format!("{sensors} sensors")
     };
-    let summary = if replayed_only {
-        format!("{alarms} on {on} while disconnected")
-    } else {
-        format!("{alarms} on {on}")
+    let summary = match context {
+        Some(c) => format!("{alarms} on {on} {c}"),
+        None => format!("{alarms} on {on}"),
     };
     let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
     let mut body = shown.join(", ");
@@ -301,7 +301,7 @@ mod tests {
             "{b}"
         );
         let names: Vec<String> = (1..=7).map(|i| format!("S{i}")).collect();
-        let (s, b) = summary_text(17, 5, &names, false);
+        let (s, b) = summary_text(17, 5, &names, None);
         assert_eq!(s, "17 alarms on 5 sensors");
         assert_eq!(b, "S1, S2, S3, S4, S5 and 2 more");
     }
