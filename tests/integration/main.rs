@@ -2,3 +2,4 @@
 
 mod desktop;
 mod e2e;
+mod engine;

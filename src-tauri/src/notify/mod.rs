@@ -1,65 +1,94 @@
 //! Notifiers: desktop popups and test recorders.
-//! TEMPORARY interface placeholder in main until the engine branch lands (replaced wholesale by it).
+//!
+//! The engine decides *what* to show ([`Popup`]); a [`Notifier`] shows it. Popups carry plain
+//! text: the desktop notifier escapes it for the markup subset Linux daemons render, so
+//! text from the network can never inject markup.
+
+mod desktop;
+mod recording;
+
+pub use desktop::DesktopNotifier;
+pub use recording::{Recorded, RecordingNotifier};
+
+use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    #[error("the desktop notification service refused the popup: {0}")]
-    Desktop(String),
+    /// No notification daemon, no session bus, or the daemon refused the call.
+    #[error("the desktop notification could not be shown: {0}")]
+    Show(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How loudly a popup asks for attention (the freedesktop urgency levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Urgency {
     Low,
     Normal,
     Critical,
 }
 
-#[derive(Debug, Clone)]
+/// One popup as the engine wants it shown. Texts are plain (unescaped).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Popup {
+    /// Identifies what the popup is about (`alarm:17`, `feed:saveris:a1`, `summary`): a popup
+    /// with the same tag replaces the earlier one, and [`Notifier::close`] closes it.
     pub tag: String,
     pub summary: String,
     pub body: String,
     pub urgency: Urgency,
+    /// The alarm the Acknowledge action refers to.
     pub alarm_id: Option<i64>,
+    /// Offer the Acknowledge (when there is an alarm) and Open actions.
     pub actions: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the user did with a popup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum PopupAction {
     Acknowledge(i64),
+    /// Open the window (on the alarm, when there is one).
     Open(Option<i64>),
 }
 
+/// Shows and closes popups. Calls may block (D-Bus round trips): the engine calls it from
+/// its own thread, never from the event loop.
 pub trait Notifier: Send + Sync {
     fn show(&self, popup: &Popup) -> Result<(), NotifyError>;
     fn close(&self, tag: &str);
 }
 
-pub struct DesktopNotifier {
-    _actions: tokio::sync::mpsc::UnboundedSender<PopupAction>,
+/// Escapes text for the body markup subset of the freedesktop notification spec
+/// (`<b>`, `<i>`, `<a>`, … and entities): `&`, `<` and `>` become entities, so text from the
+/// network shows as written and never as markup.
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
-impl DesktopNotifier {
-    pub fn new(actions: tokio::sync::mpsc::UnboundedSender<PopupAction>) -> Self {
-        DesktopNotifier { _actions: actions }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Notifier for DesktopNotifier {
-    fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
-        let urgency = match popup.urgency {
-            Urgency::Low => notify_rust::Urgency::Low,
-            Urgency::Normal => notify_rust::Urgency::Normal,
-            Urgency::Critical => notify_rust::Urgency::Critical,
-        };
-        notify_rust::Notification::new()
-            .appname("Alarm Tray")
-            .summary(&popup.summary)
-            .body(&popup.body)
-            .urgency(urgency)
-            .show()
-            .map(|_| ())
-            .map_err(|e| NotifyError::Desktop(e.to_string()))
+    #[test]
+    fn markup_is_escaped() {
+        assert_eq!(
+            escape_markup("<b>Fridge & co</b>"),
+            "&lt;b&gt;Fridge &amp; co&lt;/b&gt;"
+        );
+        assert_eq!(
+            escape_markup("&amp;"),
+            "&amp;amp;",
+            "entities from the network are shown as typed"
+        );
+        assert_eq!(escape_markup("22 °C"), "22 °C");
     }
-    fn close(&self, _tag: &str) {}
 }

@@ -1,0 +1,924 @@
+//! History in SQLite: events, alarms, acknowledgements, per-subscription cursors and
+//! per-sensor last values.
+//!
+//! One writer (the engine) and a separate read connection for the UI's queries, so a query
+//! never waits for a write batch (WAL mode). Writes go through [`History::write`]: one
+//! transaction per batch of deliveries, so the feed's ack follows one commit, not one fsync
+//! per event (`synchronous=NORMAL` in WAL mode: a crash of the app loses nothing committed;
+//! a power cut may lose the last batches, which were then not acked either... or were: the
+//! broker redelivers unacked ones, and dedupe by `Event::key` keeps replays out).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+
+use crate::event::{Event, Severity, Source};
+use crate::ipc::protocol::{AlarmFilter, AlarmRow, LatestValue, UnparsedRow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("could not open the history database {path}: {message}")]
+    Open { path: PathBuf, message: String },
+}
+
+impl HistoryError {
+    /// Disk full, read-only directory, I/O error: the user must act; retrying later may work.
+    pub fn is_storage_problem(&self) -> bool {
+        matches!(
+            self,
+            HistoryError::Sql(rusqlite::Error::SqliteFailure(_, _))
+        ) || matches!(self, HistoryError::Open { .. })
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    account TEXT NOT NULL,
+    subscription TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    device TEXT,
+    sensor TEXT,
+    name TEXT,
+    quantity TEXT,
+    value REAL,
+    unit TEXT,
+    fields TEXT,
+    alarm_key TEXT,
+    condition TEXT,
+    severity TEXT NOT NULL,
+    measured_ms INTEGER,
+    received_ms INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    replayed INTEGER NOT NULL,
+    raw TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_received ON events(received_ms);
+CREATE INDEX IF NOT EXISTS events_sensor_at ON events(sensor, at_ms) WHERE sensor IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_unparsed ON events(id) WHERE kind = 'unparsed';
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY,
+    alarm_key TEXT NOT NULL,
+    source TEXT NOT NULL,
+    account TEXT NOT NULL,
+    device TEXT,
+    sensor TEXT,
+    name TEXT,
+    condition TEXT,
+    severity TEXT NOT NULL,
+    value REAL,
+    unit TEXT,
+    limit_text TEXT,
+    rule_id TEXT,
+    event_id INTEGER,
+    raised_ms INTEGER NOT NULL,
+    cleared_ms INTEGER,
+    acknowledged_ms INTEGER,
+    acknowledged_by TEXT,
+    notified_ms INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_active ON alarms(alarm_key) WHERE cleared_ms IS NULL;
+CREATE INDEX IF NOT EXISTS alarms_raised ON alarms(raised_ms);
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    id INTEGER PRIMARY KEY,
+    alarm_id INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    source TEXT NOT NULL,
+    account TEXT NOT NULL,
+    subscription TEXT NOT NULL,
+    cursor TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (source, account, subscription)
+);
+CREATE TABLE IF NOT EXISTS last_values (
+    sensor TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    name TEXT,
+    source TEXT NOT NULL,
+    value REAL NOT NULL,
+    unit TEXT,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (sensor, quantity)
+);
+INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');
+";
+
+struct Inner {
+    write: Mutex<Connection>,
+    /// `None` for in-memory databases (a second connection would see another database).
+    read: Option<Mutex<Connection>>,
+    notice: Option<String>,
+}
+
+/// The history database. Cheap to clone; all clones share the connections.
+#[derive(Clone)]
+pub struct History {
+    inner: Arc<Inner>,
+}
+
+/// An alarm to record (raised by the upstream or by a rule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlarm {
+    /// Identity of the condition: a clear of the same key clears this alarm.
+    pub alarm_key: String,
+    pub source: Source,
+    pub account: String,
+    pub device: Option<String>,
+    pub sensor: Option<String>,
+    pub name: Option<String>,
+    pub condition: Option<String>,
+    pub severity: Severity,
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub limit: Option<String>,
+    pub rule_id: Option<String>,
+    pub event_id: Option<i64>,
+    pub raised_ms: i64,
+}
+
+/// An active alarm as the engine reloads it at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveAlarm {
+    pub row: AlarmRow,
+    pub alarm_key: String,
+    pub rule_id: Option<String>,
+    pub notified_ms: Option<i64>,
+}
+
+fn ms(t: jiff::Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn severity_str(s: Severity) -> &'static str {
+    s.as_str()
+}
+
+fn parse_severity(s: &str) -> Severity {
+    match s {
+        "alarm" => Severity::Alarm,
+        "warning" => Severity::Warning,
+        _ => Severity::Info,
+    }
+}
+
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+    // back on drop), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl History {
+    /// Opens (or creates) the database at `path`. A file that is not a database or is
+    /// corrupt is moved aside (`<name>.broken-<unix secs>`), a new one is created, and
+    /// [`History::notice`] says so.
+    pub fn open(path: &Path) -> Result<History, HistoryError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| HistoryError::Open {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        }
+        match Self::open_file(path, None) {
+            Ok(h) => Ok(h),
+            Err(HistoryError::Sql(e)) if is_corrupt(&e) => {
+                let secs = jiff::Timestamp::now().as_second();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let aside = path.with_file_name(format!("{name}.broken-{secs}"));
+                std::fs::rename(path, &aside).map_err(|e| HistoryError::Open {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+                for ext in ["-wal", "-shm"] {
+                    let side = path.with_file_name(format!("{name}{ext}"));
+                    let _ = std::fs::remove_file(side);
+                }
+                let notice = format!(
+                    "The history database was damaged; it was kept as {} and a new one was started.",
+                    aside.display()
+                );
+                tracing::warn!("{notice}");
+                Self::open_file(path, Some(notice))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_file(path: &Path, notice: Option<String>) -> Result<History, HistoryError> {
+        let write = Connection::open(path)?;
+        Self::setup(&write, true)?;
+        let read = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        read.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(History {
+            inner: Arc::new(Inner {
+                write: Mutex::new(write),
+                read: Some(Mutex::new(read)),
+                notice,
+            }),
+        })
+    }
+
+    pub fn open_in_memory() -> Result<History, HistoryError> {
+        let write = Connection::open_in_memory()?;
+        Self::setup(&write, false)?;
+        Ok(History {
+            inner: Arc::new(Inner {
+                write: Mutex::new(write),
+                read: None,
+                notice: None,
+            }),
+        })
+    }
+
+    fn setup(c: &Connection, file: bool) -> Result<(), HistoryError> {
+        c.busy_timeout(std::time::Duration::from_secs(5))?;
+        if file {
+            // journal_mode answers with a row; a garbage file fails here with NotADatabase.
+            let _mode: String = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        }
+        c.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;")?;
+        c.execute_batch(SCHEMA)?;
+        c.set_prepared_statement_cache_capacity(64);
+        Ok(())
+    }
+
+    /// Something the user must read (the database was damaged and replaced).
+    pub fn notice(&self) -> Option<&str> {
+        self.inner.notice.as_deref()
+    }
+
+    fn read_conn(&self) -> MutexGuard<'_, Connection> {
+        match &self.inner.read {
+            Some(r) => lock(r),
+            None => lock(&self.inner.write),
+        }
+    }
+
+    /// Runs `f` in one write transaction; commits when it returns `Ok`.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<T, HistoryError>,
+    ) -> Result<T, HistoryError> {
+        let mut conn = lock(&self.inner.write);
+        let tx = conn.transaction()?;
+        let out = {
+            let mut w = Writer { tx: &tx };
+            f(&mut w)?
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Subscription → cursor of one account.
+    pub fn cursors(
+        &self,
+        source: Source,
+        account: &str,
+    ) -> Result<HashMap<String, String>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT subscription, cursor FROM cursors WHERE source = ?1 AND account = ?2",
+        )?;
+        let rows = st.query_map(params![source.as_str(), account], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn alarms(&self, f: &AlarmFilter) -> Result<Vec<AlarmRow>, HistoryError> {
+        let mut sql = String::from(
+            "SELECT id, source, account, device, sensor, name, condition, severity, value, unit, limit_text, \
+             raised_ms, cleared_ms, acknowledged_ms, acknowledged_by FROM alarms WHERE 1=1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        // Every condition uses a numbered parameter: `?{n}` is the next argument's number.
+        let mut cond = |sql: &mut String, text: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&text.replace("{n}", &args.len().to_string()));
+        };
+        match f.state.as_str() {
+            "active" => sql.push_str(" AND cleared_ms IS NULL"),
+            "cleared" => sql.push_str(" AND cleared_ms IS NOT NULL"),
+            _ => {}
+        }
+        if let Some(s) = f.severity {
+            cond(
+                &mut sql,
+                " AND severity = ?{n}",
+                severity_str(s).to_string().into(),
+            );
+        }
+        if !f.source.is_empty() {
+            cond(&mut sql, " AND source = ?{n}", f.source.clone().into());
+        }
+        if !f.device.is_empty() {
+            // instr, not LIKE: `%` and `_` typed by the user are plain characters.
+            cond(
+                &mut sql,
+                " AND (instr(lower(coalesce(device,'')), lower(?{n})) > 0 OR instr(lower(coalesce(sensor,'')), lower(?{n})) > 0 \
+                 OR instr(lower(coalesce(name,'')), lower(?{n})) > 0)",
+                f.device.clone().into(),
+            );
+        }
+        if let Some(from) = f.from_ms {
+            cond(&mut sql, " AND raised_ms >= ?{n}", from.into());
+        }
+        if let Some(to) = f.to_ms {
+            cond(&mut sql, " AND raised_ms <= ?{n}", to.into());
+        }
+        let limit = if f.limit == 0 {
+            500
+        } else {
+            f.limit.min(10_000)
+        };
+        sql.push_str(&format!(
+            " ORDER BY raised_ms DESC, id DESC LIMIT {limit} OFFSET {}",
+            f.offset
+        ));
+        let c = self.read_conn();
+        let mut st = c.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), alarm_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The last value per sensor and quantity.
+    pub fn latest_values(&self) -> Result<Vec<LatestValue>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT sensor, name, source, quantity, value, unit, at_ms FROM last_values ORDER BY sensor, quantity",
+        )?;
+        let rows = st.query_map([], |r| {
+            let q: String = r.get(3)?;
+            Ok(LatestValue {
+                sensor: r.get(0)?,
+                name: r.get(1)?,
+                source: r.get(2)?,
+                quantity: if q.is_empty() { None } else { Some(q) },
+                value: r.get(4)?,
+                unit: r.get(5)?,
+                at_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// (time ms, value) of one sensor since `since_ms`, oldest first (at most 100,000 points).
+    pub fn series(&self, sensor: &str, since_ms: i64) -> Result<Vec<(i64, f64)>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT at_ms, value FROM events WHERE sensor = ?1 AND at_ms >= ?2 AND value IS NOT NULL \
+             AND kind IN ('measurement', 'reading') ORDER BY at_ms LIMIT 100000",
+        )?;
+        let rows = st.query_map(params![sensor, since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn unparsed(&self, limit: u32) -> Result<Vec<UnparsedRow>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT id, source, account, received_ms, raw FROM events WHERE kind = 'unparsed' ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map(params![limit.max(1)], |r| {
+            Ok(UnparsedRow {
+                id: r.get(0)?,
+                source: r.get(1)?,
+                account: r.get(2)?,
+                received_ms: r.get(3)?,
+                raw: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes events and cleared alarms older than `retention_days`, in small chunks so the
+    /// writer is never held for long. Returns how many rows went.
+    pub fn prune(&self, retention_days: u32) -> Result<usize, HistoryError> {
+        self.prune_before(
+            jiff::Timestamp::now().as_millisecond() - i64::from(retention_days.max(1)) * 86_400_000,
+        )
+    }
+
+    /// [`History::prune`] with an explicit cutoff (unix ms).
+    pub fn prune_before(&self, cutoff_ms: i64) -> Result<usize, HistoryError> {
+        let mut total = 0;
+        loop {
+            let n = lock(&self.inner.write).execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received_ms < ?1 LIMIT 5000)",
+                params![cutoff_ms],
+            )?;
+            total += n;
+            if n < 5000 {
+                break;
+            }
+        }
+        let c = lock(&self.inner.write);
+        c.execute(
+            "DELETE FROM acknowledgements WHERE alarm_id IN (SELECT id FROM alarms WHERE cleared_ms < ?1)",
+            params![cutoff_ms],
+        )?;
+        total += c.execute(
+            "DELETE FROM alarms WHERE cleared_ms < ?1",
+            params![cutoff_ms],
+        )?;
+        total += c.execute(
+            "DELETE FROM last_values WHERE at_ms < ?1",
+            params![cutoff_ms],
+        )?;
+        Ok(total)
+    }
+
+    /// Active (not cleared) alarms, for the engine's start.
+    pub fn active_alarms(&self) -> Result<Vec<ActiveAlarm>, HistoryError> {
+        let c = lock(&self.inner.write);
+        let mut st = c.prepare_cached(
+            "SELECT id, source, account, device, sensor, name, condition, severity, value, unit, limit_text, \
+             raised_ms, cleared_ms, acknowledged_ms, acknowledged_by, alarm_key, rule_id, notified_ms \
+             FROM alarms WHERE cleared_ms IS NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(ActiveAlarm {
+                row: alarm_row(r)?,
+                alarm_key: r.get(15)?,
+                rule_id: r.get(16)?,
+                notified_ms: r.get(17)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One alarm by id.
+    pub fn alarm(&self, id: i64) -> Result<Option<AlarmRow>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT id, source, account, device, sensor, name, condition, severity, value, unit, limit_text, \
+             raised_ms, cleared_ms, acknowledged_ms, acknowledged_by FROM alarms WHERE id = ?1",
+        )?;
+        Ok(st.query_row(params![id], alarm_row).optional()?)
+    }
+
+    /// Marks an alarm acknowledged. `Ok(false)`: no such alarm.
+    pub fn acknowledge(&self, alarm_id: i64, by: &str, at_ms: i64) -> Result<bool, HistoryError> {
+        self.write(|w| {
+            let n = w.tx.execute(
+                "UPDATE alarms SET acknowledged_ms = coalesce(acknowledged_ms, ?2), \
+                 acknowledged_by = coalesce(acknowledged_by, ?3) WHERE id = ?1",
+                params![alarm_id, at_ms, by],
+            )?;
+            if n > 0 {
+                w.tx.execute(
+                    "INSERT INTO acknowledgements (alarm_id, at_ms, by) VALUES (?1, ?2, ?3)",
+                    params![alarm_id, at_ms, by],
+                )?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    /// Records that the user was told about these alarms (popup shown or held back), so a
+    /// restart does not pop them again.
+    pub fn mark_notified(&self, ids: &[i64], at_ms: i64) -> Result<(), HistoryError> {
+        self.write(|w| {
+            let mut st =
+                w.tx.prepare_cached("UPDATE alarms SET notified_ms = ?2 WHERE id = ?1")?;
+            for id in ids {
+                st.execute(params![id, at_ms])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Makes every write fail (as on a full disk or a read-only directory) or work again.
+    #[doc(hidden)]
+    pub fn break_writes_for_test(&self, broken: bool) {
+        let sql = if broken {
+            "PRAGMA query_only = ON"
+        } else {
+            "PRAGMA query_only = OFF"
+        };
+        let _ = lock(&self.inner.write).execute_batch(sql);
+    }
+
+    /// Number of stored events (tests, diagnostics).
+    pub fn event_count(&self) -> Result<i64, HistoryError> {
+        Ok(self
+            .read_conn()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))?)
+    }
+}
+
+fn alarm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
+    let sev: String = r.get(7)?;
+    Ok(AlarmRow {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        account: r.get(2)?,
+        device: r.get(3)?,
+        sensor: r.get(4)?,
+        name: r.get(5)?,
+        condition: r.get(6)?,
+        severity: parse_severity(&sev),
+        value: r.get(8)?,
+        unit: r.get(9)?,
+        limit: r.get(10)?,
+        raised_ms: r.get(11)?,
+        cleared_ms: r.get(12)?,
+        acknowledged_ms: r.get(13)?,
+        acknowledged_by: r.get(14)?,
+    })
+}
+
+/// Writes inside one transaction (see [`History::write`]).
+pub struct Writer<'a> {
+    tx: &'a Transaction<'a>,
+}
+
+impl Writer<'_> {
+    /// Stores an event. `Ok(None)`: an event with the same key was stored before.
+    pub fn insert_event(&mut self, e: &Event) -> Result<Option<i64>, HistoryError> {
+        let mut st = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO events (key, source, account, subscription, kind, device, sensor, name, quantity, \
+             value, unit, fields, alarm_key, condition, severity, measured_ms, received_ms, at_ms, replayed, raw) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        )?;
+        let fields = if e.fields.is_empty() {
+            None
+        } else {
+            serde_json::to_string(&e.fields).ok()
+        };
+        let measured = e.measured_at.map(ms);
+        let received = ms(e.received_at);
+        let value = e.value.filter(|v| v.is_finite());
+        let n = st.execute(params![
+            e.key,
+            e.source.as_str(),
+            e.account,
+            e.subscription,
+            e.kind.as_str(),
+            e.device,
+            e.sensor,
+            e.name,
+            e.quantity,
+            value,
+            e.unit,
+            fields,
+            e.alarm_id,
+            e.condition,
+            e.severity.as_str(),
+            measured,
+            received,
+            measured.unwrap_or(received),
+            e.replayed,
+            e.raw,
+        ])?;
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.tx.last_insert_rowid()))
+    }
+
+    pub fn set_cursor(
+        &mut self,
+        source: Source,
+        account: &str,
+        subscription: &str,
+        cursor: &str,
+        at_ms: i64,
+    ) -> Result<(), HistoryError> {
+        let mut st = self.tx.prepare_cached(
+            "INSERT INTO cursors (source, account, subscription, cursor, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (source, account, subscription) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms",
+        )?;
+        st.execute(params![
+            source.as_str(),
+            account,
+            subscription,
+            cursor,
+            at_ms
+        ])?;
+        Ok(())
+    }
+
+    /// Keeps the newest value per (sensor, quantity): an older value (a replay) never
+    /// overwrites a newer one.
+    pub fn set_last_value(&mut self, v: &LatestValue) -> Result<(), HistoryError> {
+        let mut st = self.tx.prepare_cached(
+            "INSERT INTO last_values (sensor, quantity, name, source, value, unit, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (sensor, quantity) DO UPDATE SET name = coalesce(excluded.name, name), source = excluded.source, \
+             value = excluded.value, unit = excluded.unit, at_ms = excluded.at_ms WHERE excluded.at_ms >= at_ms",
+        )?;
+        st.execute(params![
+            v.sensor,
+            v.quantity.as_deref().unwrap_or(""),
+            v.name,
+            v.source,
+            v.value,
+            v.unit,
+            v.at_ms
+        ])?;
+        Ok(())
+    }
+
+    pub fn raise_alarm(&mut self, a: &NewAlarm) -> Result<i64, HistoryError> {
+        let mut st = self.tx.prepare_cached(
+            "INSERT INTO alarms (alarm_key, source, account, device, sensor, name, condition, severity, value, unit, \
+             limit_text, rule_id, event_id, raised_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        st.execute(params![
+            a.alarm_key,
+            a.source.as_str(),
+            a.account,
+            a.device,
+            a.sensor,
+            a.name,
+            a.condition,
+            a.severity.as_str(),
+            a.value.filter(|v| v.is_finite()),
+            a.unit,
+            a.limit,
+            a.rule_id,
+            a.event_id,
+            a.raised_ms
+        ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// A new value for an alarm that is still active (raised again upstream).
+    pub fn update_alarm_value(&mut self, id: i64, value: Option<f64>) -> Result<(), HistoryError> {
+        let mut st = self
+            .tx
+            .prepare_cached("UPDATE alarms SET value = coalesce(?2, value) WHERE id = ?1")?;
+        st.execute(params![id, value.filter(|v| v.is_finite())])?;
+        Ok(())
+    }
+
+    pub fn clear_alarm(&mut self, id: i64, at_ms: i64) -> Result<(), HistoryError> {
+        let mut st = self.tx.prepare_cached(
+            "UPDATE alarms SET cleared_ms = ?2 WHERE id = ?1 AND cleared_ms IS NULL",
+        )?;
+        st.execute(params![id, at_ms])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+
+    fn ev(key: &str, sensor: &str, v: f64, at_ms: i64) -> Event {
+        let mut e = Event::new(
+            Source::Saveris,
+            "a1",
+            "measurements",
+            EventKind::Measurement,
+            key.into(),
+        );
+        e.sensor = Some(sensor.into());
+        e.quantity = Some("Temperature".into());
+        e.value = Some(v);
+        e.unit = Some("°C".into());
+        e.measured_at = Some(jiff::Timestamp::from_millisecond(at_ms).unwrap());
+        e
+    }
+
+    #[test]
+    fn duplicate_key_is_stored_once() {
+        let h = History::open_in_memory().unwrap();
+        let ids = h
+            .write(|w| {
+                let a = w.insert_event(&ev("k1", "s", 1.0, 1000))?;
+                let b = w.insert_event(&ev("k1", "s", 1.0, 1000))?;
+                Ok((a, b))
+            })
+            .unwrap();
+        assert!(ids.0.is_some());
+        assert_eq!(ids.1, None);
+        assert_eq!(h.event_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn series_latest_and_cursors() {
+        let h = History::open_in_memory().unwrap();
+        h.write(|w| {
+            for (i, v) in [1.0, 2.0, 3.0].iter().enumerate() {
+                w.insert_event(&ev(&format!("k{i}"), "s1", *v, 1000 * (i as i64 + 1)))?;
+            }
+            let lv = |v: f64, at: i64| LatestValue {
+                sensor: "s1".into(),
+                name: None,
+                source: "saveris".into(),
+                quantity: Some("Temperature".into()),
+                value: v,
+                unit: None,
+                at_ms: at,
+            };
+            w.set_last_value(&lv(3.0, 3000))?;
+            w.set_last_value(&lv(1.0, 1000))?; // an older replayed value must not win
+            w.set_cursor(Source::Element, "e1", "sub", "2024-01-01T00:00:00Z", 1)?;
+            w.set_cursor(Source::Element, "e1", "sub", "2024-01-02T00:00:00Z", 2)?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            h.series("s1", 2000).unwrap(),
+            vec![(2000, 2.0), (3000, 3.0)]
+        );
+        let latest = h.latest_values().unwrap();
+        assert_eq!(latest.len(), 1);
+        assert_eq!(latest[0].value, 3.0);
+        let c = h.cursors(Source::Element, "e1").unwrap();
+        assert_eq!(
+            c.get("sub").map(String::as_str),
+            Some("2024-01-02T00:00:00Z")
+        );
+        assert!(h.cursors(Source::Saveris, "e1").unwrap().is_empty());
+    }
+
+    fn alarm(key: &str, sensor: &str, sev: Severity, at: i64) -> NewAlarm {
+        NewAlarm {
+            alarm_key: key.into(),
+            source: Source::Saveris,
+            account: "a1".into(),
+            device: Some("dev-1".into()),
+            sensor: Some(sensor.into()),
+            name: Some(format!("Fridge {sensor}")),
+            condition: Some("Upper limit".into()),
+            severity: sev,
+            value: Some(9.0),
+            unit: Some("°C".into()),
+            limit: None,
+            rule_id: None,
+            event_id: None,
+            raised_ms: at,
+        }
+    }
+
+    #[test]
+    fn alarm_filters() {
+        let h = History::open_in_memory().unwrap();
+        let (a, _b) = h
+            .write(|w| {
+                let a = w.raise_alarm(&alarm("x", "s1", Severity::Alarm, 1000))?;
+                let b = w.raise_alarm(&alarm("y", "s2", Severity::Warning, 2000))?;
+                w.clear_alarm(a, 3000)?;
+                Ok((a, b))
+            })
+            .unwrap();
+        let all = h.alarms(&AlarmFilter::default()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].sensor.as_deref(), Some("s2"), "newest first");
+        let active = h
+            .alarms(&AlarmFilter {
+                state: "active".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].severity, Severity::Warning);
+        let cleared = h
+            .alarms(&AlarmFilter {
+                state: "cleared".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(cleared[0].id, a);
+        assert_eq!(cleared[0].cleared_ms, Some(3000));
+        let f = AlarmFilter {
+            severity: Some(Severity::Alarm),
+            device: "FRIDGE S1".into(),
+            ..Default::default()
+        };
+        assert_eq!(h.alarms(&f).unwrap().len(), 1);
+        let f = AlarmFilter {
+            device: "s%".into(),
+            ..Default::default()
+        };
+        assert!(h.alarms(&f).unwrap().is_empty(), "% is a plain character");
+        let f = AlarmFilter {
+            from_ms: Some(1500),
+            to_ms: Some(2500),
+            source: "saveris".into(),
+            ..Default::default()
+        };
+        assert_eq!(h.alarms(&f).unwrap().len(), 1);
+        let f = AlarmFilter {
+            source: "element".into(),
+            ..Default::default()
+        };
+        assert!(h.alarms(&f).unwrap().is_empty());
+        assert!(h.acknowledge(a, "ui", 4000).unwrap());
+        assert!(!h.acknowledge(999, "ui", 4000).unwrap());
+        assert_eq!(
+            h.alarm(a).unwrap().unwrap().acknowledged_by.as_deref(),
+            Some("ui")
+        );
+    }
+
+    #[test]
+    fn only_one_active_alarm_per_key() {
+        let h = History::open_in_memory().unwrap();
+        let r = h.write(|w| {
+            w.raise_alarm(&alarm("x", "s1", Severity::Alarm, 1000))?;
+            w.raise_alarm(&alarm("x", "s1", Severity::Alarm, 1001))
+        });
+        assert!(
+            r.is_err(),
+            "the unique index must refuse a second active alarm of one key"
+        );
+        assert!(
+            h.active_alarms().unwrap().is_empty(),
+            "the failed transaction rolled back"
+        );
+    }
+
+    #[test]
+    fn prune_drops_old_rows_only() {
+        let h = History::open_in_memory().unwrap();
+        h.write(|w| {
+            let mut old = ev("old", "s", 1.0, 1000);
+            old.received_at = jiff::Timestamp::from_millisecond(1000).unwrap();
+            w.insert_event(&old)?;
+            let mut new = ev("new", "s", 1.0, 10_000);
+            new.received_at = jiff::Timestamp::from_millisecond(10_000).unwrap();
+            w.insert_event(&new)?;
+            let a = w.raise_alarm(&alarm("x", "s1", Severity::Alarm, 1000))?;
+            w.clear_alarm(a, 2000)?;
+            w.raise_alarm(&alarm("y", "s1", Severity::Alarm, 1000))?; // active: kept
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(h.prune_before(5000).unwrap(), 2);
+        assert_eq!(h.event_count().unwrap(), 1);
+        assert_eq!(h.alarms(&AlarmFilter::default()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite3");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        let h = History::open(&path).unwrap();
+        assert!(h.notice().unwrap().contains("damaged"), "{:?}", h.notice());
+        assert_eq!(h.event_count().unwrap(), 0);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("history.sqlite3.broken-")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn file_database_reads_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.sqlite3");
+        let h = History::open(&path).unwrap();
+        assert!(h.notice().is_none());
+        h.write(|w| w.insert_event(&ev("k", "s", 2.5, 1000)))
+            .unwrap();
+        drop(h);
+        let h = History::open(&path).unwrap();
+        assert_eq!(h.series("s", 0).unwrap(), vec![(1000, 2.5)]);
+        let mut u = Event::new(
+            Source::Element,
+            "e",
+            "sub",
+            EventKind::Unparsed,
+            "u1".into(),
+        );
+        u.raw = "{not json".into();
+        h.write(|w| w.insert_event(&u)).unwrap();
+        let rows = h.unparsed(10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].raw, "{not json");
+    }
+}

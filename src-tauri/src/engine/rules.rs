@@ -1,0 +1,664 @@
+//! Threshold rules the user defines on measurements and readings: a pure state machine
+//! (no I/O, no clock of its own) fed with events and ticks.
+//!
+//! Per (rule, sensor) it keeps whether an alarm is raised, how many consecutive values
+//! breached and since when. A raise needs `min_count` consecutive breaching values that
+//! lasted `min_duration_secs`; a clear needs a value back past the limit ∓ hysteresis, so a
+//! value flapping around the limit raises once.
+
+use std::collections::HashMap;
+
+use crate::event::{Event, EventKind, Source};
+use crate::settings::{ElementScope, Limit, RuleTarget, Settings, ThresholdRule};
+
+/// An alarm a rule raises.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleAlarm {
+    /// `rule:<rule id>:<sensor>`: what a later clear refers to.
+    pub alarm_key: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub source: Source,
+    pub account: String,
+    pub sensor: String,
+    pub device: Option<String>,
+    pub name: Option<String>,
+    pub quantity: Option<String>,
+    /// `None` for a "no data" alarm.
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    /// The limit in words ("above 8", "outside 2 … 8", "no data for 30 min").
+    pub limit: String,
+    /// When the last value was measured (ms).
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleOutcome {
+    Raise(RuleAlarm),
+    Clear {
+        alarm_key: String,
+        rule_id: String,
+        sensor: String,
+        value: Option<f64>,
+    },
+}
+
+/// What one (rule, sensor) pair remembers. Kept small: there is one per tracked sensor
+/// and rule.
+#[derive(Debug, Clone, Default)]
+struct PairState {
+    raised: bool,
+    /// Consecutive breaching values so far.
+    count: u32,
+    /// When the current breach started (ms), while one is pending.
+    since_ms: Option<i64>,
+    last_value: f64,
+    last_seen_ms: i64,
+    /// Identity to describe an alarm raised on a tick (no event at hand then).
+    source: Option<Source>,
+    account: Box<str>,
+    device: Option<Box<str>>,
+    name: Option<Box<str>>,
+    unit: Option<Box<str>>,
+}
+
+struct CompiledRule {
+    rule: ThresholdRule,
+    /// Per sensor.
+    states: HashMap<String, PairState>,
+}
+
+/// All enabled rules with their state.
+#[derive(Default)]
+pub struct Rules {
+    rules: Vec<CompiledRule>,
+    /// (account, subscription) → ELEMENT tag of the subscription's scope.
+    tags: HashMap<(String, String), String>,
+}
+
+fn fmt_num(v: f64) -> String {
+    // 8 → "8", 8.25 → "8.25": limits read as the user typed them.
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
+/// The limit of a rule in words.
+pub fn describe_limit(limit: &Limit) -> String {
+    match limit {
+        Limit::Above { value } => format!("above {}", fmt_num(*value)),
+        Limit::Below { value } => format!("below {}", fmt_num(*value)),
+        Limit::Outside { low, high } => format!("outside {} … {}", fmt_num(*low), fmt_num(*high)),
+        Limit::NoData { minutes } => format!("no data for {minutes} min"),
+    }
+}
+
+fn breaches(limit: &Limit, x: f64) -> bool {
+    match *limit {
+        Limit::Above { value } => x > value,
+        Limit::Below { value } => x < value,
+        Limit::Outside { low, high } => x < low || x > high,
+        Limit::NoData { .. } => false,
+    }
+}
+
+/// Back past the limit ∓ hysteresis.
+fn cleared(limit: &Limit, h: f64, x: f64) -> bool {
+    match *limit {
+        Limit::Above { value } => x <= value - h,
+        Limit::Below { value } => x >= value + h,
+        Limit::Outside { low, high } => {
+            // A hysteresis wider than half the band would make clearing impossible.
+            let h = h.min((high - low) / 2.0);
+            x >= low + h && x <= high - h
+        }
+        Limit::NoData { .. } => true,
+    }
+}
+
+impl Rules {
+    pub fn new(settings: &Settings) -> Self {
+        let mut r = Rules::default();
+        r.update(settings);
+        r
+    }
+
+    /// Applies new settings. A rule whose definition changed (or that went away) loses its
+    /// state; the keys of its raised alarms are returned so the engine clears them.
+    pub fn update(&mut self, settings: &Settings) -> Vec<String> {
+        let mut old: HashMap<String, CompiledRule> = self
+            .rules
+            .drain(..)
+            .map(|c| (c.rule.id.clone(), c))
+            .collect();
+        for rule in settings
+            .rules
+            .iter()
+            .filter(|r| r.enabled && r.validate().is_ok())
+        {
+            let states = match old.remove(&rule.id) {
+                Some(prev) if prev.rule == *rule => prev.states,
+                Some(prev) => {
+                    old.insert(rule.id.clone(), prev);
+                    HashMap::new()
+                }
+                None => HashMap::new(),
+            };
+            self.rules.push(CompiledRule {
+                rule: rule.clone(),
+                states,
+            });
+        }
+        self.tags.clear();
+        for acc in &settings.element {
+            for sub in &acc.subscriptions {
+                if let ElementScope::Tag(t) = &sub.scope {
+                    self.tags
+                        .insert((acc.id.clone(), sub.id.clone()), t.clone());
+                }
+            }
+        }
+        let mut dropped = Vec::new();
+        for (id, c) in old {
+            for (sensor, st) in c.states {
+                if st.raised {
+                    dropped.push(alarm_key(&id, &sensor));
+                }
+            }
+        }
+        dropped
+    }
+
+    /// After a restart: the alarm of (rule, sensor) is still active in history.
+    pub fn restore_raised(&mut self, rule_id: &str, sensor: &str, now_ms: i64) {
+        if let Some(c) = self.rules.iter_mut().find(|c| c.rule.id == rule_id) {
+            let st = c.states.entry(sensor.to_string()).or_default();
+            st.raised = true;
+            st.last_seen_ms = st.last_seen_ms.max(now_ms);
+        }
+    }
+
+    /// Starts the silence clock of "no data" rules for a sensor known from history.
+    pub fn seed_seen(&mut self, e: &Event) {
+        let at = e.measured_at.unwrap_or(e.received_at).as_millisecond();
+        for c in &mut self.rules {
+            if matches!(c.rule.limit, Limit::NoData { .. })
+                && matches_target(&c.rule, e, &self.tags)
+            {
+                if let Some(sensor) = sensor_of(e) {
+                    let st = c
+                        .states
+                        .entry(sensor.to_string())
+                        .or_insert_with(|| describe(e));
+                    st.last_seen_ms = st.last_seen_ms.max(at);
+                }
+            }
+        }
+    }
+
+    /// Number of tracked (rule, sensor) pairs.
+    pub fn tracked(&self) -> usize {
+        self.rules.iter().map(|c| c.states.len()).sum()
+    }
+
+    /// Evaluates one stored event; outcomes are appended to `out`.
+    pub fn on_event(&mut self, e: &Event, out: &mut Vec<RuleOutcome>) {
+        if !matches!(e.kind, EventKind::Measurement | EventKind::Reading) || self.rules.is_empty() {
+            return;
+        }
+        let Some(sensor) = sensor_of(e) else { return };
+        let at = e.measured_at.unwrap_or(e.received_at).as_millisecond();
+        for c in &mut self.rules {
+            if !matches_target(&c.rule, e, &self.tags) {
+                continue;
+            }
+            let Some(x) = value_for(&c.rule, e) else {
+                continue;
+            };
+            let rule = &c.rule;
+            let st = match c.states.get_mut(sensor) {
+                Some(st) => st,
+                None => c
+                    .states
+                    .entry(sensor.to_string())
+                    .or_insert_with(|| describe(e)),
+            };
+            st.last_seen_ms = st.last_seen_ms.max(at);
+            st.last_value = x;
+            if matches!(rule.limit, Limit::NoData { .. }) {
+                if st.raised {
+                    st.raised = false;
+                    out.push(RuleOutcome::Clear {
+                        alarm_key: alarm_key(&rule.id, sensor),
+                        rule_id: rule.id.clone(),
+                        sensor: sensor.to_string(),
+                        value: Some(x),
+                    });
+                }
+                continue;
+            }
+            if st.raised {
+                if cleared(&rule.limit, rule.hysteresis, x) {
+                    st.raised = false;
+                    st.count = 0;
+                    st.since_ms = None;
+                    out.push(RuleOutcome::Clear {
+                        alarm_key: alarm_key(&rule.id, sensor),
+                        rule_id: rule.id.clone(),
+                        sensor: sensor.to_string(),
+                        value: Some(x),
+                    });
+                }
+                continue;
+            }
+            if breaches(&rule.limit, x) {
+                st.count = st.count.saturating_add(1);
+                let since = *st.since_ms.get_or_insert(at);
+                if st.count >= rule.min_count && at - since >= duration_ms(rule) {
+                    st.raised = true;
+                    out.push(RuleOutcome::Raise(raise(
+                        rule,
+                        sensor,
+                        st,
+                        e.quantity.clone(),
+                        at,
+                    )));
+                }
+            } else {
+                st.count = 0;
+                st.since_ms = None;
+            }
+        }
+    }
+
+    /// Time-driven decisions: minimum durations reached without a new value, and sensors
+    /// gone silent.
+    pub fn on_tick(&mut self, now_ms: i64, out: &mut Vec<RuleOutcome>) {
+        for c in &mut self.rules {
+            let rule = &c.rule;
+            match rule.limit {
+                Limit::NoData { minutes } => {
+                    let silence = i64::from(minutes) * 60_000;
+                    for (sensor, st) in c.states.iter_mut() {
+                        if !st.raised && st.last_seen_ms > 0 && now_ms - st.last_seen_ms > silence {
+                            st.raised = true;
+                            let mut a = raise(rule, sensor, st, None, st.last_seen_ms);
+                            a.value = None;
+                            out.push(RuleOutcome::Raise(a));
+                        }
+                    }
+                }
+                _ if rule.min_duration_secs > 0 => {
+                    for (sensor, st) in c.states.iter_mut() {
+                        let due = st.since_ms.is_some_and(|s| now_ms - s >= duration_ms(rule));
+                        if !st.raised && st.count >= rule.min_count && due {
+                            st.raised = true;
+                            let at = st.last_seen_ms;
+                            out.push(RuleOutcome::Raise(raise(rule, sensor, st, None, at)));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn duration_ms(rule: &ThresholdRule) -> i64 {
+    i64::try_from(rule.min_duration_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+fn alarm_key(rule_id: &str, sensor: &str) -> String {
+    format!("rule:{rule_id}:{sensor}")
+}
+
+fn sensor_of(e: &Event) -> Option<&str> {
+    e.sensor.as_deref().or(e.device.as_deref())
+}
+
+fn describe(e: &Event) -> PairState {
+    PairState {
+        source: Some(e.source),
+        account: e.account.as_str().into(),
+        device: e.device.as_deref().map(Into::into),
+        name: e.name.as_deref().map(Into::into),
+        unit: e.unit.as_deref().map(Into::into),
+        ..Default::default()
+    }
+}
+
+fn raise(
+    rule: &ThresholdRule,
+    sensor: &str,
+    st: &PairState,
+    quantity: Option<String>,
+    at_ms: i64,
+) -> RuleAlarm {
+    RuleAlarm {
+        alarm_key: alarm_key(&rule.id, sensor),
+        rule_id: rule.id.clone(),
+        rule_name: rule.name.clone(),
+        source: st.source.unwrap_or(Source::App),
+        account: st.account.to_string(),
+        sensor: sensor.to_string(),
+        device: st.device.as_deref().map(String::from),
+        name: st.name.as_deref().map(String::from),
+        quantity: quantity.or_else(|| (!rule.quantity.is_empty()).then(|| rule.quantity.clone())),
+        value: Some(st.last_value),
+        unit: st.unit.as_deref().map(String::from),
+        limit: describe_limit(&rule.limit),
+        at_ms,
+    }
+}
+
+fn matches_target(
+    rule: &ThresholdRule,
+    e: &Event,
+    tags: &HashMap<(String, String), String>,
+) -> bool {
+    match &rule.target {
+        RuleTarget::All => true,
+        RuleTarget::Sensor(s) => e.sensor.as_deref() == Some(s.as_str()),
+        RuleTarget::Device(d) => e.device.as_deref() == Some(d.as_str()),
+        RuleTarget::Tag(t) => {
+            // Look up without allocating a key per event.
+            tags.iter()
+                .any(|((acc, sub), tag)| tag == t && *acc == e.account && *sub == e.subscription)
+        }
+    }
+}
+
+/// The value a rule looks at: the primary value when the rule names no quantity, else the
+/// quantity (Saveris) or field (ELEMENT reading) of that name, case-insensitive.
+fn value_for(rule: &ThresholdRule, e: &Event) -> Option<f64> {
+    let primary = rule.quantity.is_empty()
+        || (e
+            .quantity
+            .as_deref()
+            .is_some_and(|q| q.eq_ignore_ascii_case(&rule.quantity))
+            && e.value.is_some());
+    let v = if primary {
+        e.value
+    } else {
+        e.fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&rule.quantity))
+            .map(|(_, v)| *v)
+    };
+    v.filter(|v| v.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{ElementAccount, ElementSubscription};
+
+    fn rule(limit: Limit) -> ThresholdRule {
+        ThresholdRule {
+            id: "r1".into(),
+            name: "fridge".into(),
+            limit,
+            ..Default::default()
+        }
+    }
+
+    fn rules(r: ThresholdRule) -> Rules {
+        Rules::new(&Settings {
+            rules: vec![r],
+            ..Default::default()
+        })
+    }
+
+    fn m(sensor: &str, v: f64, at_s: i64) -> Event {
+        let mut e = Event::new(
+            Source::Saveris,
+            "a1",
+            "measurements",
+            EventKind::Measurement,
+            format!("{sensor}-{at_s}"),
+        );
+        e.sensor = Some(sensor.into());
+        e.quantity = Some("Temperature".into());
+        e.value = Some(v);
+        e.unit = Some("°C".into());
+        e.measured_at = Some(jiff::Timestamp::from_second(at_s).unwrap());
+        e
+    }
+
+    /// Feeds values (one per second) and returns "R"/"C" per outcome.
+    fn run(r: &mut Rules, sensor: &str, values: &[f64], start_s: i64) -> String {
+        let mut s = String::new();
+        for (i, v) in values.iter().enumerate() {
+            let mut out = Vec::new();
+            r.on_event(&m(sensor, *v, start_s + i as i64), &mut out);
+            for o in out {
+                s.push(match o {
+                    RuleOutcome::Raise(_) => 'R',
+                    RuleOutcome::Clear { .. } => 'C',
+                });
+            }
+            s.push('.');
+        }
+        s
+    }
+
+    #[test]
+    fn hysteresis_keeps_a_flapping_value_raised_once() {
+        let mut r = rules(ThresholdRule {
+            hysteresis: 0.5,
+            ..rule(Limit::Above { value: 8.0 })
+        });
+        // 8.1 raises; 7.9 / 8.2 / 7.6 flap inside the band; 7.5 (= 8 - 0.5) clears.
+        assert_eq!(
+            run(&mut r, "s", &[7.0, 8.1, 7.9, 8.2, 7.6, 7.5, 7.4, 8.01], 0),
+            ".R....C..R."
+        );
+    }
+
+    #[test]
+    fn below_and_outside_limits_with_hysteresis() {
+        let mut r = rules(ThresholdRule {
+            hysteresis: 1.0,
+            ..rule(Limit::Below { value: 2.0 })
+        });
+        assert_eq!(run(&mut r, "s", &[3.0, 1.9, 2.5, 3.0], 0), ".R..C.");
+        let mut r = rules(ThresholdRule {
+            hysteresis: 0.5,
+            ..rule(Limit::Outside {
+                low: 2.0,
+                high: 8.0,
+            })
+        });
+        assert_eq!(
+            run(&mut r, "s", &[5.0, 8.5, 7.8, 7.4, 1.0, 2.2, 3.0], 0),
+            ".R..C.R..C."
+        );
+    }
+
+    #[test]
+    fn a_value_on_the_limit_neither_raises_nor_stays_raised_without_hysteresis() {
+        let mut r = rules(rule(Limit::Above { value: 8.0 }));
+        assert_eq!(run(&mut r, "s", &[8.0, 8.5, 8.0], 0), ".R.C.");
+    }
+
+    #[test]
+    fn min_count_needs_consecutive_breaches() {
+        let mut r = rules(ThresholdRule {
+            min_count: 3,
+            ..rule(Limit::Above { value: 8.0 })
+        });
+        // Two breaches, a good value resets the count, then three in a row raise.
+        assert_eq!(
+            run(&mut r, "s", &[9.0, 9.0, 7.0, 9.0, 9.0, 9.0, 9.0], 0),
+            ".....R.."
+        );
+    }
+
+    #[test]
+    fn min_duration_raises_on_a_value_or_on_a_tick() {
+        let mut r = rules(ThresholdRule {
+            min_duration_secs: 60,
+            ..rule(Limit::Above { value: 8.0 })
+        });
+        // Values every second: raised once the breach has lasted 60 s (at t = 1060).
+        let mut vals = vec![9.0; 61];
+        vals[0] = 9.0;
+        let s = run(&mut r, "s", &vals, 1000);
+        assert_eq!(s.matches('R').count(), 1);
+        assert!(s.ends_with("R."), "raised by the value at +60 s: {s}");
+
+        let mut r = rules(ThresholdRule {
+            min_duration_secs: 60,
+            ..rule(Limit::Above { value: 8.0 })
+        });
+        assert_eq!(run(&mut r, "s", &[9.0], 1000), ".");
+        let mut out = Vec::new();
+        r.on_tick(1_059_000, &mut out);
+        assert!(out.is_empty(), "59 s is not yet 60 s");
+        r.on_tick(1_060_000, &mut out);
+        assert!(
+            matches!(&out[..], [RuleOutcome::Raise(a)] if a.value == Some(9.0)),
+            "{out:?}"
+        );
+        out.clear();
+        r.on_tick(1_070_000, &mut out);
+        assert!(out.is_empty(), "raised once");
+    }
+
+    #[test]
+    fn a_breach_interrupted_before_the_duration_does_not_raise() {
+        let mut r = rules(ThresholdRule {
+            min_duration_secs: 10,
+            ..rule(Limit::Above { value: 8.0 })
+        });
+        assert_eq!(run(&mut r, "s", &[9.0, 9.0, 7.0], 0), "...");
+        let mut out = Vec::new();
+        r.on_tick(100_000, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn no_data_rule_raises_after_silence_and_clears_on_data() {
+        let mut r = rules(rule(Limit::NoData { minutes: 30 }));
+        assert_eq!(run(&mut r, "s", &[5.0], 60), ".");
+        let mut out = Vec::new();
+        r.on_tick(60_000 + 30 * 60_000, &mut out);
+        assert!(out.is_empty(), "exactly 30 min is not more than 30 min");
+        r.on_tick(60_000 + 30 * 60_000 + 1, &mut out);
+        match &out[..] {
+            [RuleOutcome::Raise(a)] => {
+                assert_eq!(a.value, None);
+                assert_eq!(a.limit, "no data for 30 min");
+                assert_eq!(a.alarm_key, "rule:r1:s");
+            }
+            o => panic!("{o:?}"),
+        }
+        out.clear();
+        r.on_tick(40 * 60_000, &mut out);
+        assert!(out.is_empty(), "raised once");
+        assert_eq!(run(&mut r, "s", &[5.0], 3000), "C.");
+    }
+
+    #[test]
+    fn targets_and_fields() {
+        let mut r = rules(ThresholdRule {
+            target: RuleTarget::Sensor("s1".into()),
+            quantity: "humidity".into(),
+            ..rule(Limit::Above { value: 80.0 })
+        });
+        let mut e = m("s1", 20.0, 0);
+        e.kind = EventKind::Reading;
+        e.fields = vec![("temperature".into(), 20.0), ("Humidity".into(), 85.0)];
+        let mut out = Vec::new();
+        r.on_event(&e, &mut out);
+        assert_eq!(out.len(), 1, "the humidity field breaches");
+        let mut other = e.clone();
+        other.sensor = Some("s2".into());
+        out.clear();
+        r.on_event(&other, &mut out);
+        assert!(out.is_empty(), "another sensor is not targeted");
+
+        // A tag rule matches events of subscriptions whose scope is that tag.
+        let settings = Settings {
+            rules: vec![ThresholdRule {
+                target: RuleTarget::Tag("cold".into()),
+                ..rule(Limit::Above { value: 8.0 })
+            }],
+            element: vec![ElementAccount {
+                id: "e1".into(),
+                subscriptions: vec![ElementSubscription {
+                    id: "sub1".into(),
+                    scope: ElementScope::Tag("cold".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut r = Rules::new(&settings);
+        let mut e = Event::new(
+            Source::Element,
+            "e1",
+            "sub1",
+            EventKind::Reading,
+            "k".into(),
+        );
+        e.device = Some("d1".into());
+        e.value = Some(9.0);
+        out.clear();
+        r.on_event(&e, &mut out);
+        assert_eq!(out.len(), 1);
+        e.subscription = "sub2".into();
+        e.device = Some("d2".into());
+        out.clear();
+        r.on_event(&e, &mut out);
+        assert!(out.is_empty(), "another subscription is not in the tag");
+    }
+
+    #[test]
+    fn alarms_and_packets_are_not_rule_input() {
+        let mut r = rules(rule(Limit::Above { value: 8.0 }));
+        let mut e = m("s", 9.0, 0);
+        e.kind = EventKind::AlarmRaised;
+        let mut out = Vec::new();
+        r.on_event(&e, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn changed_rule_drops_state_and_reports_raised_alarms() {
+        let mut r = rules(rule(Limit::Above { value: 8.0 }));
+        assert_eq!(run(&mut r, "s", &[9.0], 0), "R.");
+        let same = Settings {
+            rules: vec![rule(Limit::Above { value: 8.0 })],
+            ..Default::default()
+        };
+        assert!(
+            r.update(&same).is_empty(),
+            "an unchanged rule keeps its state"
+        );
+        let changed = Settings {
+            rules: vec![rule(Limit::Above { value: 10.0 })],
+            ..Default::default()
+        };
+        assert_eq!(r.update(&changed), vec!["rule:r1:s".to_string()]);
+        assert_eq!(run(&mut r, "s", &[9.0, 11.0], 10), ".R.");
+    }
+
+    #[test]
+    fn limits_read_as_typed() {
+        assert_eq!(describe_limit(&Limit::Above { value: 8.0 }), "above 8");
+        assert_eq!(
+            describe_limit(&Limit::Outside {
+                low: -2.5,
+                high: 8.25
+            }),
+            "outside -2.5 … 8.25"
+        );
+    }
+}

@@ -1,0 +1,632 @@
+//! Engine tests with hand-made event sequences, a manual clock and a recording notifier.
+
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::event::{Ack, AckMsg};
+use crate::ipc::protocol::AlarmFilter;
+use crate::notify::{Recorded, RecordingNotifier};
+use crate::settings::{Limit, SensorPrefs, ThresholdRule};
+
+const T0: i64 = 1_700_000_000_000; // 2023-11-14 22:13:20 UTC
+
+struct Rig {
+    engine: EngineHandle,
+    tx: mpsc::Sender<Delivery>,
+    status_tx: mpsc::UnboundedSender<FeedStatus>,
+    acks_tx: mpsc::UnboundedSender<AckMsg>,
+    acks: mpsc::UnboundedReceiver<AckMsg>,
+    notifier: Arc<RecordingNotifier>,
+    clock: ManualClock,
+    out: broadcast::Receiver<Output>,
+}
+
+impl Rig {
+    fn new(settings: Settings) -> Rig {
+        Self::with_history(settings, History::open_in_memory().unwrap())
+    }
+
+    fn with_history(settings: Settings, history: History) -> Rig {
+        let (tx, rx) = mpsc::channel(1024);
+        let (status_tx, status_rx) = mpsc::unbounded_channel();
+        let (acks_tx, acks) = mpsc::unbounded_channel();
+        let notifier = Arc::new(RecordingNotifier::new());
+        let clock = ManualClock::utc(Timestamp::from_millisecond(T0).unwrap());
+        let engine = spawn_with(
+            settings,
+            history,
+            notifier.clone(),
+            rx,
+            status_rx,
+            Arc::new(clock.clone()),
+            Locale::plain(TimeZone::UTC),
+        );
+        let out = engine.subscribe();
+        Rig {
+            engine,
+            tx,
+            status_tx,
+            acks_tx,
+            acks,
+            notifier,
+            clock,
+            out,
+        }
+    }
+
+    async fn send(&self, e: Event) {
+        let token = e.key.clone();
+        self.tx
+            .send(Delivery {
+                event: e,
+                ack: Ack::new(self.acks_tx.clone(), 1, token),
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn send_all(&self, es: Vec<Event>) {
+        for e in es {
+            self.send(e).await;
+        }
+        self.engine.poke().await;
+    }
+
+    fn acks(&mut self) -> Vec<AckMsg> {
+        let mut v = Vec::new();
+        while let Ok(a) = self.acks.try_recv() {
+            v.push(a);
+        }
+        v
+    }
+
+    fn decisions(&mut self) -> Vec<Decision> {
+        let mut v = Vec::new();
+        while let Ok(o) = self.out.try_recv() {
+            if let Output::Decision { decision } = o {
+                v.push(decision);
+            }
+        }
+        v
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+fn alarm(sensor: &str, status_ok: bool, severity: Severity, key: &str) -> Event {
+    let kind = if status_ok {
+        EventKind::AlarmCleared
+    } else {
+        EventKind::AlarmRaised
+    };
+    let mut e = Event::new(Source::Saveris, "a1", "alarms", kind, key.into());
+    e.sensor = Some(sensor.into());
+    e.device = Some(format!("dev-{sensor}"));
+    e.name = Some(format!("Fridge {sensor}"));
+    e.condition = Some("Upper limit".into());
+    e.alarm_id = Some(format!("{sensor}:upper"));
+    e.value = Some(9.5);
+    e.unit = Some("°C".into());
+    e.severity = severity;
+    e.received_at = Timestamp::from_millisecond(T0).unwrap();
+    e.measured_at = Some(Timestamp::from_millisecond(T0).unwrap());
+    e.raw = format!("{{\"alarm_source_uuid\":\"{sensor}\"}}");
+    e
+}
+
+fn raise(sensor: &str) -> Event {
+    alarm(sensor, false, Severity::Alarm, &format!("raise-{sensor}"))
+}
+
+fn measurement(sensor: &str, v: f64, at: Timestamp, key: &str) -> Event {
+    let mut e = Event::new(
+        Source::Saveris,
+        "a1",
+        "measurements",
+        EventKind::Measurement,
+        key.into(),
+    );
+    e.sensor = Some(sensor.into());
+    e.quantity = Some("Temperature".into());
+    e.value = Some(v);
+    e.unit = Some("°C".into());
+    e.measured_at = Some(at);
+    e.received_at = at;
+    e
+}
+
+#[tokio::test]
+async fn raise_pops_critical_popup_and_clear_closes_it() {
+    let mut rig = Rig::new(Settings::default());
+    rig.send_all(vec![raise("s1")]).await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 1);
+    let p = &shown[0];
+    assert_eq!(p.urgency, Urgency::Critical);
+    assert!(p.actions);
+    assert_eq!(p.summary, "Alarm: Fridge s1 \u{2014} Upper limit");
+    assert!(p.body.contains("9.5 °C"), "{}", p.body);
+    let id = p.alarm_id.unwrap();
+    assert_eq!(rig.engine.status().tray, TrayState::Alarm);
+    assert_eq!(rig.engine.status().active_alarms, 1);
+
+    rig.send_all(vec![alarm("s1", true, Severity::Alarm, "clear-s1")])
+        .await;
+    assert_eq!(rig.notifier.closed(), vec![format!("alarm:{id}")]);
+    let row = rig.engine.history().alarm(id).unwrap().unwrap();
+    assert_eq!(row.cleared_ms, Some(T0));
+    assert_eq!(rig.engine.status().tray, TrayState::Ok);
+    let acks = rig.acks();
+    assert_eq!(acks.len(), 2);
+    assert!(acks.iter().all(|a| a.stored));
+}
+
+#[tokio::test]
+async fn redelivery_is_stored_once_popped_once_and_acked_again() {
+    let mut rig = Rig::new(Settings::default());
+    rig.send_all(vec![raise("s1")]).await;
+    let mut again = raise("s1");
+    again.received_at = rig.now();
+    rig.send_all(vec![again]).await;
+    assert_eq!(rig.engine.history().event_count().unwrap(), 1);
+    assert_eq!(rig.notifier.shown().len(), 1);
+    let acks = rig.acks();
+    assert_eq!(
+        acks.len(),
+        2,
+        "a duplicate is confirmed too: it was stored before"
+    );
+    assert!(acks.iter().all(|a| a.stored));
+    let events: usize = {
+        let mut n = 0;
+        while let Ok(o) = rig.out.try_recv() {
+            if matches!(o, Output::Event { .. }) {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert_eq!(events, 1, "only new events are output");
+}
+
+#[tokio::test]
+async fn clear_without_raise_is_history_only() {
+    let mut rig = Rig::new(Settings::default());
+    rig.send_all(vec![alarm("s9", true, Severity::Alarm, "c9")])
+        .await;
+    assert!(rig.notifier.calls().is_empty());
+    assert_eq!(rig.engine.history().event_count().unwrap(), 1);
+    assert!(rig
+        .engine
+        .history()
+        .alarms(&AlarmFilter::default())
+        .unwrap()
+        .is_empty());
+    assert_eq!(rig.engine.status().tray, TrayState::Ok);
+    assert!(rig.acks()[0].stored);
+}
+
+#[tokio::test]
+async fn warning_is_normal_urgency_and_raise_again_updates() {
+    let mut rig = Rig::new(Settings::default());
+    let w = alarm("s2", false, Severity::Warning, "w1");
+    let mut w2 = alarm("s2", false, Severity::Warning, "w2");
+    w2.value = Some(11.0);
+    rig.send_all(vec![w, w2]).await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 1, "raised again while active: no second popup");
+    assert_eq!(shown[0].urgency, Urgency::Normal);
+    let rows = rig
+        .engine
+        .history()
+        .alarms(&AlarmFilter::default())
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].value, Some(11.0));
+    let _ = rig.decisions();
+}
+
+#[tokio::test]
+async fn storm_becomes_three_popups_and_one_summary() {
+    let mut rig = Rig::new(Settings::default());
+    let es: Vec<Event> = (0..17)
+        .map(|i| raise(&format!("s{}", i % 5)).tap_key(i))
+        .collect();
+    rig.send_all(es).await;
+    // 17 raises on 5 sensors: 5 distinct alarms (same sensor + condition = same alarm).
+    assert_eq!(rig.notifier.shown().len(), 3);
+    let grouped = rig
+        .decisions()
+        .into_iter()
+        .filter(|d| matches!(d, Decision::Grouped { .. }))
+        .count();
+    assert_eq!(grouped, 2);
+    rig.clock.advance_secs(9);
+    rig.engine.poke().await;
+    assert_eq!(rig.notifier.shown().len(), 3, "the window is still open");
+    rig.clock.advance_secs(1);
+    rig.engine.poke().await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 4);
+    assert_eq!(shown[3].summary, "5 alarms on 5 sensors");
+    assert_eq!(shown[3].tag, "summary");
+    assert_eq!(shown[3].urgency, Urgency::Critical);
+}
+
+trait TapKey {
+    fn tap_key(self, i: usize) -> Self;
+}
+impl TapKey for Event {
+    fn tap_key(mut self, i: usize) -> Self {
+        self.key = format!("{}-{i}", self.key);
+        self
+    }
+}
+
+#[tokio::test]
+async fn replayed_alarms_are_summarised() {
+    let rig = Rig::new(Settings::default());
+    let es: Vec<Event> = (0..4)
+        .map(|i| {
+            let mut e = raise(&format!("r{i}"));
+            e.replayed = true;
+            e
+        })
+        .collect();
+    rig.send_all(es).await;
+    assert!(
+        rig.notifier.shown().is_empty(),
+        "catch-up alarms are not popped one by one"
+    );
+    rig.clock.advance_secs(10);
+    rig.engine.poke().await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].summary, "4 alarms on 4 sensors while disconnected");
+}
+
+#[tokio::test]
+async fn pause_holds_back_but_critical_passes_when_allowed() {
+    let mut s = Settings::default();
+    s.notifications.paused = true;
+    let mut rig = Rig::new(s.clone());
+    assert_eq!(rig.engine.status().tray, TrayState::Paused);
+    rig.send_all(vec![alarm("w", false, Severity::Warning, "w")])
+        .await;
+    assert!(rig.notifier.shown().is_empty());
+    assert!(rig
+        .decisions()
+        .iter()
+        .any(|d| matches!(d, Decision::HeldBack { reason, .. } if reason == "paused")));
+    rig.send_all(vec![raise("c")]).await;
+    assert_eq!(
+        rig.notifier.shown().len(),
+        1,
+        "critical still shows (allow_critical)"
+    );
+    s.notifications.quiet_hours.allow_critical = false;
+    rig.engine.update_settings(s);
+    rig.send_all(vec![raise("d")]).await;
+    assert_eq!(rig.notifier.shown().len(), 1);
+    assert_eq!(
+        rig.engine
+            .history()
+            .alarms(&AlarmFilter::default())
+            .unwrap()
+            .len(),
+        3,
+        "all in history"
+    );
+}
+
+#[tokio::test]
+async fn quiet_hours_at_midnight() {
+    let mut s = Settings::default();
+    s.notifications.quiet_hours.enabled = true;
+    s.notifications.quiet_hours.allow_critical = false;
+    let rig = Rig::new(s); // 22:00–07:00, clock at 22:13 UTC
+    rig.send_all(vec![raise("a")]).await;
+    assert!(rig.notifier.shown().is_empty());
+    assert_eq!(
+        rig.engine.status().tray,
+        TrayState::Alarm,
+        "the tray still counts it"
+    );
+    // 07:00 next morning: quiet hours over.
+    rig.clock.set("2023-11-15T07:00:00Z".parse().unwrap());
+    rig.send_all(vec![raise("b")]).await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 2, "the new alarm, and the one held back overnight: {shown:?}");
+    assert!(shown.iter().any(|p| p.summary.contains("Fridge a")));
+    assert!(shown.iter().any(|p| p.summary.contains("Fridge b")));
+}
+
+#[tokio::test]
+async fn acknowledge_stops_repeats_and_recounts_tray() {
+    let mut s = Settings::default();
+    s.notifications.repeat_mins = 5;
+    let rig = Rig::new(s);
+    rig.send_all(vec![raise("a")]).await;
+    let id = rig.notifier.shown()[0].alarm_id.unwrap();
+    rig.clock.advance_secs(299);
+    rig.engine.poke().await;
+    assert_eq!(rig.notifier.shown().len(), 1);
+    rig.clock.advance_secs(1);
+    rig.engine.poke().await;
+    assert_eq!(rig.notifier.shown().len(), 2, "repeated after 5 min");
+    rig.engine.acknowledge(id, "ui").await.unwrap();
+    assert_eq!(rig.engine.status().tray, TrayState::Ok);
+    assert_eq!(rig.engine.status().active_alarms, 0);
+    rig.clock.advance_secs(600);
+    rig.engine.poke().await;
+    assert_eq!(
+        rig.notifier.shown().len(),
+        2,
+        "acknowledged alarms do not repeat"
+    );
+    assert!(rig.notifier.closed().contains(&format!("alarm:{id}")));
+    let row = rig.engine.history().alarm(id).unwrap().unwrap();
+    assert_eq!(row.acknowledged_by.as_deref(), Some("ui"));
+    assert!(matches!(
+        rig.engine.acknowledge(9999, "ui").await,
+        Err(EngineError::NoSuchAlarm(9999))
+    ));
+}
+
+#[tokio::test]
+async fn silent_feed_raises_its_own_popup_and_clears_when_back() {
+    let rig = Rig::new(Settings::default());
+    let mut st = FeedStatus::new("saveris:a1".into(), "Saveris eu/production (alice)".into());
+    st.state = FeedState::Live;
+    rig.status_tx.send(st.clone()).unwrap();
+    rig.engine.poke().await;
+    st.state = FeedState::Waiting {
+        secs: 600,
+        reason: "rate limit".into(),
+    };
+    rig.status_tx.send(st.clone()).unwrap();
+    rig.engine.poke().await;
+    assert_eq!(rig.engine.status().tray, TrayState::Problem);
+    rig.clock.advance_secs(300);
+    rig.engine.poke().await;
+    assert!(
+        rig.notifier.shown().is_empty(),
+        "5 min is not more than 5 min"
+    );
+    rig.clock.advance_secs(1);
+    rig.engine.poke().await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(
+        shown[0].summary,
+        "Saveris eu/production (alice): not connected since 22:13 \u{2014} alarms may be missed"
+    );
+    assert_eq!(shown[0].tag, "feed:saveris:a1");
+    st.state = FeedState::Live;
+    rig.status_tx.send(st).unwrap();
+    rig.engine.poke().await;
+    assert_eq!(rig.notifier.closed(), vec!["feed:saveris:a1".to_string()]);
+    assert_eq!(rig.engine.status().tray, TrayState::Ok);
+    assert_eq!(rig.engine.status().feeds.len(), 1);
+}
+
+#[tokio::test]
+async fn threshold_rule_raises_and_clears_from_measurements() {
+    let mut s = Settings::default();
+    s.rules.push(ThresholdRule {
+        id: "r1".into(),
+        name: "fridge".into(),
+        limit: Limit::Above { value: 8.0 },
+        hysteresis: 0.5,
+        ..Default::default()
+    });
+    s.sensors.insert(
+        "s1".into(),
+        SensorPrefs {
+            name: "Kitchen fridge".into(),
+            notify: true,
+        },
+    );
+    let rig = Rig::new(s);
+    let t = rig.now();
+    rig.send_all(vec![
+        measurement("s1", 7.0, t, "m1"),
+        measurement("s1", 8.4, t, "m2"),
+        measurement("s1", 7.8, t, "m3"),
+    ])
+    .await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].summary, "Alarm: Kitchen fridge 8.4 °C");
+    assert!(
+        shown[0]
+            .body
+            .contains("above 8 (rule \u{201c}fridge\u{201d})"),
+        "{}",
+        shown[0].body
+    );
+    rig.send_all(vec![measurement("s1", 7.5, t, "m4")]).await;
+    assert_eq!(rig.notifier.closed().len(), 1);
+    let latest = rig.engine.history().latest_values().unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].value, 7.5);
+    assert_eq!(rig.engine.history().series("s1", 0).unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn muted_sensor_goes_to_history_only() {
+    let mut s = Settings::default();
+    s.sensors.insert(
+        "s1".into(),
+        SensorPrefs {
+            name: String::new(),
+            notify: false,
+        },
+    );
+    let mut rig = Rig::new(s);
+    rig.send_all(vec![raise("s1")]).await;
+    assert!(rig.notifier.shown().is_empty());
+    assert!(rig
+        .decisions()
+        .iter()
+        .any(|d| matches!(d, Decision::HeldBack { reason, .. } if reason == "sensor muted")));
+    assert_eq!(
+        rig.engine
+            .history()
+            .alarms(&AlarmFilter::default())
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn storage_failure_rejects_acks_and_reports_a_problem() {
+    let history = History::open_in_memory().unwrap();
+    let mut rig = Rig::with_history(Settings::default(), history.clone());
+    history.break_writes_for_test(true);
+    rig.send_all(vec![raise("s1")]).await;
+    let acks = rig.acks();
+    assert_eq!(acks.len(), 1);
+    assert!(
+        !acks[0].stored,
+        "not stored: the feed must not confirm upstream"
+    );
+    assert!(rig.notifier.shown().is_empty());
+    let status = rig.engine.status();
+    assert_eq!(status.tray, TrayState::Problem);
+    assert!(
+        status.summary.contains("history cannot be written"),
+        "{}",
+        status.summary
+    );
+    assert!(rig
+        .decisions()
+        .iter()
+        .any(|d| matches!(d, Decision::StorageFailed { events: 1, .. })));
+    history.break_writes_for_test(false);
+    rig.send_all(vec![raise("s1")]).await;
+    assert!(rig.acks()[0].stored);
+    assert_eq!(rig.notifier.shown().len(), 1);
+    assert_eq!(rig.engine.status().tray, TrayState::Alarm);
+}
+
+#[tokio::test]
+async fn restart_pops_what_was_never_told_and_restores_the_tray() {
+    let history = History::open_in_memory().unwrap();
+    // An alarm committed by a previous run that crashed before its popup.
+    history
+        .write(|w| {
+            w.raise_alarm(&history::NewAlarm {
+                alarm_key: "saveris:a1:x".into(),
+                source: Source::Saveris,
+                account: "a1".into(),
+                device: None,
+                sensor: Some("x".into()),
+                name: Some("Freezer".into()),
+                condition: Some("Lower limit".into()),
+                severity: Severity::Alarm,
+                value: Some(-30.0),
+                unit: Some("°C".into()),
+                limit: None,
+                rule_id: None,
+                event_id: None,
+                raised_ms: T0,
+            })
+        })
+        .unwrap();
+    let rig = Rig::with_history(Settings::default(), history.clone());
+    rig.engine.poke().await;
+    assert_eq!(rig.notifier.shown().len(), 1);
+    assert_eq!(rig.engine.status().active_alarms, 1);
+    rig.engine.clone().shutdown().await;
+
+    let rig2 = Rig::with_history(Settings::default(), history);
+    rig2.engine.poke().await;
+    assert!(
+        rig2.notifier.shown().is_empty(),
+        "told once, not again after a restart"
+    );
+    assert_eq!(rig2.engine.status().tray, TrayState::Alarm);
+}
+
+#[tokio::test]
+async fn cursor_is_stored_with_the_event() {
+    let rig = Rig::new(Settings::default());
+    let mut e = Event::new(
+        Source::Element,
+        "e1",
+        "sub1",
+        EventKind::Reading,
+        "rd-1".into(),
+    );
+    e.device = Some("d1".into());
+    e.fields = vec![("temperature".into(), 4.0), ("humidity".into(), 55.0)];
+    e.quantity = Some("temperature".into());
+    e.value = Some(4.0);
+    e.cursor = Some("2024-05-01T10:00:00Z".into());
+    rig.send_all(vec![e]).await;
+    let c = rig.engine.history().cursors(Source::Element, "e1").unwrap();
+    assert_eq!(
+        c.get("sub1").map(String::as_str),
+        Some("2024-05-01T10:00:00Z")
+    );
+    let latest = rig.engine.history().latest_values().unwrap();
+    assert_eq!(latest.len(), 2, "one last value per field");
+}
+
+#[tokio::test]
+async fn shutdown_drains_queued_deliveries() {
+    let mut rig = Rig::new(Settings::default());
+    for i in 0..50 {
+        let t = rig.now();
+        let e = measurement("s", i as f64, t, &format!("k{i}"));
+        rig.tx
+            .send(Delivery {
+                event: e,
+                ack: Ack::new(rig.acks_tx.clone(), 1, format!("k{i}")),
+            })
+            .await
+            .unwrap();
+    }
+    let h = rig.engine.history().clone();
+    rig.engine.clone().shutdown().await;
+    assert_eq!(h.event_count().unwrap(), 50);
+    assert_eq!(rig.acks().iter().filter(|a| a.stored).count(), 50);
+    let _ = Recorded::Closed(String::new());
+}
+
+#[tokio::test]
+async fn held_back_alarms_pop_when_the_pause_ends() {
+    let mut s = Settings::default();
+    s.notifications.paused = true;
+    let rig = Rig::new(s.clone());
+    let w = |sensor: &str| alarm(sensor, false, Severity::Warning, &format!("w-{sensor}"));
+    rig.send_all(vec![w("a"), w("b"), w("c")]).await;
+    assert!(rig.notifier.shown().is_empty());
+    let id_c = rig
+        .engine
+        .history()
+        .alarms(&AlarmFilter::default())
+        .unwrap()[0]
+        .id;
+    rig.engine.acknowledge(id_c, "ui").await.unwrap();
+    s.notifications.paused = false;
+    rig.engine.update_settings(s);
+    rig.engine.poke().await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(
+        shown[0].summary,
+        "2 alarms on 2 sensors while popups were held back"
+    );
+    rig.clock.advance_secs(60);
+    rig.engine.poke().await;
+    assert_eq!(rig.notifier.shown().len(), 1, "released once");
+}

@@ -1,0 +1,308 @@
+//! Popup texts, in the user's locale (decimal separator, local time). Plain text: the
+//! notifier escapes it.
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use crate::event::{FeedStatus, Severity};
+use crate::ipc::protocol::AlarmRow;
+
+/// How numbers and times are written for the user.
+#[derive(Debug, Clone)]
+pub struct Locale {
+    pub decimal_comma: bool,
+    pub tz: TimeZone,
+}
+
+impl Locale {
+    /// From `LC_ALL` / `LC_NUMERIC` / `LANG` (the first one set).
+    pub fn from_env(tz: TimeZone) -> Self {
+        let lang = ["LC_ALL", "LC_NUMERIC", "LANG"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok())
+            .find(|v| !v.is_empty())
+            .unwrap_or_default();
+        let code = lang
+            .split(['_', '.', '@'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        // Languages that write 3,5 rather than 3.5.
+        const COMMA: &[&str] = &[
+            "de", "fr", "es", "it", "nl", "pt", "ru", "pl", "cs", "sk", "sv", "da", "nb", "nn",
+            "no", "fi", "tr", "el", "hu", "ro", "bg", "hr", "sl", "sr", "uk", "id", "vi", "lt",
+            "lv", "et", "ca", "eu", "gl",
+        ];
+        Locale {
+            decimal_comma: COMMA.contains(&code.as_str()),
+            tz,
+        }
+    }
+
+    pub fn plain(tz: TimeZone) -> Self {
+        Locale {
+            decimal_comma: false,
+            tz,
+        }
+    }
+
+    /// Up to two decimals, trailing zeros dropped: 22.015625 → "22.02", 8 → "8".
+    pub fn number(&self, v: f64) -> String {
+        let s = format!("{v:.2}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        let s = if s == "-0" { "0" } else { s };
+        if self.decimal_comma {
+            s.replace('.', ",")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// "14:02" today, "2024-05-03 14:02" on another day.
+    pub fn time(&self, at_ms: i64, now_ms: i64) -> String {
+        let (Ok(at), Ok(now)) = (
+            Timestamp::from_millisecond(at_ms),
+            Timestamp::from_millisecond(now_ms),
+        ) else {
+            return String::from("?");
+        };
+        let at = at.to_zoned(self.tz.clone());
+        let now = now.to_zoned(self.tz.clone());
+        if at.date() == now.date() {
+            at.strftime("%H:%M").to_string()
+        } else {
+            at.strftime("%Y-%m-%d %H:%M").to_string()
+        }
+    }
+}
+
+fn severity_word(s: Severity) -> &'static str {
+    match s {
+        Severity::Alarm => "Alarm",
+        Severity::Warning => "Warning",
+        Severity::Info => "Notice",
+    }
+}
+
+/// The system alarm conditions Saveris sends, in the app's words.
+fn system_wording(condition: &str) -> Option<&'static str> {
+    let c = condition.to_ascii_lowercase();
+    Some(if c.contains("battery") {
+        "battery nearly empty"
+    } else if c.contains("power") {
+        "external power lost"
+    } else if c.contains("connection timeout") || c.contains("communicat") {
+        "not reporting (connection timeout)"
+    } else if c.contains("broken") {
+        "sensor broken"
+    } else if c.contains("calibration") {
+        "calibration overdue"
+    } else {
+        return None;
+    })
+}
+
+/// Summary and body of an alarm's popup. `display` is the sensor's name as the user sees it;
+/// `rule` is set for alarms raised by a threshold rule.
+pub fn alarm_text(
+    row: &AlarmRow,
+    display: &str,
+    rule: bool,
+    loc: &Locale,
+    now_ms: i64,
+) -> (String, String) {
+    let since = loc.time(row.raised_ms, now_ms);
+    let value = row.value.map(|v| match &row.unit {
+        Some(u) if !u.is_empty() => format!("{} {u}", loc.number(v)),
+        _ => loc.number(v),
+    });
+    let condition = row.condition.as_deref().unwrap_or("");
+    if rule {
+        let limit = row.limit.as_deref().unwrap_or("");
+        return match value {
+            Some(v) => (
+                format!("{}: {display} {v}", severity_word(row.severity)),
+                format!("{v}, {limit} (rule \u{201c}{condition}\u{201d})\nsince {since}"),
+            ),
+            None => (
+                format!("{display}: {limit}"),
+                format!("No value received (rule \u{201c}{condition}\u{201d})\nsince {since}"),
+            ),
+        };
+    }
+    if let Some(words) = system_wording(condition) {
+        return (
+            format!("{display}: {words}"),
+            format!(
+                "{} system alarm: {condition}\nsince {since}",
+                severity_word(row.severity)
+            ),
+        );
+    }
+    let mut body = String::new();
+    if let Some(v) = &value {
+        body.push_str(v);
+        body.push_str(" \u{b7} ");
+    }
+    body.push_str(if condition.is_empty() {
+        "alarm condition violated"
+    } else {
+        condition
+    });
+    body.push_str(&format!("\nsince {since}"));
+    let summary = if condition.is_empty() {
+        format!("{}: {display}", severity_word(row.severity))
+    } else {
+        format!(
+            "{}: {display} \u{2014} {condition}",
+            severity_word(row.severity)
+        )
+    };
+    (summary, body)
+}
+
+/// "17 alarms on 5 sensors" and a body naming the first few; `context` ends the summary
+/// ("while disconnected").
+pub fn summary_text(
+    total: u32,
+    sensors: u32,
+    names: &[String],
+    context: Option<&str>,
+) -> (String, String) {
+    let alarms = if total == 1 {
+        "1 alarm".to_string()
+    } else {
+        format!("{total} alarms")
+    };
+    let on = if sensors == 1 {
+        "1 sensor".to_string()
+    } else {
+        format!("{sensors} sensors")
+    };
+    let summary = match context {
+        Some(c) => format!("{alarms} on {on} {c}"),
+        None => format!("{alarms} on {on}"),
+    };
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    let mut body = shown.join(", ");
+    if names.len() > shown.len() {
+        body.push_str(&format!(" and {} more", names.len() - shown.len()));
+    }
+    (summary, body)
+}
+
+/// "Saveris eu/production (alice): not connected since 14:02 — alarms may be missed".
+pub fn feed_silence_text(
+    status: &FeedStatus,
+    since_ms: i64,
+    loc: &Locale,
+    now_ms: i64,
+) -> (String, String) {
+    let summary = format!(
+        "{}: not connected since {} \u{2014} alarms may be missed",
+        status.label,
+        loc.time(since_ms, now_ms)
+    );
+    let mut body = format!("Now: {}", status.state.describe());
+    if let Some(t) = status.last_message_at {
+        body.push_str(&format!(
+            "\nLast message at {}",
+            loc.time(t.as_millisecond(), now_ms)
+        ));
+    }
+    (summary, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> AlarmRow {
+        AlarmRow {
+            id: 1,
+            source: "saveris".into(),
+            account: "a".into(),
+            device: None,
+            sensor: Some("s".into()),
+            name: Some("Fridge 1".into()),
+            condition: Some("Upper limit".into()),
+            severity: Severity::Alarm,
+            value: Some(22.015625),
+            unit: Some("°C".into()),
+            limit: None,
+            raised_ms: 1_700_000_000_000,
+            cleared_ms: None,
+            acknowledged_ms: None,
+            acknowledged_by: None,
+        }
+    }
+
+    #[test]
+    fn measurement_alarm_reads_well_in_two_locales() {
+        let en = Locale::plain(TimeZone::UTC);
+        let (s, b) = alarm_text(&row(), "Fridge 1", false, &en, 1_700_000_000_000);
+        assert_eq!(s, "Alarm: Fridge 1 \u{2014} Upper limit");
+        assert_eq!(b, "22.02 °C \u{b7} Upper limit\nsince 22:13");
+        let de = Locale {
+            decimal_comma: true,
+            tz: TimeZone::UTC,
+        };
+        let (_, b) = alarm_text(
+            &row(),
+            "Fridge 1",
+            false,
+            &de,
+            1_700_000_000_000 + 86_400_000,
+        );
+        assert_eq!(b, "22,02 °C \u{b7} Upper limit\nsince 2023-11-14 22:13");
+    }
+
+    #[test]
+    fn system_alarms_have_their_own_wording() {
+        let mut r = row();
+        r.condition = Some("The battery of the device is nearly empty".into());
+        r.value = None;
+        let (s, _) = alarm_text(
+            &r,
+            "Logger 7",
+            false,
+            &Locale::plain(TimeZone::UTC),
+            r.raised_ms,
+        );
+        assert_eq!(s, "Logger 7: battery nearly empty");
+        r.condition =
+            Some("Connection timeout, device did not communicated in expected time".into());
+        let (s, _) = alarm_text(
+            &r,
+            "Logger 7",
+            false,
+            &Locale::plain(TimeZone::UTC),
+            r.raised_ms,
+        );
+        assert_eq!(s, "Logger 7: not reporting (connection timeout)");
+    }
+
+    #[test]
+    fn rule_alarm_and_summary() {
+        let mut r = row();
+        r.condition = Some("fridge".into());
+        r.limit = Some("above 8".into());
+        r.value = Some(9.5);
+        let (s, b) = alarm_text(
+            &r,
+            "Fridge 1",
+            true,
+            &Locale::plain(TimeZone::UTC),
+            r.raised_ms,
+        );
+        assert_eq!(s, "Alarm: Fridge 1 9.5 °C");
+        assert!(
+            b.starts_with("9.5 °C, above 8 (rule \u{201c}fridge\u{201d})"),
+            "{b}"
+        );
+        let names: Vec<String> = (1..=7).map(|i| format!("S{i}")).collect();
+        let (s, b) = summary_text(17, 5, &names, None);
+        assert_eq!(s, "17 alarms on 5 sensors");
+        assert_eq!(b, "S1, S2, S3, S4, S5 and 2 more");
+    }
+}
