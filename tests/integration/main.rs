@@ -1,1 +1,2 @@
 mod smoke { #[test] fn links() { assert!(!alarm_tray::VERSION.is_empty()); } }
+mod element;

@@ -98,7 +98,10 @@ impl Default for ElementServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("could not listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +164,8 @@ struct Shared {
     live: broadcast::Sender<Arc<Stored>>,
     kill: watch::Sender<u64>,
     freeze: broadcast::Sender<()>,
+    /// Bumped by [`ElementServer::freeze_sockets`]; sockets opened before a bump freeze.
+    freeze_gen: AtomicU64,
     idle_timeout: Mutex<Duration>,
     replay_batch: usize,
     pings: AtomicU64,
@@ -183,7 +188,9 @@ pub struct ElementServer {
 
 impl std::fmt::Debug for ElementServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ElementServer").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("ElementServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -208,6 +215,7 @@ impl ElementServer {
             live,
             kill,
             freeze,
+            freeze_gen: AtomicU64::new(0),
             idle_timeout: Mutex::new(cfg.idle_timeout),
             replay_batch: cfg.replay_batch.max(1),
             pings: AtomicU64::new(0),
@@ -215,7 +223,11 @@ impl ElementServer {
         });
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
         let (addr, task) = serve(shared.clone(), addr).await?;
-        Ok(ElementServer { shared, addr, serve: Mutex::new(Some(task)) })
+        Ok(ElementServer {
+            shared,
+            addr,
+            serve: Mutex::new(Some(task)),
+        })
     }
 
     /// `http://127.0.0.1:PORT`: what an account's base URL is set to.
@@ -230,7 +242,11 @@ impl ElementServer {
     pub fn add_device(&self, id: &str, name: &str, tags: &[&str]) {
         let mut d = self.shared.data();
         d.devices.retain(|x| x.id != id);
-        d.devices.push(SimDevice { id: id.into(), name: name.into(), tags: tags.iter().map(|t| t.to_string()).collect() });
+        d.devices.push(SimDevice {
+            id: id.into(),
+            name: name.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        });
         for t in tags {
             if !d.tags.iter().any(|(id, _)| id == t) {
                 d.tags.push((t.to_string(), format!("Tag {t}")));
@@ -239,7 +255,10 @@ impl ElementServer {
     }
 
     pub fn add_stream(&self, id: &str, devices: &[&str]) {
-        self.shared.data().streams.insert(id.into(), devices.iter().map(|d| d.to_string()).collect());
+        self.shared
+            .data()
+            .streams
+            .insert(id.into(), devices.iter().map(|d| d.to_string()).collect());
     }
 
     pub fn add_key(&self, key: &str, role: KeyRole) {
@@ -257,7 +276,12 @@ impl ElementServer {
     }
 
     /// Stores a reading in the past (history for `after=` catch-up); not sent live.
-    pub fn insert_reading_at(&self, device_id: &str, data: Value, inserted_at: Timestamp) -> String {
+    pub fn insert_reading_at(
+        &self,
+        device_id: &str,
+        data: Value,
+        inserted_at: Timestamp,
+    ) -> String {
         self.store(Kind::Readings, device_id, data, Some(inserted_at))
     }
 
@@ -269,14 +293,22 @@ impl ElementServer {
             Some(t) => t,
             None => {
                 // Strictly increasing, at microsecond precision like the real timestamps.
-                let now = Timestamp::now().round(jiff::Unit::Microsecond).unwrap_or_else(|_| Timestamp::now());
+                let now = Timestamp::now()
+                    .round(jiff::Unit::Microsecond)
+                    .unwrap_or_else(|_| Timestamp::now());
                 let next = d.last_inserted + jiff::SignedDuration::from_micros(1);
                 let t = if now > next { now } else { next };
                 d.last_inserted = t;
                 t
             }
         };
-        let id = format!("{:08x}-{:04x}-4{:03x}-8000-{:012x}", seq.wrapping_mul(2_654_435_761) as u32, seq & 0xffff, seq & 0xfff, seq);
+        let id = format!(
+            "{:08x}-{:04x}-4{:03x}-8000-{:012x}",
+            seq.wrapping_mul(2_654_435_761) as u32,
+            seq & 0xffff,
+            seq & 0xfff,
+            seq
+        );
         let stamp = format_time(inserted_at);
         let body = match kind {
             Kind::Readings => json!({
@@ -289,9 +321,17 @@ impl ElementServer {
                 "meta": {"frame_port": 1},
             }),
         };
-        let ev = Arc::new(Stored { seq, kind, device_id: device_id.into(), inserted_at, body });
+        let ev = Arc::new(Stored {
+            seq,
+            kind,
+            device_id: device_id.into(),
+            inserted_at,
+            body,
+        });
         // Keep history sorted by insertion time (backdated inserts land in place).
-        let pos = d.events.partition_point(|e| (e.inserted_at, e.seq) <= (inserted_at, seq));
+        let pos = d
+            .events
+            .partition_point(|e| (e.inserted_at, e.seq) <= (inserted_at, seq));
         d.events.insert(pos, ev.clone());
         if at.is_none() {
             // Sent while the lock is held: a socket snapshotting history under the same
@@ -317,7 +357,11 @@ impl ElementServer {
     }
 
     pub fn set_idle_timeout(&self, d: Duration) {
-        *self.shared.idle_timeout.lock().unwrap_or_else(|p| p.into_inner()) = d;
+        *self
+            .shared
+            .idle_timeout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = d;
     }
 
     /// Drops every open socket without a close frame (like a crashed server).
@@ -327,6 +371,7 @@ impl ElementServer {
 
     /// The sockets open now stop answering anything (a half-open link); new ones work.
     pub fn freeze_sockets(&self) {
+        self.shared.freeze_gen.fetch_add(1, Ordering::SeqCst);
         let _ = self.shared.freeze.send(());
     }
 
@@ -362,7 +407,13 @@ impl ElementServer {
             loop {
                 tick.tick().await;
                 n += 1;
-                let devices: Vec<String> = server.shared.data().devices.iter().map(|d| d.id.clone()).collect();
+                let devices: Vec<String> = server
+                    .shared
+                    .data()
+                    .devices
+                    .iter()
+                    .map(|d| d.id.clone())
+                    .collect();
                 for (i, d) in devices.iter().enumerate() {
                     let wave = ((n as f64 / 6.0) + i as f64).sin();
                     server.push_reading(d, json!({"temperature": 4.0 + 3.0 * wave, "humidity": 55 + (n % 7) as i64, "battery": 3.6}));
@@ -377,9 +428,16 @@ fn format_time(t: Timestamp) -> String {
     format!("{t:.6}")
 }
 
-async fn serve(shared: Arc<Shared>, addr: SocketAddr) -> Result<(SocketAddr, JoinHandle<()>), SimError> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| SimError::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| SimError::Bind { addr, source })?;
+async fn serve(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+) -> Result<(SocketAddr, JoinHandle<()>), SimError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| SimError::Bind { addr, source })?;
     let app = Router::new()
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/tags", get(list_tags))
@@ -406,10 +464,20 @@ fn key_of(q: &HashMap<String, String>, headers: &HeaderMap) -> Option<String> {
 }
 
 fn error(status: StatusCode, msg: &str) -> Response {
-    (status, Json(json!({"ok": false, "status": status.as_u16(), "error": msg}))).into_response()
+    (
+        status,
+        Json(json!({"ok": false, "status": status.as_u16(), "error": msg})),
+    )
+        .into_response()
 }
 
-async fn mandate_socket(State(s): State<Arc<Shared>>, Path(kind): Path<String>, Query(q): Q, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+async fn mandate_socket(
+    State(s): State<Arc<Shared>>,
+    Path(kind): Path<String>,
+    Query(q): Q,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     let path = format!("/api/v1/{kind}/socket");
     open_socket(s, Scope::Mandate, &kind, q, headers, ws, path)
 }
@@ -431,18 +499,31 @@ async fn scoped_socket(
     open_socket(s, scope, &kind, q, headers, ws, path)
 }
 
-fn open_socket(s: Arc<Shared>, scope: Scope, kind: &str, q: HashMap<String, String>, headers: HeaderMap, ws: WebSocketUpgrade, path: String) -> Response {
+fn open_socket(
+    s: Arc<Shared>,
+    scope: Scope,
+    kind: &str,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+    path: String,
+) -> Response {
     let after = q.get("after").cloned();
     let preload = q.get("preload").cloned();
     let mut d = s.data();
-    let mut req = SocketRequest { path, after: after.clone(), preload: preload.clone(), accepted: false };
+    let mut req = SocketRequest {
+        path,
+        after: after.clone(),
+        preload: preload.clone(),
+        accepted: false,
+    };
     let verdict = (|| {
         let Some(kind) = Kind::parse(kind) else {
-            return Err(error(StatusCode::NOT_FOUND, "no such socket"));
+            return Err((StatusCode::NOT_FOUND, "no such socket"));
         };
         let role = key_of(&q, &headers).and_then(|k| d.keys.get(&k).cloned());
         let Some(role) = role else {
-            return Err(error(StatusCode::UNAUTHORIZED, "invalid api key"));
+            return Err((StatusCode::UNAUTHORIZED, "invalid api key"));
         };
         let known = match &scope {
             Scope::Device(id) => d.devices.iter().any(|x| &x.id == id),
@@ -456,13 +537,13 @@ fn open_socket(s: Arc<Shared>, scope: Scope, kind: &str, q: HashMap<String, Stri
             (KeyRole::Device(_), _) => false,
         };
         if !allowed {
-            return Err(error(StatusCode::FORBIDDEN, "api key lacks permission"));
+            return Err((StatusCode::FORBIDDEN, "api key lacks permission"));
         }
         if !known {
-            return Err(error(StatusCode::NOT_FOUND, "not found"));
+            return Err((StatusCode::NOT_FOUND, "not found"));
         }
         let after = match after.as_deref().map(parse_after) {
-            Some(None) => return Err(error(StatusCode::BAD_REQUEST, "invalid after")),
+            Some(None) => return Err((StatusCode::BAD_REQUEST, "invalid after")),
             Some(Some(t)) => Some(t),
             None => None,
         };
@@ -470,15 +551,20 @@ fn open_socket(s: Arc<Shared>, scope: Scope, kind: &str, q: HashMap<String, Stri
     })();
     let (kind, after) = match verdict {
         Ok(v) => v,
-        Err(resp) => {
+        Err((status, msg)) => {
             d.requests.push(req);
-            return resp;
+            return error(status, msg);
         }
     };
     req.accepted = true;
     d.requests.push(req);
     drop(d);
-    let preload: Vec<String> = preload.unwrap_or_default().split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+    let preload: Vec<String> = preload
+        .unwrap_or_default()
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
     ws.on_upgrade(move |socket| async move {
         s.open.fetch_add(1, Ordering::Relaxed);
         run_socket(s.clone(), socket, scope, kind, after, preload).await;
@@ -491,7 +577,10 @@ fn parse_after(s: &str) -> Option<Timestamp> {
         return Some(t);
     }
     let civil: jiff::civil::DateTime = s.parse().ok()?;
-    civil.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 /// Whether `ev` belongs on a socket of `scope`, judged with the data as it is now.
@@ -502,15 +591,25 @@ fn matches(d: &Data, scope: &Scope, kind: Kind, ev: &Stored) -> bool {
     match scope {
         Scope::Mandate => true,
         Scope::Device(id) => &ev.device_id == id,
-        Scope::Tag(t) => d.devices.iter().any(|x| x.id == ev.device_id && x.tags.iter().any(|y| y == t)),
-        Scope::Stream(s) => d.streams.get(s).is_some_and(|ds| ds.iter().any(|x| x == &ev.device_id)),
+        Scope::Tag(t) => d
+            .devices
+            .iter()
+            .any(|x| x.id == ev.device_id && x.tags.iter().any(|y| y == t)),
+        Scope::Stream(s) => d
+            .streams
+            .get(s)
+            .is_some_and(|ds| ds.iter().any(|x| x == &ev.device_id)),
     }
 }
 
 /// The event as sent, with what `preload` asked for.
 fn body_for(d: &Data, ev: &Stored, preload: &[String]) -> Value {
     let mut body = ev.body.clone();
-    let wants = |p: &str| preload.iter().any(|x| x == p || x.starts_with(&format!("{p}.")));
+    let wants = |p: &str| {
+        preload
+            .iter()
+            .any(|x| x == p || x.starts_with(&format!("{p}.")))
+    };
     if wants("device") {
         if let Some(dev) = d.devices.iter().find(|x| x.id == ev.device_id) {
             let mut dv = json!({"id": dev.id, "name": dev.name, "tags": dev.tags.iter().map(|t| json!({"id": t})).collect::<Vec<_>>()});
@@ -524,7 +623,8 @@ fn body_for(d: &Data, ev: &Stored, preload: &[String]) -> Value {
         }
     }
     if ev.kind == Kind::Readings && wants("packet") {
-        let mut pk = json!({"id": body["packet_id"], "device_id": ev.device_id, "packet_type": "up"});
+        let mut pk =
+            json!({"id": body["packet_id"], "device_id": ev.device_id, "packet_type": "up"});
         if preload.iter().any(|p| p == "packet.interface") {
             pk["interface"] = json!({"id": "sim-interface", "name": "LoRaWAN"});
         }
@@ -547,10 +647,19 @@ fn frame(d: &Data, events: &[Arc<Stored>], preload: &[String]) -> String {
     Value::Array(items).to_string()
 }
 
-async fn run_socket(s: Arc<Shared>, mut socket: WebSocket, scope: Scope, kind: Kind, after: Option<Timestamp>, preload: Vec<String>) {
+async fn run_socket(
+    s: Arc<Shared>,
+    mut socket: WebSocket,
+    scope: Scope,
+    kind: Kind,
+    after: Option<Timestamp>,
+    preload: Vec<String>,
+) {
     let mut kill = s.kill.subscribe();
     kill.mark_unchanged();
     let mut freeze = s.freeze.subscribe();
+    let born = s.freeze_gen.load(Ordering::SeqCst);
+    let frozen = |s: &Shared| s.freeze_gen.load(Ordering::SeqCst) != born;
     // Subscribe and snapshot under one lock: nothing falls between replay and live.
     let (mut live, replay_frames, high) = {
         let d = s.data();
@@ -558,7 +667,12 @@ async fn run_socket(s: Arc<Shared>, mut socket: WebSocket, scope: Scope, kind: K
         let high = d.next_seq;
         let mut frames = Vec::new();
         if let Some(after) = after {
-            let old: Vec<Arc<Stored>> = d.events.iter().filter(|e| e.inserted_at >= after && matches(&d, &scope, kind, e)).cloned().collect();
+            let old: Vec<Arc<Stored>> = d
+                .events
+                .iter()
+                .filter(|e| e.inserted_at >= after && matches(&d, &scope, kind, e))
+                .cloned()
+                .collect();
             for chunk in old.chunks(s.replay_batch) {
                 frames.push(frame(&d, chunk, &preload));
             }
@@ -574,13 +688,14 @@ async fn run_socket(s: Arc<Shared>, mut socket: WebSocket, scope: Scope, kind: K
     let idle_close = tokio::time::sleep(idle());
     tokio::pin!(idle_close);
     loop {
+        if frozen(&s) {
+            // Half-open: hold the TCP connection, answer nothing, until killed.
+            let _ = tokio::time::timeout(Duration::from_secs(300), kill.changed()).await;
+            return;
+        }
         tokio::select! {
             _ = kill.changed() => return,
-            _ = freeze.recv() => {
-                // Half-open: hold the TCP connection, answer nothing, until killed.
-                let _ = tokio::time::timeout(Duration::from_secs(300), kill.changed()).await;
-                return;
-            }
+            _ = freeze.recv() => continue,
             _ = &mut idle_close => {
                 let close = CloseFrame { code: 1000, reason: "idle timeout".into() };
                 let _ = socket.send(Message::Close(Some(close))).await;
@@ -603,7 +718,7 @@ async fn run_socket(s: Arc<Shared>, mut socket: WebSocket, scope: Scope, kind: K
             },
             ev = live.recv() => match ev {
                 Ok(ev) => {
-                    if ev.seq < high {
+                    if ev.seq < high || frozen(&s) {
                         continue;
                     }
                     let text = {
@@ -639,18 +754,26 @@ struct Paging {
 fn page(items: Vec<Value>, p: &Paging) -> Response {
     let limit = p.limit.unwrap_or(100).clamp(1, 100);
     let start = match &p.retrieve_after {
-        Some(a) => items.iter().position(|i| i["id"].as_str() == Some(a.as_str())).map(|i| i + 1).unwrap_or(items.len()),
+        Some(a) => items
+            .iter()
+            .position(|i| i["id"].as_str() == Some(a.as_str()))
+            .map(|i| i + 1)
+            .unwrap_or(items.len()),
         None => 0,
     };
     let body: Vec<Value> = items.into_iter().skip(start).take(limit).collect();
     let next = body.last().map(|l| l["id"].clone()).unwrap_or(Value::Null);
-    Json(json!({"ok": true, "status": 200, "body": body, "retrieve_after_id": next})).into_response()
+    Json(json!({"ok": true, "status": 200, "body": body, "retrieve_after_id": next}))
+        .into_response()
 }
 
 fn rest_role(d: &Data, p: &Paging, headers: &HeaderMap) -> Option<KeyRole> {
     let key = match &p.auth {
         Some(k) => Some(k.clone()),
-        None => headers.get("authorization").and_then(|h| h.to_str().ok()).map(|h| h.strip_prefix("Bearer ").unwrap_or(h).to_string()),
+        None => headers
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.strip_prefix("Bearer ").unwrap_or(h).to_string()),
     }?;
     d.keys.get(&key).cloned()
 }
@@ -672,26 +795,47 @@ fn sorted_devices<'a>(d: &'a Data, role: &KeyRole) -> Vec<&'a SimDevice> {
     v
 }
 
-async fn list_devices(State(s): State<Arc<Shared>>, Query(p): Query<Paging>, headers: HeaderMap) -> Response {
+async fn list_devices(
+    State(s): State<Arc<Shared>>,
+    Query(p): Query<Paging>,
+    headers: HeaderMap,
+) -> Response {
     let d = s.data();
     let Some(role) = rest_role(&d, &p, &headers) else {
         return error(StatusCode::UNAUTHORIZED, "invalid api key");
     };
-    let items = sorted_devices(&d, &role).into_iter().map(device_json).collect();
+    let items = sorted_devices(&d, &role)
+        .into_iter()
+        .map(device_json)
+        .collect();
     page(items, &p)
 }
 
-async fn list_tags(State(s): State<Arc<Shared>>, Query(p): Query<Paging>, headers: HeaderMap) -> Response {
+async fn list_tags(
+    State(s): State<Arc<Shared>>,
+    Query(p): Query<Paging>,
+    headers: HeaderMap,
+) -> Response {
     let d = s.data();
     if rest_role(&d, &p, &headers).is_none() {
         return error(StatusCode::UNAUTHORIZED, "invalid api key");
     }
     let mut tags = d.tags.clone();
     tags.sort();
-    page(tags.into_iter().map(|(id, name)| json!({"id": id, "name": name})).collect(), &p)
+    page(
+        tags.into_iter()
+            .map(|(id, name)| json!({"id": id, "name": name}))
+            .collect(),
+        &p,
+    )
 }
 
-async fn list_tag_devices(State(s): State<Arc<Shared>>, Path(tag): Path<String>, Query(p): Query<Paging>, headers: HeaderMap) -> Response {
+async fn list_tag_devices(
+    State(s): State<Arc<Shared>>,
+    Path(tag): Path<String>,
+    Query(p): Query<Paging>,
+    headers: HeaderMap,
+) -> Response {
     let d = s.data();
     let Some(role) = rest_role(&d, &p, &headers) else {
         return error(StatusCode::UNAUTHORIZED, "invalid api key");
@@ -699,7 +843,11 @@ async fn list_tag_devices(State(s): State<Arc<Shared>>, Path(tag): Path<String>,
     if !d.tags.iter().any(|(t, _)| t == &tag) {
         return error(StatusCode::NOT_FOUND, "tag not found");
     }
-    let items = sorted_devices(&d, &role).into_iter().filter(|x| x.tags.contains(&tag)).map(device_json).collect();
+    let items = sorted_devices(&d, &role)
+        .into_iter()
+        .filter(|x| x.tags.contains(&tag))
+        .map(device_json)
+        .collect();
     page(items, &p)
 }
 
@@ -709,12 +857,28 @@ mod tests {
 
     #[tokio::test]
     async fn rejects_unknown_keys_and_lists_devices() {
-        let srv = ElementServer::start(ElementServerConfig { api_keys: vec![("k".into(), KeyRole::Admin)], ..Default::default() }).await.unwrap();
+        let srv = ElementServer::start(ElementServerConfig {
+            api_keys: vec![("k".into(), KeyRole::Admin)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         srv.add_device("d1", "One", &["t"]);
         let c = reqwest::Client::new();
-        let r = c.get(format!("{}/api/v1/devices?auth=bad", srv.base_url())).send().await.unwrap();
+        let r = c
+            .get(format!("{}/api/v1/devices?auth=bad", srv.base_url()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 401);
-        let v: Value = c.get(format!("{}/api/v1/devices?auth=k", srv.base_url())).send().await.unwrap().json().await.unwrap();
+        let v: Value = c
+            .get(format!("{}/api/v1/devices?auth=k", srv.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(v["body"][0]["name"], "One");
         srv.stop().await;
     }
