@@ -2,4 +2,5 @@
 
 mod desktop;
 mod e2e;
+mod element;
 mod engine;

