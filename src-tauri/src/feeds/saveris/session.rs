@@ -86,7 +86,14 @@ impl Endpoint {
         if !matches!(url.scheme(), "ws" | "wss") {
             return Err(SaverisError::Config("the WebSocket URL must start with ws:// or wss://".into()));
         }
-        let host = url.host_str().unwrap_or_default().to_string();
+        // The STOMP `host` header is the server's host name, as the spec recommends; brokers
+        // that read it as a virtual host (RabbitMQ) get it from a `vhost` query parameter
+        // of a custom URL.
+        let host = url
+            .query_pairs()
+            .find(|(k, _)| k == "vhost")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| url.host_str().unwrap_or_default().to_string());
         let ch = &account.channels;
         let destinations: Vec<(Channel, String)> = [
             (ch.alarms, Channel::Alarms),
@@ -849,6 +856,9 @@ mod tests {
         });
         let e = Endpoint::resolve(&a).unwrap();
         assert_eq!(e.destinations[0].1, "/queue/alice.alarms");
+        assert_eq!(e.host, "127.0.0.1");
+        a.custom.as_mut().unwrap().ws_url = "ws://127.0.0.1:1/ws?vhost=%2F".into();
+        assert_eq!(Endpoint::resolve(&a).unwrap().host, "/");
         assert!(e.token_source.is_none());
         a.channels = Channels { alarms: false, measurements: false, measurements_v2: false };
         assert!(Endpoint::resolve(&a).is_err());
