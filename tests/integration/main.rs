@@ -4,3 +4,5 @@ mod desktop;
 mod e2e;
 mod element;
 mod engine;
+mod peers;
+mod saveris;

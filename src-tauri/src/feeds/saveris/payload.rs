@@ -1,0 +1,413 @@
+//! Typed Saveris payloads (PROTOCOLS.md) and their mapping to [`Event`]s.
+//!
+//! Upstream evolves: an unknown enum value becomes `Other(text)` and extra fields are kept
+//! in `extra`; neither is an error. Numbers may arrive as JSON numbers or as strings
+//! (`"alarm_value": "22.015625"`), so both are read.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::{Event, EventKind, Severity, Source};
+
+/// The channels of the Push API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Alarms,
+    Measurements,
+    MeasurementsV2,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Alarms, Channel::Measurements, Channel::MeasurementsV2];
+
+    /// The name used in destinations and as the event's `subscription`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Alarms => "alarms",
+            Channel::Measurements => "measurements",
+            Channel::MeasurementsV2 => "measurements-v2",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// Declares a string enum that keeps values it does not know.
+macro_rules! open_enum {
+    ($(#[$m:meta])* $name:ident { $($var:ident = $text:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($var,)*
+            /// A value this build does not know (kept as sent).
+            Other(String),
+        }
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                match s.as_str() {
+                    $($text => $name::$var,)*
+                    _ => $name::Other(s),
+                }
+            }
+        }
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.as_str().to_string()
+            }
+        }
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$var => $text,)*
+                    $name::Other(s) => s,
+                }
+            }
+        }
+    };
+}
+
+open_enum!(
+    /// `alarm_type`.
+    AlarmType { Measurement = "measurement alarm", DeviceSystem = "device system alarm", SensorSystem = "sensor system alarm" }
+);
+open_enum!(
+    /// `alarm_status`.
+    AlarmStatus { Alarm = "Alarm", Ok = "Ok", Unknown = "Unknown" }
+);
+open_enum!(
+    /// `alarm_severity`.
+    AlarmSeverity { Alarm = "Alarm", Warning = "Warning", Unknown = "Unknown" }
+);
+
+/// A measurement alarm or a device/sensor system alarm (one payload shape, told apart by
+/// `alarm_type`; the measurement fields are absent on system alarms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Alarm {
+    pub uuid: Option<String>,
+    pub tenant_uuid: Option<String>,
+    pub alarm_reason: Option<String>,
+    pub alarm_status: Option<AlarmStatus>,
+    pub last_status_change_time: Option<String>,
+    pub alarm_time: Option<String>,
+    pub alarm_time_local: Option<String>,
+    pub processed_at: Option<String>,
+    pub alarm_condition_type: Option<String>,
+    pub alarm_severity: Option<AlarmSeverity>,
+    pub serial_number: Option<String>,
+    pub alarm_source_uuid: Option<String>,
+    pub alarm_type: Option<AlarmType>,
+    pub alarm_delay: Option<Value>,
+    pub alarm_value: Option<Value>,
+    pub physical_unit: Option<String>,
+    pub physical_value: Option<String>,
+    pub physical_value_extension: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// Measurements v1 (`/measurements`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct MeasurementV1 {
+    pub uuid: Option<String>,
+    pub device_uuid: Option<String>,
+    pub sensor_uuid: Option<String>,
+    pub device_serial_no: Option<String>,
+    pub sensor_serial_no: Option<String>,
+    pub tenant_uuid: Option<String>,
+    pub timestamp: Option<String>,
+    pub timestamp_local: Option<String>,
+    pub physical_property_name: Option<String>,
+    pub physical_unit: Option<String>,
+    pub physical_extension: Option<String>,
+    pub processed_at: Option<String>,
+    pub channel_id: Option<Value>,
+    pub measurement: Option<Value>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// Measurements v2 (`/measurements-v2`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct MeasurementV2 {
+    pub uuid: Option<String>,
+    pub customer_site: Option<String>,
+    pub tenant_uuid: Option<String>,
+    pub sensor_uuid: Option<String>,
+    pub channel_no: Option<Value>,
+    pub physical_property_name: Option<String>,
+    pub physical_extension: Option<String>,
+    pub physical_unit: Option<String>,
+    pub timestamp: Option<String>,
+    pub timestamp_local: Option<String>,
+    pub measurement: Option<Value>,
+    pub serial_no: Option<String>,
+    pub model_code: Option<String>,
+    pub processed_at: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// A parsed body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Alarm(Alarm),
+    MeasurementV1(MeasurementV1),
+    MeasurementV2(MeasurementV2),
+}
+
+/// Why a body was not understood.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("body is not a JSON object")]
+    NotAnObject,
+    #[error("body does not match the {channel} payload: {source}")]
+    Shape { channel: &'static str, source: serde_json::Error },
+}
+
+/// Parses a body by the channel it came on. Alarm-looking bodies on a measurement channel
+/// (and the reverse) are read by their content: a server mixing them up should not cost an
+/// alarm.
+pub fn parse(channel: Channel, body: &[u8]) -> Result<Payload, PayloadError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| PayloadError::NotAnObject)?;
+    let Value::Object(map) = &value else {
+        return Err(PayloadError::NotAnObject);
+    };
+    let looks_alarm = map.contains_key("alarm_status") || map.contains_key("alarm_type");
+    let shape = |channel: Channel| move |source| PayloadError::Shape { channel: channel.as_str(), source };
+    if looks_alarm || (channel == Channel::Alarms && !map.contains_key("measurement")) {
+        return serde_json::from_value(value).map(Payload::Alarm).map_err(shape(Channel::Alarms));
+    }
+    let v2 = channel == Channel::MeasurementsV2 || map.contains_key("channel_no") || map.contains_key("serial_no");
+    if v2 {
+        serde_json::from_value(value).map(Payload::MeasurementV2).map_err(shape(Channel::MeasurementsV2))
+    } else {
+        serde_json::from_value(value).map(Payload::MeasurementV1).map_err(shape(Channel::Measurements))
+    }
+}
+
+/// Maps a body to an event. Never fails: a body that does not parse becomes an
+/// [`EventKind::Unparsed`] event, so it is stored, shown and acknowledged (no poison loop).
+pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Timestamp) -> Event {
+    let raw = String::from_utf8_lossy(body).into_owned();
+    let parsed = Channel::parse(channel).ok_or(PayloadError::NotAnObject).and_then(|c| parse(c, body));
+    let mut ev = match parsed {
+        Ok(Payload::Alarm(a)) => alarm_event(account_id, channel, &a, body),
+        Ok(Payload::MeasurementV1(m)) => {
+            let key = match &m.uuid {
+                Some(u) => format!("saveris:{account_id}:m:{u}"),
+                None => hashed_key(account_id, channel, body),
+            };
+            let mut ev = Event::new(Source::Saveris, account_id, channel, EventKind::Measurement, key);
+            ev.device = m.device_serial_no.clone().or(m.device_uuid.clone());
+            ev.sensor = m.sensor_uuid.clone();
+            ev.name = readable_name(m.device_serial_no.as_deref(), m.physical_extension.as_deref().or(m.physical_property_name.as_deref()));
+            ev.quantity = m.physical_property_name.clone();
+            ev.value = m.measurement.as_ref().and_then(number);
+            ev.unit = m.physical_unit.clone();
+            ev.measured_at = m.timestamp.as_deref().and_then(timestamp);
+            ev
+        }
+        Ok(Payload::MeasurementV2(m)) => {
+            let key = match &m.uuid {
+                Some(u) => format!("saveris:{account_id}:m:{u}"),
+                None => hashed_key(account_id, channel, body),
+            };
+            let mut ev = Event::new(Source::Saveris, account_id, channel, EventKind::Measurement, key);
+            ev.device = m.serial_no.clone();
+            ev.sensor = m.sensor_uuid.clone();
+            ev.name = readable_name(m.serial_no.as_deref(), m.physical_extension.as_deref().or(m.physical_property_name.as_deref()));
+            ev.quantity = m.physical_property_name.clone();
+            ev.value = m.measurement.as_ref().and_then(number);
+            ev.unit = m.physical_unit.clone();
+            ev.measured_at = m.timestamp.as_deref().and_then(timestamp);
+            ev
+        }
+        Err(e) => {
+            let mut ev =
+                Event::new(Source::Saveris, account_id, channel, EventKind::Unparsed, hashed_key(account_id, channel, body));
+            ev.severity = Severity::Warning;
+            ev.condition = Some(e.to_string());
+            ev
+        }
+    };
+    ev.received_at = received_at;
+    ev.raw = raw;
+    ev
+}
+
+fn alarm_event(account_id: &str, channel: &str, a: &Alarm, body: &[u8]) -> Event {
+    let status = a.alarm_status.clone().unwrap_or(AlarmStatus::Unknown);
+    let system = matches!(a.alarm_type, Some(AlarmType::DeviceSystem) | Some(AlarmType::SensorSystem));
+    // An alarm whose status we cannot read is raised rather than dropped: a spurious popup
+    // costs less than a missed alarm.
+    let kind = match (&status, system) {
+        (AlarmStatus::Ok, _) => EventKind::AlarmCleared,
+        (_, true) => EventKind::SystemAlarm,
+        (_, false) => EventKind::AlarmRaised,
+    };
+    let key = match &a.uuid {
+        Some(u) => format!(
+            "saveris:{account_id}:alarm:{u}:{}:{}",
+            status.as_str(),
+            a.last_status_change_time.as_deref().unwrap_or("")
+        ),
+        None => hashed_key(account_id, channel, body),
+    };
+    let mut ev = Event::new(Source::Saveris, account_id, channel, kind, key);
+    ev.severity = match kind {
+        EventKind::AlarmCleared => Severity::Info,
+        _ => match a.alarm_severity {
+            Some(AlarmSeverity::Alarm) => Severity::Alarm,
+            _ => Severity::Warning,
+        },
+    };
+    ev.alarm_id = Some(format!(
+        "{}:{}",
+        a.alarm_source_uuid.as_deref().unwrap_or(""),
+        a.alarm_condition_type.as_deref().unwrap_or("")
+    ));
+    ev.sensor = a.alarm_source_uuid.clone();
+    ev.device = a.serial_number.clone();
+    ev.name = readable_name(
+        a.serial_number.as_deref(),
+        a.physical_value_extension.as_deref().or(a.physical_value.as_deref()),
+    );
+    ev.condition = a.alarm_condition_type.clone().or_else(|| a.alarm_reason.clone());
+    ev.quantity = a.physical_value.clone();
+    ev.value = a.alarm_value.as_ref().and_then(number);
+    ev.unit = a.physical_unit.clone();
+    ev.measured_at = a.alarm_time.as_deref().or(a.last_status_change_time.as_deref()).and_then(timestamp);
+    ev
+}
+
+fn readable_name(serial: Option<&str>, what: Option<&str>) -> Option<String> {
+    match (serial, what) {
+        (Some(s), Some(w)) => Some(format!("{s} {w}")),
+        (Some(s), None) => Some(s.to_string()),
+        (None, Some(w)) => Some(w.to_string()),
+        (None, None) => None,
+    }
+}
+
+/// A JSON number or a numeric string.
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        _ => None,
+    }
+}
+
+fn timestamp(s: &str) -> Option<Timestamp> {
+    s.parse::<Timestamp>().ok()
+}
+
+/// Content identity for a body without a uuid: FNV-1a, stable across builds and runs
+/// (std's hasher is not), so a redelivery after a restart has the same key.
+fn hashed_key(account_id: &str, channel: &str, body: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in body {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("saveris:{account_id}:{channel}:h:{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEAS_ALARM: &str = r#"{"uuid":"a-1","tenant_uuid":"t","alarm_reason":"Alarm condition is violated","alarm_status":"Alarm","last_status_change_time":"2023-08-01T11:20:00Z","alarm_condition_type":"Upper limit","alarm_severity":"Alarm","alarm_time":"2023-08-01T11:20:00Z","alarm_time_local":"2023-08-01T13:20:00+02:00","alarm_value":"25.2","physical_unit":"°C","physical_value":"Temperature","physical_value_extension":"Air Temperature","alarm_source_uuid":"s-1","alarm_type":"measurement alarm","processed_at":"2023-08-01T11:21:25Z","serial_number":"12345678"}"#;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_700_000_000).unwrap()
+    }
+
+    #[test]
+    fn measurement_alarm_maps_to_alarm_raised() {
+        let ev = to_event("acc", "alarms", MEAS_ALARM.as_bytes(), now());
+        assert_eq!(ev.kind, EventKind::AlarmRaised);
+        assert_eq!(ev.key, "saveris:acc:alarm:a-1:Alarm:2023-08-01T11:20:00Z");
+        assert_eq!(ev.severity, Severity::Alarm);
+        assert_eq!(ev.alarm_id.as_deref(), Some("s-1:Upper limit"));
+        assert_eq!(ev.sensor.as_deref(), Some("s-1"));
+        assert_eq!(ev.device.as_deref(), Some("12345678"));
+        assert_eq!(ev.name.as_deref(), Some("12345678 Air Temperature"));
+        assert_eq!(ev.value, Some(25.2));
+        assert_eq!(ev.unit.as_deref(), Some("°C"));
+        assert_eq!(ev.quantity.as_deref(), Some("Temperature"));
+        assert_eq!(ev.condition.as_deref(), Some("Upper limit"));
+        assert_eq!(ev.measured_at, Some("2023-08-01T11:20:00Z".parse().unwrap()));
+        assert_eq!(ev.received_at, now());
+        assert_eq!(ev.raw, MEAS_ALARM);
+    }
+
+    #[test]
+    fn ok_status_clears_and_has_its_own_key() {
+        let body = MEAS_ALARM.replace("\"alarm_status\":\"Alarm\"", "\"alarm_status\":\"Ok\"");
+        let ev = to_event("acc", "alarms", body.as_bytes(), now());
+        assert_eq!(ev.kind, EventKind::AlarmCleared);
+        assert_eq!(ev.severity, Severity::Info);
+        assert!(ev.key.contains(":Ok:"));
+        assert_eq!(ev.alarm_id.as_deref(), Some("s-1:Upper limit"));
+    }
+
+    #[test]
+    fn system_alarm_with_unknown_values_and_extra_fields() {
+        let body = r#"{"uuid":"b","alarm_status":"Alarm","alarm_type":"device system alarm","alarm_severity":"Catastrophe",
+            "alarm_condition_type":"The battery of the device is nearly empty","serial_number":"99","alarm_source_uuid":"dev-1","new_field":{"x":1}}"#;
+        let Payload::Alarm(a) = parse(Channel::Alarms, body.as_bytes()).unwrap() else { panic!("not an alarm") };
+        assert_eq!(a.alarm_severity, Some(AlarmSeverity::Other("Catastrophe".into())));
+        assert!(a.extra.contains_key("new_field"));
+        let ev = to_event("acc", "alarms", body.as_bytes(), now());
+        assert_eq!(ev.kind, EventKind::SystemAlarm);
+        assert_eq!(ev.severity, Severity::Warning);
+        assert_eq!(ev.sensor.as_deref(), Some("dev-1"));
+        let cleared = to_event("acc", "alarms", body.replace("\"Alarm\",\"alarm_type", "\"Ok\",\"alarm_type").as_bytes(), now());
+        assert_eq!(cleared.kind, EventKind::AlarmCleared);
+    }
+
+    #[test]
+    fn measurements_v1_and_v2() {
+        let v1 = r#"{"uuid":"m1","device_uuid":"d","sensor_uuid":"s","device_serial_no":"555","physical_property_name":"Temperature","physical_unit":"°C","physical_extension":"Air Temperature","timestamp":"2024-01-01T00:00:00Z","channel_id":1,"measurement":4.5}"#;
+        let ev = to_event("acc", "measurements", v1.as_bytes(), now());
+        assert_eq!(ev.kind, EventKind::Measurement);
+        assert_eq!(ev.key, "saveris:acc:m:m1");
+        assert_eq!(ev.value, Some(4.5));
+        assert_eq!(ev.sensor.as_deref(), Some("s"));
+        assert_eq!(ev.device.as_deref(), Some("555"));
+        let v2 = r#"{"uuid":"m2","sensor_uuid":"s2","channel_no":2,"physical_property_name":"Humidity","physical_unit":"%","timestamp":"2024-01-01T00:00:00Z","measurement":"55.5","serial_no":"777","model_code":"x"}"#;
+        let ev = to_event("acc", "measurements-v2", v2.as_bytes(), now());
+        assert_eq!(ev.kind, EventKind::Measurement);
+        assert_eq!(ev.value, Some(55.5));
+        assert_eq!(ev.name.as_deref(), Some("777 Humidity"));
+        assert_eq!(ev.subscription, "measurements-v2");
+    }
+
+    #[test]
+    fn garbage_is_unparsed_with_a_stable_key() {
+        let a = to_event("acc", "alarms", b"not json{", now());
+        let b = to_event("acc", "alarms", b"not json{", now());
+        assert_eq!(a.kind, EventKind::Unparsed);
+        assert_eq!(a.key, b.key);
+        assert_eq!(a.raw, "not json{");
+        assert_ne!(a.key, to_event("acc", "alarms", b"[1,2]", now()).key);
+        assert_eq!(to_event("acc", "alarms", br#"{"uuid":5}"#, now()).kind, EventKind::Unparsed);
+    }
+
+    #[test]
+    fn body_without_uuid_gets_a_hash_key() {
+        let ev = to_event("acc", "alarms", br#"{"alarm_status":"Alarm"}"#, now());
+        assert_eq!(ev.kind, EventKind::AlarmRaised);
+        assert!(ev.key.starts_with("saveris:acc:alarms:h:"), "{}", ev.key);
+    }
+}

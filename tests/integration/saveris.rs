@@ -1,0 +1,494 @@
+//! The Saveris feed against real peers: RabbitMQ Web-STOMP (delivery, buffering,
+//! redelivery, heart-beat loss, broker restart) and moto (Cognito login).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alarm_tray::event::{Delivery, EventKind, FeedState, FeedStatus};
+use alarm_tray::feeds::saveris::auth::{self, AuthError, TokenSource};
+use alarm_tray::feeds::saveris::stomp::{self, Command, Decoder, Frame};
+use alarm_tray::feeds::saveris::{self as saveris, SaverisError, SaverisFeedConfig};
+use alarm_tray::feeds::FeedHandle;
+use alarm_tray::settings::{Channels, CustomEndpoint, LoginMethod, SaverisAccount};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::peers::moto::Moto;
+use crate::peers::rabbit::Broker;
+use crate::peers::unique;
+
+const T: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------- helpers
+
+pub fn alarm_body(uuid: &str) -> String {
+    format!(
+        r#"{{"uuid":"{uuid}","alarm_status":"Alarm","last_status_change_time":"2024-05-01T10:00:00Z","alarm_condition_type":"Upper limit","alarm_severity":"Alarm","alarm_time":"2024-05-01T10:00:00Z","alarm_value":"9.5","physical_unit":"°C","physical_value":"Temperature","alarm_source_uuid":"sensor-1","alarm_type":"measurement alarm","serial_number":"4711"}}"#
+    )
+}
+
+pub fn rabbit_account(ws_url: &str, username: &str) -> SaverisAccount {
+    SaverisAccount {
+        id: format!("acc-{username}"),
+        username: username.into(),
+        channels: Channels { alarms: true, measurements: false, measurements_v2: false },
+        custom: Some(CustomEndpoint {
+            // RabbitMQ reads the STOMP host header as its virtual host.
+            ws_url: format!("{ws_url}?vhost=%2F"),
+            destination_pattern: "/queue/{username}.{channel}".into(),
+            token_url: String::new(),
+            stomp_login: "guest".into(),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn fast(mut cfg: SaverisFeedConfig) -> SaverisFeedConfig {
+    cfg.backoff_base = Duration::from_millis(100);
+    cfg.backoff_max = Duration::from_secs(2);
+    cfg.connect_timeout = Duration::from_secs(5);
+    cfg
+}
+
+/// What a test "engine" does with a delivery.
+#[derive(Clone, Copy)]
+pub enum Policy {
+    ConfirmAll,
+    /// Confirms the first n, then holds the rest unconfirmed (a crash before storing).
+    ConfirmFirst(usize),
+}
+
+/// Collects deliveries like the real engine: stores each key once, then confirms.
+pub struct Engine {
+    /// Every delivery: (key, replayed).
+    pub seen: Arc<Mutex<Vec<(String, bool)>>>,
+    /// Keys stored, each once.
+    pub stored: Arc<Mutex<Vec<String>>>,
+    pub held: Arc<Mutex<Vec<Delivery>>>,
+    pub kinds: Arc<Mutex<Vec<EventKind>>>,
+}
+
+impl Engine {
+    pub fn start(mut rx: mpsc::Receiver<Delivery>, policy: Policy) -> Engine {
+        let e = Engine {
+            seen: Default::default(),
+            stored: Default::default(),
+            held: Default::default(),
+            kinds: Default::default(),
+        };
+        let (seen, stored, held, kinds) = (e.seen.clone(), e.stored.clone(), e.held.clone(), e.kinds.clone());
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while let Some(d) = rx.recv().await {
+                seen.lock().unwrap().push((d.event.key.clone(), d.event.replayed));
+                kinds.lock().unwrap().push(d.event.kind);
+                n += 1;
+                if let Policy::ConfirmFirst(k) = policy {
+                    if n > k {
+                        held.lock().unwrap().push(d);
+                        continue;
+                    }
+                }
+                let mut s = stored.lock().unwrap();
+                if !s.contains(&d.event.key) {
+                    s.push(d.event.key.clone());
+                }
+                drop(s);
+                d.ack.confirm();
+            }
+        });
+        e
+    }
+
+    pub fn seen_count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+    pub fn stored_keys(&self) -> Vec<String> {
+        self.stored.lock().unwrap().clone()
+    }
+}
+
+/// Records every status the feed reports.
+pub struct Statuses(pub Arc<Mutex<Vec<FeedState>>>, pub Arc<Mutex<Vec<String>>>);
+
+impl Statuses {
+    pub fn start(mut rx: mpsc::UnboundedReceiver<FeedStatus>) -> Statuses {
+        let log: Arc<Mutex<Vec<FeedState>>> = Default::default();
+        let errors: Arc<Mutex<Vec<String>>> = Default::default();
+        let (l, e) = (log.clone(), errors.clone());
+        tokio::spawn(async move {
+            while let Some(s) = rx.recv().await {
+                l.lock().unwrap().push(s.state);
+                let mut e = e.lock().unwrap();
+                if let Some(err) = s.last_error {
+                    if e.last() != Some(&err) {
+                        e.push(err);
+                    }
+                }
+            }
+        });
+        Statuses(log, errors)
+    }
+    pub fn last(&self) -> Option<FeedState> {
+        self.0.lock().unwrap().last().cloned()
+    }
+    pub fn all(&self) -> Vec<FeedState> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn count_live(&self) -> usize {
+        self.0.lock().unwrap().iter().filter(|s| **s == FeedState::Live).count()
+    }
+}
+
+pub async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub struct Running {
+    pub handle: FeedHandle,
+    pub engine: Engine,
+    pub statuses: Statuses,
+}
+
+impl Running {
+    /// Waits for `cond`, showing the feed's statuses when it times out.
+    pub async fn wait(&self, what: &str, within: Duration, mut cond: impl FnMut(&Running) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !cond(self) {
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out waiting for: {what}; statuses: {:?}; errors: {:?}; seen {}",
+                    self.statuses.all(),
+                    self.statuses.1.lock().unwrap(),
+                    self.engine.seen_count()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn run_feed(cfg: SaverisFeedConfig, policy: Policy) -> Running {
+    let (dtx, drx) = mpsc::channel(16);
+    let (stx, srx) = mpsc::unbounded_channel();
+    let handle = saveris::spawn(cfg, dtx, stx);
+    Running { handle, engine: Engine::start(drx, policy), statuses: Statuses::start(srx) }
+}
+
+/// Publishes persistent messages over STOMP (login guest) and waits for the broker's receipt.
+pub async fn rabbit_publish(ws_url: &str, dest: &str, bodies: &[String]) {
+    let mut req = ws_url.into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "v12.stomp".parse().unwrap());
+    let (mut ws, _) = tokio::time::timeout(T, tokio_tungstenite::connect_async(req)).await.unwrap().unwrap();
+    let connect = Frame::new(Command::Connect)
+        .with_header("accept-version", "1.2")
+        .with_header("host", "/")
+        .with_header("login", "guest")
+        .with_header("passcode", "guest");
+    ws.send(Message::binary(stomp::encode(&connect))).await.unwrap();
+    let mut dec = Decoder::new();
+    let mut next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> Frame {
+        loop {
+            if let Some(f) = dec.next_frame().unwrap() {
+                return f;
+            }
+            match tokio::time::timeout(T, ws.next()).await.unwrap().unwrap().unwrap() {
+                Message::Text(t) => dec.push(t.as_bytes()),
+                Message::Binary(b) => dec.push(&b),
+                _ => {}
+            }
+        }
+    };
+    let f = next(&mut ws).await;
+    assert_eq!(f.command, Command::Connected, "{f:?}");
+    for (i, b) in bodies.iter().enumerate() {
+        let mut send = Frame::new(Command::Send)
+            .with_header("destination", dest)
+            .with_header("persistent", "true")
+            .with_header("content-type", "application/json");
+        if i + 1 == bodies.len() {
+            send = send.with_header("receipt", "last");
+        }
+        ws.send(Message::binary(stomp::encode(&send.with_body(b.as_bytes().to_vec())))).await.unwrap();
+    }
+    if !bodies.is_empty() {
+        let f = next(&mut ws).await;
+        assert_eq!(f.command, Command::Receipt, "{f:?}");
+    }
+    let _ = ws.send(Message::binary(stomp::encode(&Frame::new(Command::Disconnect)))).await;
+    let _ = ws.close(None).await;
+}
+
+fn bodies(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| alarm_body(&format!("{prefix}-{i}"))).collect()
+}
+
+fn key_of(account: &SaverisAccount, uuid: &str) -> String {
+    format!("saveris:{}:alarm:{uuid}:Alarm:2024-05-01T10:00:00Z", account.id)
+}
+
+/// Every key at most once, except broker redeliveries (flagged `replayed`).
+fn assert_no_unflagged_duplicates(seen: &[(String, bool)]) {
+    let mut first: HashSet<&str> = HashSet::new();
+    for (k, replayed) in seen {
+        if !first.insert(k) {
+            assert!(*replayed, "{k} was delivered twice without being a redelivery");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- RabbitMQ
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_live_delivery_and_buffering_while_away() {
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let user = unique("live");
+    let account = rabbit_account(&broker.ws_url(), &user);
+    let dest = format!("/queue/{user}.alarms");
+
+    // Published before the client ever connected: waits in the durable queue.
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("pre", 0..3)).await;
+    let feed = run_feed(fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into()))), Policy::ConfirmAll);
+    feed.wait("3 buffered messages", T, |feed| feed.engine.seen_count() == 3).await;
+    assert_eq!(feed.statuses.last(), Some(FeedState::Live));
+
+    // Live delivery.
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("live", 0..4)).await;
+    feed.wait("4 live messages", T, |feed| feed.engine.seen_count() == 7).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    feed.handle.stop().await;
+
+    // Published while the client is away: arrive after it reconnects, nothing else again.
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("away", 0..2)).await;
+    let feed2 = run_feed(fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into()))), Policy::ConfirmAll);
+    feed2.wait("2 messages sent while away", T, |feed2| feed2.engine.seen_count() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys: Vec<String> = feed2.engine.seen.lock().unwrap().iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, vec![key_of(&account, "away-0"), key_of(&account, "away-1")]);
+    let all: Vec<String> = feed.engine.stored_keys();
+    assert_eq!(all.len(), 7);
+    assert_eq!(all[0], key_of(&account, "pre-0"));
+    assert_eq!(feed.engine.kinds.lock().unwrap()[0], EventKind::AlarmRaised);
+    feed2.handle.stop().await;
+    assert_eq!(feed2.statuses.last(), Some(FeedState::Idle));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_unacked_messages_come_back_after_the_client_dies_and_are_recorded_once() {
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let user = unique("kill");
+    let account = rabbit_account(&broker.ws_url(), &user);
+    let dest = format!("/queue/{user}.alarms");
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("m", 0..5)).await;
+
+    // The first client stores 2 and "crashes" before storing the other 3.
+    let feed = run_feed(fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into()))), Policy::ConfirmFirst(2));
+    feed.wait("5 deliveries", T, |feed| feed.engine.seen_count() == 5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored_before = feed.engine.stored_keys();
+    assert_eq!(stored_before.len(), 2);
+    feed.handle.stop().await;
+    feed.engine.held.lock().unwrap().clear();
+
+    let feed2 = run_feed(fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into()))), Policy::ConfirmAll);
+    feed2.wait("3 redeliveries", T, |feed2| feed2.engine.seen_count() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let again = feed2.engine.seen.lock().unwrap().clone();
+    let expected: Vec<String> = (2..5).map(|i| key_of(&account, &format!("m-{i}"))).collect();
+    assert_eq!(again.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), expected, "exactly the unstored ones come back");
+    assert!(again.iter().all(|(_, replayed)| *replayed), "redeliveries are flagged: {again:?}");
+    // Recorded once: the union of both engines' stores has each of the 5 keys once.
+    let mut all = stored_before;
+    all.extend(feed2.engine.stored_keys());
+    let unique_keys: HashSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), unique_keys.len()), (5, 5));
+    feed2.handle.stop().await;
+}
+
+/// A loopback TCP proxy whose forwarding can be frozen (sockets stay open, bytes stop):
+/// what a dead NAT or a suspended laptop looks like to the client.
+struct Proxy {
+    port: u16,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = frozen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = l.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { continue };
+                let f = f.clone();
+                tokio::spawn(async move {
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let pipe = |f: Arc<std::sync::atomic::AtomicBool>| {
+                        move |mut r: tokio::net::tcp::OwnedReadHalf, mut w: tokio::net::tcp::OwnedWriteHalf| async move {
+                            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                            let mut buf = vec![0u8; 16384];
+                            loop {
+                                let n = match r.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => n,
+                                };
+                                if f.load(std::sync::atomic::Ordering::SeqCst) {
+                                    // Frozen: swallow everything from now on, keep the socket.
+                                    std::future::pending::<()>().await;
+                                }
+                                if w.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let a = tokio::spawn(pipe(f.clone())(cr, sw));
+                    let b = tokio::spawn(pipe(f)(sr, cw));
+                    let _ = tokio::join!(a, b);
+                });
+            }
+        });
+        Proxy { port, frozen, task }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_heartbeat_loss_is_detected_and_the_feed_recovers() {
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let proxy = Proxy::start(broker.ws_port).await;
+    let user = unique("hb");
+    let account = rabbit_account(&format!("ws://127.0.0.1:{}/ws", proxy.port), &user);
+    let dest = format!("/queue/{user}.alarms");
+    let mut cfg = fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into())));
+    cfg.heart_beat = (1000, 1000);
+    let feed = run_feed(cfg, Policy::ConfirmAll);
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("a", 0..1)).await;
+    feed.wait("first message", T, |feed| feed.engine.seen_count() == 1).await;
+
+    proxy.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let frozen_at = tokio::time::Instant::now();
+    wait_until("the dead link to be noticed", Duration::from_secs(10), || {
+        matches!(feed.statuses.last(), Some(FeedState::Waiting { .. }) | Some(FeedState::Connecting))
+    })
+    .await;
+    let noticed = frozen_at.elapsed();
+    // Twice the 1 s interval, plus a tick: well under 5 s.
+    assert!(noticed < Duration::from_secs(5), "took {noticed:?}");
+    assert!(noticed >= Duration::from_millis(1500), "declared dead too early: {noticed:?}");
+    proxy.frozen.store(false, std::sync::atomic::Ordering::SeqCst);
+
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("b", 0..1)).await;
+    feed.wait("delivery after recovery", T, |feed| feed.engine.seen_count() >= 2).await;
+    assert!(feed.statuses.count_live() >= 2, "{:?}", feed.statuses.all());
+    feed.handle.stop().await;
+    proxy.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
+    let broker = Arc::new(tokio::task::spawn_blocking(Broker::start).await.unwrap().unwrap());
+    let user = unique("restart");
+    let account = rabbit_account(&broker.ws_url(), &user);
+    let dest = format!("/queue/{user}.alarms");
+    let feed = run_feed(fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into()))), Policy::ConfirmAll);
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("r", 0..10)).await;
+    feed.wait("first 10", T, |feed| feed.engine.seen_count() >= 10).await;
+
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("r", 10..30)).await;
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.restart()).await.unwrap().unwrap();
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("r", 30..40)).await;
+
+    feed.wait("all 40 stored", Duration::from_secs(60), |feed| feed.engine.stored_keys().len() >= 40).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored: HashSet<String> = feed.engine.stored_keys().into_iter().collect();
+    let expected: HashSet<String> = (0..40).map(|i| key_of(&account, &format!("r-{i}"))).collect();
+    assert_eq!(stored, expected);
+    assert_no_unflagged_duplicates(&feed.engine.seen.lock().unwrap());
+    assert!(feed.statuses.count_live() >= 2, "reconnected after the restart: {:?}", feed.statuses.all());
+    feed.handle.stop().await;
+    let b = Arc::try_unwrap(broker).ok().unwrap();
+    tokio::task::spawn_blocking(move || drop(b)).await.unwrap();
+}
+
+// ---------------------------------------------------------------- moto (Cognito)
+
+async fn moto_account(moto: &Moto, username: &str, password: &str, permanent: bool) -> SaverisAccount {
+    let (pool, client) = moto.pool(&unique("pool")).await;
+    moto.user(&pool, username, password, permanent).await;
+    SaverisAccount {
+        id: format!("acc-{username}"),
+        username: username.into(),
+        login: LoginMethod::Cognito,
+        cognito_endpoint: moto.endpoint(),
+        cognito_client_id: client,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cognito_login_reads_exp_and_renews() {
+    let moto = tokio::task::spawn_blocking(Moto::shared).await.unwrap();
+    let account = moto_account(&moto, "carol", "Passw0rd!x", true).await;
+    let source = TokenSource::for_account(&account).unwrap();
+    let http = reqwest::Client::new();
+    let t1 = tokio::time::timeout(T, auth::login(&http, &source, "carol", "Passw0rd!x")).await.unwrap().unwrap();
+    let claims = auth::jwt_claims(&t1.id_token).unwrap();
+    assert_eq!(claims["cognito:username"], "carol");
+    assert_eq!(t1.exp.as_second(), claims["exp"].as_i64().unwrap());
+    let life = t1.exp.as_second() - jiff::Timestamp::now().as_second();
+    assert!((3500..=3600).contains(&life), "moto issues 1 h tokens: {life}");
+    assert_eq!(t1.renew_at().as_second(), t1.exp.as_second() - 300);
+    // Renewal is a fresh InitiateAuth: a second valid token.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let t2 = auth::login(&http, &source, "carol", "Passw0rd!x").await.unwrap();
+    assert!(t2.exp > t1.exp);
+    assert!(!format!("{t2:?}").contains(&t2.id_token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cognito_rejections_are_sentences_and_stop_the_feed() {
+    let moto = tokio::task::spawn_blocking(Moto::shared).await.unwrap();
+    let account = moto_account(&moto, "dave", "Passw0rd!x", true).await;
+    let source = TokenSource::for_account(&account).unwrap();
+    let http = reqwest::Client::new();
+    assert_eq!(auth::login(&http, &source, "dave", "wrong").await.unwrap_err(), AuthError::WrongCredentials);
+
+    let err = saveris::test_connection(&account, Some("wrong-secret"), None).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("rejected the user name or password"), "{text}");
+    assert!(!text.contains("wrong-secret"));
+
+    let temp = moto_account(&moto, "erin", "Temp0rary!x", false).await;
+    let err = saveris::test_connection(&temp, Some("Temp0rary!x"), None).await.unwrap_err();
+    assert!(matches!(err, SaverisError::Auth(AuthError::NewPasswordRequired)), "{err}");
+    assert!(err.to_string().contains("temporary password"));
+
+    let mut bad_client = account.clone();
+    bad_client.cognito_client_id = "nosuchclient".into();
+    let err = saveris::test_connection(&bad_client, Some("Passw0rd!x"), None).await.unwrap_err();
+    assert!(matches!(err, SaverisError::Auth(AuthError::UnknownClient)), "{err}");
+
+    // A rejected login stops the feed: LoginFailed, and no retry loop afterwards.
+    let feed = run_feed(fast(SaverisFeedConfig::new(account.clone(), Some("wrong".into()), None)), Policy::ConfirmAll);
+    wait_until("login failed", T, || matches!(feed.statuses.last(), Some(FeedState::LoginFailed { .. }))).await;
+    let n = feed.statuses.all().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(feed.statuses.all().len(), n, "no retries after a rejected login");
+    let Some(FeedState::LoginFailed { message }) = feed.statuses.last() else { unreachable!() };
+    assert!(message.contains("rejected"), "{message}");
+    feed.handle.stop().await;
+}
