@@ -6,11 +6,11 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::engine::{EngineHandle, History};
-use crate::event::{Delivery, FeedStatus};
-use crate::feeds::FeedHandle;
+use crate::event::{Delivery, FeedState, FeedStatus, Source};
+use crate::feeds::{element, saveris, FeedHandle};
 use crate::ipc::protocol::{ConnectionTest, Discover, NamedItem};
 use crate::notify::Notifier;
-use crate::secrets::SecretStore;
+use crate::secrets::{SecretKey, SecretStore};
 use crate::settings::Settings;
 
 /// Deliveries wait here when the engine is busy: back-pressure reaches the sockets.
@@ -74,29 +74,136 @@ impl Runtime {
         for f in feeds.drain(..) {
             f.stop().await;
         }
-        let _ = (&self.deliveries, &self.statuses, &self.secrets, settings);
-        tracing::info!(
-            saveris = settings.saveris.len(),
-            element = settings.element.len(),
-            "feeds configured"
-        );
+        for account in settings.saveris.iter().filter(|a| a.enabled) {
+            let password = self
+                .read_secret(SecretKey::SaverisPassword(account.id.clone()))
+                .await;
+            let passcode = self
+                .read_secret(SecretKey::StompPasscode(account.id.clone()))
+                .await;
+            let cfg = saveris::SaverisFeedConfig::new(account.clone(), password, passcode);
+            feeds.push(saveris::spawn(
+                cfg,
+                self.deliveries.clone(),
+                self.statuses.clone(),
+            ));
+        }
+        for account in settings.element.iter().filter(|a| a.enabled) {
+            let Some(key) = self
+                .read_secret(SecretKey::ElementApiKey(account.id.clone()))
+                .await
+            else {
+                for sub in account.subscriptions.iter().filter(|s| s.enabled) {
+                    let mut st = FeedStatus::new(
+                        element::feed_id(account, sub),
+                        element::label(account, sub),
+                    );
+                    st.state = FeedState::Stopped {
+                        message: "no API key stored: enter it in the account settings".into(),
+                    };
+                    let _ = self.statuses.send(st);
+                }
+                continue;
+            };
+            // Resume every subscription right after the newest event already stored.
+            let cursors = self
+                .engine
+                .history()
+                .cursors(Source::Element, &account.id)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cursors unreadable; subscriptions start live");
+                    Default::default()
+                });
+            let cfg = element::ElementFeedConfig::new(account.clone(), key, cursors);
+            feeds.push(element::spawn(
+                cfg,
+                self.deliveries.clone(),
+                self.statuses.clone(),
+            ));
+        }
+        tracing::info!(feeds = feeds.len(), "feeds started");
     }
 
+    /// A secret for a feed; `None` when none is stored or the keyring cannot be read (the
+    /// feed then reports what is missing).
+    async fn read_secret(&self, key: SecretKey) -> Option<String> {
+        let store = self.secrets.clone();
+        let name = key.entry_name();
+        match tokio::task::spawn_blocking(move || store.get(&key)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!(entry = %name, error = %e, "keyring read failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Logs in / connects with the account as typed; a stored secret is used when none was
+    /// typed. The answer is a sentence for people either way.
     pub async fn test_connection(&self, test: ConnectionTest) -> (bool, String) {
-        let _ = test;
-        (
-            false,
-            "Connection tests are not available in this build yet.".into(),
-        )
+        match test {
+            ConnectionTest::Saveris { account, password } => {
+                let password = match password {
+                    Some(p) => Some(p),
+                    None => {
+                        self.read_secret(SecretKey::SaverisPassword(account.id.clone()))
+                            .await
+                    }
+                };
+                let passcode = self
+                    .read_secret(SecretKey::StompPasscode(account.id.clone()))
+                    .await;
+                match saveris::test_connection(&account, password.as_deref(), passcode.as_deref())
+                    .await
+                {
+                    Ok(m) => (true, m),
+                    Err(e) => (false, e.to_string()),
+                }
+            }
+            ConnectionTest::Element { account, api_key } => {
+                let key = match api_key {
+                    Some(k) => Some(k),
+                    None => {
+                        self.read_secret(SecretKey::ElementApiKey(account.id.clone()))
+                            .await
+                    }
+                };
+                let Some(key) = key else {
+                    return (false, "Enter the API key first.".into());
+                };
+                match element::test_connection(&account, &key).await {
+                    Ok(m) => (true, m),
+                    Err(e) => (false, e.to_string()),
+                }
+            }
+        }
     }
 
+    /// Lists devices or tags of a saved ELEMENT account for the pickers.
     pub async fn discover(
         &self,
-        _settings: &Settings,
-        _account: &str,
-        _what: Discover,
+        settings: &Settings,
+        account: &str,
+        what: Discover,
     ) -> Result<Vec<NamedItem>, String> {
-        Err("Device discovery is not available in this build yet.".into())
+        let acc = settings
+            .element
+            .iter()
+            .find(|a| a.id == account)
+            .ok_or("Save the ELEMENT account first.")?;
+        let key = self
+            .read_secret(SecretKey::ElementApiKey(acc.id.clone()))
+            .await
+            .ok_or("No API key is stored for this account.")?;
+        let r = match what {
+            Discover::Devices => element::rest::devices(&acc.base_url, &key).await,
+            Discover::Tags => element::rest::tags(&acc.base_url, &key).await,
+            Discover::TagDevices(tag) => {
+                element::rest::tag_devices(&acc.base_url, &key, &tag).await
+            }
+        };
+        r.map_err(|e| e.to_string())
     }
 
     /// Stops the feeds (nothing further is acknowledged), then lets the engine flush.

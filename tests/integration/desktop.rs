@@ -41,7 +41,6 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// Kills the child by PID on drop.
 pub struct Proc {
     pub child: Child,
-    pub name: &'static str,
 }
 
 impl Proc {
@@ -119,10 +118,7 @@ impl Profile {
             .stderr(log)
             .spawn()
             .expect("start monitor");
-        let p = Proc {
-            child,
-            name: "monitor",
-        };
+        let p = Proc { child };
         let sock = self.socket();
         wait_for(Duration::from_secs(20), "the monitor's socket", || {
             sock.exists()
@@ -284,10 +280,7 @@ impl NotifyWatch {
             .expect("dbus-monitor");
         // dbus-monitor prints its own NameAcquired signal once it listens.
         let w = NotifyWatch {
-            proc: Proc {
-                child,
-                name: "dbus-monitor",
-            },
+            proc: Proc { child },
             out,
             _dir: dir,
         };
@@ -354,10 +347,7 @@ impl Driver {
             )
             .spawn()
             .expect("tauri-driver (make deps-tools installs it)");
-        let driver = Proc {
-            child,
-            name: "tauri-driver",
-        };
+        let driver = Proc { child };
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -428,15 +418,6 @@ impl Driver {
         }
     }
 
-    pub fn exists(&self, testid: &str) -> bool {
-        let v = self.call(
-            reqwest::Method::POST,
-            "/elements",
-            Some(json!({"using": "css selector", "value": format!("[data-testid=\"{testid}\"]")})),
-        );
-        v.as_array().is_some_and(|a| !a.is_empty())
-    }
-
     pub fn click(&self, testid: &str) {
         let el = self.find(testid);
         self.call(
@@ -493,16 +474,6 @@ impl Driver {
             reqwest::Method::POST,
             &format!("/element/{el}/value"),
             Some(json!({"text": text})),
-        );
-    }
-
-    pub fn select(&self, testid: &str, value: &str) {
-        let el = self.find(testid);
-        let script = "const e = arguments[0]; e.value = arguments[1]; e.dispatchEvent(new Event('change', {bubbles: true})); e.dispatchEvent(new Event('input', {bubbles: true}));";
-        self.call(
-            reqwest::Method::POST,
-            "/execute/sync",
-            Some(json!({"script": script, "args": [{"element-6066-11e4-a52e-4f466e6f6e6f": el}, value]})),
         );
     }
 

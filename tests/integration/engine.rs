@@ -311,8 +311,14 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
         "escaped body:\n{notify}"
     );
     // The summary is plain text by the spec (daemons do not parse it); the body is markup.
-    let body_line = notify.lines().find(|l| l.contains("22.02 °C")).unwrap_or("");
-    assert!(!body_line.contains("<b>"), "raw markup leaked into the body:\n{notify}");
+    let body_line = notify
+        .lines()
+        .find(|l| l.contains("22.02 °C"))
+        .unwrap_or("");
+    assert!(
+        !body_line.contains("<b>"),
+        "raw markup leaked into the body:\n{notify}"
+    );
     for a in ["\"acknowledge\"", "\"Acknowledge\"", "\"open\"", "\"Open\""] {
         assert!(notify.contains(a), "action {a} missing:\n{notify}");
     }

@@ -342,7 +342,11 @@ async fn quiet_hours_at_midnight() {
     rig.clock.set("2023-11-15T07:00:00Z".parse().unwrap());
     rig.send_all(vec![raise("b")]).await;
     let shown = rig.notifier.shown();
-    assert_eq!(shown.len(), 2, "the new alarm, and the one held back overnight: {shown:?}");
+    assert_eq!(
+        shown.len(),
+        2,
+        "the new alarm, and the one held back overnight: {shown:?}"
+    );
     assert!(shown.iter().any(|p| p.summary.contains("Fridge a")));
     assert!(shown.iter().any(|p| p.summary.contains("Fridge b")));
 }
