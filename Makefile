@@ -60,7 +60,7 @@ demo: deps build
 # Everything runs inside a throwaway desktop session (D-Bus, Xvfb, keyring, dunst).
 test: deps build
 	cd ui && npm run check && npm test
-	ALARM_TRAY_BIN=$(BIN) scripts/desktop-session.sh cargo test --workspace --all-targets -- --test-threads=4
+	ALARM_TRAY_BIN=$(BIN) scripts/desktop-session.sh cargo test --workspace --lib --bins --tests -- --test-threads=4
 
 check: deps-ui
 	cargo fmt --all -- --check

@@ -16,6 +16,13 @@ struct Cli {
     /// Start in the tray without opening the window (used by the login autostart entry).
     #[arg(long)]
     hidden: bool,
+    /// Demo mode: the app against its own simulated Saveris and ELEMENT servers, in a
+    /// separate throwaway profile (your settings, keyring and history are not touched).
+    #[arg(long)]
+    demo: bool,
+    /// Scenario seed for --demo.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -41,33 +48,82 @@ enum Command {
         /// Decide popups but show none.
         #[arg(long)]
         no_notify: bool,
+        /// Watch the demo scenario (own servers, throwaway profile).
+        #[arg(long)]
+        demo: bool,
+        /// Scenario seed for --demo.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
+    /// Run the demo servers and scenario standalone; prints their URLs and credentials.
+    Simulate {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Stop after this many seconds.
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_secs: Option<u64>,
+    },
+}
+
+/// Points this process (and the window it starts) at a fresh throwaway profile.
+fn use_demo_profile() -> Option<tempfile::TempDir> {
+    match tempfile::Builder::new()
+        .prefix("alarm-tray-demo-")
+        .tempdir()
+    {
+        Ok(dir) => {
+            // Set before any thread starts: the window child inherits it.
+            std::env::set_var("ALARM_TRAY_DATA_DIR", dir.path());
+            Some(dir)
+        }
+        Err(e) => {
+            eprintln!("alarm-tray: no demo profile could be made: {e}");
+            None
+        }
+    }
+}
+
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("alarm-tray: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None => alarm_tray::gui::monitor_app::run(alarm_tray::gui::monitor_app::MonitorOptions {
-            hidden: cli.hidden,
-        }),
+        None => {
+            let _profile = if cli.demo { use_demo_profile() } else { None };
+            let demo = cli.demo.then_some(cli.seed);
+            let opts = alarm_tray::gui::monitor_app::MonitorOptions {
+                hidden: cli.hidden,
+                demo,
+            };
+            alarm_tray::gui::monitor_app::run(opts)
+        }
         Some(Command::Window { page, alarm }) => alarm_tray::gui::window_app::run(page, alarm),
         Some(Command::Watch {
             settings,
             for_secs,
             no_notify,
+            demo,
+            seed,
         }) => {
+            let _profile = if demo { use_demo_profile() } else { None };
             let opts = alarm_tray::watch::WatchOptions {
                 settings_file: settings,
                 for_secs,
                 no_notify,
+                demo: demo.then_some(seed),
             };
-            match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt.block_on(alarm_tray::watch::run(opts)),
-                Err(e) => {
-                    eprintln!("alarm-tray: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            block_on(alarm_tray::watch::run(opts))
+        }
+        Some(Command::Simulate { seed, for_secs }) => {
+            block_on(alarm_tray::watch::simulate(seed, for_secs))
         }
     }
 }

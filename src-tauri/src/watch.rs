@@ -21,6 +21,9 @@ pub struct WatchOptions {
     pub for_secs: Option<u64>,
     /// Decide popups but show none.
     pub no_notify: bool,
+    /// Demo scenario seed: own servers, in-memory keyring (the caller set a throwaway
+    /// profile).
+    pub demo: Option<u64>,
 }
 
 /// A notifier that shows nothing (`--no-notify`): decisions still print.
@@ -47,20 +50,39 @@ pub async fn run(opts: WatchOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let path = opts
-        .settings_file
-        .clone()
-        .unwrap_or_else(crate::paths::settings_file);
-    let settings = match crate::settings::read(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("alarm-tray watch: {e}");
-            return ExitCode::FAILURE;
+    let mut demo = None;
+    let settings = if let Some(seed) = opts.demo {
+        crate::secrets::init_mock();
+        match crate::simulate::demo::Demo::start(seed, 0).await {
+            Ok(d) => {
+                for (k, v) in d.secrets() {
+                    let _ = crate::secrets::SecretStore.set(&k, &v);
+                }
+                let s = d.settings();
+                demo = Some(d);
+                s
+            }
+            Err(e) => {
+                eprintln!("alarm-tray watch: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let path = opts
+            .settings_file
+            .clone()
+            .unwrap_or_else(crate::paths::settings_file);
+        if let Err(e) = crate::secrets::init() {
+            tracing::warn!(error = %e, "keyring unavailable; accounts needing a password cannot connect");
+        }
+        match crate::settings::read(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("alarm-tray watch: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     };
-    if let Err(e) = crate::secrets::init() {
-        tracing::warn!(error = %e, "keyring unavailable; accounts needing a password cannot connect");
-    }
     let history = match History::open(&crate::paths::history_db()) {
         Ok(h) => h,
         Err(e) => {
@@ -78,7 +100,30 @@ pub async fn run(opts: WatchOptions) -> ExitCode {
     let runtime = Runtime::start(&settings, history, notifier).await;
     let code = print_until_stopped(&runtime, opts.for_secs).await;
     runtime.shutdown().await;
+    if let Some(d) = demo {
+        d.stop().await;
+    }
     code
+}
+
+/// `alarm-tray simulate`: the demo servers and scenario alone, for integration testing.
+pub async fn simulate(seed: u64, for_secs: Option<u64>) -> ExitCode {
+    let _log = crate::logging::init(None, "simulate");
+    let demo = match crate::simulate::demo::Demo::start(seed, 0).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("alarm-tray simulate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("Alarm Tray simulator (seed {seed})\n{}", demo.describe());
+    let _ = std::io::stdout().flush();
+    match for_secs {
+        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+        None => shutdown_signal().await,
+    }
+    demo.stop().await;
+    ExitCode::SUCCESS
 }
 
 /// Prints engine output as JSON lines until a signal, `--for`, or the engine ends.

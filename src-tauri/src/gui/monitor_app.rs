@@ -22,6 +22,8 @@ use crate::settings::{self, Settings};
 pub struct MonitorOptions {
     /// Start without opening the window (login autostart).
     pub hidden: bool,
+    /// Demo mode with this scenario seed: own servers, demo profile, in-memory keyring.
+    pub demo: Option<u64>,
 }
 
 struct GuiShell {
@@ -113,7 +115,10 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
     };
     let _log = crate::logging::init(Some(&crate::paths::log_dir()), "monitor");
     tracing::info!(version = crate::VERSION, data_dir = %crate::paths::data_dir().display(), "monitor starting");
-    if let Err(e) = crate::secrets::init() {
+    if opts.demo.is_some() {
+        // The demo must never touch the user's keyring.
+        crate::secrets::init_mock();
+    } else if let Err(e) = crate::secrets::init() {
         tracing::warn!(error = %e, "keyring unavailable; accounts needing a password cannot connect");
     }
     let loaded = settings::load(&crate::paths::settings_file());
@@ -134,24 +139,50 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
                 tray,
                 window_pid: Arc::new(Mutex::new(None)),
                 pushes: pushes.clone(),
-                tooltip_prefix: "Alarm Tray: ".into(),
+                tooltip_prefix: if opts.demo.is_some() {
+                    "Alarm Tray (Demo): ".into()
+                } else {
+                    "Alarm Tray: ".into()
+                },
             });
             app.manage(shell.clone());
             let settings = loaded.settings.clone();
             let notice = loaded.notice.clone();
             let hidden = opts.hidden;
+            let demo_seed = opts.demo;
             tauri::async_runtime::spawn(async move {
-                let monitor = start_core(
-                    settings,
-                    notice,
-                    Box::new(StorePersister(store)),
-                    shell.clone(),
-                    pushes,
-                )
-                .await;
+                let persister: Box<dyn SettingsPersister> = Box::new(StorePersister(store));
+                let (settings, demo) = match demo_seed {
+                    Some(seed) => match crate::simulate::demo::Demo::start(seed, 0).await {
+                        Ok(d) => {
+                            let s = d.settings();
+                            for (k, v) in d.secrets() {
+                                let _ = crate::secrets::SecretStore.set(&k, &v);
+                            }
+                            if let Err(e) = persister.save(&s) {
+                                tracing::warn!(error = %e, "demo settings not saved");
+                            }
+                            (s, Some(d))
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "demo servers could not start");
+                            (settings, None)
+                        }
+                    },
+                    None => (settings, None),
+                };
+                let is_demo = demo.is_some();
+                if let Some(d) = demo {
+                    handle.manage(d);
+                }
+                let monitor =
+                    start_core(settings, notice, persister, shell.clone(), pushes, is_demo).await;
                 if let Some(m) = monitor {
                     handle.manage(m);
-                    if !hidden {
+                    if is_demo {
+                        // A newcomer sees the readings move first.
+                        shell.open_window(Page::Dashboard, None);
+                    } else if !hidden {
                         shell.open_window(Page::Settings, None);
                     }
                 }
@@ -186,6 +217,7 @@ async fn start_core(
     persister: Box<dyn SettingsPersister>,
     shell: Arc<GuiShell>,
     pushes: broadcast::Sender<Push>,
+    demo: bool,
 ) -> Option<Arc<Monitor>> {
     let (history, history_notice) = match History::open(&crate::paths::history_db()) {
         Ok(h) => {
@@ -205,7 +237,7 @@ async fn start_core(
         version: crate::VERSION.into(),
         data_dir: crate::paths::data_dir().display().to_string(),
         log_dir: crate::paths::log_dir().display().to_string(),
-        demo: false,
+        demo,
         notice: [notice, history_notice]
             .into_iter()
             .flatten()

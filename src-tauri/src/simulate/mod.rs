@@ -1,2 +1,4 @@
 //! Loopback servers that behave like Saveris and ELEMENT (demo mode, tests).
+pub mod demo;
 pub mod element;
+pub mod scenario;

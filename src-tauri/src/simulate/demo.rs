@@ -1,0 +1,141 @@
+//! Demo mode: the project's own Saveris- and ELEMENT-compatible servers on free loopback
+//! ports, driven by the [`super::scenario`], and the settings and secrets of two demo
+//! accounts pointing at them. Used by `alarm-tray --demo`, `watch --demo` and `simulate`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::element::{ElementServer, ElementServerConfig, KeyRole, SimDevice};
+use super::scenario::{self, Emit, Scenario};
+use crate::secrets::SecretKey;
+use crate::settings::{
+    ElementAccount, ElementKind, ElementScope, ElementSubscription, Limit, RuleTarget, Settings,
+    ThresholdRule,
+};
+
+pub const ELEMENT_KEY: &str = "demo-element-key-0123456789";
+pub const ELEMENT_ACCOUNT: &str = "demo-element";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the demo ELEMENT server could not start: {0}")]
+    Element(#[from] super::element::SimError),
+}
+
+/// The running demo servers and scenario.
+pub struct Demo {
+    pub element: Arc<ElementServer>,
+    pub seed: u64,
+    scenario: JoinHandle<()>,
+}
+
+impl Demo {
+    /// Starts the servers (port 0 = any free port) and the scenario.
+    pub async fn start(seed: u64, element_port: u16) -> Result<Demo, DemoError> {
+        let cfg = ElementServerConfig {
+            api_keys: vec![(ELEMENT_KEY.into(), KeyRole::ReadOnly)],
+            devices: scenario::ELEMENT_DEVICES
+                .iter()
+                .map(|(id, name, tag)| SimDevice {
+                    id: (*id).into(),
+                    name: (*name).into(),
+                    tags: vec![(*tag).into()],
+                })
+                .collect(),
+            tags: vec![
+                ("tag-warehouse".into(), "Warehouse".into()),
+                ("tag-pharmacy".into(), "Pharmacy".into()),
+            ],
+            ..Default::default()
+        };
+        let _ = element_port; // fixed ports: see `simulate --port`
+        let element = Arc::new(ElementServer::start(cfg).await?);
+        let scenario = tokio::spawn(run_scenario(seed, element.clone()));
+        Ok(Demo {
+            element,
+            seed,
+            scenario,
+        })
+    }
+
+    /// Demo accounts and rules: what a newcomer would have set up.
+    pub fn settings(&self) -> Settings {
+        let mut s = Settings::default();
+        s.element.push(ElementAccount {
+            id: ELEMENT_ACCOUNT.into(),
+            enabled: true,
+            base_url: self.element.base_url(),
+            subscriptions: vec![ElementSubscription {
+                id: "demo-readings".into(),
+                enabled: true,
+                scope: ElementScope::Mandate,
+                kind: ElementKind::Readings,
+                preload: vec!["device".into()],
+                catch_up_hours: 0,
+            }],
+            text_ping: false,
+        });
+        s.rules.push(ThresholdRule {
+            id: "demo-freezer".into(),
+            name: "Freezer too warm".into(),
+            enabled: true,
+            target: RuleTarget::Device(scenario::FREEZER.into()),
+            quantity: "temperature".into(),
+            limit: Limit::Above {
+                value: scenario::FREEZER_LIMIT,
+            },
+            hysteresis: 1.0,
+            min_count: 1,
+            min_duration_secs: 0,
+        });
+        // Short grouping so a newcomer sees single popups, not a summary, at start.
+        s.notifications.group_window_secs = 5;
+        s
+    }
+
+    /// The secrets the demo accounts need (stored in the in-memory demo keyring).
+    pub fn secrets(&self) -> Vec<(SecretKey, String)> {
+        vec![(
+            SecretKey::ElementApiKey(ELEMENT_ACCOUNT.into()),
+            ELEMENT_KEY.into(),
+        )]
+    }
+
+    /// Lines for `simulate`: where the servers are and how to log in.
+    pub fn describe(&self) -> String {
+        format!(
+            "ELEMENT-compatible server: {}\n  API key: {ELEMENT_KEY}\n  devices: {}\n  readings socket: {}/api/v1/readings/socket?auth={ELEMENT_KEY}",
+            self.element.base_url(),
+            scenario::ELEMENT_DEVICES.iter().map(|d| d.0).collect::<Vec<_>>().join(", "),
+            self.element.base_url().replacen("http", "ws", 1),
+        )
+    }
+
+    pub async fn stop(self) {
+        self.scenario.abort();
+        if let Ok(e) = Arc::try_unwrap(self.element) {
+            e.stop().await;
+        }
+    }
+}
+
+async fn run_scenario(seed: u64, element: Arc<ElementServer>) {
+    let mut scenario = Scenario::new(seed);
+    let mut tick = tokio::time::interval(scenario::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Let the feeds connect before the first values.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    loop {
+        tick.tick().await;
+        for e in scenario.step() {
+            match e {
+                Emit::Element { device, data } => {
+                    element.push_reading(device, data);
+                }
+                Emit::Saveris { .. } => {}
+            }
+        }
+    }
+}
