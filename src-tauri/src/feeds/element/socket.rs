@@ -321,8 +321,11 @@ pub async fn run(
             break;
         }
         generation += 1;
-        ledger.hole = false;
-        ledger.in_flight.clear();
+        if ledger.hole {
+            // Acks still due for deliveries after the hole must not move the cursor past it.
+            ledger.hole = false;
+            ledger.in_flight.clear();
+        }
         st.state = FeedState::Connecting;
         send_status(&status, &st);
 
