@@ -242,23 +242,24 @@ async fn element_each_scope_and_kind_gets_its_events() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let store = r.store.lock().unwrap();
-    let all: HashSet<String> = want.iter().flat_map(|(_, v)| v.clone()).collect();
-    assert_eq!(store.keys, all, "exactly the pushed events, none foreign");
-    assert_eq!(
-        store.deliveries, 16,
-        "each subscription got only its scope: 1+1+2+2+2+2+3+3"
-    );
-    let reading = store
-        .events
-        .iter()
-        .find(|e| e.kind == EventKind::Reading)
-        .unwrap();
-    assert_eq!(reading.quantity.as_deref(), Some("temperature"));
-    assert_eq!(reading.value, Some(4.5));
-    assert!(reading.cursor.is_some() && reading.measured_at.is_some() && !reading.replayed);
-    assert!(store.events.iter().any(|e| e.kind == EventKind::Packet));
-    drop(store);
+    {
+        let store = r.store.lock().unwrap();
+        let all: HashSet<String> = want.iter().flat_map(|(_, v)| v.clone()).collect();
+        assert_eq!(store.keys, all, "exactly the pushed events, none foreign");
+        assert_eq!(
+            store.deliveries, 16,
+            "each subscription got only its scope: 1+1+2+2+2+2+3+3"
+        );
+        let reading = store
+            .events
+            .iter()
+            .find(|e| e.kind == EventKind::Reading)
+            .unwrap();
+        assert_eq!(reading.quantity.as_deref(), Some("temperature"));
+        assert_eq!(reading.value, Some(4.5));
+        assert!(reading.cursor.is_some() && reading.measured_at.is_some() && !reading.replayed);
+        assert!(store.events.iter().any(|e| e.kind == EventKind::Packet));
+    }
     r.handle.stop().await;
     srv.stop().await;
 }
@@ -519,32 +520,33 @@ async fn element_server_restarts_lose_and_double_nothing_in_5000_readings() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let st = r.store.lock().unwrap();
-    assert_eq!(st.events.len(), 5000, "every reading stored exactly once");
-    assert_eq!(
-        (count(&st, "all"), count(&st, "cold")),
-        (5000, cold),
-        "nothing foreign on either socket"
-    );
-    for sub in ["all", "cold"] {
-        let events = &st.by_sub[sub].1;
-        for (d, want) in &per_device {
-            if sub == "cold" && *d == "d3" {
-                continue;
+    {
+        let st = r.store.lock().unwrap();
+        assert_eq!(st.events.len(), 5000, "every reading stored exactly once");
+        assert_eq!(
+            (count(&st, "all"), count(&st, "cold")),
+            (5000, cold),
+            "nothing foreign on either socket"
+        );
+        for sub in ["all", "cold"] {
+            let events = &st.by_sub[sub].1;
+            for (d, want) in &per_device {
+                if sub == "cold" && *d == "d3" {
+                    continue;
+                }
+                let got: Vec<String> = events
+                    .iter()
+                    .filter(|e| e.device.as_deref() == Some(d))
+                    .map(|e| e.key.clone())
+                    .collect();
+                assert_eq!(&got, want, "readings of {d} on {sub}: all, in order");
             }
-            let got: Vec<String> = events
-                .iter()
-                .filter(|e| e.device.as_deref() == Some(d))
-                .map(|e| e.key.clone())
-                .collect();
-            assert_eq!(&got, want, "readings of {d} on {sub}: all, in order");
         }
+        println!(
+            "deliveries {} for 5000 readings (duplicates dropped by the store)",
+            st.deliveries
+        );
     }
-    println!(
-        "deliveries {} for 5000 readings (duplicates dropped by the store)",
-        st.deliveries
-    );
-    drop(st);
     assert!(srv.requests().len() > 2);
     r.handle.stop().await;
     if let Ok(s) = Arc::try_unwrap(srv) {
@@ -851,4 +853,81 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .map(|p| p.join(name))
         .find(|p| p.is_file())
         .ok_or(())
+}
+
+/// A wall clock a test can move (suspend/resume).
+#[derive(Debug, Default)]
+struct JumpClock {
+    offset_secs: std::sync::atomic::AtomicI64,
+}
+
+impl element::Clock for JumpClock {
+    fn now(&self) -> jiff::Timestamp {
+        let off = self.offset_secs.load(std::sync::atomic::Ordering::Relaxed);
+        jiff::Timestamp::now() + jiff::SignedDuration::from_secs(off)
+    }
+}
+
+#[tokio::test]
+async fn element_wall_clock_jump_reconnects_and_resumes() {
+    let srv = server().await;
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = feed_cfg(
+        account(
+            srv.base_url(),
+            vec![sub(
+                "j",
+                ElementScope::Device("d1".into()),
+                ElementKind::Readings,
+            )],
+        ),
+        KEY,
+    );
+    cfg.clock = clock.clone();
+    let r = start_feed(cfg);
+    wait_live(&r, &["j"]).await;
+    let first = srv.push_reading("d1", json!({"t": 1}));
+    wait_until(Duration::from_secs(5), "first", || {
+        r.store.lock().unwrap().events.len() == 1
+    })
+    .await;
+    // The machine "slept" for an hour: the link is presumed dead and replaced at once.
+    clock
+        .offset_secs
+        .store(3600, std::sync::atomic::Ordering::Relaxed);
+    wait_until(Duration::from_secs(5), "reconnect", || {
+        srv.requests().len() == 2
+    })
+    .await;
+    let second = srv.push_reading("d1", json!({"t": 2}));
+    wait_until(Duration::from_secs(5), "second", || {
+        r.store.lock().unwrap().events.len() == 2
+    })
+    .await;
+    let keys: Vec<String> = r
+        .store
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            format!("element:acc:reading:{first}"),
+            format!("element:acc:reading:{second}")
+        ]
+    );
+    assert!(srv.requests()[1].after.is_some(), "resumes with after=");
+    let st = r.status.lock().unwrap().clone();
+    assert!(
+        st.iter().any(|s| s
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("clock jumped"))),
+        "{st:?}"
+    );
+    r.handle.stop().await;
+    srv.stop().await;
 }

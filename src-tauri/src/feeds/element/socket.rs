@@ -304,7 +304,7 @@ pub async fn run(
     let catch_up = (run.cursor.is_none() && run.sub.catch_up_hours > 0).then(|| {
         let since =
             run.clock.now() - jiff::SignedDuration::from_hours(i64::from(run.sub.catch_up_hours));
-        since.to_string()
+        after_param(since)
     });
     let mut ledger = Ledger {
         cursor_at: run.cursor.as_deref().and_then(mapping::parse_time),
@@ -321,8 +321,11 @@ pub async fn run(
             break;
         }
         generation += 1;
-        ledger.hole = false;
-        ledger.in_flight.clear();
+        if ledger.hole {
+            // Acks still due for deliveries after the hole must not move the cursor past it.
+            ledger.hole = false;
+            ledger.in_flight.clear();
+        }
         st.state = FeedState::Connecting;
         send_status(&status, &st);
 
@@ -357,7 +360,7 @@ pub async fn run(
             Ok(ws) => {
                 if ledger.fallback.is_none() {
                     // Live only: a later reconnect resumes from the first connect.
-                    ledger.fallback = Some(connected_at.to_string());
+                    ledger.fallback = Some(after_param(connected_at));
                 }
                 st.state = FeedState::Live;
                 st.live_since = Some(run.clock.now());
@@ -409,8 +412,8 @@ pub async fn run(
         loop {
             tokio::select! {
                 _ = &mut sleep => break,
-                _ = stop.changed() => {
-                    if *stop.borrow() { break; }
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() { break; }
                 }
                 Some(ack) = ack_rx.recv() => ledger.on_ack(ack),
             }
@@ -418,6 +421,12 @@ pub async fn run(
     }
     st.state = FeedState::Idle;
     send_status(&status, &st);
+}
+
+/// A time for `after=`: microseconds (what ELEMENT stores), truncated so that nothing at
+/// the boundary is skipped.
+fn after_param(t: Timestamp) -> String {
+    format!("{t:.6}")
 }
 
 fn stop_with(st: &mut FeedStatus, status: &mpsc::UnboundedSender<FeedStatus>, message: String) {
