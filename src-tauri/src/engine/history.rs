@@ -233,13 +233,18 @@ impl History {
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
         read.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(History {
-            inner: Arc::new(Inner {
-                write: Mutex::new(write),
-                read: Some(Mutex::new(read)),
-                notice,
-            }),
-        })
+        // Checkpoints (the only fsyncs in WAL mode with synchronous=NORMAL) run on their own
+        // thread, so a slow disk never stalls the writer between a commit and the acks.
+        write.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;")?;
+        let checkpointer = Connection::open(path)?;
+        checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
+        let inner = Arc::new(Inner {
+            write: Mutex::new(write),
+            read: Some(Mutex::new(read)),
+            notice,
+        });
+        spawn_checkpointer(checkpointer, Arc::downgrade(&inner));
+        Ok(History { inner })
     }
 
     pub fn open_in_memory() -> Result<History, HistoryError> {
@@ -527,6 +532,37 @@ impl History {
         Ok(self
             .read_conn()
             .query_row("SELECT count(*) FROM events", [], |r| r.get(0))?)
+    }
+}
+
+/// Copies the WAL into the database every second (PASSIVE: never blocks the writer) until
+/// the history is dropped.
+fn spawn_checkpointer(c: Connection, alive: std::sync::Weak<Inner>) {
+    let run = move || {
+        let mut failing = false;
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if alive.upgrade().is_none() {
+                break;
+            }
+            match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                Ok(()) => failing = false,
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!("history checkpoint failed: {e}");
+                    }
+                    failing = true;
+                }
+            }
+        }
+        // The last connection to close checkpoints and removes the WAL.
+        drop(c);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("history-checkpoint".into())
+        .spawn(run)
+    {
+        tracing::warn!("no checkpoint thread ({e}); the write-ahead log grows until restart");
     }
 }
 
