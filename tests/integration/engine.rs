@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use alarm_tray::engine::{self, Decision, History, Output};
 use alarm_tray::event::{Ack, AckMsg, Delivery, Event, EventKind, Severity, Source};
 use alarm_tray::ipc::protocol::{AlarmFilter, TrayState};
-use alarm_tray::notify::{DesktopNotifier, PopupAction, RecordingNotifier};
+use alarm_tray::notify::{DesktopNotifier, RecordingNotifier};
 use alarm_tray::settings::Settings;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -273,7 +273,7 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
     );
     let monitor = Monitor::start();
 
-    let (actions_tx, mut actions_rx) = mpsc::unbounded_channel();
+    let (actions_tx, actions_rx) = mpsc::unbounded_channel();
     let notifier = Arc::new(DesktopNotifier::new(actions_tx));
     let history = History::open_in_memory().unwrap();
     let mut run = start(history.clone(), notifier.clone());
@@ -311,8 +311,14 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
         "escaped body:\n{notify}"
     );
     // The summary is plain text by the spec (daemons do not parse it); the body is markup.
-    let body_line = notify.lines().find(|l| l.contains("22.02 °C")).unwrap_or("");
-    assert!(!body_line.contains("<b>"), "raw markup leaked into the body:\n{notify}");
+    let body_line = notify
+        .lines()
+        .find(|l| l.contains("22.02 °C"))
+        .unwrap_or("");
+    assert!(
+        !body_line.contains("<b>"),
+        "raw markup leaked into the body:\n{notify}"
+    );
     for a in ["\"acknowledge\"", "\"Acknowledge\"", "\"open\"", "\"Open\""] {
         assert!(notify.contains(a), "action {a} missing:\n{notify}");
     }
@@ -348,13 +354,23 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
         .status()
         .unwrap();
     assert!(status.success());
-    let action = timeout(Duration::from_secs(10), actions_rx.recv())
-        .await
-        .expect("no popup action")
-        .unwrap();
-    assert_eq!(action, PopupAction::Acknowledge(alarm_id));
-    // What the root does with it.
-    run.engine.acknowledge(alarm_id, "popup").await.unwrap();
+    // The root routes the click to the engine.
+    let router = engine::route_popup_actions(run.engine.clone(), actions_rx, |_| {});
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while history
+        .alarm(alarm_id)
+        .unwrap()
+        .unwrap()
+        .acknowledged_ms
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the Acknowledge click did not acknowledge the alarm"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run.engine.poke().await; // the acknowledgement has been handled to the end
     let row = history.alarm(alarm_id).unwrap().unwrap();
     assert_eq!(row.acknowledged_by.as_deref(), Some("popup"));
     assert!(row.acknowledged_ms.is_some());
@@ -366,5 +382,6 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
         |s| s.contains("member=CloseNotification"),
         "CloseNotification after acknowledge",
     );
+    router.abort();
     run.engine.shutdown().await;
 }

@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::event::{Delivery, Event, EventKind, FeedState, FeedStatus, Severity, Source};
 use crate::ipc::protocol::{AlarmRow, LatestValue, Status, TrayState};
-use crate::notify::{Notifier, Popup, Urgency};
+use crate::notify::{Notifier, Popup, PopupAction, Urgency};
 use crate::settings::Settings;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -54,7 +54,7 @@ pub enum EngineError {
 
 /// What the engine decided, as `watch` prints it and the monitor maps it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Decision {
     /// A new alarm (upstream or rule) is active.
     AlarmRaised {
@@ -191,6 +191,27 @@ impl EngineHandle {
             let _ = t.await;
         }
     }
+}
+
+/// Routes popup clicks: Acknowledge goes to the engine (acknowledged by "popup"), Open to
+/// `open` (the root opens the window, on the alarm when there is one).
+pub fn route_popup_actions(
+    engine: EngineHandle,
+    mut actions: mpsc::UnboundedReceiver<PopupAction>,
+    open: impl Fn(Option<i64>) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(a) = actions.recv().await {
+            match a {
+                PopupAction::Acknowledge(id) => {
+                    if let Err(e) = engine.acknowledge(id, "popup").await {
+                        tracing::warn!("acknowledge from a popup: {e}");
+                    }
+                }
+                PopupAction::Open(id) => open(id),
+            }
+        }
+    })
 }
 
 /// Starts the engine with the system clock.

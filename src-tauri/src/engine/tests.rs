@@ -342,7 +342,11 @@ async fn quiet_hours_at_midnight() {
     rig.clock.set("2023-11-15T07:00:00Z".parse().unwrap());
     rig.send_all(vec![raise("b")]).await;
     let shown = rig.notifier.shown();
-    assert_eq!(shown.len(), 2, "the new alarm, and the one held back overnight: {shown:?}");
+    assert_eq!(
+        shown.len(),
+        2,
+        "the new alarm, and the one held back overnight: {shown:?}"
+    );
     assert!(shown.iter().any(|p| p.summary.contains("Fridge a")));
     assert!(shown.iter().any(|p| p.summary.contains("Fridge b")));
 }
@@ -629,4 +633,53 @@ async fn held_back_alarms_pop_when_the_pause_ends() {
     rig.clock.advance_secs(60);
     rig.engine.poke().await;
     assert_eq!(rig.notifier.shown().len(), 1, "released once");
+}
+
+#[tokio::test]
+async fn output_json_shapes_for_watch() {
+    let mut rig = Rig::new(Settings::default());
+    rig.send_all(vec![raise("s1")]).await;
+    let mut lines = Vec::new();
+    while let Ok(o) = rig.out.try_recv() {
+        lines.push(serde_json::to_value(&o).unwrap());
+    }
+    let event = lines
+        .iter()
+        .find(|l| l["type"] == "event")
+        .expect("an event line");
+    assert_eq!(event["event"]["kind"], "alarm_raised");
+    assert_eq!(event["event"]["sensor"], "s1");
+    assert!(event["id"].as_i64().unwrap() > 0);
+    let popup = lines
+        .iter()
+        .find(|l| l["type"] == "decision" && l["decision"]["kind"] == "popup")
+        .unwrap();
+    assert_eq!(popup["decision"]["popup"]["urgency"], "critical");
+    assert_eq!(popup["decision"]["repeat"], false);
+    let raised = lines
+        .iter()
+        .find(|l| l["decision"]["kind"] == "alarm_raised")
+        .unwrap();
+    assert_eq!(raised["decision"]["alarm"]["severity"], "alarm");
+    let status = lines.iter().find(|l| l["type"] == "status").unwrap();
+    assert_eq!(status["status"]["tray"], "alarm");
+    assert_eq!(status["status"]["active_alarms"], 1);
+}
+
+#[tokio::test]
+async fn popup_actions_are_routed() {
+    let rig = Rig::new(Settings::default());
+    rig.send_all(vec![raise("s1")]).await;
+    let id = rig.notifier.shown()[0].alarm_id.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let opened = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let o = opened.clone();
+    let task = route_popup_actions(rig.engine.clone(), rx, move |id| o.lock().unwrap().push(id));
+    tx.send(PopupAction::Open(Some(id))).unwrap();
+    tx.send(PopupAction::Acknowledge(id)).unwrap();
+    drop(tx);
+    task.await.unwrap();
+    assert_eq!(*opened.lock().unwrap(), vec![Some(id)]);
+    let row = rig.engine.history().alarm(id).unwrap().unwrap();
+    assert_eq!(row.acknowledged_by.as_deref(), Some("popup"));
 }
