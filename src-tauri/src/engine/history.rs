@@ -291,7 +291,10 @@ impl History {
         let mut conn = lock(&self.inner.write);
         let tx = conn.transaction()?;
         let out = {
-            let mut w = Writer { tx: &tx };
+            let mut w = Writer {
+                tx: &tx,
+                insert: None,
+            };
             f(&mut w)?
         };
         tx.commit()?;
@@ -587,19 +590,28 @@ fn alarm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
     })
 }
 
+const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (key, source, account, subscription, kind, device, \
+     sensor, name, quantity, value, unit, fields, alarm_key, condition, severity, measured_ms, received_ms, at_ms, \
+     replayed, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+
 /// Writes inside one transaction (see [`History::write`]).
 pub struct Writer<'a> {
     tx: &'a Transaction<'a>,
+    /// The event insert, prepared once per transaction: the statement cache hashes and
+    /// compares the whole SQL text on every lookup, which showed in profiles.
+    insert: Option<rusqlite::CachedStatement<'a>>,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
     /// Stores an event. `Ok(None)`: an event with the same key was stored before.
     pub fn insert_event(&mut self, e: &Event) -> Result<Option<i64>, HistoryError> {
-        let mut st = self.tx.prepare_cached(
-            "INSERT OR IGNORE INTO events (key, source, account, subscription, kind, device, sensor, name, quantity, \
-             value, unit, fields, alarm_key, condition, severity, measured_ms, received_ms, at_ms, replayed, raw) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-        )?;
+        if self.insert.is_none() {
+            let tx: &'a Transaction<'a> = self.tx;
+            self.insert = Some(tx.prepare_cached(INSERT_EVENT)?);
+        }
+        let Some(st) = self.insert.as_mut() else {
+            return Err(HistoryError::Sql(rusqlite::Error::InvalidQuery));
+        };
         let fields = if e.fields.is_empty() {
             None
         } else {
