@@ -352,7 +352,7 @@ struct Engine {
     /// Alarms told to the user (shown, held back, grouped) since the last write of that fact.
     notified: Vec<i64>,
     /// Alarms whose popup quiet hours or the pause held back.
-    held_back: Vec<i64>,
+    held_back: std::collections::BTreeSet<i64>,
     scratch: Vec<RuleOutcome>,
 }
 
@@ -382,7 +382,7 @@ impl Engine {
             storage_error: None,
             last_prune_ms: 0,
             notified: Vec::new(),
-            held_back: Vec::new(),
+            held_back: std::collections::BTreeSet::new(),
             scratch: Vec::new(),
         }
     }
@@ -934,9 +934,7 @@ impl Engine {
     fn show(&mut self, popup: Popup, repeat: bool) -> bool {
         if let Some(reason) = self.held_reason(popup.urgency) {
             if let Some(id) = popup.alarm_id {
-                if !self.held_back.contains(&id) {
-                    self.held_back.push(id);
-                }
+                self.held_back.insert(id);
             }
             self.decide(Decision::HeldBack {
                 popup,
@@ -972,6 +970,7 @@ impl Engine {
             }
             many => {
                 let names: Vec<String> = many.iter().map(|a| self.display_name(&a.row)).collect();
+                let ids: Vec<i64> = many.iter().map(|a| a.row.id).collect();
                 let urgency = many
                     .iter()
                     .map(|a| urgency(a.row.severity))
@@ -1000,6 +999,8 @@ impl Engine {
                     actions: true,
                 };
                 if let Some(reason) = self.held_reason(urgency) {
+                    // Released with the others when quiet hours or the pause end.
+                    self.held_back.extend(ids);
                     self.decide(Decision::HeldBack {
                         popup,
                         reason: reason.into(),

@@ -683,3 +683,24 @@ async fn popup_actions_are_routed() {
     let row = rig.engine.history().alarm(id).unwrap().unwrap();
     assert_eq!(row.acknowledged_by.as_deref(), Some("popup"));
 }
+
+#[tokio::test]
+async fn a_storm_during_quiet_hours_is_released_as_one_summary() {
+    let mut s = Settings::default();
+    s.notifications.quiet_hours.enabled = true;
+    s.notifications.quiet_hours.allow_critical = false;
+    let rig = Rig::new(s); // 22:13 UTC: quiet
+    let es: Vec<Event> = (0..6).map(|i| raise(&format!("q{i}"))).collect();
+    rig.send_all(es).await;
+    rig.clock.advance_secs(10);
+    rig.engine.poke().await; // the grouping window closes: its summary is held back too
+    assert!(rig.notifier.shown().is_empty());
+    rig.clock.set("2023-11-15T07:00:00Z".parse().unwrap());
+    rig.engine.poke().await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(
+        shown[0].summary,
+        "6 alarms on 6 sensors while popups were held back"
+    );
+}
