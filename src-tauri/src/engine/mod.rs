@@ -344,6 +344,8 @@ struct Engine {
     active: HashMap<String, Active>,
     ids: HashMap<i64, String>,
     feeds: BTreeMap<String, FeedWatch>,
+    /// Feed id (as in `FeedStatus::feed`) → when the engine last received an event of it.
+    last_message_ms: HashMap<String, i64>,
     popups: std::sync::mpsc::Sender<Job>,
     out: broadcast::Sender<Output>,
     status_tx: Option<watch::Sender<Status>>,
@@ -376,6 +378,7 @@ impl Engine {
             active: HashMap::new(),
             ids: HashMap::new(),
             feeds: BTreeMap::new(),
+            last_message_ms: HashMap::new(),
             popups: popup_worker(notifier),
             out,
             status_tx: None,
@@ -583,6 +586,7 @@ impl Engine {
         match result {
             Ok(()) => {
                 let recovered = self.storage_error.take().is_some();
+                self.note_messages(batch);
                 if self.out.receiver_count() > 0 {
                     for (i, id) in &new_events {
                         self.emit(Output::Event {
@@ -615,6 +619,28 @@ impl Engine {
                 self.decide(Decision::StorageFailed { message, events: n });
                 self.publish_status();
             }
+        }
+    }
+
+    /// Remembers the last message time per feed (`saveris:<account>`,
+    /// `element:<account>:<subscription>`), once per feed and batch.
+    fn note_messages(&mut self, batch: &[Delivery]) {
+        let mut last: Option<(Source, &str, &str, i64)> = None;
+        for d in batch.iter().rev() {
+            let e = &d.event;
+            let key = (e.source, e.account.as_str(), e.subscription.as_str());
+            if last.is_some_and(|(s, a, sub, _)| (s, a, sub) == key) {
+                continue;
+            }
+            let at = e.received_at.as_millisecond();
+            last = Some((key.0, key.1, key.2, at));
+            let feed = match e.source {
+                Source::Saveris => format!("saveris:{}", e.account),
+                Source::Element => format!("element:{}:{}", e.account, e.subscription),
+                Source::App => continue,
+            };
+            let slot = self.last_message_ms.entry(feed).or_insert(at);
+            *slot = (*slot).max(at);
         }
     }
 
@@ -1307,7 +1333,22 @@ impl Engine {
             summary: parts.join(" \u{b7} "),
             paused,
             active_alarms: unacked,
-            feeds: self.feeds.values().map(|w| w.status.clone()).collect(),
+            feeds: self
+                .feeds
+                .values()
+                .map(|w| {
+                    let mut st = w.status.clone();
+                    // What the engine saw, to the minute (the tooltip's resolution, and the
+                    // status changes at most once a minute because of it).
+                    let seen = self.last_message_ms.get(&w.status.feed).and_then(|ms| {
+                        jiff::Timestamp::from_millisecond(ms - ms.rem_euclid(60_000)).ok()
+                    });
+                    if seen > st.last_message_at {
+                        st.last_message_at = seen;
+                    }
+                    st
+                })
+                .collect(),
         }
     }
 

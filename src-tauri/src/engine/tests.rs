@@ -704,3 +704,21 @@ async fn a_storm_during_quiet_hours_is_released_as_one_summary() {
         "6 alarms on 6 sensors while popups were held back"
     );
 }
+
+#[tokio::test]
+async fn last_message_time_per_feed_comes_from_deliveries() {
+    let rig = Rig::new(Settings::default());
+    let mut st = FeedStatus::new("saveris:a1".into(), "Saveris eu/production (alice)".into());
+    st.state = FeedState::Live;
+    rig.status_tx.send(st).unwrap();
+    let mut e = raise("s1");
+    e.received_at = "2023-11-14T22:14:59Z".parse().unwrap();
+    rig.send_all(vec![e]).await;
+    let feeds = rig.engine.status().feeds;
+    assert_eq!(feeds.len(), 1);
+    assert_eq!(
+        feeds[0].last_message_at,
+        Some("2023-11-14T22:14:00Z".parse().unwrap()),
+        "to the minute"
+    );
+}
