@@ -136,6 +136,9 @@ fn settings() -> Settings {
 }
 
 fn main() {
+    if cfg!(debug_assertions) {
+        println!("(built with debug assertions: a release build (cargo bench) is faster)");
+    }
     let n: usize = std::env::var("BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())

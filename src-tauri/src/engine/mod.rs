@@ -100,6 +100,27 @@ pub enum Decision {
 }
 
 /// What `watch` prints as JSON lines, and what the monitor maps to tray/UI pushes.
+///
+/// One object per line, told apart by `type`:
+///
+/// ```text
+/// {"type":"event","id":12,"event":{"key":"…","source":"saveris","account":"a1","subscription":"alarms",
+///   "kind":"alarm_raised","device":"…","sensor":"…","name":"…","quantity":"Temperature","value":9.5,
+///   "unit":"°C","alarm_id":"…","condition":"Upper limit","severity":"alarm","measured_at":"2024-…Z",
+///   "received_at":"2024-…Z","replayed":false,"cursor":null,"raw":"{…}"}}
+/// {"type":"decision","decision":{"kind":"alarm_raised","alarm":{"id":3,"source":"saveris",…}}}
+/// {"type":"decision","decision":{"kind":"popup","popup":{"tag":"alarm:3","summary":"…","body":"…",
+///   "urgency":"critical","alarm_id":3,"actions":true},"repeat":false}}
+/// {"type":"decision","decision":{"kind":"summary","popup":{…},"alarms":17,"sensors":5}}
+/// {"type":"decision","decision":{"kind":"grouped","alarm_id":7}}
+/// {"type":"decision","decision":{"kind":"held_back","popup":{…},"reason":"quiet hours"}}
+/// {"type":"decision","decision":{"kind":"closed","tag":"alarm:3"}}
+/// {"type":"decision","decision":{"kind":"alarm_cleared","alarm":{…,"cleared_ms":1714557600000}}}
+/// {"type":"decision","decision":{"kind":"acknowledged","alarm_id":3,"by":"popup"}}
+/// {"type":"decision","decision":{"kind":"storage_failed","message":"…","events":12}}
+/// {"type":"status","status":{"tray":"alarm","summary":"1 active alarm","paused":false,
+///   "active_alarms":1,"feeds":[{"feed":"saveris:a1","label":"…","state":"live",…}]}}
+/// ```
 #[derive(Serialize, Clone, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Output {
