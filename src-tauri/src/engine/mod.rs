@@ -39,6 +39,8 @@ use wording::Locale;
 pub const BATCH: usize = 512;
 /// How often time-driven rules, repeats and feed silence are checked.
 const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest wait for the notifier thread in `poke` and `shutdown`.
+const NOTIFIER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often old history is pruned.
 const PRUNE_EVERY_MS: i64 = 3_600_000;
 
@@ -197,15 +199,17 @@ impl EngineHandle {
     pub async fn poke(&self) {
         let (tx, rx) = oneshot::channel();
         if self.cmd.send(Command::Poke(tx)).is_ok() {
-            let _ = rx.await;
+            // The reply comes from the popup thread: a hung D-Bus must not hang the caller.
+            let _ = tokio::time::timeout(NOTIFIER_WAIT, rx).await;
         }
     }
 
-    /// Drains queued deliveries, flushes history and stops.
+    /// Drains queued deliveries, flushes history and stops. Waits a few seconds at most for
+    /// popups still being shown (history is committed before that).
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel();
         if self.cmd.send(Command::Shutdown(tx)).is_ok() {
-            let _ = rx.await;
+            let _ = tokio::time::timeout(NOTIFIER_WAIT, rx).await;
         }
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = task {

@@ -722,3 +722,57 @@ async fn last_message_time_per_feed_comes_from_deliveries() {
         "to the minute"
     );
 }
+
+/// A notifier whose daemon never answers.
+struct Hung(std::sync::Mutex<()>, std::sync::Condvar);
+
+impl Notifier for Hung {
+    fn show(&self, _: &Popup) -> Result<(), crate::notify::NotifyError> {
+        let g = self.0.lock().unwrap();
+        let _ = self.1.wait_timeout(g, std::time::Duration::from_secs(30));
+        Ok(())
+    }
+    fn close(&self, _: &str) {}
+}
+
+#[tokio::test]
+async fn a_hung_notifier_neither_stalls_storage_nor_blocks_shutdown() {
+    let (tx, rx) = mpsc::channel(16);
+    let (_status_tx, status_rx) = mpsc::unbounded_channel();
+    let (acks_tx, mut acks) = mpsc::unbounded_channel();
+    let history = History::open_in_memory().unwrap();
+    let hung = Arc::new(Hung(std::sync::Mutex::new(()), std::sync::Condvar::new()));
+    let engine = spawn(
+        Settings::default(),
+        history.clone(),
+        hung.clone(),
+        rx,
+        status_rx,
+    );
+    for i in 0..3 {
+        let e = raise(&format!("h{i}"));
+        tx.send(Delivery {
+            event: e,
+            ack: Ack::new(acks_tx.clone(), 1, i.to_string()),
+        })
+        .await
+        .unwrap();
+    }
+    for _ in 0..3 {
+        let a = tokio::time::timeout(std::time::Duration::from_secs(5), acks.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            a.stored,
+            "stored and confirmed while the popup thread hangs"
+        );
+    }
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(15), engine.shutdown())
+        .await
+        .expect("shutdown returns");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!(history.alarms(&AlarmFilter::default()).unwrap().len(), 3);
+    hung.1.notify_all();
+}
