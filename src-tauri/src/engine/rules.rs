@@ -662,3 +662,64 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// For any values: raises and clears alternate, a raise only follows `min_count`
+        /// breaching values in a row, and a clear only comes with a value back past
+        /// limit − hysteresis.
+        #[test]
+        fn raises_and_clears_alternate(
+            values in proptest::collection::vec(0.0f64..16.0, 1..200),
+            h in 0.0f64..3.0,
+            min_count in 1u32..4,
+        ) {
+            let rule = ThresholdRule {
+                id: "r".into(),
+                name: "p".into(),
+                limit: Limit::Above { value: 8.0 },
+                hysteresis: h,
+                min_count,
+                ..Default::default()
+            };
+            let mut r = Rules::new(&Settings { rules: vec![rule], ..Default::default() });
+            let mut raised = false;
+            let mut run = 0u32;
+            for (i, v) in values.iter().enumerate() {
+                let mut e = Event::new(Source::Saveris, "a", "m", EventKind::Measurement, format!("k{i}"));
+                e.sensor = Some("s".into());
+                e.value = Some(*v);
+                e.measured_at = Some(jiff::Timestamp::from_second(i as i64).unwrap());
+                let mut out = Vec::new();
+                r.on_event(&e, &mut out);
+                prop_assert!(out.len() <= 1);
+                run = if *v > 8.0 { run + 1 } else { 0 };
+                match out.first() {
+                    Some(RuleOutcome::Raise(a)) => {
+                        prop_assert!(!raised, "raised twice");
+                        prop_assert!(run >= min_count);
+                        prop_assert_eq!(a.value, Some(*v));
+                        raised = true;
+                    }
+                    Some(RuleOutcome::Clear { .. }) => {
+                        prop_assert!(raised, "cleared without a raise");
+                        prop_assert!(*v <= 8.0 - h);
+                        raised = false;
+                        run = 0;
+                    }
+                    None => {
+                        if raised {
+                            prop_assert!(*v > 8.0 - h, "should have cleared at {}", v);
+                        } else {
+                            prop_assert!(run < min_count, "should have raised at {}", v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
