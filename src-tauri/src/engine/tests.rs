@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::event::{Ack, AckMsg};
 use crate::ipc::protocol::AlarmFilter;
-use crate::notify::{Recorded, RecordingNotifier};
+use crate::notify::RecordingNotifier;
 use crate::settings::{Limit, SensorPrefs, ThresholdRule};
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14 22:13:20 UTC
@@ -603,7 +603,6 @@ async fn shutdown_drains_queued_deliveries() {
     rig.engine.clone().shutdown().await;
     assert_eq!(h.event_count().unwrap(), 50);
     assert_eq!(rig.acks().iter().filter(|a| a.stored).count(), 50);
-    let _ = Recorded::Closed(String::new());
 }
 
 #[tokio::test]
