@@ -136,6 +136,9 @@ fn settings() -> Settings {
 }
 
 fn main() {
+    if cfg!(debug_assertions) {
+        println!("(built with debug assertions: a release build (cargo bench) is faster)");
+    }
     let n: usize = std::env::var("BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -201,10 +204,11 @@ async fn throughput(n: usize) {
     let _ = producer.await;
     engine.poke().await;
     let events = history.event_count().expect("count");
-    let alarms = history
-        .alarms(&Default::default())
-        .map(|a| a.len())
-        .unwrap_or(0);
+    let all = alarm_tray::ipc::protocol::AlarmFilter {
+        limit: 10_000,
+        ..Default::default()
+    };
+    let alarms = history.alarms(&all).map(|a| a.len()).unwrap_or(0);
     println!(
         "pipeline (decode → dedupe → rules → SQLite insert → ack), one core: {n} deliveries in {secs:.2} s = {:.0} events/s",
         n as f64 / secs

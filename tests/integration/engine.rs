@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use alarm_tray::engine::{self, Decision, History, Output};
 use alarm_tray::event::{Ack, AckMsg, Delivery, Event, EventKind, Severity, Source};
 use alarm_tray::ipc::protocol::{AlarmFilter, TrayState};
-use alarm_tray::notify::{DesktopNotifier, PopupAction, RecordingNotifier};
+use alarm_tray::notify::{DesktopNotifier, RecordingNotifier};
 use alarm_tray::settings::Settings;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -272,15 +272,23 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
         "a session bus but no notification daemon (start dunst)"
     );
     let monitor = Monitor::start();
+    let marker = format!(
+        "m{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
 
-    let (actions_tx, mut actions_rx) = mpsc::unbounded_channel();
+    let (actions_tx, actions_rx) = mpsc::unbounded_channel();
     let notifier = Arc::new(DesktopNotifier::new(actions_tx));
     let history = History::open_in_memory().unwrap();
     let mut run = start(history.clone(), notifier.clone());
     let mut out = run.engine.subscribe();
     // Text from the network that looks like markup must arrive escaped.
     let ack = run
-        .deliver(saveris_alarm("Upper limit <b>&</b>"), "m-1")
+        .deliver(
+            saveris_alarm(&format!("Upper limit <b>&</b> {marker}")),
+            "m-1",
+        )
         .await;
     assert!(ack.stored);
     run.engine.poke().await;
@@ -297,17 +305,21 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
     }
     assert!(popup_decided, "the engine decided to pop the alarm");
 
-    let seen = monitor.wait_for(
-        |s| s.contains("member=Notify") && s.contains("\"urgency\""),
-        "the Notify call",
-    );
-    let notify = &seen[seen.find("member=Notify").unwrap()..];
+    // Other tests may pop notifications on the same bus: find this test's call by its marker.
+    let ours = |s: &str| -> Option<String> {
+        s.split("method call")
+            .find(|block| block.contains("member=Notify") && block.contains(&marker))
+            .map(String::from)
+    };
+    let seen = monitor.wait_for(|s| ours(s).is_some(), "the Notify call");
+    let notify = ours(&seen).unwrap();
+    let notify = notify.as_str();
     assert!(
         notify.contains("string \"Alarm Tray\""),
         "app name:\n{notify}"
     );
     assert!(
-        notify.contains("Upper limit &lt;b&gt;&amp;&lt;/b&gt;"),
+        notify.contains(&format!("Upper limit &lt;b&gt;&amp;&lt;/b&gt; {marker}")),
         "escaped body:\n{notify}"
     );
     // The summary is plain text by the spec (daemons do not parse it); the body is markup.
@@ -340,27 +352,41 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
     })
     .await
     .expect("the popup got a notification id");
-    // Give the action waiter time to subscribe to the signal (a real click takes longer).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let status = Command::new("dbus-send")
-        .args([
-            "--session",
-            "--type=signal",
-            "/org/freedesktop/Notifications",
-            "org.freedesktop.Notifications.ActionInvoked",
-            &format!("uint32:{id}"),
-            "string:acknowledge",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let action = timeout(Duration::from_secs(10), actions_rx.recv())
-        .await
-        .expect("no popup action")
-        .unwrap();
-    assert_eq!(action, PopupAction::Acknowledge(alarm_id));
-    // What the root does with it.
-    run.engine.acknowledge(alarm_id, "popup").await.unwrap();
+    // The root routes clicks to the engine.
+    let router = engine::route_popup_actions(run.engine.clone(), actions_rx, |_| {});
+    // The daemon's answer to a click on Acknowledge is the ActionInvoked signal for this id.
+    // The waiter subscribes to it just after Notify returned; on a busy machine that can
+    // take a moment, so the click is repeated until it lands (a waiter acts on the first).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = Command::new("dbus-send")
+            .args([
+                "--session",
+                "--type=signal",
+                "/org/freedesktop/Notifications",
+                "org.freedesktop.Notifications.ActionInvoked",
+                &format!("uint32:{id}"),
+                "string:acknowledge",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if history
+            .alarm(alarm_id)
+            .unwrap()
+            .unwrap()
+            .acknowledged_ms
+            .is_some()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Acknowledge click did not acknowledge the alarm"
+        );
+    }
+    run.engine.poke().await; // the acknowledgement has been handled to the end
     let row = history.alarm(alarm_id).unwrap().unwrap();
     assert_eq!(row.acknowledged_by.as_deref(), Some("popup"));
     assert!(row.acknowledged_ms.is_some());
@@ -369,8 +395,13 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
 
     // Acknowledged: the popup is closed through the daemon.
     monitor.wait_for(
-        |s| s.contains("member=CloseNotification"),
-        "CloseNotification after acknowledge",
+        |s| {
+            s.split("method call").any(|b| {
+                b.contains("member=CloseNotification") && b.contains(&format!("uint32 {id}\n"))
+            })
+        },
+        "CloseNotification of this popup after acknowledge",
     );
+    router.abort();
     run.engine.shutdown().await;
 }

@@ -233,13 +233,18 @@ impl History {
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
         read.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(History {
-            inner: Arc::new(Inner {
-                write: Mutex::new(write),
-                read: Some(Mutex::new(read)),
-                notice,
-            }),
-        })
+        // Checkpoints (the only fsyncs in WAL mode with synchronous=NORMAL) run on their own
+        // thread, so a slow disk never stalls the writer between a commit and the acks.
+        write.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;")?;
+        let checkpointer = Connection::open(path)?;
+        checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
+        let inner = Arc::new(Inner {
+            write: Mutex::new(write),
+            read: Some(Mutex::new(read)),
+            notice,
+        });
+        spawn_checkpointer(checkpointer, Arc::downgrade(&inner));
+        Ok(History { inner })
     }
 
     pub fn open_in_memory() -> Result<History, HistoryError> {
@@ -286,7 +291,10 @@ impl History {
         let mut conn = lock(&self.inner.write);
         let tx = conn.transaction()?;
         let out = {
-            let mut w = Writer { tx: &tx };
+            let mut w = Writer {
+                tx: &tx,
+                insert: None,
+            };
             f(&mut w)?
         };
         tx.commit()?;
@@ -530,6 +538,37 @@ impl History {
     }
 }
 
+/// Copies the WAL into the database every second (PASSIVE: never blocks the writer) until
+/// the history is dropped.
+fn spawn_checkpointer(c: Connection, alive: std::sync::Weak<Inner>) {
+    let run = move || {
+        let mut failing = false;
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if alive.upgrade().is_none() {
+                break;
+            }
+            match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                Ok(()) => failing = false,
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!("history checkpoint failed: {e}");
+                    }
+                    failing = true;
+                }
+            }
+        }
+        // The last connection to close checkpoints and removes the WAL.
+        drop(c);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("history-checkpoint".into())
+        .spawn(run)
+    {
+        tracing::warn!("no checkpoint thread ({e}); the write-ahead log grows until restart");
+    }
+}
+
 fn alarm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
     let sev: String = r.get(7)?;
     Ok(AlarmRow {
@@ -551,19 +590,28 @@ fn alarm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
     })
 }
 
+const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (key, source, account, subscription, kind, device, \
+     sensor, name, quantity, value, unit, fields, alarm_key, condition, severity, measured_ms, received_ms, at_ms, \
+     replayed, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+
 /// Writes inside one transaction (see [`History::write`]).
 pub struct Writer<'a> {
     tx: &'a Transaction<'a>,
+    /// The event insert, prepared once per transaction: the statement cache hashes and
+    /// compares the whole SQL text on every lookup, which showed in profiles.
+    insert: Option<rusqlite::CachedStatement<'a>>,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
     /// Stores an event. `Ok(None)`: an event with the same key was stored before.
     pub fn insert_event(&mut self, e: &Event) -> Result<Option<i64>, HistoryError> {
-        let mut st = self.tx.prepare_cached(
-            "INSERT OR IGNORE INTO events (key, source, account, subscription, kind, device, sensor, name, quantity, \
-             value, unit, fields, alarm_key, condition, severity, measured_ms, received_ms, at_ms, replayed, raw) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-        )?;
+        if self.insert.is_none() {
+            let tx: &'a Transaction<'a> = self.tx;
+            self.insert = Some(tx.prepare_cached(INSERT_EVENT)?);
+        }
+        let Some(st) = self.insert.as_mut() else {
+            return Err(HistoryError::Sql(rusqlite::Error::InvalidQuery));
+        };
         let fields = if e.fields.is_empty() {
             None
         } else {

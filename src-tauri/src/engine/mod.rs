@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::event::{Delivery, Event, EventKind, FeedState, FeedStatus, Severity, Source};
 use crate::ipc::protocol::{AlarmRow, LatestValue, Status, TrayState};
-use crate::notify::{Notifier, Popup, Urgency};
+use crate::notify::{Notifier, Popup, PopupAction, Urgency};
 use crate::settings::Settings;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -39,6 +39,8 @@ use wording::Locale;
 pub const BATCH: usize = 512;
 /// How often time-driven rules, repeats and feed silence are checked.
 const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest wait for the notifier thread in `poke` and `shutdown`.
+const NOTIFIER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often old history is pruned.
 const PRUNE_EVERY_MS: i64 = 3_600_000;
 
@@ -54,7 +56,7 @@ pub enum EngineError {
 
 /// What the engine decided, as `watch` prints it and the monitor maps it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Decision {
     /// A new alarm (upstream or rule) is active.
     AlarmRaised {
@@ -100,6 +102,27 @@ pub enum Decision {
 }
 
 /// What `watch` prints as JSON lines, and what the monitor maps to tray/UI pushes.
+///
+/// One object per line, told apart by `type`:
+///
+/// ```text
+/// {"type":"event","id":12,"event":{"key":"…","source":"saveris","account":"a1","subscription":"alarms",
+///   "kind":"alarm_raised","device":"…","sensor":"…","name":"…","quantity":"Temperature","value":9.5,
+///   "unit":"°C","alarm_id":"…","condition":"Upper limit","severity":"alarm","measured_at":"2024-…Z",
+///   "received_at":"2024-…Z","replayed":false,"cursor":null,"raw":"{…}"}}
+/// {"type":"decision","decision":{"kind":"alarm_raised","alarm":{"id":3,"source":"saveris",…}}}
+/// {"type":"decision","decision":{"kind":"popup","popup":{"tag":"alarm:3","summary":"…","body":"…",
+///   "urgency":"critical","alarm_id":3,"actions":true},"repeat":false}}
+/// {"type":"decision","decision":{"kind":"summary","popup":{…},"alarms":17,"sensors":5}}
+/// {"type":"decision","decision":{"kind":"grouped","alarm_id":7}}
+/// {"type":"decision","decision":{"kind":"held_back","popup":{…},"reason":"quiet hours"}}
+/// {"type":"decision","decision":{"kind":"closed","tag":"alarm:3"}}
+/// {"type":"decision","decision":{"kind":"alarm_cleared","alarm":{…,"cleared_ms":1714557600000}}}
+/// {"type":"decision","decision":{"kind":"acknowledged","alarm_id":3,"by":"popup"}}
+/// {"type":"decision","decision":{"kind":"storage_failed","message":"…","events":12}}
+/// {"type":"status","status":{"tray":"alarm","summary":"1 active alarm","paused":false,
+///   "active_alarms":1,"feeds":[{"feed":"saveris:a1","label":"…","state":"live",…}]}}
+/// ```
 #[derive(Serialize, Clone, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Output {
@@ -176,21 +199,44 @@ impl EngineHandle {
     pub async fn poke(&self) {
         let (tx, rx) = oneshot::channel();
         if self.cmd.send(Command::Poke(tx)).is_ok() {
-            let _ = rx.await;
+            // The reply comes from the popup thread: a hung D-Bus must not hang the caller.
+            let _ = tokio::time::timeout(NOTIFIER_WAIT, rx).await;
         }
     }
 
-    /// Drains queued deliveries, flushes history and stops.
+    /// Drains queued deliveries, flushes history and stops. Waits a few seconds at most for
+    /// popups still being shown (history is committed before that).
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel();
         if self.cmd.send(Command::Shutdown(tx)).is_ok() {
-            let _ = rx.await;
+            let _ = tokio::time::timeout(NOTIFIER_WAIT, rx).await;
         }
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = task {
             let _ = t.await;
         }
     }
+}
+
+/// Routes popup clicks: Acknowledge goes to the engine (acknowledged by "popup"), Open to
+/// `open` (the root opens the window, on the alarm when there is one).
+pub fn route_popup_actions(
+    engine: EngineHandle,
+    mut actions: mpsc::UnboundedReceiver<PopupAction>,
+    open: impl Fn(Option<i64>) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(a) = actions.recv().await {
+            match a {
+                PopupAction::Acknowledge(id) => {
+                    if let Err(e) = engine.acknowledge(id, "popup").await {
+                        tracing::warn!("acknowledge from a popup: {e}");
+                    }
+                }
+                PopupAction::Open(id) => open(id),
+            }
+        }
+    })
 }
 
 /// Starts the engine with the system clock.
@@ -323,6 +369,8 @@ struct Engine {
     active: HashMap<String, Active>,
     ids: HashMap<i64, String>,
     feeds: BTreeMap<String, FeedWatch>,
+    /// Feed id (as in `FeedStatus::feed`) → when the engine last received an event of it.
+    last_message_ms: HashMap<String, i64>,
     popups: std::sync::mpsc::Sender<Job>,
     out: broadcast::Sender<Output>,
     status_tx: Option<watch::Sender<Status>>,
@@ -331,7 +379,7 @@ struct Engine {
     /// Alarms told to the user (shown, held back, grouped) since the last write of that fact.
     notified: Vec<i64>,
     /// Alarms whose popup quiet hours or the pause held back.
-    held_back: Vec<i64>,
+    held_back: std::collections::BTreeSet<i64>,
     scratch: Vec<RuleOutcome>,
 }
 
@@ -355,13 +403,14 @@ impl Engine {
             active: HashMap::new(),
             ids: HashMap::new(),
             feeds: BTreeMap::new(),
+            last_message_ms: HashMap::new(),
             popups: popup_worker(notifier),
             out,
             status_tx: None,
             storage_error: None,
             last_prune_ms: 0,
             notified: Vec::new(),
-            held_back: Vec::new(),
+            held_back: std::collections::BTreeSet::new(),
             scratch: Vec::new(),
         }
     }
@@ -562,6 +611,7 @@ impl Engine {
         match result {
             Ok(()) => {
                 let recovered = self.storage_error.take().is_some();
+                self.note_messages(batch);
                 if self.out.receiver_count() > 0 {
                     for (i, id) in &new_events {
                         self.emit(Output::Event {
@@ -594,6 +644,28 @@ impl Engine {
                 self.decide(Decision::StorageFailed { message, events: n });
                 self.publish_status();
             }
+        }
+    }
+
+    /// Remembers the last message time per feed (`saveris:<account>`,
+    /// `element:<account>:<subscription>`), once per feed and batch.
+    fn note_messages(&mut self, batch: &[Delivery]) {
+        let mut last: Option<(Source, &str, &str, i64)> = None;
+        for d in batch.iter().rev() {
+            let e = &d.event;
+            let key = (e.source, e.account.as_str(), e.subscription.as_str());
+            if last.is_some_and(|(s, a, sub, _)| (s, a, sub) == key) {
+                continue;
+            }
+            let at = e.received_at.as_millisecond();
+            last = Some((key.0, key.1, key.2, at));
+            let feed = match e.source {
+                Source::Saveris => format!("saveris:{}", e.account),
+                Source::Element => format!("element:{}:{}", e.account, e.subscription),
+                Source::App => continue,
+            };
+            let slot = self.last_message_ms.entry(feed).or_insert(at);
+            *slot = (*slot).max(at);
         }
     }
 
@@ -913,9 +985,7 @@ impl Engine {
     fn show(&mut self, popup: Popup, repeat: bool) -> bool {
         if let Some(reason) = self.held_reason(popup.urgency) {
             if let Some(id) = popup.alarm_id {
-                if !self.held_back.contains(&id) {
-                    self.held_back.push(id);
-                }
+                self.held_back.insert(id);
             }
             self.decide(Decision::HeldBack {
                 popup,
@@ -951,6 +1021,7 @@ impl Engine {
             }
             many => {
                 let names: Vec<String> = many.iter().map(|a| self.display_name(&a.row)).collect();
+                let ids: Vec<i64> = many.iter().map(|a| a.row.id).collect();
                 let urgency = many
                     .iter()
                     .map(|a| urgency(a.row.severity))
@@ -979,6 +1050,8 @@ impl Engine {
                     actions: true,
                 };
                 if let Some(reason) = self.held_reason(urgency) {
+                    // Released with the others when quiet hours or the pause end.
+                    self.held_back.extend(ids);
                     self.decide(Decision::HeldBack {
                         popup,
                         reason: reason.into(),
@@ -1285,7 +1358,22 @@ impl Engine {
             summary: parts.join(" \u{b7} "),
             paused,
             active_alarms: unacked,
-            feeds: self.feeds.values().map(|w| w.status.clone()).collect(),
+            feeds: self
+                .feeds
+                .values()
+                .map(|w| {
+                    let mut st = w.status.clone();
+                    // What the engine saw, to the minute (the tooltip's resolution, and the
+                    // status changes at most once a minute because of it).
+                    let seen = self.last_message_ms.get(&w.status.feed).and_then(|ms| {
+                        jiff::Timestamp::from_millisecond(ms - ms.rem_euclid(60_000)).ok()
+                    });
+                    if seen > st.last_message_at {
+                        st.last_message_at = seen;
+                    }
+                    st
+                })
+                .collect(),
         }
     }
 

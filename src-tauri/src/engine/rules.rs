@@ -44,9 +44,9 @@ pub enum RuleOutcome {
     },
 }
 
-/// What one (rule, sensor) pair remembers. Kept small: there is one per tracked sensor
+/// What one (rule, sensor) pair remembers: numbers only, there is one per tracked sensor
 /// and rule.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 struct PairState {
     raised: bool,
     /// Consecutive breaching values so far.
@@ -55,8 +55,14 @@ struct PairState {
     since_ms: Option<i64>,
     last_value: f64,
     last_seen_ms: i64,
-    /// Identity to describe an alarm raised on a tick (no event at hand then).
-    source: Option<Source>,
+}
+
+/// How a sensor is described in an alarm raised on a tick (no event at hand then); kept
+/// once per sensor, shared by all rules.
+#[derive(Debug, Clone)]
+struct SensorInfo {
+    sensor: Box<str>,
+    source: Source,
     account: Box<str>,
     device: Option<Box<str>>,
     name: Option<Box<str>>,
@@ -65,8 +71,8 @@ struct PairState {
 
 struct CompiledRule {
     rule: ThresholdRule,
-    /// Per sensor.
-    states: HashMap<String, PairState>,
+    /// Per sensor index (see [`Rules::sensors`]).
+    states: HashMap<u32, PairState>,
 }
 
 /// All enabled rules with their state.
@@ -75,6 +81,52 @@ pub struct Rules {
     rules: Vec<CompiledRule>,
     /// (account, subscription) → ELEMENT tag of the subscription's scope.
     tags: HashMap<(String, String), String>,
+    /// Sensor identity → index into `sensors`.
+    index: HashMap<Box<str>, u32>,
+    sensors: Vec<SensorInfo>,
+}
+
+fn refresh(opt: &mut Option<Box<str>>, new: Option<&str>) {
+    // Allocates only when the value changed.
+    if let Some(n) = new {
+        if opt.as_deref() != Some(n) {
+            *opt = Some(n.into());
+        }
+    }
+}
+
+/// The index of `sensor`, adding it (described by `e` when there is one).
+fn intern(
+    index: &mut HashMap<Box<str>, u32>,
+    sensors: &mut Vec<SensorInfo>,
+    sensor: &str,
+    e: Option<&Event>,
+) -> u32 {
+    if let Some(&i) = index.get(sensor) {
+        if let (Some(e), Some(info)) = (e, sensors.get_mut(i as usize)) {
+            if e.source != Source::App {
+                info.source = e.source;
+            }
+            if !e.account.is_empty() && *info.account != *e.account {
+                info.account = e.account.as_str().into();
+            }
+            refresh(&mut info.device, e.device.as_deref());
+            refresh(&mut info.name, e.name.as_deref());
+            refresh(&mut info.unit, e.unit.as_deref());
+        }
+        return i;
+    }
+    let i = sensors.len() as u32;
+    sensors.push(SensorInfo {
+        sensor: sensor.into(),
+        source: e.map_or(Source::App, |e| e.source),
+        account: e.map_or("", |e| e.account.as_str()).into(),
+        device: e.and_then(|e| e.device.as_deref()).map(Into::into),
+        name: e.and_then(|e| e.name.as_deref()).map(Into::into),
+        unit: e.and_then(|e| e.unit.as_deref()).map(Into::into),
+    });
+    index.insert(sensor.into(), i);
+    i
 }
 
 fn fmt_num(v: f64) -> String {
@@ -165,9 +217,9 @@ impl Rules {
         }
         let mut dropped = Vec::new();
         for (id, c) in old {
-            for (sensor, st) in c.states {
-                if st.raised {
-                    dropped.push(alarm_key(&id, &sensor));
+            for (i, st) in c.states {
+                if let (true, Some(info)) = (st.raised, self.sensors.get(i as usize)) {
+                    dropped.push(alarm_key(&id, &info.sensor));
                 }
             }
         }
@@ -177,7 +229,8 @@ impl Rules {
     /// After a restart: the alarm of (rule, sensor) is still active in history.
     pub fn restore_raised(&mut self, rule_id: &str, sensor: &str, now_ms: i64) {
         if let Some(c) = self.rules.iter_mut().find(|c| c.rule.id == rule_id) {
-            let st = c.states.entry(sensor.to_string()).or_default();
+            let i = intern(&mut self.index, &mut self.sensors, sensor, None);
+            let st = c.states.entry(i).or_default();
             st.raised = true;
             st.last_seen_ms = st.last_seen_ms.max(now_ms);
         }
@@ -186,17 +239,14 @@ impl Rules {
     /// Starts the silence clock of "no data" rules for a sensor known from history.
     pub fn seed_seen(&mut self, e: &Event) {
         let at = e.measured_at.unwrap_or(e.received_at).as_millisecond();
+        let Some(sensor) = sensor_of(e) else { return };
         for c in &mut self.rules {
             if matches!(c.rule.limit, Limit::NoData { .. })
                 && matches_target(&c.rule, e, &self.tags)
             {
-                if let Some(sensor) = sensor_of(e) {
-                    let st = c
-                        .states
-                        .entry(sensor.to_string())
-                        .or_insert_with(|| describe(e));
-                    st.last_seen_ms = st.last_seen_ms.max(at);
-                }
+                let i = intern(&mut self.index, &mut self.sensors, sensor, Some(e));
+                let st = c.states.entry(i).or_default();
+                st.last_seen_ms = st.last_seen_ms.max(at);
             }
         }
     }
@@ -213,6 +263,9 @@ impl Rules {
         }
         let Some(sensor) = sensor_of(e) else { return };
         let at = e.measured_at.unwrap_or(e.received_at).as_millisecond();
+        // The sensor's index, looked up (and its description refreshed) once per event and
+        // only when a rule applies.
+        let mut idx: Option<u32> = None;
         for c in &mut self.rules {
             if !matches_target(&c.rule, e, &self.tags) {
                 continue;
@@ -221,13 +274,15 @@ impl Rules {
                 continue;
             };
             let rule = &c.rule;
-            let st = match c.states.get_mut(sensor) {
-                Some(st) => st,
-                None => c
-                    .states
-                    .entry(sensor.to_string())
-                    .or_insert_with(|| describe(e)),
+            let i = match idx {
+                Some(i) => i,
+                None => {
+                    let i = intern(&mut self.index, &mut self.sensors, sensor, Some(e));
+                    idx = Some(i);
+                    i
+                }
             };
+            let st = c.states.entry(i).or_default();
             st.last_seen_ms = st.last_seen_ms.max(at);
             st.last_value = x;
             if matches!(rule.limit, Limit::NoData { .. }) {
@@ -261,9 +316,11 @@ impl Rules {
                 let since = *st.since_ms.get_or_insert(at);
                 if st.count >= rule.min_count && at - since >= duration_ms(rule) {
                     st.raised = true;
+                    let info = self.sensors.get(i as usize);
                     out.push(RuleOutcome::Raise(raise(
                         rule,
                         sensor,
+                        info,
                         st,
                         e.quantity.clone(),
                         at,
@@ -284,22 +341,26 @@ impl Rules {
             match rule.limit {
                 Limit::NoData { minutes } => {
                     let silence = i64::from(minutes) * 60_000;
-                    for (sensor, st) in c.states.iter_mut() {
+                    for (i, st) in c.states.iter_mut() {
                         if !st.raised && st.last_seen_ms > 0 && now_ms - st.last_seen_ms > silence {
                             st.raised = true;
-                            let mut a = raise(rule, sensor, st, None, st.last_seen_ms);
+                            let info = self.sensors.get(*i as usize);
+                            let sensor = info.map_or("", |s| &*s.sensor);
+                            let mut a = raise(rule, sensor, info, st, None, st.last_seen_ms);
                             a.value = None;
                             out.push(RuleOutcome::Raise(a));
                         }
                     }
                 }
                 _ if rule.min_duration_secs > 0 => {
-                    for (sensor, st) in c.states.iter_mut() {
+                    for (i, st) in c.states.iter_mut() {
                         let due = st.since_ms.is_some_and(|s| now_ms - s >= duration_ms(rule));
                         if !st.raised && st.count >= rule.min_count && due {
                             st.raised = true;
                             let at = st.last_seen_ms;
-                            out.push(RuleOutcome::Raise(raise(rule, sensor, st, None, at)));
+                            let info = self.sensors.get(*i as usize);
+                            let sensor = info.map_or("", |s| &*s.sensor);
+                            out.push(RuleOutcome::Raise(raise(rule, sensor, info, st, None, at)));
                         }
                     }
                 }
@@ -321,20 +382,10 @@ fn sensor_of(e: &Event) -> Option<&str> {
     e.sensor.as_deref().or(e.device.as_deref())
 }
 
-fn describe(e: &Event) -> PairState {
-    PairState {
-        source: Some(e.source),
-        account: e.account.as_str().into(),
-        device: e.device.as_deref().map(Into::into),
-        name: e.name.as_deref().map(Into::into),
-        unit: e.unit.as_deref().map(Into::into),
-        ..Default::default()
-    }
-}
-
 fn raise(
     rule: &ThresholdRule,
     sensor: &str,
+    info: Option<&SensorInfo>,
     st: &PairState,
     quantity: Option<String>,
     at_ms: i64,
@@ -343,14 +394,14 @@ fn raise(
         alarm_key: alarm_key(&rule.id, sensor),
         rule_id: rule.id.clone(),
         rule_name: rule.name.clone(),
-        source: st.source.unwrap_or(Source::App),
-        account: st.account.to_string(),
+        source: info.map_or(Source::App, |i| i.source),
+        account: info.map(|i| i.account.to_string()).unwrap_or_default(),
         sensor: sensor.to_string(),
-        device: st.device.as_deref().map(String::from),
-        name: st.name.as_deref().map(String::from),
+        device: info.and_then(|i| i.device.as_deref()).map(String::from),
+        name: info.and_then(|i| i.name.as_deref()).map(String::from),
         quantity: quantity.or_else(|| (!rule.quantity.is_empty()).then(|| rule.quantity.clone())),
         value: Some(st.last_value),
-        unit: st.unit.as_deref().map(String::from),
+        unit: info.and_then(|i| i.unit.as_deref()).map(String::from),
         limit: describe_limit(&rule.limit),
         at_ms,
     }
@@ -660,5 +711,66 @@ mod tests {
             }),
             "outside -2.5 … 8.25"
         );
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// For any values: raises and clears alternate, a raise only follows `min_count`
+        /// breaching values in a row, and a clear only comes with a value back past
+        /// limit − hysteresis.
+        #[test]
+        fn raises_and_clears_alternate(
+            values in proptest::collection::vec(0.0f64..16.0, 1..200),
+            h in 0.0f64..3.0,
+            min_count in 1u32..4,
+        ) {
+            let rule = ThresholdRule {
+                id: "r".into(),
+                name: "p".into(),
+                limit: Limit::Above { value: 8.0 },
+                hysteresis: h,
+                min_count,
+                ..Default::default()
+            };
+            let mut r = Rules::new(&Settings { rules: vec![rule], ..Default::default() });
+            let mut raised = false;
+            let mut run = 0u32;
+            for (i, v) in values.iter().enumerate() {
+                let mut e = Event::new(Source::Saveris, "a", "m", EventKind::Measurement, format!("k{i}"));
+                e.sensor = Some("s".into());
+                e.value = Some(*v);
+                e.measured_at = Some(jiff::Timestamp::from_second(i as i64).unwrap());
+                let mut out = Vec::new();
+                r.on_event(&e, &mut out);
+                prop_assert!(out.len() <= 1);
+                run = if *v > 8.0 { run + 1 } else { 0 };
+                match out.first() {
+                    Some(RuleOutcome::Raise(a)) => {
+                        prop_assert!(!raised, "raised twice");
+                        prop_assert!(run >= min_count);
+                        prop_assert_eq!(a.value, Some(*v));
+                        raised = true;
+                    }
+                    Some(RuleOutcome::Clear { .. }) => {
+                        prop_assert!(raised, "cleared without a raise");
+                        prop_assert!(*v <= 8.0 - h);
+                        raised = false;
+                        run = 0;
+                    }
+                    None => {
+                        if raised {
+                            prop_assert!(*v > 8.0 - h, "should have cleared at {}", v);
+                        } else {
+                            prop_assert!(run < min_count, "should have raised at {}", v);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

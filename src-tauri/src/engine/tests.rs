@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::event::{Ack, AckMsg};
 use crate::ipc::protocol::AlarmFilter;
-use crate::notify::{Recorded, RecordingNotifier};
+use crate::notify::RecordingNotifier;
 use crate::settings::{Limit, SensorPrefs, ThresholdRule};
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14 22:13:20 UTC
@@ -603,7 +603,6 @@ async fn shutdown_drains_queued_deliveries() {
     rig.engine.clone().shutdown().await;
     assert_eq!(h.event_count().unwrap(), 50);
     assert_eq!(rig.acks().iter().filter(|a| a.stored).count(), 50);
-    let _ = Recorded::Closed(String::new());
 }
 
 #[tokio::test]
@@ -633,4 +632,146 @@ async fn held_back_alarms_pop_when_the_pause_ends() {
     rig.clock.advance_secs(60);
     rig.engine.poke().await;
     assert_eq!(rig.notifier.shown().len(), 1, "released once");
+}
+
+#[tokio::test]
+async fn output_json_shapes_for_watch() {
+    let mut rig = Rig::new(Settings::default());
+    rig.send_all(vec![raise("s1")]).await;
+    let mut lines = Vec::new();
+    while let Ok(o) = rig.out.try_recv() {
+        lines.push(serde_json::to_value(&o).unwrap());
+    }
+    let event = lines
+        .iter()
+        .find(|l| l["type"] == "event")
+        .expect("an event line");
+    assert_eq!(event["event"]["kind"], "alarm_raised");
+    assert_eq!(event["event"]["sensor"], "s1");
+    assert!(event["id"].as_i64().unwrap() > 0);
+    let popup = lines
+        .iter()
+        .find(|l| l["type"] == "decision" && l["decision"]["kind"] == "popup")
+        .unwrap();
+    assert_eq!(popup["decision"]["popup"]["urgency"], "critical");
+    assert_eq!(popup["decision"]["repeat"], false);
+    let raised = lines
+        .iter()
+        .find(|l| l["decision"]["kind"] == "alarm_raised")
+        .unwrap();
+    assert_eq!(raised["decision"]["alarm"]["severity"], "alarm");
+    let status = lines.iter().find(|l| l["type"] == "status").unwrap();
+    assert_eq!(status["status"]["tray"], "alarm");
+    assert_eq!(status["status"]["active_alarms"], 1);
+}
+
+#[tokio::test]
+async fn popup_actions_are_routed() {
+    let rig = Rig::new(Settings::default());
+    rig.send_all(vec![raise("s1")]).await;
+    let id = rig.notifier.shown()[0].alarm_id.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let opened = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let o = opened.clone();
+    let task = route_popup_actions(rig.engine.clone(), rx, move |id| o.lock().unwrap().push(id));
+    tx.send(PopupAction::Open(Some(id))).unwrap();
+    tx.send(PopupAction::Acknowledge(id)).unwrap();
+    drop(tx);
+    task.await.unwrap();
+    assert_eq!(*opened.lock().unwrap(), vec![Some(id)]);
+    let row = rig.engine.history().alarm(id).unwrap().unwrap();
+    assert_eq!(row.acknowledged_by.as_deref(), Some("popup"));
+}
+
+#[tokio::test]
+async fn a_storm_during_quiet_hours_is_released_as_one_summary() {
+    let mut s = Settings::default();
+    s.notifications.quiet_hours.enabled = true;
+    s.notifications.quiet_hours.allow_critical = false;
+    let rig = Rig::new(s); // 22:13 UTC: quiet
+    let es: Vec<Event> = (0..6).map(|i| raise(&format!("q{i}"))).collect();
+    rig.send_all(es).await;
+    rig.clock.advance_secs(10);
+    rig.engine.poke().await; // the grouping window closes: its summary is held back too
+    assert!(rig.notifier.shown().is_empty());
+    rig.clock.set("2023-11-15T07:00:00Z".parse().unwrap());
+    rig.engine.poke().await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(
+        shown[0].summary,
+        "6 alarms on 6 sensors while popups were held back"
+    );
+}
+
+#[tokio::test]
+async fn last_message_time_per_feed_comes_from_deliveries() {
+    let rig = Rig::new(Settings::default());
+    let mut st = FeedStatus::new("saveris:a1".into(), "Saveris eu/production (alice)".into());
+    st.state = FeedState::Live;
+    rig.status_tx.send(st).unwrap();
+    let mut e = raise("s1");
+    e.received_at = "2023-11-14T22:14:59Z".parse().unwrap();
+    rig.send_all(vec![e]).await;
+    let feeds = rig.engine.status().feeds;
+    assert_eq!(feeds.len(), 1);
+    assert_eq!(
+        feeds[0].last_message_at,
+        Some("2023-11-14T22:14:00Z".parse().unwrap()),
+        "to the minute"
+    );
+}
+
+/// A notifier whose daemon never answers.
+struct Hung(std::sync::Mutex<()>, std::sync::Condvar);
+
+impl Notifier for Hung {
+    fn show(&self, _: &Popup) -> Result<(), crate::notify::NotifyError> {
+        let g = self.0.lock().unwrap();
+        let _ = self.1.wait_timeout(g, std::time::Duration::from_secs(30));
+        Ok(())
+    }
+    fn close(&self, _: &str) {}
+}
+
+#[tokio::test]
+async fn a_hung_notifier_neither_stalls_storage_nor_blocks_shutdown() {
+    let (tx, rx) = mpsc::channel(16);
+    let (_status_tx, status_rx) = mpsc::unbounded_channel();
+    let (acks_tx, mut acks) = mpsc::unbounded_channel();
+    let history = History::open_in_memory().unwrap();
+    let hung = Arc::new(Hung(std::sync::Mutex::new(()), std::sync::Condvar::new()));
+    let engine = spawn(
+        Settings::default(),
+        history.clone(),
+        hung.clone(),
+        rx,
+        status_rx,
+    );
+    for i in 0..3 {
+        let e = raise(&format!("h{i}"));
+        tx.send(Delivery {
+            event: e,
+            ack: Ack::new(acks_tx.clone(), 1, i.to_string()),
+        })
+        .await
+        .unwrap();
+    }
+    for _ in 0..3 {
+        let a = tokio::time::timeout(std::time::Duration::from_secs(5), acks.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            a.stored,
+            "stored and confirmed while the popup thread hangs"
+        );
+    }
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(15), engine.shutdown())
+        .await
+        .expect("shutdown returns");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!(history.alarms(&AlarmFilter::default()).unwrap().len(), 3);
+    hung.1.notify_all();
 }
