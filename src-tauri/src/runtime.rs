@@ -143,7 +143,11 @@ impl Runtime {
     /// typed. The answer is a sentence for people either way.
     pub async fn test_connection(&self, test: ConnectionTest) -> (bool, String) {
         match test {
-            ConnectionTest::Saveris { account, password } => {
+            ConnectionTest::Saveris {
+                account,
+                password,
+                passcode,
+            } => {
                 let password = match password {
                     Some(p) => Some(p),
                     None => {
@@ -151,9 +155,13 @@ impl Runtime {
                             .await
                     }
                 };
-                let passcode = self
-                    .read_secret(SecretKey::StompPasscode(account.id.clone()))
-                    .await;
+                let passcode = match passcode {
+                    Some(p) => Some(p),
+                    None => {
+                        self.read_secret(SecretKey::StompPasscode(account.id.clone()))
+                            .await
+                    }
+                };
                 match saveris::test_connection(&account, password.as_deref(), passcode.as_deref())
                     .await
                 {

@@ -342,8 +342,10 @@ impl Driver {
             .env("ALARM_TRAY_DATA_DIR", profile.data_dir())
             .stdout(Stdio::null())
             .stderr(
-                std::fs::File::create(profile.data_dir().join(format!("driver-{port}.err")))
-                    .unwrap(),
+                std::fs::File::create(
+                    std::env::temp_dir().join(format!("alarm-tray-driver-{port}.err")),
+                )
+                .unwrap(),
             )
             .spawn()
             .expect("tauri-driver (make deps-tools installs it)");
@@ -418,6 +420,16 @@ impl Driver {
         }
     }
 
+    /// Whether an element matching `css` exists right now (no waiting).
+    pub fn exists_css(&self, css: &str) -> bool {
+        let v = self.call(
+            reqwest::Method::POST,
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_array().is_some_and(|a| !a.is_empty())
+    }
+
     pub fn click(&self, testid: &str) {
         let el = self.find(testid);
         self.call(
@@ -475,6 +487,31 @@ impl Driver {
             &format!("/element/{el}/value"),
             Some(json!({"text": text})),
         );
+    }
+
+    /// Chooses an option of a `<select>` by clicking it, as a user does.
+    pub fn select(&self, testid: &str, value: &str) {
+        let el = self.find_css(&format!(
+            "[data-testid=\"{testid}\"] option[value=\"{value}\"]"
+        ));
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{el}/click"),
+            Some(json!({})),
+        );
+    }
+
+    /// The `data-testid` of the first element matching `css`.
+    pub fn testid_of(&self, css: &str) -> String {
+        let el = self.find_css(css);
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{el}/attribute/data-testid"),
+            None,
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     pub fn page_source(&self) -> String {

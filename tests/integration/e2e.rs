@@ -300,3 +300,180 @@ fn e2e_test_notification_and_pause() {
     d.quit();
     assert!(watch.pid() > 0);
 }
+
+/// The whole stack on loopback, driven through the real window: a Saveris custom-endpoint
+/// account against RabbitMQ Web-STOMP (test connection, alarms channel), an alarm published
+/// to the broker shows in the history table and as a popup, acknowledging it in the UI
+/// changes the tray; a threshold rule on an ELEMENT reading from the project's ELEMENT
+/// server raises a popup on a breach and clears inside the hysteresis band; a wrong Cognito
+/// password (moto) gives the login error's sentence.
+#[test]
+fn e2e_full_stack_saveris_element_rules() {
+    use alarm_tray::simulate::element::{ElementServer, ElementServerConfig, KeyRole, SimDevice};
+
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let profile = Profile::new();
+    let monitor = profile.start_monitor();
+    let watch = NotifyWatch::start();
+    let d = Driver::launch(&profile, &["--page", "settings"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = crate::peers::rabbit::Broker::shared();
+    let moto = crate::peers::moto::Moto::shared();
+    let element = rt
+        .block_on(ElementServer::start(ElementServerConfig {
+            api_keys: vec![("e2e-element-key".into(), KeyRole::ReadOnly)],
+            devices: vec![SimDevice {
+                id: "dev-e2e-1".into(),
+                name: "Vaccine fridge".into(),
+                tags: vec![],
+            }],
+            ..Default::default()
+        }))
+        .unwrap();
+
+    // --- Saveris through RabbitMQ (custom endpoint, STOMP login/passcode).
+    let user = crate::peers::unique("e2ebob");
+    d.click("section-accounts");
+    d.click("add-saveris");
+    d.type_into("saveris-username", &user);
+    d.click("saveris-advanced");
+    d.click("saveris-custom");
+    // RabbitMQ reads the STOMP host header as its virtual host: the URL names it.
+    d.type_into("saveris-ws-url", &format!("{}?vhost=%2F", broker.ws_url()));
+    d.type_into("saveris-destination-pattern", "/queue/{username}.{channel}");
+    d.type_into("saveris-stomp-login", "guest");
+    d.type_into("saveris-stomp-passcode", "guest");
+    d.click("saveris-test");
+    let tested = d.wait_text("saveris-test-result", "Connected");
+    assert!(tested.contains(&user), "{tested}");
+    d.screenshot("accounts-saveris-custom-tested");
+    d.click("saveris-save");
+    d.click("section-general");
+    d.find_css("[data-testid^='feed-saveris'][data-state='live']");
+    // The feed subscribes to the alarms channel (the default): publish an alarm.
+    let uuid = crate::peers::unique("e2e-alarm");
+    let body = crate::saveris::alarm_body(&uuid);
+    let queue = format!("/queue/{user}.alarms");
+    let published = std::time::Instant::now();
+    rt.block_on(crate::saveris::rabbit_publish(
+        &broker.ws_url(),
+        &queue,
+        &[body],
+    ));
+    d.click("tab-history");
+    let row = d.testid_of("[data-testid^='alarm-row-']");
+    let in_history = published.elapsed();
+    let id: i64 = row
+        .trim_start_matches("alarm-row-")
+        .parse()
+        .expect("alarm id");
+    assert!(
+        in_history < Duration::from_secs(5),
+        "alarm reached the history table after {in_history:?}"
+    );
+    let seen = watch.wait_for("Alarm", Duration::from_secs(5));
+    assert!(
+        seen.contains("byte 2"),
+        "a measurement alarm pops up critical: {seen}"
+    );
+    desktop::wait_for(Duration::from_secs(10), "the tray in alarm state", || {
+        d.page_source().contains("data-state=\"alarm\"")
+    });
+    d.screenshot("history-alarm-active");
+    d.click(&format!("ack-{id}"));
+    desktop::wait_for(Duration::from_secs(10), "acknowledged in the table", || {
+        !d.exists_css(&format!("[data-testid='ack-{id}']"))
+    });
+    desktop::wait_for(Duration::from_secs(10), "the tray back to ok", || {
+        d.page_source().contains("data-state=\"ok\"")
+    });
+    d.screenshot("history-alarm-acknowledged");
+
+    // --- ELEMENT account, subscription and a threshold rule, all through the UI.
+    d.click("tab-settings");
+    d.click("section-accounts");
+    d.click("add-element");
+    d.type_into("element-base-url", &element.base_url());
+    d.type_into("element-api-key", "e2e-element-key");
+    d.click("element-save");
+    let acc = d.testid_of("[data-testid^='account-'][data-kind='element']");
+    let acc_id = acc.trim_start_matches("account-").to_string();
+    d.click("section-channels");
+    d.click(&format!("sub-add-{acc_id}"));
+    d.select("sub-scope", "mandate");
+    d.click("sub-kind-readings");
+    d.click("sub-preload-device");
+    d.screenshot("channels-subscription-editor");
+    d.click("sub-save");
+    desktop::wait_for(Duration::from_secs(10), "the subscription saved", || {
+        !d.exists_css("[data-testid='sub-editor']")
+    });
+    d.click("section-rules");
+    d.click("rule-add");
+    d.type_into("rule-name", "Fridge above 8");
+    d.select("rule-target", "all");
+    d.type_into("rule-quantity", "temperature");
+    d.select("rule-limit-type", "above");
+    d.type_into("rule-value", "8");
+    d.type_into("rule-hysteresis", "1");
+    d.screenshot("rules-editor");
+    d.click("rule-save");
+    d.find("rules-table");
+    d.screenshot("rules-saved");
+    eprintln!(
+        "settings now: {}",
+        std::fs::read_to_string(profile.settings_file()).unwrap_or_default()
+    );
+    desktop::wait_for(Duration::from_secs(20), "the ELEMENT socket open", || {
+        element.open_sockets() > 0
+    });
+
+    element.push_reading("dev-e2e-1", serde_json::json!({"temperature": 5.0}));
+    element.push_reading("dev-e2e-1", serde_json::json!({"temperature": 9.5}));
+    watch.wait_for("Vaccine fridge", Duration::from_secs(10));
+    // Back below the limit but inside the hysteresis band (8 - 1): still active.
+    element.push_reading("dev-e2e-1", serde_json::json!({"temperature": 7.5}));
+    std::thread::sleep(Duration::from_secs(2));
+    d.click("tab-history");
+    d.select("filter-source", "element");
+    let rule_row = d.testid_of("[data-testid^='alarm-row-']");
+    let rid: i64 = rule_row.trim_start_matches("alarm-row-").parse().unwrap();
+    assert_eq!(
+        d.text(&format!("alarm-cleared-{rid}")).trim(),
+        "",
+        "7.5 is inside the hysteresis band: not cleared"
+    );
+    element.push_reading("dev-e2e-1", serde_json::json!({"temperature": 6.8}));
+    desktop::wait_for(Duration::from_secs(10), "the rule alarm cleared", || {
+        !d.text(&format!("alarm-cleared-{rid}")).trim().is_empty()
+    });
+    d.screenshot("history-rule-cleared");
+
+    // --- A wrong password gives the login error's sentence (Cognito on moto).
+    let (pool, client) = rt.block_on(moto.pool(&crate::peers::unique("pool")));
+    rt.block_on(moto.user(&pool, "e2e-carol", "Right-Pass-1!", true));
+    d.click("tab-settings");
+    d.click("section-accounts");
+    d.click("add-saveris");
+    d.type_into("saveris-username", "e2e-carol");
+    d.type_into("saveris-password", "Wrong-Pass-1!");
+    d.click("saveris-login-cognito");
+    d.type_into("saveris-cognito-client-id", &client);
+    d.click("saveris-advanced");
+    d.type_into("saveris-cognito-endpoint", &moto.endpoint());
+    d.click("saveris-test");
+    d.wait_text(
+        "saveris-test-result",
+        "Saveris rejected the user name or password.",
+    );
+    d.screenshot("accounts-wrong-password");
+    d.click("saveris-cancel");
+    drop(d);
+    drop(monitor);
+    rt.block_on(element.stop());
+}

@@ -163,7 +163,7 @@ export interface AlarmFilter {
 }
 
 export type ConnectionTest =
-  | { kind: "saveris"; account: SaverisAccount; password: string | null }
+  | { kind: "saveris"; account: SaverisAccount; password: string | null; passcode?: string | null }
   | { kind: "element"; account: ElementAccount; api_key: string | null };
 
 export interface Tested {

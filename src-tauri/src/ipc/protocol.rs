@@ -75,6 +75,9 @@ pub enum ConnectionTest {
     Saveris {
         account: crate::settings::SaverisAccount,
         password: Option<String>,
+        /// STOMP passcode of a custom endpoint, as typed (None = the stored one).
+        #[serde(default)]
+        passcode: Option<String>,
     },
     Element {
         account: crate::settings::ElementAccount,

@@ -208,7 +208,9 @@ function SaverisEditor({ initial, isNew, onDone, onCancel }: EditorProps<Saveris
 
   const test = () => {
     if (!check()) return;
-    tester.run(() => api.testConnection({ kind: "saveris", account: a, password: password === "" ? null : password }));
+    tester.run(() =>
+      api.testConnection({ kind: "saveris", account: a, password: password === "" ? null : password, passcode: passcode === "" ? null : passcode }),
+    );
   };
 
   const save = async () => {
