@@ -35,7 +35,11 @@ pub fn rabbit_account(ws_url: &str, username: &str) -> SaverisAccount {
     SaverisAccount {
         id: format!("acc-{username}"),
         username: username.into(),
-        channels: Channels { alarms: true, measurements: false, measurements_v2: false },
+        channels: Channels {
+            alarms: true,
+            measurements: false,
+            measurements_v2: false,
+        },
         custom: Some(CustomEndpoint {
             // RabbitMQ reads the STOMP host header as its virtual host.
             ws_url: format!("{ws_url}?vhost=%2F"),
@@ -80,11 +84,18 @@ impl Engine {
             held: Default::default(),
             kinds: Default::default(),
         };
-        let (seen, stored, held, kinds) = (e.seen.clone(), e.stored.clone(), e.held.clone(), e.kinds.clone());
+        let (seen, stored, held, kinds) = (
+            e.seen.clone(),
+            e.stored.clone(),
+            e.held.clone(),
+            e.kinds.clone(),
+        );
         tokio::spawn(async move {
             let mut n = 0usize;
             while let Some(d) = rx.recv().await {
-                seen.lock().unwrap().push((d.event.key.clone(), d.event.replayed));
+                seen.lock()
+                    .unwrap()
+                    .push((d.event.key.clone(), d.event.replayed));
                 kinds.lock().unwrap().push(d.event.kind);
                 n += 1;
                 if let Policy::ConfirmFirst(k) = policy {
@@ -140,7 +151,12 @@ impl Statuses {
         self.0.lock().unwrap().clone()
     }
     pub fn count_live(&self) -> usize {
-        self.0.lock().unwrap().iter().filter(|s| **s == FeedState::Live).count()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| **s == FeedState::Live)
+            .count()
     }
 }
 
@@ -182,27 +198,42 @@ pub fn run_feed(cfg: SaverisFeedConfig, policy: Policy) -> Running {
     let (dtx, drx) = mpsc::channel(16);
     let (stx, srx) = mpsc::unbounded_channel();
     let handle = saveris::spawn(cfg, dtx, stx);
-    Running { handle, engine: Engine::start(drx, policy), statuses: Statuses::start(srx) }
+    Running {
+        handle,
+        engine: Engine::start(drx, policy),
+        statuses: Statuses::start(srx),
+    }
 }
 
 /// Publishes persistent messages over STOMP (login guest) and waits for the broker's receipt.
 pub async fn rabbit_publish(ws_url: &str, dest: &str, bodies: &[String]) {
     let mut req = ws_url.into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "v12.stomp".parse().unwrap());
-    let (mut ws, _) = tokio::time::timeout(T, tokio_tungstenite::connect_async(req)).await.unwrap().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "v12.stomp".parse().unwrap());
+    let (mut ws, _) = tokio::time::timeout(T, tokio_tungstenite::connect_async(req))
+        .await
+        .unwrap()
+        .unwrap();
     let connect = Frame::new(Command::Connect)
         .with_header("accept-version", "1.2")
         .with_header("host", "/")
         .with_header("login", "guest")
         .with_header("passcode", "guest");
-    ws.send(Message::binary(stomp::encode(&connect))).await.unwrap();
+    ws.send(Message::binary(stomp::encode(&connect)))
+        .await
+        .unwrap();
     let mut dec = Decoder::new();
     let mut next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> Frame {
         loop {
             if let Some(f) = dec.next_frame().unwrap() {
                 return f;
             }
-            match tokio::time::timeout(T, ws.next()).await.unwrap().unwrap().unwrap() {
+            match tokio::time::timeout(T, ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+            {
                 Message::Text(t) => dec.push(t.as_bytes()),
                 Message::Binary(b) => dec.push(&b),
                 _ => {}
@@ -219,22 +250,35 @@ pub async fn rabbit_publish(ws_url: &str, dest: &str, bodies: &[String]) {
         if i + 1 == bodies.len() {
             send = send.with_header("receipt", "last");
         }
-        ws.send(Message::binary(stomp::encode(&send.with_body(b.as_bytes().to_vec())))).await.unwrap();
+        ws.send(Message::binary(stomp::encode(
+            &send.with_body(b.as_bytes().to_vec()),
+        )))
+        .await
+        .unwrap();
     }
     if !bodies.is_empty() {
         let f = next(&mut ws).await;
         assert_eq!(f.command, Command::Receipt, "{f:?}");
     }
-    let _ = ws.send(Message::binary(stomp::encode(&Frame::new(Command::Disconnect)))).await;
+    let _ = ws
+        .send(Message::binary(stomp::encode(&Frame::new(
+            Command::Disconnect,
+        ))))
+        .await;
     let _ = ws.close(None).await;
 }
 
 fn bodies(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| alarm_body(&format!("{prefix}-{i}"))).collect()
+    range
+        .map(|i| alarm_body(&format!("{prefix}-{i}")))
+        .collect()
 }
 
 fn key_of(account: &SaverisAccount, uuid: &str) -> String {
-    format!("saveris:{}:alarm:{uuid}:Alarm:2024-05-01T10:00:00Z", account.id)
+    format!(
+        "saveris:{}:alarm:{uuid}:Alarm:2024-05-01T10:00:00Z",
+        account.id
+    )
 }
 
 /// Every key at most once, except broker redeliveries (flagged `replayed`).
@@ -242,7 +286,10 @@ fn assert_no_unflagged_duplicates(seen: &[(String, bool)]) {
     let mut first: HashSet<&str> = HashSet::new();
     for (k, replayed) in seen {
         if !first.insert(k) {
-            assert!(*replayed, "{k} was delivered twice without being a redelivery");
+            assert!(
+                *replayed,
+                "{k} was delivered twice without being a redelivery"
+            );
         }
     }
 }
@@ -258,23 +305,55 @@ async fn rabbit_live_delivery_and_buffering_while_away() {
 
     // Published before the client ever connected: waits in the durable queue.
     rabbit_publish(&broker.ws_url(), &dest, &bodies("pre", 0..3)).await;
-    let feed = run_feed(fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into()))), Policy::ConfirmAll);
-    feed.wait("3 buffered messages", T, |feed| feed.engine.seen_count() == 3).await;
+    let feed = run_feed(
+        fast(SaverisFeedConfig::new(
+            account.clone(),
+            None,
+            Some("guest".into()),
+        )),
+        Policy::ConfirmAll,
+    );
+    feed.wait("3 buffered messages", T, |feed| {
+        feed.engine.seen_count() == 3
+    })
+    .await;
     assert_eq!(feed.statuses.last(), Some(FeedState::Live));
 
     // Live delivery.
     rabbit_publish(&broker.ws_url(), &dest, &bodies("live", 0..4)).await;
-    feed.wait("4 live messages", T, |feed| feed.engine.seen_count() == 7).await;
+    feed.wait("4 live messages", T, |feed| feed.engine.seen_count() == 7)
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     feed.handle.stop().await;
 
     // Published while the client is away: arrive after it reconnects, nothing else again.
     rabbit_publish(&broker.ws_url(), &dest, &bodies("away", 0..2)).await;
-    let feed2 = run_feed(fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into()))), Policy::ConfirmAll);
-    feed2.wait("2 messages sent while away", T, |feed2| feed2.engine.seen_count() >= 2).await;
+    let feed2 = run_feed(
+        fast(SaverisFeedConfig::new(
+            account.clone(),
+            None,
+            Some("guest".into()),
+        )),
+        Policy::ConfirmAll,
+    );
+    feed2
+        .wait("2 messages sent while away", T, |feed2| {
+            feed2.engine.seen_count() >= 2
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let keys: Vec<String> = feed2.engine.seen.lock().unwrap().iter().map(|(k, _)| k.clone()).collect();
-    assert_eq!(keys, vec![key_of(&account, "away-0"), key_of(&account, "away-1")]);
+    let keys: Vec<String> = feed2
+        .engine
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![key_of(&account, "away-0"), key_of(&account, "away-1")]
+    );
     let all: Vec<String> = feed.engine.stored_keys();
     assert_eq!(all.len(), 7);
     assert_eq!(all[0], key_of(&account, "pre-0"));
@@ -292,21 +371,47 @@ async fn rabbit_unacked_messages_come_back_after_the_client_dies_and_are_recorde
     rabbit_publish(&broker.ws_url(), &dest, &bodies("m", 0..5)).await;
 
     // The first client stores 2 and "crashes" before storing the other 3.
-    let feed = run_feed(fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into()))), Policy::ConfirmFirst(2));
-    feed.wait("5 deliveries", T, |feed| feed.engine.seen_count() == 5).await;
+    let feed = run_feed(
+        fast(SaverisFeedConfig::new(
+            account.clone(),
+            None,
+            Some("guest".into()),
+        )),
+        Policy::ConfirmFirst(2),
+    );
+    feed.wait("5 deliveries", T, |feed| feed.engine.seen_count() == 5)
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stored_before = feed.engine.stored_keys();
     assert_eq!(stored_before.len(), 2);
     feed.handle.stop().await;
     feed.engine.held.lock().unwrap().clear();
 
-    let feed2 = run_feed(fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into()))), Policy::ConfirmAll);
-    feed2.wait("3 redeliveries", T, |feed2| feed2.engine.seen_count() >= 3).await;
+    let feed2 = run_feed(
+        fast(SaverisFeedConfig::new(
+            account.clone(),
+            None,
+            Some("guest".into()),
+        )),
+        Policy::ConfirmAll,
+    );
+    feed2
+        .wait("3 redeliveries", T, |feed2| feed2.engine.seen_count() >= 3)
+        .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let again = feed2.engine.seen.lock().unwrap().clone();
-    let expected: Vec<String> = (2..5).map(|i| key_of(&account, &format!("m-{i}"))).collect();
-    assert_eq!(again.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), expected, "exactly the unstored ones come back");
-    assert!(again.iter().all(|(_, replayed)| *replayed), "redeliveries are flagged: {again:?}");
+    let expected: Vec<String> = (2..5)
+        .map(|i| key_of(&account, &format!("m-{i}")))
+        .collect();
+    assert_eq!(
+        again.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        expected,
+        "exactly the unstored ones come back"
+    );
+    assert!(
+        again.iter().all(|(_, replayed)| *replayed),
+        "redeliveries are flagged: {again:?}"
+    );
     // Recorded once: the union of both engines' stores has each of the 5 keys once.
     let mut all = stored_before;
     all.extend(feed2.engine.stored_keys());
@@ -331,13 +436,17 @@ impl Proxy {
         let f = frozen.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = l.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { continue };
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
                 let f = f.clone();
                 tokio::spawn(async move {
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
                     let pipe = |f: Arc<std::sync::atomic::AtomicBool>| {
-                        move |mut r: tokio::net::tcp::OwnedReadHalf, mut w: tokio::net::tcp::OwnedWriteHalf| async move {
+                        move |mut r: tokio::net::tcp::OwnedReadHalf,
+                              mut w: tokio::net::tcp::OwnedWriteHalf| async move {
                             use tokio::io::{AsyncReadExt, AsyncWriteExt};
                             let mut buf = vec![0u8; 16384];
                             loop {
@@ -372,26 +481,48 @@ async fn rabbit_heartbeat_loss_is_detected_and_the_feed_recovers() {
     let user = unique("hb");
     let account = rabbit_account(&format!("ws://127.0.0.1:{}/ws", proxy.port), &user);
     let dest = format!("/queue/{user}.alarms");
-    let mut cfg = fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into())));
+    let mut cfg = fast(SaverisFeedConfig::new(
+        account.clone(),
+        None,
+        Some("guest".into()),
+    ));
     cfg.heart_beat = (1000, 1000);
     let feed = run_feed(cfg, Policy::ConfirmAll);
     rabbit_publish(&broker.ws_url(), &dest, &bodies("a", 0..1)).await;
-    feed.wait("first message", T, |feed| feed.engine.seen_count() == 1).await;
+    feed.wait("first message", T, |feed| feed.engine.seen_count() == 1)
+        .await;
 
-    proxy.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    proxy
+        .frozen
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let frozen_at = tokio::time::Instant::now();
-    wait_until("the dead link to be noticed", Duration::from_secs(10), || {
-        matches!(feed.statuses.last(), Some(FeedState::Waiting { .. }) | Some(FeedState::Connecting))
-    })
+    wait_until(
+        "the dead link to be noticed",
+        Duration::from_secs(10),
+        || {
+            matches!(
+                feed.statuses.last(),
+                Some(FeedState::Waiting { .. }) | Some(FeedState::Connecting)
+            )
+        },
+    )
     .await;
     let noticed = frozen_at.elapsed();
     // Twice the 1 s interval, plus a tick: well under 5 s.
     assert!(noticed < Duration::from_secs(5), "took {noticed:?}");
-    assert!(noticed >= Duration::from_millis(1500), "declared dead too early: {noticed:?}");
-    proxy.frozen.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        noticed >= Duration::from_millis(1500),
+        "declared dead too early: {noticed:?}"
+    );
+    proxy
+        .frozen
+        .store(false, std::sync::atomic::Ordering::SeqCst);
 
     rabbit_publish(&broker.ws_url(), &dest, &bodies("b", 0..1)).await;
-    feed.wait("delivery after recovery", T, |feed| feed.engine.seen_count() >= 2).await;
+    feed.wait("delivery after recovery", T, |feed| {
+        feed.engine.seen_count() >= 2
+    })
+    .await;
     assert!(feed.statuses.count_live() >= 2, "{:?}", feed.statuses.all());
     feed.handle.stop().await;
     proxy.task.abort();
@@ -399,26 +530,51 @@ async fn rabbit_heartbeat_loss_is_detected_and_the_feed_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbit_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
-    let broker = Arc::new(tokio::task::spawn_blocking(Broker::start).await.unwrap().unwrap());
+    let broker = Arc::new(
+        tokio::task::spawn_blocking(Broker::start)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     let user = unique("restart");
     let account = rabbit_account(&broker.ws_url(), &user);
     let dest = format!("/queue/{user}.alarms");
-    let feed = run_feed(fast(SaverisFeedConfig::new(account.clone(), None, Some("guest".into()))), Policy::ConfirmAll);
+    let feed = run_feed(
+        fast(SaverisFeedConfig::new(
+            account.clone(),
+            None,
+            Some("guest".into()),
+        )),
+        Policy::ConfirmAll,
+    );
     rabbit_publish(&broker.ws_url(), &dest, &bodies("r", 0..10)).await;
-    feed.wait("first 10", T, |feed| feed.engine.seen_count() >= 10).await;
+    feed.wait("first 10", T, |feed| feed.engine.seen_count() >= 10)
+        .await;
 
     rabbit_publish(&broker.ws_url(), &dest, &bodies("r", 10..30)).await;
     let b = broker.clone();
-    tokio::task::spawn_blocking(move || b.restart()).await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || b.restart())
+        .await
+        .unwrap()
+        .unwrap();
     rabbit_publish(&broker.ws_url(), &dest, &bodies("r", 30..40)).await;
 
-    feed.wait("all 40 stored", Duration::from_secs(60), |feed| feed.engine.stored_keys().len() >= 40).await;
+    feed.wait("all 40 stored", Duration::from_secs(60), |feed| {
+        feed.engine.stored_keys().len() >= 40
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stored: HashSet<String> = feed.engine.stored_keys().into_iter().collect();
-    let expected: HashSet<String> = (0..40).map(|i| key_of(&account, &format!("r-{i}"))).collect();
+    let expected: HashSet<String> = (0..40)
+        .map(|i| key_of(&account, &format!("r-{i}")))
+        .collect();
     assert_eq!(stored, expected);
     assert_no_unflagged_duplicates(&feed.engine.seen.lock().unwrap());
-    assert!(feed.statuses.count_live() >= 2, "reconnected after the restart: {:?}", feed.statuses.all());
+    assert!(
+        feed.statuses.count_live() >= 2,
+        "reconnected after the restart: {:?}",
+        feed.statuses.all()
+    );
     feed.handle.stop().await;
     let b = Arc::try_unwrap(broker).ok().unwrap();
     tokio::task::spawn_blocking(move || drop(b)).await.unwrap();
@@ -426,7 +582,12 @@ async fn rabbit_broker_restart_mid_stream_loses_nothing_and_doubles_nothing() {
 
 // ---------------------------------------------------------------- moto (Cognito)
 
-async fn moto_account(moto: &Moto, username: &str, password: &str, permanent: bool) -> SaverisAccount {
+async fn moto_account(
+    moto: &Moto,
+    username: &str,
+    password: &str,
+    permanent: bool,
+) -> SaverisAccount {
     let (pool, client) = moto.pool(&unique("pool")).await;
     moto.user(&pool, username, password, permanent).await;
     SaverisAccount {
@@ -445,16 +606,24 @@ async fn cognito_login_reads_exp_and_renews() {
     let account = moto_account(&moto, "carol", "Passw0rd!x", true).await;
     let source = TokenSource::for_account(&account).unwrap();
     let http = reqwest::Client::new();
-    let t1 = tokio::time::timeout(T, auth::login(&http, &source, "carol", "Passw0rd!x")).await.unwrap().unwrap();
+    let t1 = tokio::time::timeout(T, auth::login(&http, &source, "carol", "Passw0rd!x"))
+        .await
+        .unwrap()
+        .unwrap();
     let claims = auth::jwt_claims(&t1.id_token).unwrap();
     assert_eq!(claims["cognito:username"], "carol");
     assert_eq!(t1.exp.as_second(), claims["exp"].as_i64().unwrap());
     let life = t1.exp.as_second() - jiff::Timestamp::now().as_second();
-    assert!((3500..=3600).contains(&life), "moto issues 1 h tokens: {life}");
+    assert!(
+        (3500..=3600).contains(&life),
+        "moto issues 1 h tokens: {life}"
+    );
     assert_eq!(t1.renew_at().as_second(), t1.exp.as_second() - 300);
     // Renewal is a fresh InitiateAuth: a second valid token.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let t2 = auth::login(&http, &source, "carol", "Passw0rd!x").await.unwrap();
+    let t2 = auth::login(&http, &source, "carol", "Passw0rd!x")
+        .await
+        .unwrap();
     assert!(t2.exp > t1.exp);
     assert!(!format!("{t2:?}").contains(&t2.id_token));
 }
@@ -465,30 +634,66 @@ async fn cognito_rejections_are_sentences_and_stop_the_feed() {
     let account = moto_account(&moto, "dave", "Passw0rd!x", true).await;
     let source = TokenSource::for_account(&account).unwrap();
     let http = reqwest::Client::new();
-    assert_eq!(auth::login(&http, &source, "dave", "wrong").await.unwrap_err(), AuthError::WrongCredentials);
+    assert_eq!(
+        auth::login(&http, &source, "dave", "wrong")
+            .await
+            .unwrap_err(),
+        AuthError::WrongCredentials
+    );
 
-    let err = saveris::test_connection(&account, Some("wrong-secret"), None).await.unwrap_err();
+    let err = saveris::test_connection(&account, Some("wrong-secret"), None)
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("rejected the user name or password"), "{text}");
+    assert!(
+        text.contains("rejected the user name or password"),
+        "{text}"
+    );
     assert!(!text.contains("wrong-secret"));
 
     let temp = moto_account(&moto, "erin", "Temp0rary!x", false).await;
-    let err = saveris::test_connection(&temp, Some("Temp0rary!x"), None).await.unwrap_err();
-    assert!(matches!(err, SaverisError::Auth(AuthError::NewPasswordRequired)), "{err}");
+    let err = saveris::test_connection(&temp, Some("Temp0rary!x"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SaverisError::Auth(AuthError::NewPasswordRequired)),
+        "{err}"
+    );
     assert!(err.to_string().contains("temporary password"));
 
     let mut bad_client = account.clone();
     bad_client.cognito_client_id = "nosuchclient".into();
-    let err = saveris::test_connection(&bad_client, Some("Passw0rd!x"), None).await.unwrap_err();
-    assert!(matches!(err, SaverisError::Auth(AuthError::UnknownClient)), "{err}");
+    let err = saveris::test_connection(&bad_client, Some("Passw0rd!x"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SaverisError::Auth(AuthError::UnknownClient)),
+        "{err}"
+    );
 
     // A rejected login stops the feed: LoginFailed, and no retry loop afterwards.
-    let feed = run_feed(fast(SaverisFeedConfig::new(account.clone(), Some("wrong".into()), None)), Policy::ConfirmAll);
-    wait_until("login failed", T, || matches!(feed.statuses.last(), Some(FeedState::LoginFailed { .. }))).await;
+    let feed = run_feed(
+        fast(SaverisFeedConfig::new(
+            account.clone(),
+            Some("wrong".into()),
+            None,
+        )),
+        Policy::ConfirmAll,
+    );
+    wait_until("login failed", T, || {
+        matches!(feed.statuses.last(), Some(FeedState::LoginFailed { .. }))
+    })
+    .await;
     let n = feed.statuses.all().len();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(feed.statuses.all().len(), n, "no retries after a rejected login");
-    let Some(FeedState::LoginFailed { message }) = feed.statuses.last() else { unreachable!() };
+    assert_eq!(
+        feed.statuses.all().len(),
+        n,
+        "no retries after a rejected login"
+    );
+    let Some(FeedState::LoginFailed { message }) = feed.statuses.last() else {
+        unreachable!()
+    };
     assert!(message.contains("rejected"), "{message}");
     feed.handle.stop().await;
 }

@@ -52,7 +52,11 @@ pub fn spawn_child(mut cmd: Command) -> io::Result<Child> {
         });
     }
     let (tx, rx) = mpsc::channel();
-    spawner().lock().unwrap().send((cmd, tx)).map_err(|_| io::Error::other("spawner gone"))?;
+    spawner()
+        .lock()
+        .unwrap()
+        .send((cmd, tx))
+        .map_err(|_| io::Error::other("spawner gone"))?;
     rx.recv().map_err(|_| io::Error::other("spawner gone"))?
 }
 
@@ -77,15 +81,25 @@ pub fn stop_child(child: &mut Child, grace: Duration) {
 
 /// `n` distinct free ports on 127.0.0.1 (held together while choosing, so they differ).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 /// Waits until something accepts on `port`.
 pub fn wait_port(port: u16, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok() {
+        if std::net::TcpStream::connect_timeout(
+            &([127, 0, 0, 1], port).into(),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -97,6 +111,14 @@ pub fn wait_port(port: u16, within: Duration) -> bool {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}{}x{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}{}x{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos % 100_000
+    )
 }

@@ -17,9 +17,16 @@ impl Moto {
     pub fn start() -> Result<Moto, String> {
         let port = free_ports(1)[0];
         let mut cmd = Command::new("moto_server");
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        let child = spawn_child(cmd).map_err(|e| format!("moto_server: {e} (pip install 'moto[cognitoidp,server]')"))?;
-        let moto = Moto { port, child: Mutex::new(Some(child)) };
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = spawn_child(cmd)
+            .map_err(|e| format!("moto_server: {e} (pip install 'moto[cognitoidp,server]')"))?;
+        let moto = Moto {
+            port,
+            child: Mutex::new(Some(child)),
+        };
         if !wait_port(port, Duration::from_secs(30)) {
             return Err("moto_server did not open its port".into());
         }
@@ -29,7 +36,9 @@ impl Moto {
     /// One moto shared by the tests (each makes its own user pool); dies with the binary.
     pub fn shared() -> Arc<Moto> {
         static SHARED: OnceLock<Arc<Moto>> = OnceLock::new();
-        SHARED.get_or_init(|| Arc::new(Moto::start().expect("moto_server must start"))).clone()
+        SHARED
+            .get_or_init(|| Arc::new(Moto::start().expect("moto_server must start")))
+            .clone()
     }
 
     pub fn endpoint(&self) -> String {
@@ -40,7 +49,10 @@ impl Moto {
     pub async fn call(&self, action: &str, body: Value) -> Value {
         let resp = reqwest::Client::new()
             .post(self.endpoint())
-            .header("X-Amz-Target", format!("AWSCognitoIdentityProviderService.{action}"))
+            .header(
+                "X-Amz-Target",
+                format!("AWSCognitoIdentityProviderService.{action}"),
+            )
             .header("Content-Type", "application/x-amz-json-1.1")
             .body(body.to_string())
             .send()
@@ -61,7 +73,10 @@ impl Moto {
                        "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]}),
             )
             .await;
-        let client_id = client["UserPoolClient"]["ClientId"].as_str().unwrap().to_string();
+        let client_id = client["UserPoolClient"]["ClientId"]
+            .as_str()
+            .unwrap()
+            .to_string();
         (pool_id, client_id)
     }
 

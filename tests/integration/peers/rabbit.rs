@@ -29,7 +29,8 @@ impl Broker {
         clean_stale_dirs();
         let dir = std::env::temp_dir().join(unique(DIR_PREFIX));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("owner.pid"), std::process::id().to_string()).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("owner.pid"), std::process::id().to_string())
+            .map_err(|e| e.to_string())?;
         let p = free_ports(5);
         let broker = Broker {
             node: format!("{}@localhost", unique("at")),
@@ -44,10 +45,15 @@ impl Broker {
         };
         broker.write_config()?;
         let mut epmd = Command::new("epmd");
-        epmd.args(["-address", "127.0.0.1", "-port", &broker.epmd_port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        epmd.args([
+            "-address",
+            "127.0.0.1",
+            "-port",
+            &broker.epmd_port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         *broker.epmd.lock().unwrap() = Some(spawn_child(epmd).map_err(|e| format!("epmd: {e}"))?);
         if !wait_port(broker.epmd_port, Duration::from_secs(10)) {
             return Err("epmd did not start".into());
@@ -60,7 +66,9 @@ impl Broker {
     /// names). It lives until the test binary exits (PDEATHSIG kills it then).
     pub fn shared() -> Arc<Broker> {
         static SHARED: OnceLock<Arc<Broker>> = OnceLock::new();
-        SHARED.get_or_init(|| Arc::new(Broker::start().expect("RabbitMQ must start"))).clone()
+        SHARED
+            .get_or_init(|| Arc::new(Broker::start().expect("RabbitMQ must start")))
+            .clone()
     }
 
     fn write_config(&self) -> Result<(), String> {
@@ -70,7 +78,11 @@ impl Broker {
             self.amqp_port, self.stomp_port, self.ws_port
         );
         std::fs::write(self.dir.join("rabbitmq.conf"), conf).map_err(|e| e.to_string())?;
-        std::fs::write(self.dir.join("enabled_plugins"), "[rabbitmq_stomp,rabbitmq_web_stomp].\n").map_err(|e| e.to_string())
+        std::fs::write(
+            self.dir.join("enabled_plugins"),
+            "[rabbitmq_stomp,rabbitmq_web_stomp].\n",
+        )
+        .map_err(|e| e.to_string())
     }
 
     fn start_node(&self) -> Result<(), String> {
@@ -92,13 +104,21 @@ impl Broker {
             // Makes the script exec the VM: the PID we hold is beam's own.
             .env("RUNNING_UNDER_SYSTEMD", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(self.dir.join("stdout.log")).map_err(|e| e.to_string())?))
-            .stderr(Stdio::from(std::fs::File::create(self.dir.join("stderr.log")).map_err(|e| e.to_string())?));
+            .stdout(Stdio::from(
+                std::fs::File::create(self.dir.join("stdout.log")).map_err(|e| e.to_string())?,
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.join("stderr.log")).map_err(|e| e.to_string())?,
+            ));
         let child = spawn_child(cmd).map_err(|e| format!("rabbitmq-server: {e}"))?;
         *self.beam.lock().unwrap() = Some(child);
         if !wait_port(self.ws_port, Duration::from_secs(90)) {
             self.stop_node();
-            return Err(format!("RabbitMQ did not open port {} (logs in {})", self.ws_port, self.dir.display()));
+            return Err(format!(
+                "RabbitMQ did not open port {} (logs in {})",
+                self.ws_port,
+                self.dir.display()
+            ));
         }
         Ok(())
     }
@@ -132,7 +152,9 @@ impl Drop for Broker {
 
 /// Removes temp dirs of earlier runs whose test binary is gone.
 fn clean_stale_dirs() {
-    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.starts_with(DIR_PREFIX) {

@@ -28,23 +28,35 @@ pub struct Token {
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Token").field("id_token", &"<redacted>").field("exp", &self.exp).finish()
+        f.debug_struct("Token")
+            .field("id_token", &"<redacted>")
+            .field("exp", &self.exp)
+            .finish()
     }
 }
 
 impl Token {
     /// Builds a token from a JWT, reading `exp`; `fallback` when the JWT has none.
     pub fn from_jwt(id_token: String, fetched_at: Timestamp, fallback: Duration) -> Token {
-        let exp = jwt_exp(&id_token)
-            .unwrap_or_else(|| fetched_at.checked_add(jiff::SignedDuration::try_from(fallback).unwrap_or_default()).unwrap_or(fetched_at));
-        Token { id_token, exp, fetched_at }
+        let exp = jwt_exp(&id_token).unwrap_or_else(|| {
+            fetched_at
+                .checked_add(jiff::SignedDuration::try_from(fallback).unwrap_or_default())
+                .unwrap_or(fetched_at)
+        });
+        Token {
+            id_token,
+            exp,
+            fetched_at,
+        }
     }
 
     /// When to fetch a new one: a fifth of the lifetime ahead of expiry, at most 5 min
     /// ahead, so a 60 min token renews after 55 min and a 20 s test token after 16 s.
     pub fn renew_at(&self) -> Timestamp {
         let life = self.exp.duration_since(self.fetched_at);
-        let margin = (life / 5).min(jiff::SignedDuration::from_mins(5)).max(jiff::SignedDuration::ZERO);
+        let margin = (life / 5)
+            .min(jiff::SignedDuration::from_mins(5))
+            .max(jiff::SignedDuration::ZERO);
         self.exp.checked_sub(margin).unwrap_or(self.exp)
     }
 }
@@ -52,13 +64,18 @@ impl Token {
 /// The `exp` claim of a JWT (seconds since the epoch), unverified: the server checks the
 /// signature, we only need to know when to renew.
 pub fn jwt_exp(jwt: &str) -> Option<Timestamp> {
-    jwt_claims(jwt)?.get("exp")?.as_i64().and_then(|s| Timestamp::from_second(s).ok())
+    jwt_claims(jwt)?
+        .get("exp")?
+        .as_i64()
+        .and_then(|s| Timestamp::from_second(s).ok())
 }
 
 /// The claims of a JWT, unverified.
 pub fn jwt_claims(jwt: &str) -> Option<Value> {
     let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -68,7 +85,9 @@ pub enum AuthError {
     WrongCredentials,
     #[error("Saveris does not know this user.")]
     UnknownUser,
-    #[error("The Cognito client id is not known at this endpoint: check the client id and the region.")]
+    #[error(
+        "The Cognito client id is not known at this endpoint: check the client id and the region."
+    )]
     UnknownClient,
     #[error("This account still has a temporary password: sign in once on the Saveris website and choose a new password.")]
     NewPasswordRequired,
@@ -83,7 +102,10 @@ pub enum AuthError {
 impl AuthError {
     /// A rejection the user must fix: the feed stops instead of retrying.
     pub fn is_rejection(&self) -> bool {
-        !matches!(self, AuthError::Unreachable { .. } | AuthError::BadResponse(_))
+        !matches!(
+            self,
+            AuthError::Unreachable { .. } | AuthError::BadResponse(_)
+        )
     }
 }
 
@@ -103,7 +125,9 @@ impl TokenSource {
                 return None;
             }
             if account.login == LoginMethod::DataApi {
-                return Some(TokenSource::DataApi { url: c.token_url.trim().to_string() });
+                return Some(TokenSource::DataApi {
+                    url: c.token_url.trim().to_string(),
+                });
             }
         }
         Some(match account.login {
@@ -127,15 +151,26 @@ impl TokenSource {
 }
 
 /// Logs in with the account's method. `http` should have a timeout set.
-pub async fn login(http: &reqwest::Client, source: &TokenSource, username: &str, password: &str) -> Result<Token, AuthError> {
+pub async fn login(
+    http: &reqwest::Client,
+    source: &TokenSource,
+    username: &str,
+    password: &str,
+) -> Result<Token, AuthError> {
     match source {
         TokenSource::DataApi { url } => data_api_login(http, url, username, password).await,
-        TokenSource::Cognito { endpoint, client_id } => cognito_login(http, endpoint, client_id, username, password).await,
+        TokenSource::Cognito {
+            endpoint,
+            client_id,
+        } => cognito_login(http, endpoint, client_id, username, password).await,
     }
 }
 
 fn unreachable(url: &str, e: &reqwest::Error) -> AuthError {
-    let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| url.to_string());
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| url.to_string());
     let reason = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {
@@ -147,7 +182,12 @@ fn unreachable(url: &str, e: &reqwest::Error) -> AuthError {
     AuthError::Unreachable { host, reason }
 }
 
-async fn data_api_login(http: &reqwest::Client, url: &str, username: &str, password: &str) -> Result<Token, AuthError> {
+async fn data_api_login(
+    http: &reqwest::Client,
+    url: &str,
+    username: &str,
+    password: &str,
+) -> Result<Token, AuthError> {
     let resp = http
         .post(url)
         .json(&json!({"username": username, "password": password}))
@@ -160,26 +200,37 @@ async fn data_api_login(http: &reqwest::Client, url: &str, username: &str, passw
         return Err(classify_message(&body).unwrap_or(AuthError::WrongCredentials));
     }
     if !status.is_success() {
-        return Err(classify_message(&body).unwrap_or_else(|| AuthError::BadResponse(format!("HTTP {}", status.as_u16()))));
+        return Err(classify_message(&body)
+            .unwrap_or_else(|| AuthError::BadResponse(format!("HTTP {}", status.as_u16()))));
     }
     // The OpenAPI says `IdToken`, the prose says `idToken`: accept both.
     let token = ["IdToken", "idToken", "id_token"]
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_str))
         .ok_or_else(|| AuthError::BadResponse("no IdToken in the answer".into()))?;
-    Ok(Token::from_jwt(token.to_string(), Timestamp::now(), FALLBACK_LIFETIME))
+    Ok(Token::from_jwt(
+        token.to_string(),
+        Timestamp::now(),
+        FALLBACK_LIFETIME,
+    ))
 }
 
 /// Reads a Cognito-style or free-text error answer.
 fn classify_message(body: &Value) -> Option<AuthError> {
     let kind = body.get("__type").and_then(Value::as_str).unwrap_or("");
-    let message = body.get("message").or_else(|| body.get("Message")).and_then(Value::as_str).unwrap_or("");
+    let message = body
+        .get("message")
+        .or_else(|| body.get("Message"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let kind = kind.rsplit('#').next().unwrap_or(kind);
     match kind {
         "NotAuthorizedException" => Some(AuthError::WrongCredentials),
         "UserNotFoundException" => Some(AuthError::UnknownUser),
         "ResourceNotFoundException" => Some(AuthError::UnknownClient),
-        "InvalidParameterException" if message.to_ascii_lowercase().contains("client") => Some(AuthError::UnknownClient),
+        "InvalidParameterException" if message.to_ascii_lowercase().contains("client") => {
+            Some(AuthError::UnknownClient)
+        }
         "PasswordResetRequiredException" => Some(AuthError::NewPasswordRequired),
         _ => None,
     }
@@ -202,7 +253,10 @@ async fn cognito_login(
     });
     let resp = http
         .post(endpoint)
-        .header("X-Amz-Target", "AWSCognitoIdentityProviderService.InitiateAuth")
+        .header(
+            "X-Amz-Target",
+            "AWSCognitoIdentityProviderService.InitiateAuth",
+        )
         .header("Content-Type", "application/x-amz-json-1.1")
         .body(body.to_string())
         .send()
@@ -212,7 +266,8 @@ async fn cognito_login(
     let text = resp.text().await.map_err(|e| unreachable(endpoint, &e))?;
     let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     if !status.is_success() {
-        return Err(classify_message(&answer).unwrap_or_else(|| AuthError::BadResponse(format!("HTTP {}", status.as_u16()))));
+        return Err(classify_message(&answer)
+            .unwrap_or_else(|| AuthError::BadResponse(format!("HTTP {}", status.as_u16()))));
     }
     if let Some(challenge) = answer.get("ChallengeName").and_then(Value::as_str) {
         return Err(if challenge == "NEW_PASSWORD_REQUIRED" {
@@ -221,13 +276,23 @@ async fn cognito_login(
             AuthError::BadResponse(format!("unsupported challenge {challenge}"))
         });
     }
-    let result = answer.get("AuthenticationResult").ok_or_else(|| AuthError::BadResponse("no AuthenticationResult".into()))?;
+    let result = answer
+        .get("AuthenticationResult")
+        .ok_or_else(|| AuthError::BadResponse("no AuthenticationResult".into()))?;
     let token = result
         .get("IdToken")
         .and_then(Value::as_str)
         .ok_or_else(|| AuthError::BadResponse("no IdToken in the answer".into()))?;
-    let fallback = result.get("ExpiresIn").and_then(Value::as_u64).map(Duration::from_secs).unwrap_or(FALLBACK_LIFETIME);
-    Ok(Token::from_jwt(token.to_string(), Timestamp::now(), fallback))
+    let fallback = result
+        .get("ExpiresIn")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs)
+        .unwrap_or(FALLBACK_LIFETIME);
+    Ok(Token::from_jwt(
+        token.to_string(),
+        Timestamp::now(),
+        fallback,
+    ))
 }
 
 #[cfg(test)]
@@ -237,48 +302,86 @@ mod tests {
 
     fn jwt(claims: &Value) -> String {
         let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}.sig", b.encode(br#"{"alg":"none"}"#), b.encode(claims.to_string()))
+        format!(
+            "{}.{}.sig",
+            b.encode(br#"{"alg":"none"}"#),
+            b.encode(claims.to_string())
+        )
     }
 
     #[test]
     fn exp_is_read_from_the_jwt() {
-        let t = Token::from_jwt(jwt(&json!({"exp": 1_700_003_600})), Timestamp::from_second(1_700_000_000).unwrap(), FALLBACK_LIFETIME);
+        let t = Token::from_jwt(
+            jwt(&json!({"exp": 1_700_003_600})),
+            Timestamp::from_second(1_700_000_000).unwrap(),
+            FALLBACK_LIFETIME,
+        );
         assert_eq!(t.exp.as_second(), 1_700_003_600);
         assert_eq!(t.renew_at().as_second(), 1_700_003_600 - 300);
-        let short = Token::from_jwt(jwt(&json!({"exp": 1_700_000_020})), Timestamp::from_second(1_700_000_000).unwrap(), FALLBACK_LIFETIME);
+        let short = Token::from_jwt(
+            jwt(&json!({"exp": 1_700_000_020})),
+            Timestamp::from_second(1_700_000_000).unwrap(),
+            FALLBACK_LIFETIME,
+        );
         assert_eq!(short.renew_at().as_second(), 1_700_000_016);
-        let none = Token::from_jwt("garbage".into(), Timestamp::from_second(1_700_000_000).unwrap(), Duration::from_secs(60));
+        let none = Token::from_jwt(
+            "garbage".into(),
+            Timestamp::from_second(1_700_000_000).unwrap(),
+            Duration::from_secs(60),
+        );
         assert_eq!(none.exp.as_second(), 1_700_000_060);
     }
 
     #[test]
     fn debug_hides_the_token() {
-        let t = Token::from_jwt("secret.token.value".into(), Timestamp::now(), FALLBACK_LIFETIME);
+        let t = Token::from_jwt(
+            "secret.token.value".into(),
+            Timestamp::now(),
+            FALLBACK_LIFETIME,
+        );
         assert!(!format!("{t:?}").contains("secret"));
     }
 
     #[test]
     fn endpoints_follow_region_and_environment() {
-        let mut a = SaverisAccount { region: Region::Am, environment: Environment::Integration, ..Default::default() };
+        let mut a = SaverisAccount {
+            region: Region::Am,
+            environment: Environment::Integration,
+            ..Default::default()
+        };
         assert_eq!(
             TokenSource::for_account(&a),
-            Some(TokenSource::DataApi { url: "https://data-api.am.i.savr.saveris.net/v1/token".into() })
+            Some(TokenSource::DataApi {
+                url: "https://data-api.am.i.savr.saveris.net/v1/token".into()
+            })
         );
         a.login = LoginMethod::Cognito;
         a.cognito_client_id = "abc".into();
         assert_eq!(
             TokenSource::for_account(&a),
-            Some(TokenSource::Cognito { endpoint: DEFAULT_COGNITO_ENDPOINT.into(), client_id: "abc".into() })
+            Some(TokenSource::Cognito {
+                endpoint: DEFAULT_COGNITO_ENDPOINT.into(),
+                client_id: "abc".into()
+            })
         );
         a.login = LoginMethod::DataApi;
-        a.custom = Some(CustomEndpoint { ws_url: "ws://x".into(), ..Default::default() });
+        a.custom = Some(CustomEndpoint {
+            ws_url: "ws://x".into(),
+            ..Default::default()
+        });
         assert_eq!(TokenSource::for_account(&a), None);
     }
 
     #[test]
     fn cognito_errors_become_sentences() {
-        assert_eq!(classify_message(&json!({"__type":"NotAuthorizedException","message":"x"})), Some(AuthError::WrongCredentials));
-        assert_eq!(classify_message(&json!({"__type":"ResourceNotFoundException"})), Some(AuthError::UnknownClient));
+        assert_eq!(
+            classify_message(&json!({"__type":"NotAuthorizedException","message":"x"})),
+            Some(AuthError::WrongCredentials)
+        );
+        assert_eq!(
+            classify_message(&json!({"__type":"ResourceNotFoundException"})),
+            Some(AuthError::UnknownClient)
+        );
         assert!(AuthError::NewPasswordRequired.is_rejection());
         assert!(!AuthError::BadResponse("x".into()).is_rejection());
     }

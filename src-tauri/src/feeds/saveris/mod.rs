@@ -79,7 +79,11 @@ impl fmt::Debug for SaverisFeedConfig {
 impl SaverisFeedConfig {
     /// The defaults of the issue: heart-beats 10 s both ways, backoff 0.5 s … 60 s with
     /// full jitter, 10 min wait when a limit names no figure, 1 MiB frames.
-    pub fn new(account: SaverisAccount, password: Option<String>, passcode: Option<String>) -> Self {
+    pub fn new(
+        account: SaverisAccount,
+        password: Option<String>,
+        passcode: Option<String>,
+    ) -> Self {
         SaverisFeedConfig {
             account,
             password,

@@ -21,7 +21,11 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Alarms, Channel::Measurements, Channel::MeasurementsV2];
+    pub const ALL: [Channel; 3] = [
+        Channel::Alarms,
+        Channel::Measurements,
+        Channel::MeasurementsV2,
+    ];
 
     /// The name used in destinations and as the event's `subscription`.
     pub fn as_str(self) -> &'static str {
@@ -170,7 +174,10 @@ pub enum PayloadError {
     #[error("body is not a JSON object")]
     NotAnObject,
     #[error("body does not match the {channel} payload: {source}")]
-    Shape { channel: &'static str, source: serde_json::Error },
+    Shape {
+        channel: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 /// Parses a body by the channel it came on. Alarm-looking bodies on a measurement channel
@@ -182,15 +189,28 @@ pub fn parse(channel: Channel, body: &[u8]) -> Result<Payload, PayloadError> {
         return Err(PayloadError::NotAnObject);
     };
     let looks_alarm = map.contains_key("alarm_status") || map.contains_key("alarm_type");
-    let shape = |channel: Channel| move |source| PayloadError::Shape { channel: channel.as_str(), source };
+    let shape = |channel: Channel| {
+        move |source| PayloadError::Shape {
+            channel: channel.as_str(),
+            source,
+        }
+    };
     if looks_alarm || (channel == Channel::Alarms && !map.contains_key("measurement")) {
-        return serde_json::from_value(value).map(Payload::Alarm).map_err(shape(Channel::Alarms));
+        return serde_json::from_value(value)
+            .map(Payload::Alarm)
+            .map_err(shape(Channel::Alarms));
     }
-    let v2 = channel == Channel::MeasurementsV2 || map.contains_key("channel_no") || map.contains_key("serial_no");
+    let v2 = channel == Channel::MeasurementsV2
+        || map.contains_key("channel_no")
+        || map.contains_key("serial_no");
     if v2 {
-        serde_json::from_value(value).map(Payload::MeasurementV2).map_err(shape(Channel::MeasurementsV2))
+        serde_json::from_value(value)
+            .map(Payload::MeasurementV2)
+            .map_err(shape(Channel::MeasurementsV2))
     } else {
-        serde_json::from_value(value).map(Payload::MeasurementV1).map_err(shape(Channel::Measurements))
+        serde_json::from_value(value)
+            .map(Payload::MeasurementV1)
+            .map_err(shape(Channel::Measurements))
     }
 }
 
@@ -198,7 +218,9 @@ pub fn parse(channel: Channel, body: &[u8]) -> Result<Payload, PayloadError> {
 /// [`EventKind::Unparsed`] event, so it is stored, shown and acknowledged (no poison loop).
 pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Timestamp) -> Event {
     let raw = String::from_utf8_lossy(body).into_owned();
-    let parsed = Channel::parse(channel).ok_or(PayloadError::NotAnObject).and_then(|c| parse(c, body));
+    let parsed = Channel::parse(channel)
+        .ok_or(PayloadError::NotAnObject)
+        .and_then(|c| parse(c, body));
     let mut ev = match parsed {
         Ok(Payload::Alarm(a)) => alarm_event(account_id, channel, &a, body),
         Ok(Payload::MeasurementV1(m)) => {
@@ -206,10 +228,21 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
                 Some(u) => format!("saveris:{account_id}:m:{u}"),
                 None => hashed_key(account_id, channel, body),
             };
-            let mut ev = Event::new(Source::Saveris, account_id, channel, EventKind::Measurement, key);
+            let mut ev = Event::new(
+                Source::Saveris,
+                account_id,
+                channel,
+                EventKind::Measurement,
+                key,
+            );
             ev.device = m.device_serial_no.clone().or(m.device_uuid.clone());
             ev.sensor = m.sensor_uuid.clone();
-            ev.name = readable_name(m.device_serial_no.as_deref(), m.physical_extension.as_deref().or(m.physical_property_name.as_deref()));
+            ev.name = readable_name(
+                m.device_serial_no.as_deref(),
+                m.physical_extension
+                    .as_deref()
+                    .or(m.physical_property_name.as_deref()),
+            );
             ev.quantity = m.physical_property_name.clone();
             ev.value = m.measurement.as_ref().and_then(number);
             ev.unit = m.physical_unit.clone();
@@ -221,10 +254,21 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
                 Some(u) => format!("saveris:{account_id}:m:{u}"),
                 None => hashed_key(account_id, channel, body),
             };
-            let mut ev = Event::new(Source::Saveris, account_id, channel, EventKind::Measurement, key);
+            let mut ev = Event::new(
+                Source::Saveris,
+                account_id,
+                channel,
+                EventKind::Measurement,
+                key,
+            );
             ev.device = m.serial_no.clone();
             ev.sensor = m.sensor_uuid.clone();
-            ev.name = readable_name(m.serial_no.as_deref(), m.physical_extension.as_deref().or(m.physical_property_name.as_deref()));
+            ev.name = readable_name(
+                m.serial_no.as_deref(),
+                m.physical_extension
+                    .as_deref()
+                    .or(m.physical_property_name.as_deref()),
+            );
             ev.quantity = m.physical_property_name.clone();
             ev.value = m.measurement.as_ref().and_then(number);
             ev.unit = m.physical_unit.clone();
@@ -232,8 +276,13 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
             ev
         }
         Err(e) => {
-            let mut ev =
-                Event::new(Source::Saveris, account_id, channel, EventKind::Unparsed, hashed_key(account_id, channel, body));
+            let mut ev = Event::new(
+                Source::Saveris,
+                account_id,
+                channel,
+                EventKind::Unparsed,
+                hashed_key(account_id, channel, body),
+            );
             ev.severity = Severity::Warning;
             ev.condition = Some(e.to_string());
             ev
@@ -246,7 +295,10 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
 
 fn alarm_event(account_id: &str, channel: &str, a: &Alarm, body: &[u8]) -> Event {
     let status = a.alarm_status.clone().unwrap_or(AlarmStatus::Unknown);
-    let system = matches!(a.alarm_type, Some(AlarmType::DeviceSystem) | Some(AlarmType::SensorSystem));
+    let system = matches!(
+        a.alarm_type,
+        Some(AlarmType::DeviceSystem) | Some(AlarmType::SensorSystem)
+    );
     // An alarm whose status we cannot read is raised rather than dropped: a spurious popup
     // costs less than a missed alarm.
     let kind = match (&status, system) {
@@ -279,13 +331,22 @@ fn alarm_event(account_id: &str, channel: &str, a: &Alarm, body: &[u8]) -> Event
     ev.device = a.serial_number.clone();
     ev.name = readable_name(
         a.serial_number.as_deref(),
-        a.physical_value_extension.as_deref().or(a.physical_value.as_deref()),
+        a.physical_value_extension
+            .as_deref()
+            .or(a.physical_value.as_deref()),
     );
-    ev.condition = a.alarm_condition_type.clone().or_else(|| a.alarm_reason.clone());
+    ev.condition = a
+        .alarm_condition_type
+        .clone()
+        .or_else(|| a.alarm_reason.clone());
     ev.quantity = a.physical_value.clone();
     ev.value = a.alarm_value.as_ref().and_then(number);
     ev.unit = a.physical_unit.clone();
-    ev.measured_at = a.alarm_time.as_deref().or(a.last_status_change_time.as_deref()).and_then(timestamp);
+    ev.measured_at = a
+        .alarm_time
+        .as_deref()
+        .or(a.last_status_change_time.as_deref())
+        .and_then(timestamp);
     ev
 }
 
@@ -346,7 +407,10 @@ mod tests {
         assert_eq!(ev.unit.as_deref(), Some("°C"));
         assert_eq!(ev.quantity.as_deref(), Some("Temperature"));
         assert_eq!(ev.condition.as_deref(), Some("Upper limit"));
-        assert_eq!(ev.measured_at, Some("2023-08-01T11:20:00Z".parse().unwrap()));
+        assert_eq!(
+            ev.measured_at,
+            Some("2023-08-01T11:20:00Z".parse().unwrap())
+        );
         assert_eq!(ev.received_at, now());
         assert_eq!(ev.raw, MEAS_ALARM);
     }
@@ -365,14 +429,25 @@ mod tests {
     fn system_alarm_with_unknown_values_and_extra_fields() {
         let body = r#"{"uuid":"b","alarm_status":"Alarm","alarm_type":"device system alarm","alarm_severity":"Catastrophe",
             "alarm_condition_type":"The battery of the device is nearly empty","serial_number":"99","alarm_source_uuid":"dev-1","new_field":{"x":1}}"#;
-        let Payload::Alarm(a) = parse(Channel::Alarms, body.as_bytes()).unwrap() else { panic!("not an alarm") };
-        assert_eq!(a.alarm_severity, Some(AlarmSeverity::Other("Catastrophe".into())));
+        let Payload::Alarm(a) = parse(Channel::Alarms, body.as_bytes()).unwrap() else {
+            panic!("not an alarm")
+        };
+        assert_eq!(
+            a.alarm_severity,
+            Some(AlarmSeverity::Other("Catastrophe".into()))
+        );
         assert!(a.extra.contains_key("new_field"));
         let ev = to_event("acc", "alarms", body.as_bytes(), now());
         assert_eq!(ev.kind, EventKind::SystemAlarm);
         assert_eq!(ev.severity, Severity::Warning);
         assert_eq!(ev.sensor.as_deref(), Some("dev-1"));
-        let cleared = to_event("acc", "alarms", body.replace("\"Alarm\",\"alarm_type", "\"Ok\",\"alarm_type").as_bytes(), now());
+        let cleared = to_event(
+            "acc",
+            "alarms",
+            body.replace("\"Alarm\",\"alarm_type", "\"Ok\",\"alarm_type")
+                .as_bytes(),
+            now(),
+        );
         assert_eq!(cleared.kind, EventKind::AlarmCleared);
     }
 
@@ -401,7 +476,10 @@ mod tests {
         assert_eq!(a.key, b.key);
         assert_eq!(a.raw, "not json{");
         assert_ne!(a.key, to_event("acc", "alarms", b"[1,2]", now()).key);
-        assert_eq!(to_event("acc", "alarms", br#"{"uuid":5}"#, now()).kind, EventKind::Unparsed);
+        assert_eq!(
+            to_event("acc", "alarms", br#"{"uuid":5}"#, now()).kind,
+            EventKind::Unparsed
+        );
     }
 
     #[test]

@@ -71,7 +71,12 @@ impl Endpoint {
         let (ws_url, pattern) = match &account.custom {
             Some(c) => (
                 c.ws_url.trim().to_string(),
-                if c.destination_pattern.trim().is_empty() { DEFAULT_DESTINATION } else { c.destination_pattern.trim() }.to_string(),
+                if c.destination_pattern.trim().is_empty() {
+                    DEFAULT_DESTINATION
+                } else {
+                    c.destination_pattern.trim()
+                }
+                .to_string(),
             ),
             None => (
                 format!(
@@ -82,9 +87,12 @@ impl Endpoint {
                 DEFAULT_DESTINATION.to_string(),
             ),
         };
-        let url = url::Url::parse(&ws_url).map_err(|e| SaverisError::Config(format!("the WebSocket URL is invalid ({e})")))?;
+        let url = url::Url::parse(&ws_url)
+            .map_err(|e| SaverisError::Config(format!("the WebSocket URL is invalid ({e})")))?;
         if !matches!(url.scheme(), "ws" | "wss") {
-            return Err(SaverisError::Config("the WebSocket URL must start with ws:// or wss://".into()));
+            return Err(SaverisError::Config(
+                "the WebSocket URL must start with ws:// or wss://".into(),
+            ));
         }
         // The STOMP `host` header is the server's host name, as the spec recommends; brokers
         // that read it as a virtual host (RabbitMQ) get it from a `vhost` query parameter
@@ -102,20 +110,36 @@ impl Endpoint {
         ]
         .into_iter()
         .filter(|(on, _)| *on)
-        .map(|(_, c)| (c, pattern.replace("{username}", account.username.trim()).replace("{channel}", c.as_str())))
+        .map(|(_, c)| {
+            (
+                c,
+                pattern
+                    .replace("{username}", account.username.trim())
+                    .replace("{channel}", c.as_str()),
+            )
+        })
         .collect();
         if destinations.is_empty() {
             return Err(SaverisError::Config("no channel is chosen".into()));
         }
-        Ok(Endpoint { ws_url, host, destinations, token_source: TokenSource::for_account(account) })
+        Ok(Endpoint {
+            ws_url,
+            host,
+            destinations,
+            token_source: TokenSource::for_account(account),
+        })
     }
 }
 
 /// Negotiated heart-beats: how often we must send, and the server's interval after which
 /// silence counts (STOMP 1.2 §Heart-beating: the larger of what one side can do and the
 /// other wants; 0 on either side turns that direction off).
-pub fn negotiate_heartbeat(client: (u32, u32), server: (u32, u32)) -> (Option<Duration>, Option<Duration>) {
-    let dir = |a: u32, b: u32| (a != 0 && b != 0).then(|| Duration::from_millis(u64::from(a.max(b))));
+pub fn negotiate_heartbeat(
+    client: (u32, u32),
+    server: (u32, u32),
+) -> (Option<Duration>, Option<Duration>) {
+    let dir =
+        |a: u32, b: u32| (a != 0 && b != 0).then(|| Duration::from_millis(u64::from(a.max(b))));
     (dir(client.0, server.1), dir(client.1, server.0))
 }
 
@@ -140,14 +164,30 @@ pub enum ErrorAction {
 /// connection limit gives no figure.
 pub fn classify_error(frame: &Frame, default_wait: Duration) -> ErrorAction {
     let message = frame.header("message").unwrap_or("").to_string();
-    let code = frame.header("error-code").unwrap_or("").to_ascii_lowercase();
+    let code = frame
+        .header("error-code")
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let body = frame.body_text();
     let all = format!("{message} {code} {body}").to_ascii_lowercase();
-    let short = if message.is_empty() { body.chars().take(200).collect::<String>() } else { message.clone() };
+    let short = if message.is_empty() {
+        body.chars().take(200).collect::<String>()
+    } else {
+        message.clone()
+    };
     if all.contains("max-connections-reached") || all.contains("rate-limit-exceeded") {
-        let reason = if all.contains("max-connections-reached") { "too many connections" } else { "rate limit" };
-        let wait = wait_from_text(&message).or_else(|| wait_from_text(&body)).unwrap_or(default_wait);
-        return ErrorAction::Wait { wait, reason: reason.into() };
+        let reason = if all.contains("max-connections-reached") {
+            "too many connections"
+        } else {
+            "rate limit"
+        };
+        let wait = wait_from_text(&message)
+            .or_else(|| wait_from_text(&body))
+            .unwrap_or(default_wait);
+        return ErrorAction::Wait {
+            wait,
+            reason: reason.into(),
+        };
     }
     if all.contains("invalid authorization")
         || all.contains("access refused")
@@ -157,15 +197,24 @@ pub fn classify_error(frame: &Frame, default_wait: Duration) -> ErrorAction {
     {
         return ErrorAction::Auth(short);
     }
-    ErrorAction::Retry(if short.is_empty() { "the server reported an error".into() } else { short })
+    ErrorAction::Retry(if short.is_empty() {
+        "the server reported an error".into()
+    } else {
+        short
+    })
 }
 
 /// The first number in `text` as a wait: milliseconds unless followed by "s"/"sec"/"min".
 fn wait_from_text(text: &str) -> Option<Duration> {
     let start = text.find(|c: char| c.is_ascii_digit())?;
-    let digits: String = text[start..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     let n: u64 = digits.parse().ok()?;
-    let unit = text[start + digits.len()..].trim_start().to_ascii_lowercase();
+    let unit = text[start + digits.len()..]
+        .trim_start()
+        .to_ascii_lowercase();
     let d = if unit.starts_with("ms") || unit.starts_with("milli") {
         Duration::from_millis(n)
     } else if unit.starts_with("min") {
@@ -203,24 +252,33 @@ pub struct Link {
 
 fn ws_config(max_frame: usize) -> WebSocketConfig {
     let max = max_frame.saturating_mul(2).max(64 * 1024);
-    WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max))
+    WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
 }
 
 async fn open_ws(url: &str, max_frame: usize) -> Result<Ws, LinkError> {
     let connect = |with_protocol: bool| async move {
         let mut req = url.into_client_request()?;
         if with_protocol {
-            req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("v12.stomp, v11.stomp, v10.stomp"));
+            req.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static("v12.stomp, v11.stomp, v10.stomp"),
+            );
         }
-        tokio_tungstenite::connect_async_with_config(req, Some(ws_config(max_frame)), true).await.map(|(ws, _)| ws)
+        tokio_tungstenite::connect_async_with_config(req, Some(ws_config(max_frame)), true)
+            .await
+            .map(|(ws, _)| ws)
     };
     match connect(true).await {
         Ok(ws) => Ok(ws),
         // Some servers answer without a subprotocol, which tungstenite refuses when one was
         // offered: try again without offering.
-        Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::SecWebSocketSubProtocolError(_))) => {
-            connect(false).await.map_err(|e| LinkError::Connect(describe_ws_error(&e)))
-        }
+        Err(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::SecWebSocketSubProtocolError(_),
+        )) => connect(false)
+            .await
+            .map_err(|e| LinkError::Connect(describe_ws_error(&e))),
         Err(e) => Err(LinkError::Connect(describe_ws_error(&e))),
     }
 }
@@ -249,9 +307,13 @@ pub async fn open(
             .with_header("heart-beat", format!("{},{}", heart_beat.0, heart_beat.1));
         connect = match auth {
             StompAuth::Bearer(t) => connect.with_header("Authorization", format!("Bearer {t}")),
-            StompAuth::Login { login, passcode } => connect.with_header("login", login.clone()).with_header("passcode", passcode.clone()),
+            StompAuth::Login { login, passcode } => connect
+                .with_header("login", login.clone())
+                .with_header("passcode", passcode.clone()),
         };
-        send_frame(&mut ws, &connect).await.map_err(|e| LinkError::Connect(e.to_string()))?;
+        send_frame(&mut ws, &connect)
+            .await
+            .map_err(|e| LinkError::Connect(e.to_string()))?;
         let mut decoder = Decoder::with_limit(max_frame);
         loop {
             let msg = match ws.next().await {
@@ -265,17 +327,35 @@ pub async fn open(
                 Message::Close(_) => return Err(LinkError::Closed),
                 _ => continue,
             }
-            while let Some(frame) = decoder.next_frame().map_err(|e| LinkError::Protocol(e.to_string()))? {
+            while let Some(frame) = decoder
+                .next_frame()
+                .map_err(|e| LinkError::Protocol(e.to_string()))?
+            {
                 match frame.command {
                     Command::Connected => {
-                        let (send_every, expect_within) =
-                            negotiate_heartbeat(heart_beat, parse_heartbeat(frame.header("heart-beat")));
+                        let (send_every, expect_within) = negotiate_heartbeat(
+                            heart_beat,
+                            parse_heartbeat(frame.header("heart-beat")),
+                        );
                         let mut early = VecDeque::new();
-                        while let Some(f) = decoder.next_frame().map_err(|e| LinkError::Protocol(e.to_string()))? {
+                        while let Some(f) = decoder
+                            .next_frame()
+                            .map_err(|e| LinkError::Protocol(e.to_string()))?
+                        {
                             early.push_back(f);
                         }
-                        let server = frame.header("server").unwrap_or("a STOMP server").to_string();
-                        return Ok(Link { ws, decoder, server, send_every, expect_within, early });
+                        let server = frame
+                            .header("server")
+                            .unwrap_or("a STOMP server")
+                            .to_string();
+                        return Ok(Link {
+                            ws,
+                            decoder,
+                            server,
+                            send_every,
+                            expect_within,
+                            early,
+                        });
                     }
                     Command::Error => {
                         // Some brokers keep the socket open after ERROR: close it ourselves.
@@ -287,7 +367,9 @@ pub async fn open(
             }
         }
     };
-    tokio::time::timeout(timeout, work).await.unwrap_or(Err(LinkError::Timeout))
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or(Err(LinkError::Timeout))
 }
 
 async fn send_frame(ws: &mut Ws, frame: &Frame) -> Result<(), tungstenite::Error> {
@@ -306,7 +388,11 @@ async fn close_quietly(ws: &mut Ws) {
 
 /// Ends a link politely: DISCONNECT (no receipt awaited: RabbitMQ sends none), then close.
 pub async fn disconnect(mut link: Link) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), send_frame(&mut link.ws, &Frame::new(Command::Disconnect))).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        send_frame(&mut link.ws, &Frame::new(Command::Disconnect)),
+    )
+    .await;
     close_quietly(&mut link.ws).await;
 }
 
@@ -349,7 +435,10 @@ impl Feed {
 
     /// Sleeps `d` showing the wait; false if asked to stop meanwhile.
     async fn wait(&mut self, d: Duration, reason: &str) -> bool {
-        self.report(FeedState::Waiting { secs: d.as_secs_f64().ceil() as u64, reason: reason.to_string() });
+        self.report(FeedState::Waiting {
+            secs: d.as_secs_f64().ceil() as u64,
+            reason: reason.to_string(),
+        });
         let mut stop = self.stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(d) => !self.stopped(),
@@ -364,8 +453,18 @@ impl Feed {
     }
 
     async fn fetch_token(&self, source: &TokenSource) -> Result<Token, AuthError> {
-        let password = self.cfg.password.as_deref().ok_or(AuthError::MissingPassword)?;
-        auth::login(&self.http, source, self.cfg.account.username.trim(), password).await
+        let password = self
+            .cfg
+            .password
+            .as_deref()
+            .ok_or(AuthError::MissingPassword)?;
+        auth::login(
+            &self.http,
+            source,
+            self.cfg.account.username.trim(),
+            password,
+        )
+        .await
     }
 }
 
@@ -384,10 +483,18 @@ pub(super) async fn run(
     let status = FeedStatus::new(format!("saveris:{}", cfg.account.id), cfg.account.label());
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
     let endpoint = Endpoint::resolve(&cfg.account);
-    let http = reqwest::Client::builder().timeout(cfg.http_timeout).build().unwrap_or_default();
+    let http = reqwest::Client::builder()
+        .timeout(cfg.http_timeout)
+        .build()
+        .unwrap_or_default();
     let mut feed = Feed {
         clock: cfg.clock.clone(),
-        endpoint: Endpoint { ws_url: String::new(), host: String::new(), destinations: Vec::new(), token_source: None },
+        endpoint: Endpoint {
+            ws_url: String::new(),
+            host: String::new(),
+            destinations: Vec::new(),
+            token_source: None,
+        },
         cfg,
         http,
         deliveries,
@@ -401,7 +508,13 @@ pub(super) async fn run(
     };
     match endpoint {
         Ok(e) => feed.endpoint = e,
-        Err(e) => return feed.halt(FeedState::Stopped { message: e.to_string() }).await,
+        Err(e) => {
+            return feed
+                .halt(FeedState::Stopped {
+                    message: e.to_string(),
+                })
+                .await
+        }
     }
     let mut backoff = Backoff::new(feed.cfg.backoff_base, feed.cfg.backoff_max);
     // "invalid authorization" earns one fresh token; a second one in a row stops the feed.
@@ -411,7 +524,13 @@ pub(super) async fn run(
         feed.report(FeedState::Connecting);
         let auth = match feed.endpoint.token_source.clone() {
             None => StompAuth::Login {
-                login: feed.cfg.account.custom.as_ref().map(|c| c.stomp_login.clone()).unwrap_or_default(),
+                login: feed
+                    .cfg
+                    .account
+                    .custom
+                    .as_ref()
+                    .map(|c| c.stomp_login.clone())
+                    .unwrap_or_default(),
                 passcode: feed.cfg.passcode.clone().unwrap_or_default(),
             },
             Some(source) => {
@@ -426,7 +545,11 @@ pub(super) async fn run(
                         Ok(t) => feed.token = Some(t),
                         Err(e) if e.is_rejection() => {
                             feed.status.last_error = Some(e.to_string());
-                            return feed.halt(FeedState::LoginFailed { message: e.to_string() }).await;
+                            return feed
+                                .halt(FeedState::LoginFailed {
+                                    message: e.to_string(),
+                                })
+                                .await;
                         }
                         Err(e) => {
                             feed.status.last_error = Some(e.to_string());
@@ -496,7 +619,11 @@ pub(super) async fn run(
                         feed.token = None;
                         true
                     } else {
-                        return feed.halt(FeedState::LoginFailed { message: format!("login failed ({msg})") }).await;
+                        return feed
+                            .halt(FeedState::LoginFailed {
+                                message: format!("login failed ({msg})"),
+                            })
+                            .await;
                     }
                 }
                 ErrorAction::Wait { wait, reason } => {
@@ -519,7 +646,11 @@ pub(super) async fn run(
 }
 
 /// Serves one live link until it ends.
-async fn serve(feed: &mut Feed, ack_rx: &mut mpsc::UnboundedReceiver<AckMsg>, mut link: Link) -> ConnEnd {
+async fn serve(
+    feed: &mut Feed,
+    ack_rx: &mut mpsc::UnboundedReceiver<AckMsg>,
+    mut link: Link,
+) -> ConnEnd {
     let generation = feed.generation;
     let mut subs: HashMap<String, Channel> = HashMap::new();
     for (i, (channel, dest)) in feed.endpoint.destinations.iter().enumerate() {
@@ -697,7 +828,9 @@ async fn serve(feed: &mut Feed, ack_rx: &mut mpsc::UnboundedReceiver<AckMsg>, mu
     // Deliveries not yet handed over are dropped unconfirmed: the broker redelivers them.
     drop(pending);
     match &end {
-        ConnEnd::ErrorFrame(_) | ConnEnd::LinkDead | ConnEnd::Lost(_) => close_quietly(&mut link.ws).await,
+        ConnEnd::ErrorFrame(_) | ConnEnd::LinkDead | ConnEnd::Lost(_) => {
+            close_quietly(&mut link.ws).await
+        }
         ConnEnd::Stop | ConnEnd::Renew => disconnect(link).await,
     }
     end
@@ -719,20 +852,28 @@ fn handle_frame(
                 .and_then(|s| subs.get(s).copied())
                 .or_else(|| {
                     let dest = frame.header("destination").unwrap_or("");
-                    Channel::ALL.into_iter().rev().find(|c| dest.ends_with(c.as_str()))
+                    Channel::ALL
+                        .into_iter()
+                        .rev()
+                        .find(|c| dest.ends_with(c.as_str()))
                 })
                 .unwrap_or(Channel::Alarms);
             let now = feed.clock.now();
-            let mut event = payload::to_event(&feed.cfg.account.id, channel.as_str(), &frame.body, now);
+            let mut event =
+                payload::to_event(&feed.cfg.account.id, channel.as_str(), &frame.body, now);
             event.replayed = frame.header("redelivered") == Some("true");
             if event.kind == EventKind::Unparsed {
                 feed.unparsed += 1;
                 tracing::warn!(feed = %feed.status.feed, count = feed.unparsed, "Saveris message could not be read; stored as unparsed");
-                feed.status.last_error = Some(format!("{} message(s) could not be read", feed.unparsed));
+                feed.status.last_error =
+                    Some(format!("{} message(s) could not be read", feed.unparsed));
             }
             feed.status.last_message_at = Some(now);
             // STOMP 1.2 acks by the `ack` header; older servers by `message-id`.
-            let token = frame.header("ack").or_else(|| frame.header("message-id")).map(str::to_owned);
+            let token = frame
+                .header("ack")
+                .or_else(|| frame.header("message-id"))
+                .map(str::to_owned);
             let ack = match token {
                 Some(t) => {
                     inflight.insert(t.clone());
@@ -754,35 +895,67 @@ pub(super) async fn test_connection(
     password: Option<&str>,
     passcode: Option<&str>,
 ) -> Result<String, SaverisError> {
-    let cfg = SaverisFeedConfig::new(account.clone(), password.map(str::to_owned), passcode.map(str::to_owned));
+    let cfg = SaverisFeedConfig::new(
+        account.clone(),
+        password.map(str::to_owned),
+        passcode.map(str::to_owned),
+    );
     let endpoint = Endpoint::resolve(account)?;
     let auth = match &endpoint.token_source {
         None => StompAuth::Login {
-            login: account.custom.as_ref().map(|c| c.stomp_login.clone()).unwrap_or_default(),
+            login: account
+                .custom
+                .as_ref()
+                .map(|c| c.stomp_login.clone())
+                .unwrap_or_default(),
             passcode: passcode.unwrap_or_default().to_string(),
         },
         Some(source) => {
-            let http = reqwest::Client::builder().timeout(cfg.http_timeout).build().unwrap_or_default();
+            let http = reqwest::Client::builder()
+                .timeout(cfg.http_timeout)
+                .build()
+                .unwrap_or_default();
             let password = password.ok_or(AuthError::MissingPassword)?;
-            StompAuth::Bearer(auth::login(&http, source, account.username.trim(), password).await?.id_token)
+            StompAuth::Bearer(
+                auth::login(&http, source, account.username.trim(), password)
+                    .await?
+                    .id_token,
+            )
         }
     };
-    match open(&endpoint, &auth, cfg.heart_beat, cfg.connect_timeout, cfg.max_frame).await {
+    match open(
+        &endpoint,
+        &auth,
+        cfg.heart_beat,
+        cfg.connect_timeout,
+        cfg.max_frame,
+    )
+    .await
+    {
         Ok(link) => {
             let server = link.server.clone();
             disconnect(link).await;
-            Ok(format!("Connected to {server} as {}", account.username.trim()))
+            Ok(format!(
+                "Connected to {server} as {}",
+                account.username.trim()
+            ))
         }
         Err(LinkError::ErrorFrame(f)) => Err(match classify_error(&f, cfg.default_wait) {
             ErrorAction::Auth(m) => SaverisError::Refused(format!("the login was refused ({m})")),
-            ErrorAction::Wait { wait, reason } => {
-                SaverisError::Refused(format!("{reason}; try again in {} s", wait.as_secs_f64().ceil() as u64))
-            }
+            ErrorAction::Wait { wait, reason } => SaverisError::Refused(format!(
+                "{reason}; try again in {} s",
+                wait.as_secs_f64().ceil() as u64
+            )),
             ErrorAction::Retry(m) => SaverisError::Refused(m),
         }),
-        Err(LinkError::Timeout) => Err(SaverisError::HandshakeTimeout(cfg.connect_timeout.as_secs())),
+        Err(LinkError::Timeout) => Err(SaverisError::HandshakeTimeout(
+            cfg.connect_timeout.as_secs(),
+        )),
         Err(LinkError::Closed) => Err(SaverisError::Closed),
-        Err(LinkError::Connect(reason)) => Err(SaverisError::Connect { host: endpoint.host, reason }),
+        Err(LinkError::Connect(reason)) => Err(SaverisError::Connect {
+            host: endpoint.host,
+            reason,
+        }),
         Err(LinkError::Protocol(e)) => Err(SaverisError::Protocol(e)),
     }
 }
@@ -798,7 +971,10 @@ mod tests {
             negotiate_heartbeat((10000, 10000), (10000, 10000)),
             (Some(Duration::from_secs(10)), Some(Duration::from_secs(10)))
         );
-        assert_eq!(negotiate_heartbeat((1000, 5000), (0, 2000)), (Some(Duration::from_secs(2)), None));
+        assert_eq!(
+            negotiate_heartbeat((1000, 5000), (0, 2000)),
+            (Some(Duration::from_secs(2)), None)
+        );
         assert_eq!(negotiate_heartbeat((0, 0), (1000, 1000)), (None, None));
         assert_eq!(parse_heartbeat(Some("100, 200")), (100, 200));
         assert_eq!(parse_heartbeat(Some("x")), (0, 0));
@@ -814,14 +990,30 @@ mod tests {
             }
             f.with_body(body.as_bytes().to_vec())
         };
-        assert!(matches!(classify_error(&f("invalid authorization", None, ""), d), ErrorAction::Auth(_)));
+        assert!(matches!(
+            classify_error(&f("invalid authorization", None, ""), d),
+            ErrorAction::Auth(_)
+        ));
         assert_eq!(
-            classify_error(&f("rate limit exceeded, retry in 30000 ms", Some("rate-limit-exceeded"), ""), d),
-            ErrorAction::Wait { wait: Duration::from_secs(30), reason: "rate limit".into() }
+            classify_error(
+                &f(
+                    "rate limit exceeded, retry in 30000 ms",
+                    Some("rate-limit-exceeded"),
+                    ""
+                ),
+                d
+            ),
+            ErrorAction::Wait {
+                wait: Duration::from_secs(30),
+                reason: "rate limit".into()
+            }
         );
         assert_eq!(
             classify_error(&f("too many", Some("max-connections-reached"), ""), d),
-            ErrorAction::Wait { wait: d, reason: "too many connections".into() }
+            ErrorAction::Wait {
+                wait: d,
+                reason: "too many connections".into()
+            }
         );
         assert_eq!(
             classify_error(&f("subscription refused", None, ""), d),
@@ -836,17 +1028,27 @@ mod tests {
     fn endpoint_from_account() {
         let mut a = SaverisAccount {
             username: "alice".into(),
-            channels: Channels { alarms: true, measurements: false, measurements_v2: true },
+            channels: Channels {
+                alarms: true,
+                measurements: false,
+                measurements_v2: true,
+            },
             ..Default::default()
         };
         let e = Endpoint::resolve(&a).unwrap();
-        assert_eq!(e.ws_url, "wss://tds-real-time-api.eu.p.savr.saveris.net/web-socket");
+        assert_eq!(
+            e.ws_url,
+            "wss://tds-real-time-api.eu.p.savr.saveris.net/web-socket"
+        );
         assert_eq!(e.host, "tds-real-time-api.eu.p.savr.saveris.net");
         assert_eq!(
             e.destinations,
             vec![
                 (Channel::Alarms, "/queue/alice/alarms".to_string()),
-                (Channel::MeasurementsV2, "/queue/alice/measurements-v2".to_string())
+                (
+                    Channel::MeasurementsV2,
+                    "/queue/alice/measurements-v2".to_string()
+                )
             ]
         );
         a.custom = Some(CustomEndpoint {
@@ -860,7 +1062,11 @@ mod tests {
         a.custom.as_mut().unwrap().ws_url = "ws://127.0.0.1:1/ws?vhost=%2F".into();
         assert_eq!(Endpoint::resolve(&a).unwrap().host, "/");
         assert!(e.token_source.is_none());
-        a.channels = Channels { alarms: false, measurements: false, measurements_v2: false };
+        a.channels = Channels {
+            alarms: false,
+            measurements: false,
+            measurements_v2: false,
+        };
         assert!(Endpoint::resolve(&a).is_err());
     }
 }

@@ -74,7 +74,9 @@ impl Command {
     }
 
     fn parse(s: &[u8]) -> Option<Command> {
-        Command::ALL.into_iter().find(|c| c.as_str().as_bytes() == s)
+        Command::ALL
+            .into_iter()
+            .find(|c| c.as_str().as_bytes() == s)
     }
 
     /// The spec exempts the connect handshake from header escaping (STOMP 1.0 compatibility).
@@ -124,7 +126,11 @@ impl fmt::Debug for Frame {
 
 impl Frame {
     pub fn new(command: Command) -> Self {
-        Frame { command, headers: Vec::new(), body: Vec::new() }
+        Frame {
+            command,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// Adds a header (builder style).
@@ -137,13 +143,17 @@ impl Frame {
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self.headers.retain(|(k, _)| k != "content-length");
-        self.headers.push(("content-length".into(), self.body.len().to_string()));
+        self.headers
+            .push(("content-length".into(), self.body.len().to_string()));
         self
     }
 
     /// The first value of header `name` (STOMP 1.2: the first of repeated headers wins).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn body_text(&self) -> String {
@@ -194,7 +204,11 @@ impl Decoder {
     }
 
     pub fn with_limit(limit: usize) -> Self {
-        Decoder { buf: Vec::new(), start: 0, limit }
+        Decoder {
+            buf: Vec::new(),
+            start: 0,
+            limit,
+        }
     }
 
     /// Appends received bytes.
@@ -258,17 +272,26 @@ impl Decoder {
 
         // Command line.
         let Some((line, next)) = next_line(data, pos) else {
-            return if too_large(data.len()) { Err(StompError::TooLarge { limit: self.limit }) } else { Ok(None) };
+            return if too_large(data.len()) {
+                Err(StompError::TooLarge { limit: self.limit })
+            } else {
+                Ok(None)
+            };
         };
-        let command = Command::parse(line)
-            .ok_or_else(|| StompError::UnknownCommand(String::from_utf8_lossy(line).chars().take(40).collect()))?;
+        let command = Command::parse(line).ok_or_else(|| {
+            StompError::UnknownCommand(String::from_utf8_lossy(line).chars().take(40).collect())
+        })?;
         pos = next;
 
         // Header lines up to the empty line.
         let mut headers = Vec::new();
         loop {
             let Some((line, next)) = next_line(data, pos) else {
-                return if too_large(data.len()) { Err(StompError::TooLarge { limit: self.limit }) } else { Ok(None) };
+                return if too_large(data.len()) {
+                    Err(StompError::TooLarge { limit: self.limit })
+                } else {
+                    Ok(None)
+                };
             };
             pos = next;
             if too_large(pos) {
@@ -277,7 +300,10 @@ impl Decoder {
             if line.is_empty() {
                 break;
             }
-            let colon = line.iter().position(|&b| b == b':').ok_or(StompError::BadHeader)?;
+            let colon = line
+                .iter()
+                .position(|&b| b == b':')
+                .ok_or(StompError::BadHeader)?;
             let (name, value) = (&line[..colon], &line[colon + 1..]);
             let (name, value) = if command.escapes_headers() {
                 (unescape(name)?, unescape(value)?)
@@ -289,10 +315,16 @@ impl Decoder {
 
         // Body: by content-length if given (first header wins), else up to the NUL.
         let body_start = pos;
-        let content_length = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.as_str());
+        let content_length = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map(|(_, v)| v.as_str());
         let (body_end, end) = match content_length {
             Some(v) => {
-                let len: usize = v.trim().parse().map_err(|_| StompError::BadContentLength(v.chars().take(20).collect()))?;
+                let len: usize = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| StompError::BadContentLength(v.chars().take(20).collect()))?;
                 if len > self.limit || too_large(body_start.saturating_add(len)) {
                     return Err(StompError::TooLarge { limit: self.limit });
                 }
@@ -311,12 +343,23 @@ impl Decoder {
                     (body_start + n, body_start + n + 1)
                 }
                 None => {
-                    return if too_large(data.len()) { Err(StompError::TooLarge { limit: self.limit }) } else { Ok(None) };
+                    return if too_large(data.len()) {
+                        Err(StompError::TooLarge { limit: self.limit })
+                    } else {
+                        Ok(None)
+                    };
                 }
             },
         };
         let body = data[body_start..body_end].to_vec();
-        Ok(Some((Frame { command, headers, body }, end)))
+        Ok(Some((
+            Frame {
+                command,
+                headers,
+                body,
+            },
+            end,
+        )))
     }
 }
 
@@ -330,7 +373,9 @@ fn next_line(data: &[u8], pos: usize) -> Option<(&[u8], usize)> {
 }
 
 fn utf8(b: &[u8]) -> Result<String, StompError> {
-    std::str::from_utf8(b).map(str::to_owned).map_err(|_| StompError::NotUtf8)
+    std::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|_| StompError::NotUtf8)
 }
 
 fn unescape(b: &[u8]) -> Result<String, StompError> {
@@ -371,7 +416,14 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
 /// CONNECT/CONNECTED/STOMP, then the body and the terminating NUL. A body that contains a
 /// NUL byte needs a `content-length` header ([`Frame::with_body`] adds one).
 pub fn encode(frame: &Frame) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + frame.body.len() + frame.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        32 + frame.body.len()
+            + frame
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>(),
+    );
     out.extend_from_slice(frame.command.as_str().as_bytes());
     out.push(b'\n');
     for (k, v) in &frame.headers {
@@ -411,7 +463,10 @@ mod tests {
 
     #[test]
     fn connected_frame_with_heartbeats_between() {
-        let f = decode_all(&[b"\n\nCONNECTED\nversion:1.2\nheart-beat:10000,10000\nserver:ActiveMQ/5.17.2\n\n\0\n\n"]).unwrap();
+        let f = decode_all(&[
+            b"\n\nCONNECTED\nversion:1.2\nheart-beat:10000,10000\nserver:ActiveMQ/5.17.2\n\n\0\n\n",
+        ])
+        .unwrap();
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].command, Command::Connected);
         assert_eq!(f[0].header("heart-beat"), Some("10000,10000"));
@@ -420,7 +475,9 @@ mod tests {
 
     #[test]
     fn crlf_lines_and_several_frames_in_one_message() {
-        let f = decode_all(&[b"MESSAGE\r\nack:a\\c1\r\n\r\nhello\0\r\nRECEIPT\nreceipt-id:7\n\n\0"]).unwrap();
+        let f =
+            decode_all(&[b"MESSAGE\r\nack:a\\c1\r\n\r\nhello\0\r\nRECEIPT\nreceipt-id:7\n\n\0"])
+                .unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].header("ack"), Some("a:1"));
         assert_eq!(f[0].body, b"hello");
@@ -431,7 +488,10 @@ mod tests {
     fn content_length_allows_nul_in_body() {
         let f = decode_all(&[b"MESSAGE\ncontent-length:3\n\na\0b\0"]).unwrap();
         assert_eq!(f[0].body, b"a\0b");
-        assert_eq!(decode_all(&[b"MESSAGE\ncontent-length:2\n\nabc\0"]), Err(StompError::MissingNul));
+        assert_eq!(
+            decode_all(&[b"MESSAGE\ncontent-length:2\n\nabc\0"]),
+            Err(StompError::MissingNul)
+        );
     }
 
     #[test]
@@ -459,15 +519,29 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        assert!(matches!(decode_all(&[b"HELLO\n\n\0"]), Err(StompError::UnknownCommand(_))));
-        assert_eq!(decode_all(&[b"MESSAGE\nnocolon\n\n\0"]), Err(StompError::BadHeader));
-        assert_eq!(decode_all(&[b"MESSAGE\na:\\t\n\n\0"]), Err(StompError::BadEscape));
-        assert!(matches!(decode_all(&[b"MESSAGE\ncontent-length:x\n\n\0"]), Err(StompError::BadContentLength(_))));
+        assert!(matches!(
+            decode_all(&[b"HELLO\n\n\0"]),
+            Err(StompError::UnknownCommand(_))
+        ));
+        assert_eq!(
+            decode_all(&[b"MESSAGE\nnocolon\n\n\0"]),
+            Err(StompError::BadHeader)
+        );
+        assert_eq!(
+            decode_all(&[b"MESSAGE\na:\\t\n\n\0"]),
+            Err(StompError::BadEscape)
+        );
+        assert!(matches!(
+            decode_all(&[b"MESSAGE\ncontent-length:x\n\n\0"]),
+            Err(StompError::BadContentLength(_))
+        ));
     }
 
     #[test]
     fn debug_hides_secrets() {
-        let f = Frame::new(Command::Connect).with_header("Authorization", "Bearer s3cret").with_header("passcode", "pw");
+        let f = Frame::new(Command::Connect)
+            .with_header("Authorization", "Bearer s3cret")
+            .with_header("passcode", "pw");
         let s = format!("{f:?}");
         assert!(!s.contains("s3cret") && !s.contains("pw\""), "{s}");
     }
@@ -485,7 +559,11 @@ mod tests {
             .prop_flat_map(|(ci, with_len)| {
                 let command = Command::ALL[ci];
                 let connect = !command.escapes_headers();
-                let name = if connect { "[a-z-]{1,8}".boxed() } else { "[a-z:\\\\-]{1,8}".boxed() };
+                let name = if connect {
+                    "[a-z-]{1,8}".boxed()
+                } else {
+                    "[a-z:\\\\-]{1,8}".boxed()
+                };
                 let headers = proptest::collection::vec((name, header_text(connect)), 0..5);
                 let body = if with_len {
                     proptest::collection::vec(any::<u8>(), 0..64).boxed()
@@ -496,7 +574,11 @@ mod tests {
             })
             .prop_map(|(command, mut headers, body, with_len)| {
                 headers.retain(|(k, _)| k != "content-length");
-                let mut f = Frame { command, headers, body: Vec::new() };
+                let mut f = Frame {
+                    command,
+                    headers,
+                    body: Vec::new(),
+                };
                 if with_len {
                     f = f.with_body(body);
                 } else {
