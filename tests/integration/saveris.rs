@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use alarm_tray::simulate::saveris::{ErrorKind, SaverisServer};
+
 use crate::peers::moto::Moto;
 use crate::peers::rabbit::Broker;
 use crate::peers::unique;
@@ -64,6 +66,8 @@ pub enum Policy {
     ConfirmAll,
     /// Confirms the first n, then holds the rest unconfirmed (a crash before storing).
     ConfirmFirst(usize),
+    /// Rejects the first n (storing failed), then confirms.
+    RejectFirst(usize),
 }
 
 /// Collects deliveries like the real engine: stores each key once, then confirms.
@@ -98,11 +102,16 @@ impl Engine {
                     .push((d.event.key.clone(), d.event.replayed));
                 kinds.lock().unwrap().push(d.event.kind);
                 n += 1;
-                if let Policy::ConfirmFirst(k) = policy {
-                    if n > k {
+                match policy {
+                    Policy::ConfirmFirst(k) if n > k => {
                         held.lock().unwrap().push(d);
                         continue;
                     }
+                    Policy::RejectFirst(k) if n <= k => {
+                        d.ack.reject();
+                        continue;
+                    }
+                    _ => {}
                 }
                 let mut s = stored.lock().unwrap();
                 if !s.contains(&d.event.key) {
@@ -618,7 +627,8 @@ async fn cognito_login_reads_exp_and_renews() {
         (3500..=3600).contains(&life),
         "moto issues 1 h tokens: {life}"
     );
-    assert_eq!(t1.renew_at().as_second(), t1.exp.as_second() - 300);
+    assert_eq!(t1.lifetime, jiff::SignedDuration::from_hours(1));
+    assert!((t1.renew_at().as_second() - (t1.exp.as_second() - 300)).abs() <= 2);
     // Renewal is a fresh InitiateAuth: a second valid token.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let t2 = auth::login(&http, &source, "carol", "Passw0rd!x")
@@ -696,4 +706,335 @@ async fn cognito_rejections_are_sentences_and_stop_the_feed() {
     };
     assert!(message.contains("rejected"), "{message}");
     feed.handle.stop().await;
+}
+
+// ---------------------------------------------------------------- scripted loopback Saveris
+// For what no real peer here does: the Data API token endpoint, Saveris's ERROR frames,
+// token expiry.
+
+fn sim_account(server: &SaverisServer, username: &str) -> SaverisAccount {
+    SaverisAccount {
+        id: format!("sim-{username}"),
+        username: username.into(),
+        login: LoginMethod::DataApi,
+        channels: Channels {
+            alarms: true,
+            measurements: false,
+            measurements_v2: true,
+        },
+        custom: Some(CustomEndpoint {
+            ws_url: server.ws_url(),
+            destination_pattern: String::new(),
+            token_url: server.token_url(),
+            stomp_login: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn sim(users: &[&str]) -> SaverisServer {
+    SaverisServer::start(
+        users
+            .iter()
+            .map(|u| (u.to_string(), format!("pw-{u}")))
+            .collect(),
+    )
+    .await
+    .unwrap()
+}
+
+fn sim_cfg(server: &SaverisServer, user: &str) -> SaverisFeedConfig {
+    fast(SaverisFeedConfig::new(
+        sim_account(server, user),
+        Some(format!("pw-{user}")),
+        None,
+    ))
+}
+
+const V2: &str = r#"{"uuid":"v2-1","sensor_uuid":"s9","channel_no":1,"physical_property_name":"Temperature","physical_unit":"°C","timestamp":"2024-05-01T10:00:00Z","measurement":3.25,"serial_no":"777"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_data_api_login_delivery_buffering_and_unparsed_bodies() {
+    let server = sim(&["alice"]).await;
+    let account = sim_account(&server, "alice");
+
+    let ok = saveris::test_connection(&account, Some("pw-alice"), None)
+        .await
+        .unwrap();
+    assert_eq!(ok, "Connected to ActiveMQ/5.17.2 as alice");
+    let err = saveris::test_connection(&account, Some("nope-secret"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("rejected the user name or password"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("nope-secret"));
+    let mut gone = account.clone();
+    gone.custom.as_mut().unwrap().token_url = "http://127.0.0.1:9/v1/token".into();
+    let err = saveris::test_connection(&gone, Some("pw-alice"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Could not reach the login server 127.0.0.1"),
+        "{err}"
+    );
+
+    // Buffered while nobody listens.
+    server.publish("alice", "alarms", alarm_body("b-0"));
+    server.publish("alice", "measurements-v2", V2.to_string());
+    let feed = run_feed(sim_cfg(&server, "alice"), Policy::ConfirmAll);
+    feed.wait("2 buffered", T, |f| f.engine.seen_count() == 2)
+        .await;
+    // Live, including a body that does not parse: stored, acknowledged, counted.
+    server.publish("alice", "alarms", "this is not json".into());
+    server.publish("alice", "alarms", alarm_body("l-0"));
+    feed.wait("2 live", T, |f| f.engine.seen_count() == 4).await;
+    wait_until("all acked", T, || {
+        server.unacked("alice", "alarms") == 0 && server.unacked("alice", "measurements-v2") == 0
+    })
+    .await;
+    let kinds = feed.engine.kinds.lock().unwrap().clone();
+    assert!(
+        kinds.contains(&EventKind::Measurement) && kinds.contains(&EventKind::Unparsed),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::AlarmRaised)
+            .count(),
+        2
+    );
+    assert_eq!(
+        server.connects(),
+        2,
+        "the unparsed body did not cost the connection (1 test + 1 feed)"
+    );
+    assert_eq!(server.tokens_issued(), 2);
+    wait_until("unparsed count in the status", T, || {
+        feed.statuses
+            .1
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.contains("1 message(s) could not be read"))
+    })
+    .await;
+    feed.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_unstored_messages_are_not_acked_and_come_back() {
+    let server = sim(&["bob"]).await;
+    // The engine fails to store the first message: no ACK, the server keeps it.
+    server.publish("bob", "alarms", alarm_body("x-0"));
+    server.publish("bob", "alarms", alarm_body("x-1"));
+    let feed = run_feed(sim_cfg(&server, "bob"), Policy::RejectFirst(1));
+    feed.wait("2 deliveries", T, |f| f.engine.seen_count() == 2)
+        .await;
+    wait_until("one ack", T, || server.acks() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.unacked("bob", "alarms"), 1);
+    // The connection breaks: the unstored one comes back, flagged, and is stored now.
+    server.drop_connections();
+    feed.wait("redelivery", T, |f| f.engine.seen_count() == 3)
+        .await;
+    wait_until("all acked", T, || server.unacked("bob", "alarms") == 0).await;
+    let seen = feed.engine.seen.lock().unwrap().clone();
+    let acc = sim_account(&server, "bob");
+    assert_eq!(seen[2], (key_of(&acc, "x-0"), true));
+    assert_eq!(feed.engine.stored_keys().len(), 2);
+
+    // A client that dies with deliveries in hand: those come back on the next connection.
+    feed.handle.stop().await;
+    server.publish("bob", "alarms", alarm_body("y-0"));
+    server.publish("bob", "alarms", alarm_body("y-1"));
+    let f2 = run_feed(sim_cfg(&server, "bob"), Policy::ConfirmFirst(0));
+    f2.wait("held", T, |f| f.engine.seen_count() == 2).await;
+    f2.handle.stop().await;
+    f2.engine.held.lock().unwrap().clear();
+    let f3 = run_feed(sim_cfg(&server, "bob"), Policy::ConfirmAll);
+    f3.wait("redelivered", T, |f| f.engine.seen_count() == 2)
+        .await;
+    assert!(f3.engine.seen.lock().unwrap().iter().all(|(_, r)| *r));
+    wait_until("all acked", T, || server.unacked("bob", "alarms") == 0).await;
+    f3.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_error_frames_each_get_their_treatment() {
+    let server = sim(&["u1", "u2", "u3", "u4", "u5"]).await;
+
+    // invalid authorization once: one fresh token, then live.
+    server.fail_next_connect_with(ErrorKind::InvalidAuthorization);
+    let f = run_feed(sim_cfg(&server, "u1"), Policy::ConfirmAll);
+    f.wait("live after a fresh token", T, |f| {
+        f.statuses.last() == Some(FeedState::Live)
+    })
+    .await;
+    assert_eq!(server.tokens_issued(), 2);
+    f.handle.stop().await;
+
+    // invalid authorization twice in a row: login failed, and no retry loop.
+    server.fail_next_connect_with(ErrorKind::InvalidAuthorization);
+    server.fail_next_connect_with(ErrorKind::InvalidAuthorization);
+    let f = run_feed(sim_cfg(&server, "u2"), Policy::ConfirmAll);
+    f.wait("login failed", T, |f| {
+        matches!(f.statuses.last(), Some(FeedState::LoginFailed { .. }))
+    })
+    .await;
+    let (n, issued) = (f.statuses.all().len(), server.tokens_issued());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        (f.statuses.all().len(), server.tokens_issued()),
+        (n, issued),
+        "stopped until the user acts"
+    );
+    assert!(f
+        .statuses
+        .last()
+        .unwrap()
+        .describe()
+        .contains("login failed"));
+    f.handle.stop().await;
+
+    // rate limit with a figure: wait as told, shown in the status, then live.
+    server.fail_next_connect_with(ErrorKind::RateLimit {
+        wait_ms: Some(1500),
+    });
+    let f = run_feed(sim_cfg(&server, "u3"), Policy::ConfirmAll);
+    f.wait("live after the wait", T, |f| {
+        f.statuses.last() == Some(FeedState::Live)
+    })
+    .await;
+    assert!(
+        f.statuses.all().contains(&FeedState::Waiting {
+            secs: 2,
+            reason: "rate limit".into()
+        }),
+        "{:?}",
+        f.statuses.all()
+    );
+    f.handle.stop().await;
+
+    // max connections without a figure: 10 minutes, and a stop is still prompt.
+    server.fail_next_connect_with(ErrorKind::MaxConnections);
+    let f = run_feed(sim_cfg(&server, "u4"), Policy::ConfirmAll);
+    f.wait("waiting", T, |f| {
+        matches!(f.statuses.last(), Some(FeedState::Waiting { .. }))
+    })
+    .await;
+    let w = f.statuses.last().unwrap();
+    assert_eq!(
+        w,
+        FeedState::Waiting {
+            secs: 600,
+            reason: "too many connections".into()
+        }
+    );
+    assert_eq!(w.describe(), "waiting 10 min (too many connections)");
+    tokio::time::timeout(Duration::from_secs(5), f.handle.stop())
+        .await
+        .unwrap();
+
+    // Anything else: backoff, reconnect, resubscribe.
+    server.fail_next_connect_with(ErrorKind::Unable);
+    server.fail_next_connect_with(ErrorKind::SubscriptionRefused);
+    let f = run_feed(sim_cfg(&server, "u5"), Policy::ConfirmAll);
+    f.wait("live after errors", T, |f| {
+        f.statuses.last() == Some(FeedState::Live)
+    })
+    .await;
+    server.publish("u5", "alarms", alarm_body("after"));
+    f.wait("delivery", T, |f| f.engine.seen_count() == 1).await;
+    let waits = f
+        .statuses
+        .all()
+        .iter()
+        .filter(|s| matches!(s, FeedState::Waiting { reason, .. } if reason == "server error"))
+        .count();
+    assert_eq!(waits, 2);
+    f.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_token_expiry_renews_ahead_without_losing_a_message() {
+    let server = sim(&["tess"]).await;
+    server.set_token_lifetime(Duration::from_secs(3));
+    let feed = run_feed(sim_cfg(&server, "tess"), Policy::ConfirmAll);
+    feed.wait("live", T, |f| f.statuses.last() == Some(FeedState::Live))
+        .await;
+    for i in 0..70 {
+        server.publish("tess", "alarms", alarm_body(&format!("t-{i}")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    feed.wait("all 70 stored", T, |f| f.engine.stored_keys().len() == 70)
+        .await;
+    wait_until("all acked", T, || server.unacked("tess", "alarms") == 0).await;
+    assert!(
+        server.tokens_issued() >= 3,
+        "renewed: {}",
+        server.tokens_issued()
+    );
+    assert!(
+        server.connects() >= 3,
+        "a new session per token: {}",
+        server.connects()
+    );
+    let errors = feed.statuses.1.lock().unwrap().clone();
+    assert!(
+        !errors.iter().any(|e| e.contains("invalid authorization")),
+        "renewed ahead of expiry: {errors:?}"
+    );
+    assert!(!feed
+        .statuses
+        .all()
+        .iter()
+        .any(|s| matches!(s, FeedState::LoginFailed { .. } | FeedState::Waiting { .. })));
+    assert_no_unflagged_duplicates(&feed.engine.seen.lock().unwrap());
+    feed.handle.stop().await;
+    server.stop().await;
+}
+
+/// A wall clock that can jump, like a laptop waking from suspend.
+#[derive(Debug, Default)]
+struct JumpClock(std::sync::atomic::AtomicI64);
+
+impl saveris::Clock for JumpClock {
+    fn now(&self) -> jiff::Timestamp {
+        let off = jiff::SignedDuration::from_secs(self.0.load(std::sync::atomic::Ordering::SeqCst));
+        jiff::Timestamp::now().checked_add(off).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_suspend_resume_jump_reconnects_with_a_fresh_token() {
+    let server = sim(&["sam"]).await;
+    server.set_heart_beat((1000, 1000));
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = sim_cfg(&server, "sam");
+    cfg.heart_beat = (1000, 1000);
+    cfg.clock = clock.clone();
+    let feed = run_feed(cfg, Policy::ConfirmAll);
+    feed.wait("live", T, |f| f.statuses.last() == Some(FeedState::Live))
+        .await;
+    clock.0.store(2 * 3600, std::sync::atomic::Ordering::SeqCst);
+    feed.wait("live again", T, |f| f.statuses.count_live() >= 2)
+        .await;
+    assert_eq!(
+        server.tokens_issued(),
+        2,
+        "the jump made the token look expired: a new one was fetched"
+    );
+    server.publish("sam", "alarms", alarm_body("after-resume"));
+    feed.wait("delivery", T, |f| f.engine.seen_count() == 1)
+        .await;
+    feed.handle.stop().await;
+    server.stop().await;
 }

@@ -1,1 +1,2 @@
 //! Loopback servers that behave like Saveris and ELEMENT (demo mode, tests).
+pub mod saveris;
