@@ -326,7 +326,8 @@ async fn rabbit_live_delivery_and_buffering_while_away() {
         feed.engine.seen_count() == 3
     })
     .await;
-    assert_eq!(feed.statuses.last(), Some(FeedState::Live));
+    feed.wait("live", T, |f| f.statuses.last() == Some(FeedState::Live))
+        .await;
 
     // Live delivery.
     rabbit_publish(&broker.ws_url(), &dest, &bodies("live", 0..4)).await;
@@ -368,7 +369,10 @@ async fn rabbit_live_delivery_and_buffering_while_away() {
     assert_eq!(all[0], key_of(&account, "pre-0"));
     assert_eq!(feed.engine.kinds.lock().unwrap()[0], EventKind::AlarmRaised);
     feed2.handle.stop().await;
-    assert_eq!(feed2.statuses.last(), Some(FeedState::Idle));
+    wait_until("idle after stop", T, || {
+        feed2.statuses.last() == Some(FeedState::Idle)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,7 +536,8 @@ async fn rabbit_heartbeat_loss_is_detected_and_the_feed_recovers() {
         feed.engine.seen_count() >= 2
     })
     .await;
-    assert!(feed.statuses.count_live() >= 2, "{:?}", feed.statuses.all());
+    feed.wait("live twice", T, |f| f.statuses.count_live() >= 2)
+        .await;
     feed.handle.stop().await;
     proxy.task.abort();
 }
@@ -966,24 +971,25 @@ async fn sim_error_frames_each_get_their_treatment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_token_expiry_renews_ahead_without_losing_a_message() {
     let server = sim(&["tess"]).await;
-    server.set_token_lifetime(Duration::from_secs(3));
+    // Renewal is due 4/5 into the lifetime: 1.2 s ahead of expiry leaves room on a busy CI box.
+    server.set_token_lifetime(Duration::from_secs(6));
     let feed = run_feed(sim_cfg(&server, "tess"), Policy::ConfirmAll);
     feed.wait("live", T, |f| f.statuses.last() == Some(FeedState::Live))
         .await;
-    for i in 0..70 {
+    for i in 0..80 {
         server.publish("tess", "alarms", alarm_body(&format!("t-{i}")));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    feed.wait("all 70 stored", T, |f| f.engine.stored_keys().len() == 70)
+    feed.wait("all 80 stored", T, |f| f.engine.stored_keys().len() == 80)
         .await;
     wait_until("all acked", T, || server.unacked("tess", "alarms") == 0).await;
     assert!(
-        server.tokens_issued() >= 3,
+        server.tokens_issued() >= 2,
         "renewed: {}",
         server.tokens_issued()
     );
     assert!(
-        server.connects() >= 3,
+        server.connects() >= 2,
         "a new session per token: {}",
         server.connects()
     );
