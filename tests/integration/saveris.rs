@@ -204,7 +204,33 @@ impl Running {
 }
 
 pub fn run_feed(cfg: SaverisFeedConfig, policy: Policy) -> Running {
-    let (dtx, drx) = mpsc::channel(16);
+    run_feed_with(cfg, policy, 16, Duration::ZERO)
+}
+
+/// `capacity` of the delivery channel; the engine takes `delay` per delivery.
+pub fn run_feed_with(
+    cfg: SaverisFeedConfig,
+    policy: Policy,
+    capacity: usize,
+    delay: Duration,
+) -> Running {
+    let (dtx, drx) = mpsc::channel(capacity);
+    let drx = if delay.is_zero() {
+        drx
+    } else {
+        // A slow engine in front of the collecting one.
+        let (stx, srx) = mpsc::channel(1);
+        let mut drx = drx;
+        tokio::spawn(async move {
+            while let Some(d) = drx.recv().await {
+                tokio::time::sleep(delay).await;
+                if stx.send(d).await.is_err() {
+                    return;
+                }
+            }
+        });
+        srx
+    };
     let (stx, srx) = mpsc::unbounded_channel();
     let handle = saveris::spawn(cfg, dtx, stx);
     Running {
@@ -1043,4 +1069,119 @@ async fn sim_suspend_resume_jump_reconnects_with_a_fresh_token() {
         .await;
     feed.handle.stop().await;
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_slow_engine_applies_back_pressure_without_losing_the_link() {
+    let server = sim(&["pat"]).await;
+    server.set_heart_beat((500, 500));
+    for i in 0..12 {
+        server.publish("pat", "alarms", alarm_body(&format!("p-{i}")));
+    }
+    let mut cfg = sim_cfg(&server, "pat");
+    cfg.heart_beat = (500, 500);
+    // 12 × 250 ms = 3 s of a full channel: six times the heart-beat interval.
+    let feed = run_feed_with(cfg, Policy::ConfirmAll, 1, Duration::from_millis(250));
+    feed.wait("all 12", T, |f| f.engine.seen_count() == 12)
+        .await;
+    let acc = sim_account(&server, "pat");
+    let keys: Vec<String> = feed
+        .engine
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    let expected: Vec<String> = (0..12).map(|i| key_of(&acc, &format!("p-{i}"))).collect();
+    assert_eq!(keys, expected, "in order, once each");
+    assert_eq!(server.connects(), 1, "the link survived the back-pressure");
+    wait_until("all acked", T, || server.unacked("pat", "alarms") == 0).await;
+    feed.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_test_connection_explains_refusals() {
+    let server = sim(&["quinn"]).await;
+    let account = sim_account(&server, "quinn");
+    server.fail_next_connect_with(ErrorKind::RateLimit { wait_ms: None });
+    let err = saveris::test_connection(&account, Some("pw-quinn"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "The server refused the connection: rate limit; try again in 600 s."
+    );
+    server.fail_next_connect_with(ErrorKind::InvalidAuthorization);
+    let err = saveris::test_connection(&account, Some("pw-quinn"), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("login was refused"), "{err}");
+    let mut closed = account.clone();
+    closed.custom.as_mut().unwrap().ws_url = "ws://127.0.0.1:9/web-socket".into();
+    let err = saveris::test_connection(&closed, Some("pw-quinn"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Could not connect to 127.0.0.1"),
+        "{err}"
+    );
+    // At most 4 sessions per user, as the real service.
+    let feeds: Vec<Running> = (0..4)
+        .map(|_| run_feed(sim_cfg(&server, "quinn"), Policy::ConfirmAll))
+        .collect();
+    wait_until("4 sessions", T, || server.connections("quinn") == 4).await;
+    let err = saveris::test_connection(&account, Some("pw-quinn"), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too many connections"), "{err}");
+    for f in feeds {
+        f.handle.stop().await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cognito_token_renewal_in_a_live_feed_loses_nothing() {
+    // Cognito login at moto; the STOMP side is RabbitMQ, which ignores the Bearer header
+    // and takes its default user: what is tested is the renewal, not the broker's check.
+    let moto = tokio::task::spawn_blocking(Moto::shared).await.unwrap();
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let user = unique("cog");
+    let mut account = moto_account(&moto, &user, "Passw0rd!x", true).await;
+    account.custom = rabbit_account(&broker.ws_url(), &user).custom;
+    let dest = format!("/queue/{user}.alarms");
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = fast(SaverisFeedConfig::new(
+        account.clone(),
+        Some("Passw0rd!x".into()),
+        None,
+    ));
+    cfg.clock = clock.clone();
+    cfg.heart_beat = (0, 0); // so the clock jump below can only mean "token due"
+    let feed = run_feed(cfg, Policy::ConfirmAll);
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("c", 0..3)).await;
+    feed.wait("first 3", T, |f| f.engine.seen_count() == 3)
+        .await;
+
+    // 56 minutes later on the feed's clock: the 60 min token is due (5 min ahead).
+    clock.0.store(56 * 60, std::sync::atomic::Ordering::SeqCst);
+    feed.wait("a second session", T, |f| f.statuses.count_live() >= 2)
+        .await;
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("c", 3..6)).await;
+    feed.wait("next 3", T, |f| f.engine.stored_keys().len() == 6)
+        .await;
+    assert!(
+        !feed
+            .statuses
+            .all()
+            .iter()
+            .any(|s| matches!(s, FeedState::Waiting { .. } | FeedState::LoginFailed { .. })),
+        "renewal reconnects at once: {:?}",
+        feed.statuses.all()
+    );
+    assert_no_unflagged_duplicates(&feed.engine.seen.lock().unwrap());
+    feed.handle.stop().await;
 }

@@ -139,13 +139,13 @@ impl TokenSource {
     /// The token source of an account; `None` for a custom endpoint without a token URL
     /// (STOMP login/passcode instead).
     pub fn for_account(account: &SaverisAccount) -> Option<TokenSource> {
+        // A custom endpoint with the Data API method: its token URL, or none at all (STOMP
+        // login/passcode). With Cognito chosen, Cognito it is.
         if let Some(c) = &account.custom {
-            if c.token_url.trim().is_empty() {
-                return None;
-            }
             if account.login == LoginMethod::DataApi {
-                return Some(TokenSource::DataApi {
-                    url: c.token_url.trim().to_string(),
+                let url = c.token_url.trim();
+                return (!url.is_empty()).then(|| TokenSource::DataApi {
+                    url: url.to_string(),
                 });
             }
         }
@@ -389,6 +389,11 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(TokenSource::for_account(&a), None);
+        a.login = LoginMethod::Cognito;
+        assert!(matches!(
+            TokenSource::for_account(&a),
+            Some(TokenSource::Cognito { .. })
+        ));
     }
 
     #[test]
