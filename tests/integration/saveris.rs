@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use alarm_tray::simulate::saveris::{ErrorKind, SaverisServer};
+
 use crate::peers::moto::Moto;
 use crate::peers::rabbit::Broker;
 use crate::peers::unique;
@@ -64,6 +66,8 @@ pub enum Policy {
     ConfirmAll,
     /// Confirms the first n, then holds the rest unconfirmed (a crash before storing).
     ConfirmFirst(usize),
+    /// Rejects the first n (storing failed), then confirms.
+    RejectFirst(usize),
 }
 
 /// Collects deliveries like the real engine: stores each key once, then confirms.
@@ -98,11 +102,16 @@ impl Engine {
                     .push((d.event.key.clone(), d.event.replayed));
                 kinds.lock().unwrap().push(d.event.kind);
                 n += 1;
-                if let Policy::ConfirmFirst(k) = policy {
-                    if n > k {
+                match policy {
+                    Policy::ConfirmFirst(k) if n > k => {
                         held.lock().unwrap().push(d);
                         continue;
                     }
+                    Policy::RejectFirst(k) if n <= k => {
+                        d.ack.reject();
+                        continue;
+                    }
+                    _ => {}
                 }
                 let mut s = stored.lock().unwrap();
                 if !s.contains(&d.event.key) {
@@ -195,7 +204,33 @@ impl Running {
 }
 
 pub fn run_feed(cfg: SaverisFeedConfig, policy: Policy) -> Running {
-    let (dtx, drx) = mpsc::channel(16);
+    run_feed_with(cfg, policy, 16, Duration::ZERO)
+}
+
+/// `capacity` of the delivery channel; the engine takes `delay` per delivery.
+pub fn run_feed_with(
+    cfg: SaverisFeedConfig,
+    policy: Policy,
+    capacity: usize,
+    delay: Duration,
+) -> Running {
+    let (dtx, drx) = mpsc::channel(capacity);
+    let drx = if delay.is_zero() {
+        drx
+    } else {
+        // A slow engine in front of the collecting one.
+        let (stx, srx) = mpsc::channel(1);
+        let mut drx = drx;
+        tokio::spawn(async move {
+            while let Some(d) = drx.recv().await {
+                tokio::time::sleep(delay).await;
+                if stx.send(d).await.is_err() {
+                    return;
+                }
+            }
+        });
+        srx
+    };
     let (stx, srx) = mpsc::unbounded_channel();
     let handle = saveris::spawn(cfg, dtx, stx);
     Running {
@@ -317,7 +352,8 @@ async fn rabbit_live_delivery_and_buffering_while_away() {
         feed.engine.seen_count() == 3
     })
     .await;
-    assert_eq!(feed.statuses.last(), Some(FeedState::Live));
+    feed.wait("live", T, |f| f.statuses.last() == Some(FeedState::Live))
+        .await;
 
     // Live delivery.
     rabbit_publish(&broker.ws_url(), &dest, &bodies("live", 0..4)).await;
@@ -359,7 +395,10 @@ async fn rabbit_live_delivery_and_buffering_while_away() {
     assert_eq!(all[0], key_of(&account, "pre-0"));
     assert_eq!(feed.engine.kinds.lock().unwrap()[0], EventKind::AlarmRaised);
     feed2.handle.stop().await;
-    assert_eq!(feed2.statuses.last(), Some(FeedState::Idle));
+    wait_until("idle after stop", T, || {
+        feed2.statuses.last() == Some(FeedState::Idle)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,7 +562,8 @@ async fn rabbit_heartbeat_loss_is_detected_and_the_feed_recovers() {
         feed.engine.seen_count() >= 2
     })
     .await;
-    assert!(feed.statuses.count_live() >= 2, "{:?}", feed.statuses.all());
+    feed.wait("live twice", T, |f| f.statuses.count_live() >= 2)
+        .await;
     feed.handle.stop().await;
     proxy.task.abort();
 }
@@ -618,7 +658,8 @@ async fn cognito_login_reads_exp_and_renews() {
         (3500..=3600).contains(&life),
         "moto issues 1 h tokens: {life}"
     );
-    assert_eq!(t1.renew_at().as_second(), t1.exp.as_second() - 300);
+    assert_eq!(t1.lifetime, jiff::SignedDuration::from_hours(1));
+    assert!((t1.renew_at().as_second() - (t1.exp.as_second() - 300)).abs() <= 2);
     // Renewal is a fresh InitiateAuth: a second valid token.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let t2 = auth::login(&http, &source, "carol", "Passw0rd!x")
@@ -695,5 +736,452 @@ async fn cognito_rejections_are_sentences_and_stop_the_feed() {
         unreachable!()
     };
     assert!(message.contains("rejected"), "{message}");
+    feed.handle.stop().await;
+}
+
+// ---------------------------------------------------------------- scripted loopback Saveris
+// For what no real peer here does: the Data API token endpoint, Saveris's ERROR frames,
+// token expiry.
+
+fn sim_account(server: &SaverisServer, username: &str) -> SaverisAccount {
+    SaverisAccount {
+        id: format!("sim-{username}"),
+        username: username.into(),
+        login: LoginMethod::DataApi,
+        channels: Channels {
+            alarms: true,
+            measurements: false,
+            measurements_v2: true,
+        },
+        custom: Some(CustomEndpoint {
+            ws_url: server.ws_url(),
+            destination_pattern: String::new(),
+            token_url: server.token_url(),
+            stomp_login: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn sim(users: &[&str]) -> SaverisServer {
+    SaverisServer::start(
+        users
+            .iter()
+            .map(|u| (u.to_string(), format!("pw-{u}")))
+            .collect(),
+    )
+    .await
+    .unwrap()
+}
+
+fn sim_cfg(server: &SaverisServer, user: &str) -> SaverisFeedConfig {
+    fast(SaverisFeedConfig::new(
+        sim_account(server, user),
+        Some(format!("pw-{user}")),
+        None,
+    ))
+}
+
+const V2: &str = r#"{"uuid":"v2-1","sensor_uuid":"s9","channel_no":1,"physical_property_name":"Temperature","physical_unit":"°C","timestamp":"2024-05-01T10:00:00Z","measurement":3.25,"serial_no":"777"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_data_api_login_delivery_buffering_and_unparsed_bodies() {
+    let server = sim(&["alice"]).await;
+    let account = sim_account(&server, "alice");
+
+    let ok = saveris::test_connection(&account, Some("pw-alice"), None)
+        .await
+        .unwrap();
+    assert_eq!(ok, "Connected to ActiveMQ/5.17.2 as alice");
+    let err = saveris::test_connection(&account, Some("nope-secret"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("rejected the user name or password"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("nope-secret"));
+    let mut gone = account.clone();
+    gone.custom.as_mut().unwrap().token_url = "http://127.0.0.1:9/v1/token".into();
+    let err = saveris::test_connection(&gone, Some("pw-alice"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Could not reach the login server 127.0.0.1"),
+        "{err}"
+    );
+
+    // Buffered while nobody listens.
+    server.publish("alice", "alarms", alarm_body("b-0"));
+    server.publish("alice", "measurements-v2", V2.to_string());
+    let feed = run_feed(sim_cfg(&server, "alice"), Policy::ConfirmAll);
+    feed.wait("2 buffered", T, |f| f.engine.seen_count() == 2)
+        .await;
+    // Live, including a body that does not parse: stored, acknowledged, counted.
+    server.publish("alice", "alarms", "this is not json".into());
+    server.publish("alice", "alarms", alarm_body("l-0"));
+    feed.wait("2 live", T, |f| f.engine.seen_count() == 4).await;
+    wait_until("all acked", T, || {
+        server.unacked("alice", "alarms") == 0 && server.unacked("alice", "measurements-v2") == 0
+    })
+    .await;
+    let kinds = feed.engine.kinds.lock().unwrap().clone();
+    assert!(
+        kinds.contains(&EventKind::Measurement) && kinds.contains(&EventKind::Unparsed),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::AlarmRaised)
+            .count(),
+        2
+    );
+    assert_eq!(
+        server.connects(),
+        2,
+        "the unparsed body did not cost the connection (1 test + 1 feed)"
+    );
+    assert_eq!(server.tokens_issued(), 2);
+    wait_until("unparsed count in the status", T, || {
+        feed.statuses
+            .1
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.contains("1 message(s) could not be read"))
+    })
+    .await;
+    feed.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_unstored_messages_are_not_acked_and_come_back() {
+    let server = sim(&["bob"]).await;
+    // The engine fails to store the first message: no ACK, the server keeps it.
+    server.publish("bob", "alarms", alarm_body("x-0"));
+    server.publish("bob", "alarms", alarm_body("x-1"));
+    let feed = run_feed(sim_cfg(&server, "bob"), Policy::RejectFirst(1));
+    feed.wait("2 deliveries", T, |f| f.engine.seen_count() == 2)
+        .await;
+    wait_until("one ack", T, || server.acks() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.unacked("bob", "alarms"), 1);
+    // The connection breaks: the unstored one comes back, flagged, and is stored now.
+    server.drop_connections();
+    feed.wait("redelivery", T, |f| f.engine.seen_count() == 3)
+        .await;
+    wait_until("all acked", T, || server.unacked("bob", "alarms") == 0).await;
+    let seen = feed.engine.seen.lock().unwrap().clone();
+    let acc = sim_account(&server, "bob");
+    assert_eq!(seen[2], (key_of(&acc, "x-0"), true));
+    assert_eq!(feed.engine.stored_keys().len(), 2);
+
+    // A client that dies with deliveries in hand: those come back on the next connection.
+    feed.handle.stop().await;
+    server.publish("bob", "alarms", alarm_body("y-0"));
+    server.publish("bob", "alarms", alarm_body("y-1"));
+    let f2 = run_feed(sim_cfg(&server, "bob"), Policy::ConfirmFirst(0));
+    f2.wait("held", T, |f| f.engine.seen_count() == 2).await;
+    f2.handle.stop().await;
+    f2.engine.held.lock().unwrap().clear();
+    let f3 = run_feed(sim_cfg(&server, "bob"), Policy::ConfirmAll);
+    f3.wait("redelivered", T, |f| f.engine.seen_count() == 2)
+        .await;
+    assert!(f3.engine.seen.lock().unwrap().iter().all(|(_, r)| *r));
+    wait_until("all acked", T, || server.unacked("bob", "alarms") == 0).await;
+    f3.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_error_frames_each_get_their_treatment() {
+    let server = sim(&["u1", "u2", "u3", "u4", "u5"]).await;
+
+    // invalid authorization once: one fresh token, then live.
+    server.fail_next_connect_with(ErrorKind::InvalidAuthorization);
+    let f = run_feed(sim_cfg(&server, "u1"), Policy::ConfirmAll);
+    f.wait("live after a fresh token", T, |f| {
+        f.statuses.last() == Some(FeedState::Live)
+    })
+    .await;
+    assert_eq!(server.tokens_issued(), 2);
+    f.handle.stop().await;
+
+    // invalid authorization twice in a row: login failed, and no retry loop.
+    server.fail_next_connect_with(ErrorKind::InvalidAuthorization);
+    server.fail_next_connect_with(ErrorKind::InvalidAuthorization);
+    let f = run_feed(sim_cfg(&server, "u2"), Policy::ConfirmAll);
+    f.wait("login failed", T, |f| {
+        matches!(f.statuses.last(), Some(FeedState::LoginFailed { .. }))
+    })
+    .await;
+    let (n, issued) = (f.statuses.all().len(), server.tokens_issued());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        (f.statuses.all().len(), server.tokens_issued()),
+        (n, issued),
+        "stopped until the user acts"
+    );
+    assert!(f
+        .statuses
+        .last()
+        .unwrap()
+        .describe()
+        .contains("login failed"));
+    f.handle.stop().await;
+
+    // rate limit with a figure: wait as told, shown in the status, then live.
+    server.fail_next_connect_with(ErrorKind::RateLimit {
+        wait_ms: Some(1500),
+    });
+    let f = run_feed(sim_cfg(&server, "u3"), Policy::ConfirmAll);
+    f.wait("live after the wait", T, |f| {
+        f.statuses.last() == Some(FeedState::Live)
+    })
+    .await;
+    assert!(
+        f.statuses.all().contains(&FeedState::Waiting {
+            secs: 2,
+            reason: "rate limit".into()
+        }),
+        "{:?}",
+        f.statuses.all()
+    );
+    f.handle.stop().await;
+
+    // max connections without a figure: 10 minutes, and a stop is still prompt.
+    server.fail_next_connect_with(ErrorKind::MaxConnections);
+    let f = run_feed(sim_cfg(&server, "u4"), Policy::ConfirmAll);
+    f.wait("waiting", T, |f| {
+        matches!(f.statuses.last(), Some(FeedState::Waiting { .. }))
+    })
+    .await;
+    let w = f.statuses.last().unwrap();
+    assert_eq!(
+        w,
+        FeedState::Waiting {
+            secs: 600,
+            reason: "too many connections".into()
+        }
+    );
+    assert_eq!(w.describe(), "waiting 10 min (too many connections)");
+    tokio::time::timeout(Duration::from_secs(5), f.handle.stop())
+        .await
+        .unwrap();
+
+    // Anything else: backoff, reconnect, resubscribe.
+    server.fail_next_connect_with(ErrorKind::Unable);
+    server.fail_next_connect_with(ErrorKind::SubscriptionRefused);
+    let f = run_feed(sim_cfg(&server, "u5"), Policy::ConfirmAll);
+    f.wait("live after errors", T, |f| {
+        f.statuses.last() == Some(FeedState::Live)
+    })
+    .await;
+    server.publish("u5", "alarms", alarm_body("after"));
+    f.wait("delivery", T, |f| f.engine.seen_count() == 1).await;
+    let waits = f
+        .statuses
+        .all()
+        .iter()
+        .filter(|s| matches!(s, FeedState::Waiting { reason, .. } if reason == "server error"))
+        .count();
+    assert_eq!(waits, 2);
+    f.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_token_expiry_renews_ahead_without_losing_a_message() {
+    let server = sim(&["tess"]).await;
+    // Renewal is due 4/5 into the lifetime: 1.2 s ahead of expiry leaves room on a busy CI box.
+    server.set_token_lifetime(Duration::from_secs(6));
+    let feed = run_feed(sim_cfg(&server, "tess"), Policy::ConfirmAll);
+    feed.wait("live", T, |f| f.statuses.last() == Some(FeedState::Live))
+        .await;
+    for i in 0..80 {
+        server.publish("tess", "alarms", alarm_body(&format!("t-{i}")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    feed.wait("all 80 stored", T, |f| f.engine.stored_keys().len() == 80)
+        .await;
+    wait_until("all acked", T, || server.unacked("tess", "alarms") == 0).await;
+    assert!(
+        server.tokens_issued() >= 2,
+        "renewed: {}",
+        server.tokens_issued()
+    );
+    assert!(
+        server.connects() >= 2,
+        "a new session per token: {}",
+        server.connects()
+    );
+    let errors = feed.statuses.1.lock().unwrap().clone();
+    assert!(
+        !errors.iter().any(|e| e.contains("invalid authorization")),
+        "renewed ahead of expiry: {errors:?}"
+    );
+    assert!(!feed
+        .statuses
+        .all()
+        .iter()
+        .any(|s| matches!(s, FeedState::LoginFailed { .. } | FeedState::Waiting { .. })));
+    assert_no_unflagged_duplicates(&feed.engine.seen.lock().unwrap());
+    feed.handle.stop().await;
+    server.stop().await;
+}
+
+/// A wall clock that can jump, like a laptop waking from suspend.
+#[derive(Debug, Default)]
+struct JumpClock(std::sync::atomic::AtomicI64);
+
+impl saveris::Clock for JumpClock {
+    fn now(&self) -> jiff::Timestamp {
+        let off = jiff::SignedDuration::from_secs(self.0.load(std::sync::atomic::Ordering::SeqCst));
+        jiff::Timestamp::now().checked_add(off).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_suspend_resume_jump_reconnects_with_a_fresh_token() {
+    let server = sim(&["sam"]).await;
+    server.set_heart_beat((1000, 1000));
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = sim_cfg(&server, "sam");
+    cfg.heart_beat = (1000, 1000);
+    cfg.clock = clock.clone();
+    let feed = run_feed(cfg, Policy::ConfirmAll);
+    feed.wait("live", T, |f| f.statuses.last() == Some(FeedState::Live))
+        .await;
+    clock.0.store(2 * 3600, std::sync::atomic::Ordering::SeqCst);
+    feed.wait("live again", T, |f| f.statuses.count_live() >= 2)
+        .await;
+    assert_eq!(
+        server.tokens_issued(),
+        2,
+        "the jump made the token look expired: a new one was fetched"
+    );
+    server.publish("sam", "alarms", alarm_body("after-resume"));
+    feed.wait("delivery", T, |f| f.engine.seen_count() == 1)
+        .await;
+    feed.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_slow_engine_applies_back_pressure_without_losing_the_link() {
+    let server = sim(&["pat"]).await;
+    server.set_heart_beat((500, 500));
+    for i in 0..12 {
+        server.publish("pat", "alarms", alarm_body(&format!("p-{i}")));
+    }
+    let mut cfg = sim_cfg(&server, "pat");
+    cfg.heart_beat = (500, 500);
+    // 12 × 250 ms = 3 s of a full channel: six times the heart-beat interval.
+    let feed = run_feed_with(cfg, Policy::ConfirmAll, 1, Duration::from_millis(250));
+    feed.wait("all 12", T, |f| f.engine.seen_count() == 12)
+        .await;
+    let acc = sim_account(&server, "pat");
+    let keys: Vec<String> = feed
+        .engine
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    let expected: Vec<String> = (0..12).map(|i| key_of(&acc, &format!("p-{i}"))).collect();
+    assert_eq!(keys, expected, "in order, once each");
+    assert_eq!(server.connects(), 1, "the link survived the back-pressure");
+    wait_until("all acked", T, || server.unacked("pat", "alarms") == 0).await;
+    feed.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_test_connection_explains_refusals() {
+    let server = sim(&["quinn"]).await;
+    let account = sim_account(&server, "quinn");
+    server.fail_next_connect_with(ErrorKind::RateLimit { wait_ms: None });
+    let err = saveris::test_connection(&account, Some("pw-quinn"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "The server refused the connection: rate limit; try again in 600 s."
+    );
+    server.fail_next_connect_with(ErrorKind::InvalidAuthorization);
+    let err = saveris::test_connection(&account, Some("pw-quinn"), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("login was refused"), "{err}");
+    let mut closed = account.clone();
+    closed.custom.as_mut().unwrap().ws_url = "ws://127.0.0.1:9/web-socket".into();
+    let err = saveris::test_connection(&closed, Some("pw-quinn"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Could not connect to 127.0.0.1"),
+        "{err}"
+    );
+    // At most 4 sessions per user, as the real service.
+    let feeds: Vec<Running> = (0..4)
+        .map(|_| run_feed(sim_cfg(&server, "quinn"), Policy::ConfirmAll))
+        .collect();
+    wait_until("4 sessions", T, || server.connections("quinn") == 4).await;
+    let err = saveris::test_connection(&account, Some("pw-quinn"), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too many connections"), "{err}");
+    for f in feeds {
+        f.handle.stop().await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cognito_token_renewal_in_a_live_feed_loses_nothing() {
+    // Cognito login at moto; the STOMP side is RabbitMQ, which ignores the Bearer header
+    // and takes its default user: what is tested is the renewal, not the broker's check.
+    let moto = tokio::task::spawn_blocking(Moto::shared).await.unwrap();
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let user = unique("cog");
+    let mut account = moto_account(&moto, &user, "Passw0rd!x", true).await;
+    account.custom = rabbit_account(&broker.ws_url(), &user).custom;
+    let dest = format!("/queue/{user}.alarms");
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = fast(SaverisFeedConfig::new(
+        account.clone(),
+        Some("Passw0rd!x".into()),
+        None,
+    ));
+    cfg.clock = clock.clone();
+    cfg.heart_beat = (0, 0); // so the clock jump below can only mean "token due"
+    let feed = run_feed(cfg, Policy::ConfirmAll);
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("c", 0..3)).await;
+    feed.wait("first 3", T, |f| f.engine.seen_count() == 3)
+        .await;
+
+    // 56 minutes later on the feed's clock: the 60 min token is due (5 min ahead).
+    clock.0.store(56 * 60, std::sync::atomic::Ordering::SeqCst);
+    feed.wait("a second session", T, |f| f.statuses.count_live() >= 2)
+        .await;
+    rabbit_publish(&broker.ws_url(), &dest, &bodies("c", 3..6)).await;
+    feed.wait("next 3", T, |f| f.engine.stored_keys().len() == 6)
+        .await;
+    assert!(
+        !feed
+            .statuses
+            .all()
+            .iter()
+            .any(|s| matches!(s, FeedState::Waiting { .. } | FeedState::LoginFailed { .. })),
+        "renewal reconnects at once: {:?}",
+        feed.statuses.all()
+    );
+    assert_no_unflagged_duplicates(&feed.engine.seen.lock().unwrap());
     feed.handle.stop().await;
 }

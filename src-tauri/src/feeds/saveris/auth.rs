@@ -21,9 +21,13 @@ const FALLBACK_LIFETIME: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub struct Token {
     pub id_token: String,
+    /// The JWT's `exp` (the server's clock).
     pub exp: Timestamp,
-    /// When it was fetched (local clock): the renewal point is a share of the lifetime.
+    /// When it was fetched, on the feed's clock.
     pub fetched_at: Timestamp,
+    /// `exp - iat` from the JWT: renewal is planned on the local clock from this, so a
+    /// local clock that is off (or jumps) cannot make every fresh token look expired.
+    pub lifetime: jiff::SignedDuration,
 }
 
 impl fmt::Debug for Token {
@@ -31,33 +35,48 @@ impl fmt::Debug for Token {
         f.debug_struct("Token")
             .field("id_token", &"<redacted>")
             .field("exp", &self.exp)
+            .field("lifetime", &self.lifetime)
             .finish()
     }
 }
 
 impl Token {
-    /// Builds a token from a JWT, reading `exp`; `fallback` when the JWT has none.
+    /// Builds a token from a JWT, reading `exp` (and `iat`); `fallback` is the lifetime
+    /// when the JWT says nothing usable.
     pub fn from_jwt(id_token: String, fetched_at: Timestamp, fallback: Duration) -> Token {
-        let exp = jwt_exp(&id_token).unwrap_or_else(|| {
-            fetched_at
-                .checked_add(jiff::SignedDuration::try_from(fallback).unwrap_or_default())
-                .unwrap_or(fetched_at)
-        });
+        let fallback =
+            jiff::SignedDuration::try_from(fallback).unwrap_or(jiff::SignedDuration::from_hours(1));
+        let claims = jwt_claims(&id_token);
+        let second = |name: &str| {
+            claims
+                .as_ref()
+                .and_then(|c| c.get(name))
+                .and_then(Value::as_i64)
+                .and_then(|s| Timestamp::from_second(s).ok())
+        };
+        let (exp, iat) = (second("exp"), second("iat"));
+        let lifetime = match (exp, iat) {
+            (Some(e), Some(i)) if e > i => e.duration_since(i),
+            (Some(e), _) if e > fetched_at => e.duration_since(fetched_at),
+            _ => fallback,
+        };
+        let exp = exp.unwrap_or_else(|| fetched_at.checked_add(lifetime).unwrap_or(fetched_at));
         Token {
             id_token,
             exp,
             fetched_at,
+            lifetime,
         }
     }
 
     /// When to fetch a new one: a fifth of the lifetime ahead of expiry, at most 5 min
     /// ahead, so a 60 min token renews after 55 min and a 20 s test token after 16 s.
     pub fn renew_at(&self) -> Timestamp {
-        let life = self.exp.duration_since(self.fetched_at);
-        let margin = (life / 5)
-            .min(jiff::SignedDuration::from_mins(5))
-            .max(jiff::SignedDuration::ZERO);
-        self.exp.checked_sub(margin).unwrap_or(self.exp)
+        let life = self.lifetime.max(jiff::SignedDuration::ZERO);
+        let margin = (life / 5).min(jiff::SignedDuration::from_mins(5));
+        self.fetched_at
+            .checked_add(life - margin)
+            .unwrap_or(self.fetched_at)
     }
 }
 
@@ -120,13 +139,13 @@ impl TokenSource {
     /// The token source of an account; `None` for a custom endpoint without a token URL
     /// (STOMP login/passcode instead).
     pub fn for_account(account: &SaverisAccount) -> Option<TokenSource> {
+        // A custom endpoint with the Data API method: its token URL, or none at all (STOMP
+        // login/passcode). With Cognito chosen, Cognito it is.
         if let Some(c) = &account.custom {
-            if c.token_url.trim().is_empty() {
-                return None;
-            }
             if account.login == LoginMethod::DataApi {
-                return Some(TokenSource::DataApi {
-                    url: c.token_url.trim().to_string(),
+                let url = c.token_url.trim();
+                return (!url.is_empty()).then(|| TokenSource::DataApi {
+                    url: url.to_string(),
                 });
             }
         }
@@ -370,6 +389,11 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(TokenSource::for_account(&a), None);
+        a.login = LoginMethod::Cognito;
+        assert!(matches!(
+            TokenSource::for_account(&a),
+            Some(TokenSource::Cognito { .. })
+        ));
     }
 
     #[test]

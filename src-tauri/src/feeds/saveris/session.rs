@@ -542,7 +542,10 @@ pub(super) async fn run(
                         _ = until_stopped(&mut stop) => break,
                     };
                     match fetched {
-                        Ok(t) => feed.token = Some(t),
+                        Ok(mut t) => {
+                            t.fetched_at = feed.clock.now();
+                            feed.token = Some(t);
+                        }
                         Err(e) if e.is_rejection() => {
                             feed.status.last_error = Some(e.to_string());
                             return feed
@@ -694,6 +697,16 @@ async fn serve(
     }
 
     let end = loop {
+        // Wake exactly when the token is due, not up to a tick later: short-lived tokens
+        // leave little margin.
+        let renew_in = match (&feed.token, &feed.endpoint.token_source) {
+            (Some(t), Some(_)) if renewal.is_none() && drain_until.is_none() => {
+                let target = renew_retry_at.map_or(t.renew_at(), |r| r.max(t.renew_at()));
+                let left = target.duration_since(clock.now());
+                Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
+            }
+            _ => None,
+        };
         tokio::select! {
             biased;
             _ = until_stopped(&mut stop) => {
@@ -770,13 +783,21 @@ async fn serve(
                 renewal = None;
                 match done {
                     Ok(Ok(t)) => {
+                        // The old token's expiry on our clock bounds the drain below.
+                        let left = feed
+                            .token
+                            .as_ref()
+                            .and_then(|old| old.fetched_at.checked_add(old.lifetime).ok())
+                            .map(|exp| Duration::try_from(exp.duration_since(clock.now())).unwrap_or(Duration::ZERO));
                         feed.token = Some(t);
                         // Let confirmations in flight arrive before switching connections, so
-                        // little is redelivered; the drain is bounded.
+                        // little is redelivered; the drain is bounded, and ends well before the
+                        // old token does.
                         if inflight.is_empty() && pending.is_empty() {
                             break ConnEnd::Renew;
                         }
-                        drain_until = Some(tokio::time::Instant::now() + feed.cfg.drain_timeout);
+                        let drain = left.map_or(feed.cfg.drain_timeout, |l| feed.cfg.drain_timeout.min(l / 2));
+                        drain_until = Some(tokio::time::Instant::now() + drain);
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(feed = %feed.status.feed, error = %e, "token renewal failed; keeping the current session");
@@ -786,7 +807,7 @@ async fn serve(
                     Err(_) => renew_retry_at = clock.now().checked_add(jiff::SignedDuration::from_secs(30)).ok(),
                 }
             }
-            _ = tick.tick() => {
+            _ = tick_or(&mut tick, renew_in.or(drain_until.map(|d| d.saturating_duration_since(tokio::time::Instant::now())))) => {
                 let now = clock.now();
                 if let Some(expect) = link.expect_within {
                     let silent = now.duration_since(last_rx);
@@ -808,7 +829,12 @@ async fn serve(
                         let (http, source) = (feed.http.clone(), source.clone());
                         let user = feed.cfg.account.username.trim().to_string();
                         let password = feed.cfg.password.clone().unwrap_or_default();
-                        renewal = Some(tokio::spawn(async move { auth::login(&http, &source, &user, &password).await }));
+                        let clock = clock.clone();
+                        renewal = Some(tokio::spawn(async move {
+                            let mut t = auth::login(&http, &source, &user, &password).await?;
+                            t.fetched_at = clock.now();
+                            Ok(t)
+                        }));
                     }
                 }
                 if drain_until.is_some_and(|d| tokio::time::Instant::now() >= d) {
@@ -834,6 +860,19 @@ async fn serve(
         ConnEnd::Stop | ConnEnd::Renew => disconnect(link).await,
     }
     end
+}
+
+/// The next tick, or `early` if that comes first.
+async fn tick_or(tick: &mut tokio::time::Interval, early: Option<Duration>) {
+    match early {
+        Some(d) => tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::time::sleep(d) => {}
+        },
+        None => {
+            tick.tick().await;
+        }
+    }
 }
 
 /// Turns one received frame into a pending delivery; `Some` ends the connection.
