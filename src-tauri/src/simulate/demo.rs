@@ -8,25 +8,32 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::element::{ElementServer, ElementServerConfig, KeyRole, SimDevice};
+use super::saveris::SaverisServer;
 use super::scenario::{self, Emit, Scenario};
 use crate::secrets::SecretKey;
 use crate::settings::{
-    ElementAccount, ElementKind, ElementScope, ElementSubscription, Limit, RuleTarget, Settings,
-    ThresholdRule,
+    Channels, CustomEndpoint, ElementAccount, ElementKind, ElementScope, ElementSubscription,
+    Limit, RuleTarget, SaverisAccount, Settings, ThresholdRule,
 };
 
 pub const ELEMENT_KEY: &str = "demo-element-key-0123456789";
 pub const ELEMENT_ACCOUNT: &str = "demo-element";
+pub const SAVERIS_ACCOUNT: &str = "demo-saveris";
+pub const SAVERIS_USER: &str = "demo";
+pub const SAVERIS_PASSWORD: &str = "demo-password";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("the demo ELEMENT server could not start: {0}")]
     Element(#[from] super::element::SimError),
+    #[error("the demo Saveris server could not start: {0}")]
+    Saveris(#[from] super::saveris::SimulateError),
 }
 
 /// The running demo servers and scenario.
 pub struct Demo {
     pub element: Arc<ElementServer>,
+    pub saveris: Arc<SaverisServer>,
     pub seed: u64,
     scenario: JoinHandle<()>,
 }
@@ -52,9 +59,12 @@ impl Demo {
         };
         let _ = element_port; // fixed ports: see `simulate --port`
         let element = Arc::new(ElementServer::start(cfg).await?);
-        let scenario = tokio::spawn(run_scenario(seed, element.clone()));
+        let users = vec![(SAVERIS_USER.into(), SAVERIS_PASSWORD.into())];
+        let saveris = Arc::new(SaverisServer::start(users).await?);
+        let scenario = tokio::spawn(run_scenario(seed, element.clone(), saveris.clone()));
         Ok(Demo {
             element,
+            saveris,
             seed,
             scenario,
         })
@@ -63,6 +73,22 @@ impl Demo {
     /// Demo accounts and rules: what a newcomer would have set up.
     pub fn settings(&self) -> Settings {
         let mut s = Settings::default();
+        s.saveris.push(SaverisAccount {
+            id: SAVERIS_ACCOUNT.into(),
+            username: SAVERIS_USER.into(),
+            channels: Channels {
+                alarms: true,
+                measurements: false,
+                measurements_v2: true,
+            },
+            custom: Some(CustomEndpoint {
+                ws_url: self.saveris.ws_url(),
+                destination_pattern: String::new(),
+                token_url: self.saveris.token_url(),
+                stomp_login: String::new(),
+            }),
+            ..Default::default()
+        });
         s.element.push(ElementAccount {
             id: ELEMENT_ACCOUNT.into(),
             enabled: true,
@@ -97,16 +123,25 @@ impl Demo {
 
     /// The secrets the demo accounts need (stored in the in-memory demo keyring).
     pub fn secrets(&self) -> Vec<(SecretKey, String)> {
-        vec![(
-            SecretKey::ElementApiKey(ELEMENT_ACCOUNT.into()),
-            ELEMENT_KEY.into(),
-        )]
+        vec![
+            (
+                SecretKey::ElementApiKey(ELEMENT_ACCOUNT.into()),
+                ELEMENT_KEY.into(),
+            ),
+            (
+                SecretKey::SaverisPassword(SAVERIS_ACCOUNT.into()),
+                SAVERIS_PASSWORD.into(),
+            ),
+        ]
     }
 
     /// Lines for `simulate`: where the servers are and how to log in.
     pub fn describe(&self) -> String {
         format!(
-            "ELEMENT-compatible server: {}\n  API key: {ELEMENT_KEY}\n  devices: {}\n  readings socket: {}/api/v1/readings/socket?auth={ELEMENT_KEY}",
+            "Saveris-compatible server:\n  token endpoint (Data API style): POST {}\n  STOMP over WebSocket: {}\n  user: {SAVERIS_USER}  password: {SAVERIS_PASSWORD}\n  destinations: /queue/{SAVERIS_USER}/alarms, /queue/{SAVERIS_USER}/measurements-v2\n\
+             ELEMENT-compatible server: {}\n  API key: {ELEMENT_KEY}\n  devices: {}\n  readings socket: {}/api/v1/readings/socket?auth={ELEMENT_KEY}",
+            self.saveris.token_url(),
+            self.saveris.ws_url(),
             self.element.base_url(),
             scenario::ELEMENT_DEVICES.iter().map(|d| d.0).collect::<Vec<_>>().join(", "),
             self.element.base_url().replacen("http", "ws", 1),
@@ -118,10 +153,13 @@ impl Demo {
         if let Ok(e) = Arc::try_unwrap(self.element) {
             e.stop().await;
         }
+        if let Ok(s) = Arc::try_unwrap(self.saveris) {
+            s.stop().await;
+        }
     }
 }
 
-async fn run_scenario(seed: u64, element: Arc<ElementServer>) {
+async fn run_scenario(seed: u64, element: Arc<ElementServer>, saveris: Arc<SaverisServer>) {
     let mut scenario = Scenario::new(seed);
     let mut tick = tokio::time::interval(scenario::TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,7 +172,9 @@ async fn run_scenario(seed: u64, element: Arc<ElementServer>) {
                 Emit::Element { device, data } => {
                     element.push_reading(device, data);
                 }
-                Emit::Saveris { .. } => {}
+                Emit::Saveris { channel, body } => {
+                    saveris.publish(SAVERIS_USER, channel, body.to_string())
+                }
             }
         }
     }
