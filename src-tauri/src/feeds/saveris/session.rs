@@ -626,7 +626,7 @@ pub(super) async fn run(
                     } else {
                         return feed
                             .halt(FeedState::LoginFailed {
-                                message: format!("login failed ({msg})"),
+                                message: format!("Saveris refused the login ({msg})"),
                             })
                             .await;
                     }
