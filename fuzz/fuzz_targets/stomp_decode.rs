@@ -28,11 +28,22 @@ fuzz_target!(|data: &[u8]| {
                     again.push(&wire);
                     // A NUL in a body without content-length cannot be re-encoded as is;
                     // everything else must come back identical.
-                    if frame.header("content-length").is_some() || !frame.body.contains(&0) {
+                    // The connect handshake has no header escaping, so a value ending in CR
+                    // cannot be written (its CR would read as part of a CRLF).
+                    let unescaped = matches!(
+                        frame.command,
+                        stomp::Command::Connect | stomp::Command::Connected | stomp::Command::Stomp
+                    );
+                    let trailing_cr = frame.headers.iter().any(|(_, v)| v.ends_with('\r'));
+                    let nul_ok =
+                        frame.header("content-length").is_some() || !frame.body.contains(&0);
+                    if nul_ok && !(unescaped && trailing_cr) {
                         assert_eq!(again.next_frame(), Ok(Some(frame)));
                     }
                 }
                 Ok(None) => break,
+                // Recoverable: the decoder skips the body and goes on.
+                Err(stomp::StompError::Oversized { .. }) => {}
                 Err(_) => break,
             }
         }

@@ -48,20 +48,23 @@ fn run(chunks: &[Vec<u8>], frames_per_round: usize, rounds: usize) -> f64 {
 }
 
 fn main() {
-    const FRAMES: usize = 10_000;
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this too, and then a
+    // quick smoke run is enough.
+    let full = std::env::args().any(|a| a == "--bench");
+    let frames_n: usize = if full { 10_000 } else { 500 };
     let rounds = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(if full { 5 } else { 1 });
     for (label, with_length) in [("content-length", true), ("NUL-terminated", false)] {
-        let frames: Vec<Vec<u8>> = (0..FRAMES).map(|i| message(i, with_length)).collect();
+        let frames: Vec<Vec<u8>> = (0..frames_n).map(|i| message(i, with_length)).collect();
         let size = frames[0].len();
         // One frame per WebSocket message (what brokers send)...
-        let one_each = run(&frames, FRAMES, rounds);
+        let one_each = run(&frames, frames_n, rounds);
         // ...and the same bytes cut into 4 KiB pieces regardless of frame borders.
         let all: Vec<u8> = frames.concat();
         let pieces: Vec<Vec<u8>> = all.chunks(4096).map(<[u8]>::to_vec).collect();
-        let split = run(&pieces, FRAMES, rounds);
+        let split = run(&pieces, frames_n, rounds);
         println!(
             "stomp_decode {label:>15} ({size} B frames): {one_each:>10.0} frames/s one per message, {split:>10.0} frames/s in 4 KiB pieces"
         );

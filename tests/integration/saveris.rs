@@ -1185,3 +1185,53 @@ async fn cognito_token_renewal_in_a_live_feed_loses_nothing() {
     assert_no_unflagged_duplicates(&feed.engine.seen.lock().unwrap());
     feed.handle.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_oversized_message_is_recorded_and_acked_not_redelivered_forever() {
+    let server = sim(&["olga"]).await;
+    let mut cfg = sim_cfg(&server, "olga");
+    cfg.max_frame = 4096;
+    server.publish(
+        "olga",
+        "alarms",
+        format!("{{\"pad\":\"{}\"}}", "x".repeat(20_000)),
+    );
+    server.publish("olga", "alarms", alarm_body("small"));
+    let feed = run_feed(cfg, Policy::ConfirmAll);
+    feed.wait("both", T, |f| f.engine.seen_count() == 2).await;
+    assert_eq!(
+        *feed.engine.kinds.lock().unwrap(),
+        vec![EventKind::Unparsed, EventKind::AlarmRaised]
+    );
+    wait_until("all acked", T, || server.unacked("olga", "alarms") == 0).await;
+    assert_eq!(server.connects(), 1, "the connection stayed up");
+    feed.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_wrong_passcode_stops_the_feed() {
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let account = rabbit_account(&broker.ws_url(), &unique("pw"));
+    let err = saveris::test_connection(&account, None, Some("not-the-passcode"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("login was refused"), "{err}");
+    assert!(!err.to_string().contains("not-the-passcode"));
+    let feed = run_feed(
+        fast(SaverisFeedConfig::new(
+            account,
+            None,
+            Some("not-the-passcode".into()),
+        )),
+        Policy::ConfirmAll,
+    );
+    feed.wait("login failed", T, |f| {
+        matches!(f.statuses.last(), Some(FeedState::LoginFailed { .. }))
+    })
+    .await;
+    let n = feed.statuses.all().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(feed.statuses.all().len(), n, "no retry loop");
+    feed.handle.stop().await;
+}

@@ -24,9 +24,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::auth::{self, AuthError, Token, TokenSource};
 use super::payload::{self, Channel};
-use super::stomp::{self, Command, Decoder, Frame};
+use super::stomp::{self, Command, Decoder, Frame, StompError};
 use super::{Clock, SaverisError, SaverisFeedConfig};
-use crate::event::{Ack, AckMsg, Delivery, EventKind, FeedState, FeedStatus};
+use crate::event::{
+    Ack, AckMsg, Delivery, Event, EventKind, FeedState, FeedStatus, Severity, Source,
+};
 use crate::feeds::backoff::Backoff;
 use crate::settings::SaverisAccount;
 
@@ -624,7 +626,7 @@ pub(super) async fn run(
                     } else {
                         return feed
                             .halt(FeedState::LoginFailed {
-                                message: format!("login failed ({msg})"),
+                                message: format!("Saveris refused the login ({msg})"),
                             })
                             .await;
                     }
@@ -691,7 +693,15 @@ async fn serve(
 
     // Frames that came with CONNECTED.
     while let Some(f) = early.pop_front() {
-        if let Some(end) = handle_frame(feed, f, generation, &subs, &mut pending, &mut inflight) {
+        if let Some(end) = handle_frame(
+            feed,
+            f,
+            false,
+            generation,
+            &subs,
+            &mut pending,
+            &mut inflight,
+        ) {
             return end;
         }
     }
@@ -763,15 +773,17 @@ async fn serve(
                 }
                 let mut ended = None;
                 loop {
-                    match link.decoder.next_frame() {
-                        Ok(Some(f)) => {
-                            if let Some(end) = handle_frame(feed, f, generation, &subs, &mut pending, &mut inflight) {
-                                ended = Some(end);
-                                break;
-                            }
-                        }
+                    let (f, oversized) = match link.decoder.next_frame() {
+                        Ok(Some(f)) => (f, false),
+                        // A body beyond the limit: the decoder skips it; the message is
+                        // recorded as unreadable and acknowledged, not redelivered forever.
+                        Err(StompError::Oversized { frame, .. }) => (*frame, true),
                         Ok(None) => break,
                         Err(e) => { ended = Some(ConnEnd::Lost(format!("protocol error: {e}"))); break; }
+                    };
+                    if let Some(end) = handle_frame(feed, f, oversized, generation, &subs, &mut pending, &mut inflight) {
+                        ended = Some(end);
+                        break;
                     }
                 }
                 if let Some(end) = ended {
@@ -876,9 +888,11 @@ async fn tick_or(tick: &mut tokio::time::Interval, early: Option<Duration>) {
 }
 
 /// Turns one received frame into a pending delivery; `Some` ends the connection.
+#[allow(clippy::too_many_arguments)]
 fn handle_frame(
     feed: &mut Feed,
     frame: Frame,
+    oversized: bool,
     generation: u64,
     subs: &HashMap<String, Channel>,
     pending: &mut VecDeque<Delivery>,
@@ -898,8 +912,17 @@ fn handle_frame(
                 })
                 .unwrap_or(Channel::Alarms);
             let now = feed.clock.now();
-            let mut event =
-                payload::to_event(&feed.cfg.account.id, channel.as_str(), &frame.body, now);
+            let mut event = if oversized {
+                oversized_event(
+                    &feed.cfg.account.id,
+                    channel,
+                    &frame,
+                    feed.cfg.max_frame,
+                    now,
+                )
+            } else {
+                payload::to_event(&feed.cfg.account.id, channel.as_str(), &frame.body, now)
+            };
             event.replayed = frame.header("redelivered") == Some("true");
             if event.kind == EventKind::Unparsed {
                 feed.unparsed += 1;
@@ -926,6 +949,40 @@ fn handle_frame(
         Command::Error => Some(ConnEnd::ErrorFrame(frame)),
         _ => None,
     }
+}
+
+/// The event for a message whose body was beyond the frame limit and was not read.
+fn oversized_event(
+    account: &str,
+    channel: Channel,
+    frame: &Frame,
+    limit: usize,
+    now: Timestamp,
+) -> Event {
+    // No body to identify it by: the broker's id is the best there is (a redelivery may
+    // then be recorded twice, which beats a message redelivered forever).
+    let id = frame
+        .header("message-id")
+        .or_else(|| frame.header("ack"))
+        .unwrap_or("unknown");
+    let key = format!("saveris:{account}:{}:oversized:{id}", channel.as_str());
+    let mut ev = Event::new(
+        Source::Saveris,
+        account,
+        channel.as_str(),
+        EventKind::Unparsed,
+        key,
+    );
+    ev.severity = Severity::Warning;
+    let size = frame
+        .header("content-length")
+        .map(|l| format!(" ({l} bytes)"))
+        .unwrap_or_default();
+    ev.condition = Some(format!(
+        "message{size} larger than the limit of {limit} bytes; not read"
+    ));
+    ev.received_at = now;
+    ev
 }
 
 /// Logs in, opens a session, reads the server name, and disconnects.

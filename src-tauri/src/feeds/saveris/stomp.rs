@@ -163,8 +163,14 @@ impl Frame {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StompError {
+    /// Headers beyond the limit: the stream cannot be followed any more.
     #[error("STOMP frame larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    /// A frame whose headers were read but whose body is beyond the limit. Recoverable:
+    /// the decoder skips the body as it arrives (without buffering it) and goes on with
+    /// the next frame; `frame` holds the command and headers, with an empty body.
+    #[error("STOMP {} frame with a body beyond the limit of {limit} bytes", frame.command)]
+    Oversized { frame: Box<Frame>, limit: usize },
     #[error("unknown STOMP command {0:?}")]
     UnknownCommand(String),
     #[error("malformed STOMP header line")]
@@ -179,12 +185,21 @@ pub enum StompError {
     MissingNul,
 }
 
+/// The body of an oversized frame still to be thrown away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    None,
+    Bytes(usize),
+    UntilNul,
+}
+
 /// Incremental decoder: feed it bytes as they arrive, take frames out.
 ///
 /// After an error the stream is out of step and the decoder is cleared; the caller should
 /// drop the connection.
 #[derive(Debug)]
 pub struct Decoder {
+    skip: Skip,
     buf: Vec<u8>,
     /// Start of unconsumed data in `buf`; compacted lazily so a message of many small
     /// frames is not shifted once per frame.
@@ -205,6 +220,7 @@ impl Decoder {
 
     pub fn with_limit(limit: usize) -> Self {
         Decoder {
+            skip: Skip::None,
             buf: Vec::new(),
             start: 0,
             limit,
@@ -227,14 +243,26 @@ impl Decoder {
 
     /// The next complete frame, `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, StompError> {
+        if !self.skip_body() {
+            return Ok(None);
+        }
         match self.parse() {
-            Ok(Some((frame, used))) => {
+            Ok(Some((frame, used, skip))) => {
                 self.start += used;
                 if self.start == self.buf.len() {
                     self.buf.clear();
                     self.start = 0;
                 }
-                Ok(Some(frame))
+                match skip {
+                    Skip::None => Ok(Some(frame)),
+                    skip => {
+                        self.skip = skip;
+                        Err(StompError::Oversized {
+                            frame: Box::new(frame),
+                            limit: self.limit,
+                        })
+                    }
+                }
             }
             Ok(None) => Ok(None),
             Err(e) => {
@@ -245,9 +273,47 @@ impl Decoder {
         }
     }
 
+    /// Throws away what is left of an oversized body; false while more is to come.
+    fn skip_body(&mut self) -> bool {
+        let avail = self.buf.len() - self.start;
+        let done = match self.skip {
+            Skip::None => return true,
+            Skip::Bytes(n) if n <= avail => {
+                self.start += n;
+                true
+            }
+            Skip::Bytes(n) => {
+                self.start += avail;
+                self.skip = Skip::Bytes(n - avail);
+                false
+            }
+            Skip::UntilNul => match self.buf[self.start..].iter().position(|&b| b == 0) {
+                Some(i) => {
+                    self.start += i + 1;
+                    true
+                }
+                None => {
+                    self.start += avail;
+                    false
+                }
+            },
+        };
+        if done {
+            self.skip = Skip::None;
+        }
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        done
+    }
+
     /// Parses one frame from `buf[start..]`; returns it and the bytes it used (including
     /// any heart-beat EOLs before it).
-    fn parse(&mut self) -> Result<Option<(Frame, usize)>, StompError> {
+    /// An oversized frame comes back with its headers, the bytes used so far, and what
+    /// to skip.
+    #[allow(clippy::type_complexity)]
+    fn parse(&mut self) -> Result<Option<(Frame, usize, Skip)>, StompError> {
         let data = &self.buf[self.start..];
         // Heart-beats: EOLs between frames.
         let mut pos = 0;
@@ -326,7 +392,12 @@ impl Decoder {
                     .parse()
                     .map_err(|_| StompError::BadContentLength(v.chars().take(20).collect()))?;
                 if len > self.limit || too_large(body_start.saturating_add(len)) {
-                    return Err(StompError::TooLarge { limit: self.limit });
+                    let head = Frame {
+                        command,
+                        headers,
+                        body: Vec::new(),
+                    };
+                    return Ok(Some((head, body_start, Skip::Bytes(len.saturating_add(1)))));
                 }
                 let body_end = body_start + len;
                 match data.get(body_end) {
@@ -338,13 +409,24 @@ impl Decoder {
             None => match data[body_start..].iter().position(|&b| b == 0) {
                 Some(n) => {
                     if too_large(body_start + n) {
-                        return Err(StompError::TooLarge { limit: self.limit });
+                        let head = Frame {
+                            command,
+                            headers,
+                            body: Vec::new(),
+                        };
+                        // The whole body is here already: used up, nothing left to skip.
+                        return Ok(Some((head, body_start + n + 1, Skip::Bytes(0))));
                     }
                     (body_start + n, body_start + n + 1)
                 }
                 None => {
                     return if too_large(data.len()) {
-                        Err(StompError::TooLarge { limit: self.limit })
+                        let head = Frame {
+                            command,
+                            headers,
+                            body: Vec::new(),
+                        };
+                        Ok(Some((head, data.len(), Skip::UntilNul)))
                     } else {
                         Ok(None)
                     };
@@ -359,6 +441,7 @@ impl Decoder {
                 body,
             },
             end,
+            Skip::None,
         )))
     }
 }
@@ -504,17 +587,52 @@ mod tests {
 
     #[test]
     fn huge_frame_is_an_error_not_an_allocation() {
+        // Headers that never end: the stream is lost.
         let mut d = Decoder::with_limit(1024);
-        d.push(b"MESSAGE\ncontent-length:999999999\n\n");
+        d.push(b"MESSAGE\n");
+        d.push(&[b'h'; 2000]);
         assert_eq!(d.next_frame(), Err(StompError::TooLarge { limit: 1024 }));
+        assert_eq!(d.pending(), 0, "the buffer is released after the error");
+
+        // A body beyond the limit: reported with its headers, skipped as it arrives, and
+        // the next frame decodes.
         let mut d = Decoder::with_limit(1024);
-        d.push(b"MESSAGE\n\n");
+        d.push(b"MESSAGE\nack:a1\ncontent-length:999999\n\n");
+        match d.next_frame() {
+            Err(StompError::Oversized { frame, limit: 1024 }) => {
+                assert_eq!(frame.header("ack"), Some("a1"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let chunk = vec![b'x'; 100_000];
+        for _ in 0..9 {
+            d.push(&chunk);
+            assert_eq!(d.next_frame(), Ok(None));
+            assert_eq!(d.pending(), 0, "skipped bytes are not kept");
+        }
+        d.push(&[b'x'; 99_999]);
+        d.push(b"\0\nRECEIPT\nreceipt-id:1\n\n\0");
+        assert_eq!(d.next_frame().unwrap().unwrap().command, Command::Receipt);
+
+        // The same without content-length: skipped up to the NUL.
+        let mut d = Decoder::with_limit(1024);
+        d.push(b"MESSAGE\nack:a2\n\n");
         let chunk = vec![b'x'; 600];
         d.push(&chunk);
         assert_eq!(d.next_frame(), Ok(None));
         d.push(&chunk);
-        assert_eq!(d.next_frame(), Err(StompError::TooLarge { limit: 1024 }));
-        assert_eq!(d.pending(), 0, "the buffer is released after the error");
+        assert!(matches!(d.next_frame(), Err(StompError::Oversized { .. })));
+        d.push(&chunk);
+        assert_eq!(d.next_frame(), Ok(None));
+        assert_eq!(d.pending(), 0);
+        d.push(b"xx\0MESSAGE\n\nok\0");
+        assert_eq!(d.next_frame().unwrap().unwrap().body, b"ok");
+
+        // And when the whole oversized frame is already there.
+        let mut d = Decoder::with_limit(16);
+        d.push(b"MESSAGE\n\n0123456789abcdefghij\0MESSAGE\n\nok\0");
+        assert!(matches!(d.next_frame(), Err(StompError::Oversized { .. })));
+        assert_eq!(d.next_frame().unwrap().unwrap().body, b"ok");
     }
 
     #[test]
