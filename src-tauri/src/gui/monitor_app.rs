@@ -132,7 +132,13 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
         .setup(move |app| {
             let handle = app.handle().clone();
             let tray = tray::build(&handle, "Alarm Tray: starting")?;
-            let store = handle.store(crate::paths::settings_file())?;
+            // The demo's throwaway profile is written as a plain file: the store plugin
+            // would save it again on exit, after the profile was removed.
+            let persister: Box<dyn SettingsPersister> = if opts.demo.is_some() {
+                Box::new(crate::monitor::FilePersister(crate::paths::settings_file()))
+            } else {
+                Box::new(StorePersister(handle.store(crate::paths::settings_file())?))
+            };
             let (pushes, _) = broadcast::channel(256);
             let shell = Arc::new(GuiShell {
                 app: handle.clone(),
@@ -151,7 +157,6 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
             let hidden = opts.hidden;
             let demo_seed = opts.demo;
             tauri::async_runtime::spawn(async move {
-                let persister: Box<dyn SettingsPersister> = Box::new(StorePersister(store));
                 let (settings, demo) = match demo_seed {
                     Some(seed) => match crate::simulate::demo::Demo::start(seed, 0).await {
                         Ok(d) => {
@@ -199,8 +204,13 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
         }
     };
     let quitting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let demo = opts.demo.is_some();
     app.run(move |handle, event| match event {
         RunEvent::MenuEvent(e) => on_menu(handle, e.id().as_ref(), &quitting),
+        // Last chance before the process ends (tauri exits without running destructors).
+        RunEvent::Exit if demo => {
+            let _ = std::fs::remove_dir_all(crate::paths::data_dir());
+        }
         // No windows is the normal state of the monitor: only Quit ends it.
         RunEvent::ExitRequested {
             api, code: None, ..
@@ -293,6 +303,11 @@ fn on_menu(handle: &AppHandle, id: &str, quitting: &Arc<std::sync::atomic::Atomi
                         tokio::time::timeout(std::time::Duration::from_secs(5), m.shutdown()).await;
                 }
                 let _ = std::fs::remove_file(crate::paths::socket_path());
+                // A demo profile is throwaway: tauri's exit ends the process without
+                // running destructors, so remove it here.
+                if handle.try_state::<crate::simulate::demo::Demo>().is_some() {
+                    let _ = std::fs::remove_dir_all(crate::paths::data_dir());
+                }
                 handle.exit(0);
             });
         }

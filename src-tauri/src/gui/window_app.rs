@@ -202,6 +202,9 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
                     .title("Alarm Tray")
                     .inner_size(980.0, 720.0)
                     .min_inner_size(720.0, 520.0)
+                    // WebKit's caches and storage go into the profile too, so a demo or test
+                    // profile leaves nothing in the user's data dir.
+                    .data_directory(crate::paths::data_dir().join("webview"))
                     .build()?;
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move { forward_pushes(handle, client).await });
