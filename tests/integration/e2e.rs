@@ -19,9 +19,10 @@ fn secret_tool_lookup(entry: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
 
-fn window_pids() -> Vec<u32> {
-    let exe = desktop::app_bin();
-    let exe = exe.to_string_lossy().to_string();
+/// Window processes (`alarm-tray window …`) of this profile.
+fn window_pids(profile: &Profile) -> Vec<u32> {
+    let exe = desktop::app_bin().to_string_lossy().to_string();
+    let dir = profile.data_dir().display().to_string();
     desktop::pids_matching("window")
         .into_iter()
         .filter(|p| {
@@ -30,9 +31,11 @@ fn window_pids() -> Vec<u32> {
                 .split(|b| *b == 0)
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect();
+            let env = std::fs::read(format!("/proc/{p}/environ")).unwrap_or_default();
             args.first()
                 .is_some_and(|a| a.ends_with("alarm-tray") || a == &exe)
                 && args.get(1).is_some_and(|a| a == "window")
+                && String::from_utf8_lossy(&env).contains(&dir)
         })
         .collect()
 }
@@ -201,15 +204,17 @@ fn e2e_window_lifecycle_and_single_instance() {
     desktop::click_tray(monitor.pid(), "Open Alarm Tray");
     std::thread::sleep(Duration::from_secs(1));
     desktop::wait_for(Duration::from_secs(15), "a single window process", || {
-        window_pids() == vec![win[0]]
+        window_pids(&profile) == vec![win[0]]
     });
     assert_eq!(x11::windows_titled(TITLE).len(), 1, "one window at a time");
 
+    // Let the focus request of the second Open land before closing.
+    std::thread::sleep(Duration::from_secs(2));
     assert_eq!(x11::close_titled(TITLE), 1);
     desktop::wait_for(
         Duration::from_secs(10),
         "the window process to exit",
-        || window_pids().is_empty(),
+        || window_pids(&profile).is_empty(),
     );
     desktop::wait_for(Duration::from_secs(10), "WebKit processes to end", || {
         webkit.iter().all(|p| !alive(*p))
@@ -234,11 +239,11 @@ fn e2e_window_lifecycle_and_single_instance() {
     );
 
     // Killing the window process leaves the monitor and its tray working.
-    for p in window_pids() {
+    for p in window_pids(&profile) {
         desktop::unsafe_kill(p, 9);
     }
     desktop::wait_for(Duration::from_secs(10), "the killed window gone", || {
-        window_pids().is_empty()
+        window_pids(&profile).is_empty()
     });
     assert!(monitor.alive());
     assert!(
@@ -254,7 +259,7 @@ fn e2e_window_lifecycle_and_single_instance() {
     desktop::wait_for(
         Duration::from_secs(10),
         "the window to end with the monitor",
-        || window_pids().is_empty(),
+        || window_pids(&profile).is_empty(),
     );
 }
 
@@ -480,4 +485,68 @@ fn e2e_full_stack_saveris_element_rules() {
     drop(d);
     drop(monitor);
     rt.block_on(element.stop());
+}
+
+/// A window that finds no monitor says so and offers to start it; Start brings the monitor
+/// up and the window carries on. A corrupt settings file is kept aside and the window shows
+/// the notice.
+#[test]
+fn e2e_window_without_monitor_and_corrupt_settings() {
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let profile = Profile::new();
+    std::fs::write(
+        profile.settings_file(),
+        b"{\"settings\": {\"version\": 2, \"rules\": [{]",
+    )
+    .unwrap();
+    let d = Driver::launch(&profile, &["--page", "settings"]);
+    d.wait_text("not-running-banner", "not running");
+    d.screenshot("window-monitor-not-running");
+    d.click("start-monitor");
+    desktop::wait_for(Duration::from_secs(30), "the banner to go", || {
+        !d.exists_css("[data-testid='not-running-banner']")
+    });
+    let notice = d.wait_text("notice-banner", "settings file was unusable");
+    assert!(
+        notice.contains(".broken-"),
+        "the user is told where the old file went: {notice}"
+    );
+    d.screenshot("window-settings-notice");
+    let kept: Vec<_> = std::fs::read_dir(profile.data_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("settings.json.broken-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "the corrupt file is kept aside");
+    assert_eq!(
+        std::fs::read(kept[0].path()).unwrap(),
+        b"{\"settings\": {\"version\": 2, \"rules\": [{]"
+    );
+    drop(d);
+    // The monitor started from the window runs detached: stop it through its tray.
+    let monitors: Vec<u32> = desktop::pids_matching("--hidden")
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ")).is_ok_and(|e| {
+                String::from_utf8_lossy(&e).contains(&profile.data_dir().display().to_string())
+            })
+        })
+        .collect();
+    assert_eq!(
+        monitors.len(),
+        1,
+        "one monitor was started for this profile"
+    );
+    desktop::wait_for(Duration::from_secs(20), "its tray", || {
+        desktop::tray_bus_name(monitors[0]).is_some()
+    });
+    desktop::click_tray(monitors[0], "Quit");
+    desktop::wait_for(Duration::from_secs(15), "the monitor to quit", || {
+        !std::path::Path::new(&format!("/proc/{}", monitors[0])).exists()
+    });
 }

@@ -230,8 +230,11 @@ async fn forward_pushes(app: tauri::AppHandle, client: Client) {
                 while let Some(push) = rx.recv().await {
                     if let Push::Focus { .. } = &push {
                         if let Some(w) = app.get_webview_window("main") {
-                            let _ = w.unminimize();
-                            let _ = w.show();
+                            // No show(): calling it on a visible window left it deaf to its
+                            // close button (WM_DELETE_WINDOW) under Xvfb — found by the e2e test.
+                            if w.is_minimized().unwrap_or(false) {
+                                let _ = w.unminimize();
+                            }
                             let _ = w.set_focus();
                         }
                     }
