@@ -79,6 +79,7 @@ pub fn unsafe_kill(pid: u32, sig: i32) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
+        .stderr(Stdio::null())
         .status();
 }
 
@@ -536,13 +537,58 @@ impl Driver {
         path
     }
 
-    /// Ends the WebDriver session (which ends the window process).
-    pub fn quit(self) {
+    /// Ends the WebDriver session and the window (see `Drop`).
+    pub fn quit(self) {}
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Also on a failed assertion: the window must not outlive its test. Ending the
+        // session may leave the app running, so every process under the driver is stopped
+        // by PID afterwards.
+        let mut under = Vec::new();
+        let mut stack = vec![self._driver.pid()];
+        while let Some(p) = stack.pop() {
+            let kids = children_of(p);
+            stack.extend(&kids);
+            under.extend(kids);
+        }
+        // A monitor the window started on purpose (`--hidden`) outlives it; its test stops it.
+        under.retain(|p| {
+            !std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--hidden"))
+        });
         let _ = self
             .http
             .delete(format!("{}/session/{}", self.base, self.session))
             .send();
+        for p in under.iter().rev() {
+            unsafe_kill(*p, 15);
+        }
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end
+            && under
+                .iter()
+                .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p))
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for p in &under {
+            if Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p) {
+                unsafe_kill(*p, 9);
+            }
+        }
     }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|x| x.1.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
 }
 
 /// PIDs of processes whose command line contains `needle` (e.g. WebKit helpers).
