@@ -1,0 +1,1233 @@
+//! Issue 8, measured: the fault cases. Each case drives the real feed into the real engine
+//! (SQLite history in a temp dir, a recording notifier), breaks something on purpose, and
+//! prints its figures as one `FAULT-FIGURES {json}` line (sent, stored, notified,
+//! duplicates, detection/recovery time) before asserting no loss and no duplicate.
+//!
+//! `make test` runs every case at a size that fits its time budget; `make soak` sets
+//! `ALARM_TRAY_SOAK=1` for the sizes of the issue (20 broker kills in 5,000 alarms, minutes
+//! without network, …). The figures of both go to `docs/RELIABILITY.md`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alarm_tray::engine::{self, Decision, EngineHandle, History, Output};
+use alarm_tray::event::{Delivery, FeedState, FeedStatus};
+use alarm_tray::feeds::element::{self, ElementFeedConfig, Timing};
+use alarm_tray::feeds::saveris::stomp::{self, Command as StompCommand, Decoder, Frame};
+use alarm_tray::feeds::saveris::{self, SaverisFeedConfig};
+use alarm_tray::ipc::protocol::Status;
+use alarm_tray::notify::{Notifier, NotifyError, Popup, RecordingNotifier};
+use alarm_tray::settings::{ElementAccount, ElementKind, ElementScope, ElementSubscription};
+use alarm_tray::settings::{SaverisAccount, Settings};
+use alarm_tray::simulate::element::{ElementServer, ElementServerConfig, KeyRole};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::peers::rabbit::Broker;
+use crate::peers::{spawn_child, unique};
+use crate::saveris::{alarm_body, fast, rabbit_account, rabbit_publish};
+
+// ---------------------------------------------------------------- scale and figures
+
+/// `make soak`: the sizes of the issue instead of the `make test` ones.
+pub fn soak() -> bool {
+    std::env::var_os("ALARM_TRAY_SOAK").is_some_and(|v| v != "0" && !v.is_empty())
+}
+
+/// Prints one case's figures as a JSON line the docs table is made from.
+fn report(case: &str, figures: serde_json::Value) {
+    let mut f = figures;
+    f["case"] = json!(case);
+    f["scale"] = json!(if soak() { "soak" } else { "test" });
+    println!("FAULT-FIGURES {f}");
+    eprintln!("FAULT-FIGURES {f}");
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// A tiny xorshift: random fault times without another dependency; the seed is printed.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        println!("fault seed {seed}");
+        Rng(seed)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+    fn between_ms(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi - lo + 1))
+    }
+}
+
+async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+// ---------------------------------------------------------------- the stack under test
+
+/// The real engine on a real SQLite file, fed through a tee that counts what the feed
+/// delivered and records every status with the time it arrived.
+pub struct Stack {
+    _dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub engine: EngineHandle,
+    pub notifier: Arc<RecordingNotifier>,
+    pub deliveries: mpsc::Sender<Delivery>,
+    pub statuses: mpsc::UnboundedSender<FeedStatus>,
+    pub states: Arc<Mutex<Vec<(Instant, String, FeedState)>>>,
+    pub seen: Arc<AtomicU64>,
+    pub redelivered: Arc<AtomicU64>,
+    /// Pause per delivery (a slow disk): keeps a replay running long enough to be hit.
+    pub throttle: Arc<AtomicU64>,
+}
+
+impl Stack {
+    pub fn new() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("history.sqlite3");
+        let history = History::open(&db).unwrap();
+        let notifier = Arc::new(RecordingNotifier::new());
+        let (etx, erx) = mpsc::channel(4096);
+        let (estx, esrx) = mpsc::unbounded_channel();
+        let engine = engine::spawn(Settings::default(), history, notifier.clone(), erx, esrx);
+
+        let (dtx, mut drx) = mpsc::channel::<Delivery>(4096);
+        let seen = Arc::new(AtomicU64::new(0));
+        let redelivered = Arc::new(AtomicU64::new(0));
+        let throttle = Arc::new(AtomicU64::new(0));
+        {
+            let (seen, redelivered, throttle) =
+                (seen.clone(), redelivered.clone(), throttle.clone());
+            tokio::spawn(async move {
+                while let Some(d) = drx.recv().await {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    if d.event.replayed {
+                        redelivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let pause = throttle.load(Ordering::Relaxed);
+                    if pause > 0 {
+                        tokio::time::sleep(Duration::from_micros(pause)).await;
+                    }
+                    if etx.send(d).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let (stx, mut srx) = mpsc::unbounded_channel::<FeedStatus>();
+        let states: Arc<Mutex<Vec<(Instant, String, FeedState)>>> = Default::default();
+        {
+            let states = states.clone();
+            tokio::spawn(async move {
+                while let Some(s) = srx.recv().await {
+                    states
+                        .lock()
+                        .unwrap()
+                        .push((Instant::now(), s.feed.clone(), s.state.clone()));
+                    let _ = estx.send(s);
+                }
+            });
+        }
+        Stack {
+            _dir: dir,
+            db,
+            engine,
+            notifier,
+            deliveries: dtx,
+            statuses: stx,
+            states,
+            seen,
+            redelivered,
+            throttle,
+        }
+    }
+
+    pub fn stored(&self) -> i64 {
+        self.engine.history().event_count().unwrap_or(-1)
+    }
+
+    /// (key, device) of every stored event, in storage order.
+    pub fn keys(&self) -> Vec<(String, Option<String>)> {
+        read_keys(&self.db)
+    }
+
+    /// Popups shown, and how many of them repeat an alarm popup already shown.
+    pub fn popups(&self) -> (usize, usize) {
+        let shown = self.notifier.shown();
+        let tags: Vec<String> = shown.iter().map(|p| p.tag.clone()).collect();
+        (shown.len(), duplicate_alarm_popups(&tags))
+    }
+
+    /// The first status after `t0` matching `pred`, with its time.
+    pub fn first_state_after(
+        &self,
+        t0: Instant,
+        pred: impl Fn(&FeedState) -> bool,
+    ) -> Option<Instant> {
+        self.states
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, _, s)| *t >= t0 && pred(s))
+            .map(|(t, _, _)| *t)
+    }
+
+    pub fn count_states(&self, pred: impl Fn(&FeedState) -> bool) -> usize {
+        self.states
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, s)| pred(s))
+            .count()
+    }
+
+    pub fn last_state(&self) -> Option<FeedState> {
+        self.states
+            .lock()
+            .unwrap()
+            .last()
+            .map(|(_, _, s)| s.clone())
+    }
+
+    pub async fn shutdown(self) {
+        self.engine.clone().shutdown().await;
+    }
+}
+
+/// (key, device) of every stored event of the database at `db`, in storage order.
+pub fn read_keys(db: &Path) -> Vec<(String, Option<String>)> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mut st = c
+        .prepare("SELECT key, device FROM events ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Number of events in the database at `db` (0 before it exists).
+pub fn count_events(db: &Path) -> i64 {
+    if !db.exists() {
+        return 0;
+    }
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    let _ = c.busy_timeout(Duration::from_secs(5));
+    c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+/// Alarm popups (`alarm:<id>`) shown more than once. Summaries and feed popups replace
+/// themselves by design and are not counted.
+pub fn duplicate_alarm_popups(tags: &[String]) -> usize {
+    let mut seen = HashSet::new();
+    tags.iter()
+        .filter(|t| t.starts_with("alarm:"))
+        .filter(|t| !seen.insert(t.as_str()))
+        .count()
+}
+
+/// Loss and duplicates of `stored` against `expected` keys, as (lost, duplicated).
+fn loss_and_duplicates(expected: &[String], stored: &[(String, Option<String>)]) -> (usize, usize) {
+    let stored_set: HashSet<&str> = stored.iter().map(|(k, _)| k.as_str()).collect();
+    let lost = expected
+        .iter()
+        .filter(|k| !stored_set.contains(k.as_str()))
+        .count();
+    (lost, stored.len() - stored_set.len())
+}
+
+// ---------------------------------------------------------------- Saveris helpers
+
+fn saveris_key(account: &SaverisAccount, uuid: &str) -> String {
+    format!(
+        "saveris:{}:alarm:{uuid}:Alarm:2024-05-01T10:00:00Z",
+        account.id
+    )
+}
+
+/// An alarm of its own sensor: every message is its own alarm (and popup candidate).
+fn alarm_of_sensor(uuid: &str, sensor: usize) -> String {
+    alarm_body(uuid).replace("\"sensor-1\"", &format!("\"sensor-{sensor}\""))
+}
+
+/// Publishes over Web-STOMP like [`rabbit_publish`], but reports failure instead of
+/// panicking (the broker may be down) and bounds every step in time.
+async fn try_publish(ws_url: &str, dest: &str, bodies: &[String]) -> Result<(), String> {
+    let t = Duration::from_secs(10);
+    let mut req = ws_url.into_client_request().map_err(|e| e.to_string())?;
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "v12.stomp".parse().unwrap());
+    let (mut ws, _) = tokio::time::timeout(t, tokio_tungstenite::connect_async(req))
+        .await
+        .map_err(|_| "connect timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    let connect = Frame::new(StompCommand::Connect)
+        .with_header("accept-version", "1.2")
+        .with_header("host", "/")
+        .with_header("login", "guest")
+        .with_header("passcode", "guest");
+    ws.send(Message::binary(stomp::encode(&connect)))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut dec = Decoder::new();
+    let mut next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> Result<Frame, String> {
+        loop {
+            if let Some(f) = dec.next_frame().map_err(|e| e.to_string())? {
+                return Ok(f);
+            }
+            match tokio::time::timeout(t, ws.next()).await {
+                Err(_) => return Err("no answer".into()),
+                Ok(None) => return Err("closed".into()),
+                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Ok(Some(Ok(Message::Text(x)))) => dec.push(x.as_bytes()),
+                Ok(Some(Ok(Message::Binary(b)))) => dec.push(&b),
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    };
+    let f = next(&mut ws).await?;
+    if f.command != StompCommand::Connected {
+        return Err(format!("{f:?}"));
+    }
+    for (i, b) in bodies.iter().enumerate() {
+        let mut send = Frame::new(StompCommand::Send)
+            .with_header("destination", dest)
+            .with_header("persistent", "true")
+            .with_header("content-type", "application/json");
+        if i + 1 == bodies.len() {
+            send = send.with_header("receipt", "last");
+        }
+        ws.send(Message::binary(stomp::encode(
+            &send.with_body(b.as_bytes().to_vec()),
+        )))
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    let f = next(&mut ws).await?;
+    if f.command != StompCommand::Receipt {
+        return Err(format!("{f:?}"));
+    }
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// Publishes until the broker confirmed the batch (a batch cut by a broker kill is sent
+/// again: the broker then holds some twice, which the app must absorb).
+async fn publish_surely(ws_url: &str, dest: &str, bodies: &[String]) -> u32 {
+    let mut retries = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while let Err(e) = try_publish(ws_url, dest, bodies).await {
+        assert!(Instant::now() < deadline, "could not publish: {e}");
+        retries += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    retries
+}
+
+/// The PID of the process listening on 127.0.0.1:`port` (from /proc: socket inode → fd).
+fn pid_listening_on(port: u16) -> Option<i32> {
+    let mut inodes = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 10 || cols[3] != "0A" {
+                continue;
+            }
+            let local_port = cols[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                inodes.insert(format!("socket:[{}]", cols[9]));
+            }
+        }
+    }
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                if inodes.contains(target.to_string_lossy().as_ref()) {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A loopback TCP proxy. [`Proxy::freeze_current`] makes the connections open now stop
+/// forwarding without closing (a half-open link: dead NAT, suspended peer); connections
+/// made later work.
+struct Proxy {
+    port: u16,
+    generation: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        Self::on(TcpListener::bind("127.0.0.1:0").await.unwrap(), upstream)
+    }
+
+    fn on(l: TcpListener, upstream: u16) -> Proxy {
+        let port = l.local_addr().unwrap().port();
+        let generation = Arc::new(AtomicU64::new(0));
+        let g = generation.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = l.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let mine = g.load(Ordering::SeqCst);
+                let g = g.clone();
+                tokio::spawn(async move {
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let pipe = |g: Arc<AtomicU64>| {
+                        move |mut r: tokio::net::tcp::OwnedReadHalf,
+                              mut w: tokio::net::tcp::OwnedWriteHalf| async move {
+                            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                            let mut buf = vec![0u8; 16384];
+                            loop {
+                                let n = match r.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => n,
+                                };
+                                if g.load(Ordering::SeqCst) != mine {
+                                    // Frozen: swallow everything, keep both sockets open.
+                                    std::future::pending::<()>().await;
+                                }
+                                if w.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let a = tokio::spawn(pipe(g.clone())(cr, sw));
+                    let b = tokio::spawn(pipe(g)(sr, cw));
+                    let _ = tokio::join!(a, b);
+                });
+            }
+        });
+        Proxy {
+            port,
+            generation,
+            task,
+        }
+    }
+
+    fn freeze_current(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A wall clock that can jump (a machine waking from suspend), for both feeds.
+#[derive(Debug, Default)]
+pub struct JumpClock {
+    offset_secs: AtomicI64,
+}
+
+impl JumpClock {
+    fn jump(&self, secs: i64) {
+        self.offset_secs.fetch_add(secs, Ordering::SeqCst);
+    }
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+            + jiff::SignedDuration::from_secs(self.offset_secs.load(Ordering::SeqCst))
+    }
+}
+
+impl saveris::Clock for JumpClock {
+    fn now(&self) -> jiff::Timestamp {
+        JumpClock::now(self)
+    }
+}
+
+impl element::Clock for JumpClock {
+    fn now(&self) -> jiff::Timestamp {
+        JumpClock::now(self)
+    }
+}
+
+/// A free port with nothing listening on it (yet).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------- ELEMENT helpers
+
+const KEY: &str = "k-faults-0123456789";
+
+async fn element_server() -> ElementServer {
+    let srv = ElementServer::start(ElementServerConfig {
+        api_keys: vec![(KEY.into(), KeyRole::Admin)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    srv.add_device("d1", "Fridge 1", &["cold"]);
+    srv.add_device("d2", "Fridge 2", &["cold"]);
+    srv.add_device("d3", "Office", &["warm"]);
+    srv
+}
+
+fn element_account(base_url: String, catch_up_hours: u32) -> ElementAccount {
+    ElementAccount {
+        id: "acc".into(),
+        base_url,
+        subscriptions: vec![ElementSubscription {
+            id: "all".into(),
+            scope: ElementScope::Mandate,
+            kind: ElementKind::Readings,
+            catch_up_hours,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn element_timing() -> Timing {
+    Timing {
+        ping_interval: Duration::from_millis(500),
+        pong_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(5),
+        backoff_base: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(1000),
+        stable_after: Duration::from_millis(500),
+    }
+}
+
+// ---------------------------------------------------------------- case 1
+
+/// RabbitMQ Web-STOMP killed (SIGKILL) and restarted during a stream of persistent alarms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_1_broker_killed_and_restarted_during_a_stream_loses_nothing() {
+    let (kills, total) = if soak() {
+        (20usize, 5000usize)
+    } else {
+        (3, 1000)
+    };
+    let broker = Arc::new(
+        tokio::task::spawn_blocking(Broker::start)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let user = unique("f1");
+    let account = rabbit_account(&broker.ws_url(), &user);
+    let dest = format!("/queue/{user}.alarms");
+    let stack = Stack::new();
+    let feed = saveris::spawn(
+        fast(SaverisFeedConfig::new(
+            account.clone(),
+            None,
+            Some("guest".into()),
+        )),
+        stack.deliveries.clone(),
+        stack.statuses.clone(),
+    );
+    let uuids: Vec<String> = (0..total).map(|i| format!("f1-{i}")).collect();
+    let expected: Vec<String> = uuids.iter().map(|u| saveris_key(&account, u)).collect();
+
+    let started = Instant::now();
+    let batches: Vec<Vec<String>> = uuids
+        .chunks(50)
+        .enumerate()
+        .map(|(b, c)| {
+            c.iter()
+                .enumerate()
+                .map(|(i, u)| alarm_of_sensor(u, (b * 50 + i) % 40))
+                .collect()
+        })
+        .collect();
+    // Spread the stream over the kills: about 3 s of stream per kill.
+    let pace = Duration::from_millis((kills as u64 * 3000) / batches.len() as u64);
+    let publisher = {
+        let (url, dest) = (broker.ws_url(), dest.clone());
+        tokio::spawn(async move {
+            let mut retries = 0;
+            for b in batches {
+                retries += publish_surely(&url, &dest, &b).await;
+                tokio::time::sleep(pace).await;
+            }
+            retries
+        })
+    };
+    let mut rng = Rng::seeded();
+    let mut restart_ms = Vec::new();
+    for _ in 0..kills {
+        tokio::time::sleep(rng.between_ms(500, 2500)).await;
+        let pid = pid_listening_on(broker.ws_port).expect("the broker's PID");
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        let t = Instant::now();
+        let b = broker.clone();
+        tokio::task::spawn_blocking(move || b.restart())
+            .await
+            .unwrap()
+            .unwrap();
+        restart_ms.push(ms(t.elapsed()));
+    }
+    let publish_retries = publisher.await.unwrap();
+    let within = Duration::from_secs(if soak() { 600 } else { 120 });
+    wait_for("every alarm stored", within, || {
+        stack.stored() >= total as i64
+    })
+    .await;
+    let all_in = started.elapsed();
+    // Late redeliveries would show up now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stack.engine.poke().await;
+    let keys = stack.keys();
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    let (notified, dup_popups) = stack.popups();
+    let lives = stack.count_states(|s| *s == FeedState::Live);
+    report(
+        "1 broker SIGKILL + restart",
+        json!({"runs": 1, "kills": kills, "sent": total, "stored": keys.len(), "lost": lost,
+               "duplicates": dups, "duplicate_popups": dup_popups, "notified": notified,
+               "deliveries": stack.seen.load(Ordering::Relaxed),
+               "redelivered": stack.redelivered.load(Ordering::Relaxed),
+               "publisher_retries": publish_retries, "reconnects": lives.saturating_sub(1),
+               "broker_restart_ms": restart_ms, "all_stored_ms": ms(all_in)}),
+    );
+    assert_eq!((lost, dups), (0, 0), "no loss, no duplicate");
+    assert_eq!(keys.len(), total);
+    assert_eq!(dup_popups, 0, "no popup twice");
+    assert!(
+        lives > kills,
+        "reconnected after every kill: {lives} live states"
+    );
+    feed.stop().await;
+    stack.shutdown().await;
+    let b = Arc::try_unwrap(broker).ok().unwrap();
+    tokio::task::spawn_blocking(move || drop(b)).await.unwrap();
+}
+
+// ---------------------------------------------------------------- case 2
+
+/// A half-open link (proxy stops forwarding, keeps the sockets): the missing heart-beats
+/// are noticed within 2× the interval (+ one check tick), the feed reconnects, and what
+/// the broker sent into the dead link comes again and is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_2_half_open_link_is_detected_within_two_heartbeats() {
+    let rounds = if soak() { 10 } else { 2 };
+    let per_round = 50usize;
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let proxy = Proxy::start(broker.ws_port).await;
+    let user = unique("f2");
+    let account = rabbit_account(&format!("ws://127.0.0.1:{}/ws", proxy.port), &user);
+    let dest = format!("/queue/{user}.alarms");
+    let heart_beat = Duration::from_millis(1000);
+    let mut cfg = fast(SaverisFeedConfig::new(
+        account.clone(),
+        None,
+        Some("guest".into()),
+    ));
+    cfg.heart_beat = (1000, 1000);
+    let stack = Stack::new();
+    let feed = saveris::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    let mut expected = Vec::new();
+    let mut detections = Vec::new();
+    let mut recoveries = Vec::new();
+    let mut sent = 0usize;
+    wait_for("live", Duration::from_secs(30), || {
+        stack.last_state() == Some(FeedState::Live)
+    })
+    .await;
+    for round in 0..rounds {
+        let before: Vec<String> = (0..per_round).map(|i| format!("f2-{round}-a{i}")).collect();
+        rabbit_publish(
+            &broker.ws_url(),
+            &dest,
+            &before.iter().map(|u| alarm_body(u)).collect::<Vec<_>>(),
+        )
+        .await;
+        sent += per_round;
+        expected.extend(before.iter().map(|u| saveris_key(&account, u)));
+        wait_for("stored before the freeze", Duration::from_secs(30), || {
+            stack.stored() >= sent as i64
+        })
+        .await;
+
+        proxy.freeze_current();
+        let frozen_at = Instant::now();
+        // Sent into the dead link: the broker hands them to a consumer that never sees them.
+        let during: Vec<String> = (0..per_round).map(|i| format!("f2-{round}-b{i}")).collect();
+        rabbit_publish(
+            &broker.ws_url(),
+            &dest,
+            &during.iter().map(|u| alarm_body(u)).collect::<Vec<_>>(),
+        )
+        .await;
+        sent += per_round;
+        expected.extend(during.iter().map(|u| saveris_key(&account, u)));
+        wait_for("the dead link noticed", Duration::from_secs(15), || {
+            stack
+                .first_state_after(frozen_at, |s| *s != FeedState::Live)
+                .is_some()
+        })
+        .await;
+        let detected = stack
+            .first_state_after(frozen_at, |s| *s != FeedState::Live)
+            .unwrap()
+            - frozen_at;
+        wait_for(
+            "the messages of the dead link stored",
+            Duration::from_secs(60),
+            || stack.stored() >= sent as i64,
+        )
+        .await;
+        detections.push(ms(detected));
+        recoveries.push(ms(frozen_at.elapsed()));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys = stack.keys();
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    let (notified, dup_popups) = stack.popups();
+    report(
+        "2 half-open link",
+        json!({"runs": rounds, "sent": sent, "stored": keys.len(), "lost": lost, "duplicates": dups,
+               "duplicate_popups": dup_popups, "notified": notified, "heart_beat_ms": ms(heart_beat),
+               "detection_ms": detections, "recovery_ms": recoveries,
+               "redelivered": stack.redelivered.load(Ordering::Relaxed)}),
+    );
+    assert_eq!((lost, dups, dup_popups), (0, 0, 0));
+    // Silence counts after 2 intervals; the check runs every interval/4.
+    let limit = 2 * heart_beat + heart_beat / 4 + Duration::from_millis(500);
+    for d in &detections {
+        assert!(
+            Duration::from_millis(*d) <= limit,
+            "detected after {d} ms, more than 2× the heart-beat: {detections:?}"
+        );
+        assert!(
+            Duration::from_millis(*d) >= heart_beat,
+            "declared dead before a heart-beat was even due: {detections:?}"
+        );
+    }
+    feed.stop().await;
+    stack.shutdown().await;
+}
+
+// ---------------------------------------------------------------- case 4
+
+/// The ELEMENT server killed every 1–3 s (sockets dropped, or the listener gone for a
+/// moment) while the feed replays 10,000 readings with `after=` and new ones keep coming:
+/// every reading stored once, in order per device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_4_element_server_killed_during_a_replay_stores_all_once_in_order() {
+    let (history, live) = if soak() {
+        (10_000usize, 5_000usize)
+    } else {
+        (10_000, 1_000)
+    };
+    let srv = Arc::new(element_server().await);
+    let devices = ["d1", "d2", "d3"];
+    let mut per_device: HashMap<&str, Vec<String>> = HashMap::new();
+    // The backlog: inserted over the last 50 minutes, replayed with the 1 h catch-up.
+    let now = jiff::Timestamp::now();
+    for n in 0..history {
+        let d = devices[n % 3];
+        let at = now - jiff::SignedDuration::from_millis(3_000_000 - (n as i64) * 250);
+        let id = srv.insert_reading_at(d, json!({"n": n, "temperature": n as f64 / 10.0}), at);
+        per_device
+            .entry(d)
+            .or_default()
+            .push(format!("element:acc:reading:{id}"));
+    }
+    let stack = Stack::new();
+    // A slow disk: 0.4 ms per event keeps the replay going across several kills.
+    stack.throttle.store(400, Ordering::Relaxed);
+    let mut cfg = ElementFeedConfig::new(
+        element_account(srv.base_url(), 1),
+        KEY.into(),
+        HashMap::new(),
+    );
+    cfg.timing = element_timing();
+    let feed = element::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    let started = Instant::now();
+    let total = history + live;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chaos = {
+        let (srv, stop) = (srv.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut rng = Rng::seeded();
+            let mut kills = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(rng.between_ms(1000, 3000)).await;
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if rng.below(2) == 0 {
+                    srv.kill_sockets();
+                } else {
+                    srv.stop_listening().await;
+                    tokio::time::sleep(rng.between_ms(0, 300)).await;
+                    srv.restart().await.unwrap();
+                }
+                kills += 1;
+            }
+            kills
+        })
+    };
+    for n in 0..live {
+        let d = devices[n % 3];
+        let id = srv.push_reading(d, json!({"live": n}));
+        per_device
+            .entry(d)
+            .or_default()
+            .push(format!("element:acc:reading:{id}"));
+        if n % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let within = Duration::from_secs(if soak() { 600 } else { 150 });
+    wait_for("every reading stored", within, || {
+        stack.stored() >= total as i64
+    })
+    .await;
+    let all_in = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let kills = chaos.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let keys = stack.keys();
+    let expected: Vec<String> = per_device.values().flatten().cloned().collect();
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    let mut out_of_order = 0;
+    for (d, want) in &per_device {
+        let got: Vec<&String> = keys
+            .iter()
+            .filter(|(_, dev)| dev.as_deref() == Some(*d))
+            .map(|(k, _)| k)
+            .collect();
+        if got.iter().copied().ne(want.iter()) {
+            out_of_order += 1;
+        }
+    }
+    report(
+        "4 ELEMENT server killed every 1-3 s during replay",
+        json!({"runs": 1, "kills": kills, "sent": total, "replayed_backlog": history, "stored": keys.len(),
+               "lost": lost, "duplicates": dups, "devices_out_of_order": out_of_order,
+               "deliveries": stack.seen.load(Ordering::Relaxed),
+               "reconnects": stack.count_states(|s| *s == FeedState::Live).saturating_sub(1),
+               "all_stored_ms": ms(all_in)}),
+    );
+    assert_eq!((lost, dups), (0, 0));
+    assert_eq!(out_of_order, 0, "readings stored in order per device");
+    assert!(
+        kills >= 2,
+        "the server was killed during the replay ({kills})"
+    );
+    feed.stop().await;
+    stack.shutdown().await;
+    if let Ok(s) = Arc::try_unwrap(srv) {
+        s.stop().await;
+    }
+}
+
+// ---------------------------------------------------------------- the app as a child
+
+/// A notifier that prints each popup's tag as a line (the parent counts them).
+struct LineNotifier;
+
+impl Notifier for LineNotifier {
+    fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "POPUP {}", popup.tag);
+        let _ = out.flush();
+        Ok(())
+    }
+    fn close(&self, _tag: &str) {}
+}
+
+/// The app's core as a child process: the history file, the engine and a Saveris feed,
+/// wired as `runtime.rs` does (the passcode handed in instead of read from the keyring).
+/// Prints `READY`, `STORED <n>` every 100 ms, `REDELIVERED <key>`, `POPUP <tag>`,
+/// `STORAGE_FAILED <events>` and `STATUS <json>` lines.
+#[test]
+#[ignore = "run as a child process by the SIGKILL and disk-full cases"]
+fn fault_app_child() {
+    let Ok(db) = std::env::var("FAULT_CHILD_DB") else {
+        return;
+    };
+    let ws = std::env::var("FAULT_CHILD_WS").unwrap();
+    let user = std::env::var("FAULT_CHILD_USER").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let history = match History::open(Path::new(&db)) {
+            Ok(h) => h,
+            Err(e) => {
+                println!("OPEN_FAILED {e}");
+                return;
+            }
+        };
+        if let Some(n) = history.notice() {
+            println!("NOTICE {n}");
+        }
+        let (etx, erx) = mpsc::channel(4096);
+        let (stx, srx) = mpsc::unbounded_channel();
+        let engine = engine::spawn(
+            Settings::default(),
+            history.clone(),
+            Arc::new(LineNotifier),
+            erx,
+            srx,
+        );
+        let mut out = engine.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match out.recv().await {
+                    Ok(Output::Decision {
+                        decision: Decision::StorageFailed { events, .. },
+                    }) => println!("STORAGE_FAILED {events}"),
+                    Ok(Output::Status { status }) => {
+                        println!("STATUS {}", serde_json::to_string(&status).unwrap())
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        let (dtx, mut drx) = mpsc::channel::<Delivery>(4096);
+        tokio::spawn(async move {
+            while let Some(d) = drx.recv().await {
+                if d.event.replayed {
+                    println!("REDELIVERED {}", d.event.key);
+                }
+                if etx.send(d).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let account = rabbit_account(&ws, &user);
+        let _feed = saveris::spawn(
+            fast(SaverisFeedConfig::new(account, None, Some("guest".into()))),
+            dtx,
+            stx,
+        );
+        println!("READY");
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            println!("STORED {}", history.event_count().unwrap_or(-1));
+        }
+    });
+}
+
+/// A running [`fault_app_child`] and the lines it printed.
+struct AppChild {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl AppChild {
+    /// `file_size_limit`: RLIMIT_FSIZE for the child (a full disk for its files); SIGXFSZ
+    /// is ignored so an oversized write fails with EFBIG instead of killing it.
+    fn start(db: &Path, ws: &str, user: &str, file_size_limit: Option<u64>) -> AppChild {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "faults::fault_app_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FAULT_CHILD_DB", db)
+        .env("FAULT_CHILD_WS", ws)
+        .env("FAULT_CHILD_USER", user)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        if let Some(limit) = file_size_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit and signal are async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
+        let mut child = spawn_child(cmd).unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines: Arc<Mutex<Vec<String>>> = Default::default();
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        AppChild { child, lines }
+    }
+
+    fn lines_with(&self, prefix: &str) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.find(prefix).map(|i| l[i + prefix.len()..].to_owned()))
+            .collect()
+    }
+
+    fn stored(&self) -> i64 {
+        self.lines_with("STORED ")
+            .last()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(-1)
+    }
+
+    fn popups(&self) -> Vec<String> {
+        self.lines_with("POPUP ")
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL by PID: no destructor, no flush, no ACK.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AppChild {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------- case 5
+
+/// The app killed with SIGKILL in the middle of a burst, then started again on the same
+/// history: everything stored once, what was not acknowledged comes again, no popup twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_5_app_killed_during_a_burst_keeps_history_and_pops_nothing_twice() {
+    let (rounds, total) = if soak() {
+        (5usize, 5000usize)
+    } else {
+        (1, 2000)
+    };
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite3");
+    let mut all_popups: Vec<String> = Vec::new();
+    let mut redelivered = 0usize;
+    let mut sent = 0usize;
+    let mut expected = Vec::new();
+    let mut restart_ms = Vec::new();
+    for round in 0..rounds {
+        let user = unique("f5");
+        let account = rabbit_account(&broker.ws_url(), &user);
+        let dest = format!("/queue/{user}.alarms");
+        let base = count_events(&db);
+        let uuids: Vec<String> = (0..total).map(|i| format!("f5-{round}-{i}")).collect();
+        expected.extend(uuids.iter().map(|u| saveris_key(&account, u)));
+        sent += total;
+        // The burst waits in the broker; the app takes it all at once (no prefetch limit),
+        // so most of it is in flight, unacknowledged, when the app dies.
+        let bodies: Vec<String> = uuids
+            .iter()
+            .enumerate()
+            .map(|(i, u)| alarm_of_sensor(u, i % 25))
+            .collect();
+        for b in bodies.chunks(250) {
+            rabbit_publish(&broker.ws_url(), &dest, b).await;
+        }
+        let mut first = AppChild::start(&db, &broker.ws_url(), &user, None);
+        wait_for("a fifth stored", Duration::from_secs(60), || {
+            count_events(&db) >= base + (total / 5) as i64
+        })
+        .await;
+        first.kill();
+        let killed_at = Instant::now();
+        let stored_at_kill = count_events(&db) - base;
+        all_popups.extend(first.popups());
+
+        let second = AppChild::start(&db, &broker.ws_url(), &user, None);
+        wait_for(
+            "the rest stored after the restart",
+            Duration::from_secs(120),
+            || second.stored() >= base + total as i64,
+        )
+        .await;
+        restart_ms.push(ms(killed_at.elapsed()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        redelivered += second.lines_with("REDELIVERED ").len();
+        assert!(
+            second.lines_with("NOTICE ").is_empty(),
+            "a killed process must not damage the database: {:?}",
+            second.lines_with("NOTICE ")
+        );
+        all_popups.extend(second.popups());
+        println!("round {round}: {stored_at_kill} stored when killed");
+        drop(second);
+    }
+    let keys = read_keys(&db);
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    let dup_popups = duplicate_alarm_popups(&all_popups);
+    report(
+        "5 app SIGKILL during a burst",
+        json!({"runs": rounds, "sent": sent, "stored": keys.len(), "lost": lost, "duplicates": dups,
+               "notified": all_popups.len(), "duplicate_popups": dup_popups,
+               "redelivered_after_restart": redelivered, "kill_to_all_stored_ms": restart_ms}),
+    );
+    assert_eq!((lost, dups), (0, 0), "history intact: every alarm once");
+    assert_eq!(keys.len(), sent);
+    assert_eq!(dup_popups, 0, "no popup twice: {all_popups:?}");
+}
+
+// ---------------------------------------------------------------- case 8
+
+/// Writes fail (RLIMIT_FSIZE on the app process: its files cannot grow, as on a full
+/// disk): the user is told, the feed stops acknowledging, the process stays up; started
+/// again with room, every message comes from the broker and is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_8_full_disk_tells_the_user_and_keeps_messages_upstream() {
+    let total = if soak() { 3000usize } else { 800 };
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite3");
+    let user = unique("f8");
+    let account = rabbit_account(&broker.ws_url(), &user);
+    let dest = format!("/queue/{user}.alarms");
+    // Room for the empty database and some events, not for all of them.
+    let limit = 256 * 1024;
+    let mut full = AppChild::start(&db, &broker.ws_url(), &user, Some(limit));
+    wait_for("child ready", Duration::from_secs(60), || {
+        !full.lines_with("READY").is_empty() || !full.lines_with("OPEN_FAILED").is_empty()
+    })
+    .await;
+    assert!(
+        full.lines_with("OPEN_FAILED").is_empty(),
+        "{:?}",
+        full.lines_with("OPEN_FAILED")
+    );
+    let uuids: Vec<String> = (0..total).map(|i| format!("f8-{i}")).collect();
+    let expected: Vec<String> = uuids.iter().map(|u| saveris_key(&account, u)).collect();
+    let bodies: Vec<String> = uuids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| alarm_of_sensor(u, i % 25))
+        .collect();
+    let t0 = Instant::now();
+    for b in bodies.chunks(100) {
+        rabbit_publish(&broker.ws_url(), &dest, b).await;
+    }
+    wait_for(
+        "the storage failure reported",
+        Duration::from_secs(60),
+        || !full.lines_with("STORAGE_FAILED ").is_empty(),
+    )
+    .await;
+    let detected = t0.elapsed();
+    wait_for(
+        "the user told in the status",
+        Duration::from_secs(10),
+        || {
+            full.lines_with("STATUS ").iter().any(|s| {
+                serde_json::from_str::<Status>(s)
+                    .is_ok_and(|st| st.summary.contains("history cannot be written"))
+            })
+        },
+    )
+    .await;
+    // Still up a while later, still failing, never crashed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(full.alive(), "the app must not crash on a full disk");
+    let stored_while_full = read_keys(&db).len();
+    let failed_batches = full.lines_with("STORAGE_FAILED ").len();
+    assert!(
+        stored_while_full < total,
+        "the limit was meant to stop writes ({stored_while_full} stored)"
+    );
+    full.kill();
+
+    // Room again: nothing was acknowledged that was not stored, so the broker still has it.
+    let roomy = AppChild::start(&db, &broker.ws_url(), &user, None);
+    wait_for(
+        "everything stored once there is room",
+        Duration::from_secs(120),
+        || roomy.stored() >= total as i64,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys = read_keys(&db);
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    let mut popups = full.popups();
+    popups.extend(roomy.popups());
+    let dup_popups = duplicate_alarm_popups(&popups);
+    report(
+        "8 disk full (RLIMIT_FSIZE 256 KiB)",
+        json!({"runs": 1, "sent": total, "stored_while_full": stored_while_full,
+               "failed_batches": failed_batches, "stored": keys.len(), "lost": lost,
+               "duplicates": dups, "duplicate_popups": dup_popups,
+               "detection_ms": ms(detected)}),
+    );
+    assert_eq!((lost, dups, dup_popups), (0, 0, 0));
+}
