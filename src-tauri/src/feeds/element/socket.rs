@@ -409,9 +409,15 @@ pub async fn run(
         send_status(&status, &st);
         let sleep = tokio::time::sleep(wait);
         tokio::pin!(sleep);
+        let jumped = clock_jumped(run.clock.as_ref());
+        tokio::pin!(jumped);
         loop {
             tokio::select! {
                 _ = &mut sleep => break,
+                _ = &mut jumped => {
+                    tracing::info!(feed = %st.feed, "the clock jumped (suspend/resume?); reconnecting now");
+                    break;
+                }
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() { break; }
                 }
@@ -421,6 +427,24 @@ pub async fn run(
     }
     st.state = FeedState::Idle;
     send_status(&status, &st);
+}
+
+/// Resolves when the wall clock runs ahead of the monotonic one by more than 5 s: the
+/// machine slept. tokio's timers stand still during a suspend, so a backoff planned before
+/// it would otherwise be slept out in full after the resume.
+async fn clock_jumped(clock: &dyn Clock) {
+    let mut wall = clock.now();
+    let mut mono = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (w, m) = (clock.now(), Instant::now());
+        let ahead =
+            w.duration_since(wall) - jiff::SignedDuration::try_from(m - mono).unwrap_or_default();
+        if ahead > jiff::SignedDuration::from_secs(5) {
+            return;
+        }
+        (wall, mono) = (w, m);
+    }
 }
 
 /// A time for `after=`: microseconds (what ELEMENT stores), truncated so that nothing at

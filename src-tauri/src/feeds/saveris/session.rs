@@ -440,8 +440,13 @@ impl Feed {
             reason: reason.to_string(),
         });
         let mut stop = self.stop.clone();
+        let clock = self.clock.clone();
         tokio::select! {
             _ = tokio::time::sleep(d) => !self.stopped(),
+            _ = clock_jumped(clock.as_ref()) => {
+                tracing::info!(feed = %self.status.feed, "the clock jumped (suspend/resume?); reconnecting now");
+                !self.stopped()
+            }
             _ = until_stopped(&mut stop) => false,
         }
     }
@@ -465,6 +470,24 @@ impl Feed {
             password,
         )
         .await
+    }
+}
+
+/// Resolves when the wall clock runs ahead of the monotonic one by more than 5 s: the
+/// machine slept. tokio's timers stand still during a suspend, so a backoff planned before
+/// it would otherwise be slept out in full after the resume.
+async fn clock_jumped(clock: &dyn Clock) {
+    let mut wall = clock.now();
+    let mut mono = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (w, m) = (clock.now(), tokio::time::Instant::now());
+        let ahead =
+            w.duration_since(wall) - jiff::SignedDuration::try_from(m - mono).unwrap_or_default();
+        if ahead > jiff::SignedDuration::from_secs(5) {
+            return;
+        }
+        (wall, mono) = (w, m);
     }
 }
 
