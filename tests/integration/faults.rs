@@ -1231,3 +1231,149 @@ async fn fault_8_full_disk_tells_the_user_and_keeps_messages_upstream() {
     );
     assert_eq!((lost, dups, dup_popups), (0, 0, 0));
 }
+
+// ---------------------------------------------------------------- case 6
+
+/// Waits until the feed reports a backoff of at least `min_secs` (full jitter may draw a
+/// short one first); returns when that wait would end without a resume.
+async fn long_wait(stack: &Stack, min_secs: u64) -> (Instant, u64) {
+    let mut found = None;
+    wait_for("a long backoff", Duration::from_secs(120), || {
+        found = stack
+            .states
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|(t, _, s)| match s {
+                FeedState::Waiting { secs, .. } if *secs >= min_secs => Some((*t, *secs)),
+                _ => None,
+            });
+        found.is_some() && matches!(stack.last_state(), Some(FeedState::Waiting { .. }))
+    })
+    .await;
+    let (at, secs) = found.unwrap();
+    (at + Duration::from_secs(secs), secs)
+}
+
+/// Suspend/resume during a long Saveris backoff: the wall clock jumps an hour while the
+/// monotonic timers stood still. The feed must reconnect at once, not sleep out the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_6_clock_jump_cuts_a_saveris_backoff_short() {
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let port = closed_port();
+    let user = unique("f6s");
+    let account = rabbit_account(&format!("ws://127.0.0.1:{port}/ws"), &user);
+    let dest = format!("/queue/{user}.alarms");
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = SaverisFeedConfig::new(account.clone(), None, Some("guest".into()));
+    cfg.backoff_base = Duration::from_secs(300);
+    cfg.backoff_max = Duration::from_secs(300);
+    cfg.clock = clock.clone();
+    let stack = Stack::new();
+    let feed = saveris::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    let (would_end, secs) = long_wait(&stack, 30).await;
+    // The network is back (the peer listens again) and the machine wakes up.
+    let _proxy = Proxy::on(
+        TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
+        broker.ws_port,
+    );
+    let woke = Instant::now();
+    clock.jump(3600);
+    let left = would_end.saturating_duration_since(woke);
+    wait_for(
+        "live right after the resume",
+        left.saturating_sub(Duration::from_secs(5)),
+        || {
+            stack
+                .first_state_after(woke, |s| *s == FeedState::Live)
+                .is_some()
+        },
+    )
+    .await;
+    let recovery = stack
+        .first_state_after(woke, |s| *s == FeedState::Live)
+        .unwrap()
+        - woke;
+    let uuids: Vec<String> = (0..20).map(|i| format!("f6-{i}")).collect();
+    rabbit_publish(
+        &broker.ws_url(),
+        &dest,
+        &uuids.iter().map(|u| alarm_body(u)).collect::<Vec<_>>(),
+    )
+    .await;
+    wait_for("stored after the resume", Duration::from_secs(30), || {
+        stack.stored() >= 20
+    })
+    .await;
+    let expected: Vec<String> = uuids.iter().map(|u| saveris_key(&account, u)).collect();
+    let (lost, dups) = loss_and_duplicates(&expected, &stack.keys());
+    report(
+        "6 clock jump during a Saveris backoff",
+        json!({"runs": 1, "sent": 20, "stored": stack.stored(), "lost": lost, "duplicates": dups,
+               "backoff_s": secs, "backoff_left_ms": ms(left), "recovery_ms": ms(recovery)}),
+    );
+    assert_eq!((lost, dups), (0, 0));
+    feed.stop().await;
+    stack.shutdown().await;
+}
+
+/// The same for ELEMENT: a long backoff, the server back, the clock jumps → live at once,
+/// and the readings stored meanwhile are replayed with `after=`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_6_clock_jump_cuts_an_element_backoff_short() {
+    let srv = element_server().await;
+    let first = srv.push_reading("d1", json!({"n": 0}));
+    srv.stop_listening().await;
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = ElementFeedConfig::new(
+        element_account(srv.base_url(), 1),
+        KEY.into(),
+        HashMap::new(),
+    );
+    cfg.timing = element_timing();
+    cfg.timing.backoff_base = Duration::from_secs(300);
+    cfg.timing.backoff_max = Duration::from_secs(300);
+    cfg.clock = clock.clone();
+    let stack = Stack::new();
+    let feed = element::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    let (would_end, secs) = long_wait(&stack, 30).await;
+    srv.restart().await.unwrap();
+    let second = srv.push_reading("d1", json!({"n": 1}));
+    let woke = Instant::now();
+    clock.jump(3600);
+    let left = would_end.saturating_duration_since(woke);
+    wait_for(
+        "live right after the resume",
+        left.saturating_sub(Duration::from_secs(5)),
+        || {
+            stack
+                .first_state_after(woke, |s| *s == FeedState::Live)
+                .is_some()
+        },
+    )
+    .await;
+    let recovery = stack
+        .first_state_after(woke, |s| *s == FeedState::Live)
+        .unwrap()
+        - woke;
+    wait_for("both readings stored", Duration::from_secs(10), || {
+        stack.stored() >= 2
+    })
+    .await;
+    let expected = vec![
+        format!("element:acc:reading:{first}"),
+        format!("element:acc:reading:{second}"),
+    ];
+    let keys = stack.keys();
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    report(
+        "6 clock jump during an ELEMENT backoff",
+        json!({"runs": 1, "sent": 2, "stored": keys.len(), "lost": lost, "duplicates": dups,
+               "backoff_s": secs, "backoff_left_ms": ms(left), "recovery_ms": ms(recovery)}),
+    );
+    assert_eq!((lost, dups), (0, 0));
+    feed.stop().await;
+    stack.shutdown().await;
+    srv.stop().await;
+}
