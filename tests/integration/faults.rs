@@ -1377,3 +1377,158 @@ async fn fault_6_clock_jump_cuts_an_element_backoff_short() {
     stack.shutdown().await;
     srv.stop().await;
 }
+
+// ---------------------------------------------------------------- case 7
+
+/// (outage, backoff base, backoff max) of case 7: scaled down for `make test`, the real
+/// defaults for minutes in `make soak`.
+fn outage_plan(real_base: Duration, real_max: Duration) -> (Duration, Duration, Duration) {
+    if soak() {
+        (Duration::from_secs(180), real_base, real_max)
+    } else {
+        (
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        )
+    }
+}
+
+/// An upper bound for connection attempts in `outage` with full-jitter backoff: the steps
+/// up to the cap, then (on average one per max/2) at most one per max/4, plus slack.
+fn attempt_bound(outage: Duration, base: Duration, max: Duration) -> usize {
+    let steps = (max.as_secs_f64() / base.as_secs_f64()).log2().ceil() as usize + 1;
+    steps + (outage.as_secs_f64() / (max.as_secs_f64() / 4.0)).ceil() as usize + 5
+}
+
+fn count_connecting_until(stack: &Stack, until: Instant) -> usize {
+    stack
+        .states
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _, s)| *t < until && *s == FeedState::Connecting)
+        .count()
+}
+
+/// No network at start (connection refused) for a while: the Saveris feed retries at a
+/// bounded rate, and is live within one backoff step after the peer appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_7_saveris_no_network_at_start_retries_at_a_bounded_rate() {
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let port = closed_port();
+    let user = unique("f7s");
+    let account = rabbit_account(&format!("ws://127.0.0.1:{port}/ws"), &user);
+    let defaults = SaverisFeedConfig::new(account.clone(), None, Some("guest".into()));
+    let (outage, base, max) = outage_plan(defaults.backoff_base, defaults.backoff_max);
+    let mut cfg = defaults;
+    cfg.backoff_base = base;
+    cfg.backoff_max = max;
+    let stack = Stack::new();
+    let started = Instant::now();
+    let feed = saveris::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    tokio::time::sleep(outage).await;
+    let _proxy = Proxy::on(
+        TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
+        broker.ws_port,
+    );
+    let appeared = Instant::now();
+    let attempts = count_connecting_until(&stack, appeared);
+    wait_for(
+        "live after the peer appeared",
+        max + Duration::from_secs(30),
+        || {
+            stack
+                .first_state_after(appeared, |s| *s == FeedState::Live)
+                .is_some()
+        },
+    )
+    .await;
+    let recovery = stack
+        .first_state_after(appeared, |s| *s == FeedState::Live)
+        .unwrap()
+        - appeared;
+    let bound = attempt_bound(outage, base, max);
+    report(
+        "7 Saveris: no network at start",
+        json!({"runs": 1, "outage_ms": ms(appeared - started),
+               "attempts": attempts, "attempt_bound": bound, "backoff_max_ms": ms(max),
+               "recovery_ms": ms(recovery), "lost": 0, "duplicates": 0}),
+    );
+    assert!(attempts >= 3, "it kept trying: {attempts}");
+    assert!(
+        attempts <= bound,
+        "{attempts} attempts in {outage:?}: more than {bound}"
+    );
+    // One backoff step (at most `max`) plus the time to connect.
+    assert!(
+        recovery <= max + Duration::from_secs(3),
+        "live {recovery:?} after the peer appeared"
+    );
+    feed.stop().await;
+    stack.shutdown().await;
+}
+
+/// The same for ELEMENT, with a reading stored upstream while unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_7_element_no_network_at_start_retries_at_a_bounded_rate() {
+    let srv = element_server().await;
+    srv.stop_listening().await;
+    let defaults = Timing::default();
+    let (outage, base, max) = outage_plan(defaults.backoff_base, defaults.backoff_max);
+    let mut cfg = ElementFeedConfig::new(
+        element_account(srv.base_url(), 1),
+        KEY.into(),
+        HashMap::new(),
+    );
+    cfg.timing = element_timing();
+    cfg.timing.backoff_base = base;
+    cfg.timing.backoff_max = max;
+    let stack = Stack::new();
+    let feed = element::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    let id = srv.push_reading("d2", json!({"n": 1}));
+    tokio::time::sleep(outage).await;
+    srv.restart().await.unwrap();
+    let appeared = Instant::now();
+    let attempts = count_connecting_until(&stack, appeared);
+    wait_for(
+        "live after the peer appeared",
+        max + Duration::from_secs(30),
+        || {
+            stack
+                .first_state_after(appeared, |s| *s == FeedState::Live)
+                .is_some()
+        },
+    )
+    .await;
+    let recovery = stack
+        .first_state_after(appeared, |s| *s == FeedState::Live)
+        .unwrap()
+        - appeared;
+    wait_for("the reading stored", Duration::from_secs(10), || {
+        stack.stored() >= 1
+    })
+    .await;
+    let bound = attempt_bound(outage, base, max);
+    let keys = stack.keys();
+    let (lost, dups) = loss_and_duplicates(&[format!("element:acc:reading:{id}")], &keys);
+    report(
+        "7 ELEMENT: no network at start",
+        json!({"runs": 1, "outage_ms": ms(outage), "attempts": attempts, "attempt_bound": bound,
+               "backoff_max_ms": ms(max), "recovery_ms": ms(recovery), "sent": 1,
+               "stored": keys.len(), "lost": lost, "duplicates": dups}),
+    );
+    assert_eq!((lost, dups), (0, 0));
+    assert!(attempts >= 3, "it kept trying: {attempts}");
+    assert!(
+        attempts <= bound,
+        "{attempts} attempts in {outage:?}: more than {bound}"
+    );
+    assert!(
+        recovery <= max + Duration::from_secs(3),
+        "live {recovery:?} after the peer appeared"
+    );
+    feed.stop().await;
+    stack.shutdown().await;
+    srv.stop().await;
+}
