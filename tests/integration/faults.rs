@@ -1532,3 +1532,436 @@ async fn fault_7_element_no_network_at_start_retries_at_a_bounded_rate() {
     stack.shutdown().await;
     srv.stop().await;
 }
+
+// ---------------------------------------------------------------- secrets
+
+const SECRET_PASSCODE: &str = "Pc-7f3k9QzSECRETpasscode";
+const SECRET_PASSWORD: &str = "Pw-4Lm2XySECRETpassword!";
+const SECRET_KEY_OK: &str = "k-9vT6SECRETelementkey";
+const SECRET_KEY_BAD: &str = "k-2hR8SECRETwrongkey";
+
+struct NoShell;
+
+impl alarm_tray::monitor::Shell for NoShell {
+    fn open_window(&self, _page: alarm_tray::ipc::protocol::Page, _alarm_id: Option<i64>) {}
+    fn show_status(&self, _status: &Status) {}
+    fn set_autostart(&self, _enabled: bool) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The monitor's core as a child process with logging to a file (debug level), the
+/// in-memory keyring and the real IPC socket: stores known secrets through IPC, runs a
+/// Saveris account with a wrong STOMP passcode, a Cognito (moto) account whose token the
+/// broker refuses, an ELEMENT account that works and one with a rejected key, then asks
+/// every request and prints each reply as `IPC <name> <json>` (and pushes as `PUSH`).
+#[test]
+#[ignore = "run as a child process by secrets_never_reach_files_logs_output_or_ipc"]
+fn secrets_monitor_child() {
+    use alarm_tray::ipc::protocol::{AlarmFilter, ConnectionTest, Discover, Info, Request};
+    use alarm_tray::secrets::SecretKey;
+    use alarm_tray::settings::{CustomEndpoint, LoginMethod};
+    let Ok(dir) = std::env::var("SECRETS_CHILD_DIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let ws = std::env::var("SECRETS_CHILD_WS").unwrap();
+    let moto = std::env::var("SECRETS_CHILD_MOTO").unwrap();
+    let client_id = std::env::var("SECRETS_CHILD_CLIENT").unwrap();
+    let user = std::env::var("SECRETS_CHILD_USER").unwrap();
+    let _log = alarm_tray::logging::init(Some(&dir.join("logs")), "monitor");
+    alarm_tray::secrets::init_mock();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let srv = ElementServer::start(ElementServerConfig {
+            api_keys: vec![(SECRET_KEY_OK.into(), KeyRole::Admin)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        srv.add_device("d1", "Fridge <b>1</b>", &["cold"]);
+        let history = History::open(&dir.join("history.sqlite3")).unwrap();
+        let notifier: Arc<dyn Notifier> = Arc::new(RecordingNotifier::new());
+        let runtime =
+            alarm_tray::runtime::Runtime::start(&Settings::default(), history, notifier.clone())
+                .await;
+        let (pushes, _) = tokio::sync::broadcast::channel(256);
+        let info = Info {
+            version: alarm_tray::VERSION.into(),
+            data_dir: dir.display().to_string(),
+            log_dir: dir.join("logs").display().to_string(),
+            demo: false,
+            notice: None,
+        };
+        let monitor = alarm_tray::monitor::Monitor::new(
+            Settings::default(),
+            Box::new(alarm_tray::monitor::FilePersister(
+                dir.join("settings.json"),
+            )),
+            runtime,
+            notifier,
+            Arc::new(NoShell),
+            pushes.clone(),
+            info,
+        );
+        let (_actions_tx, actions) = mpsc::unbounded_channel();
+        monitor.spawn_bridges(actions);
+        let sock = dir.join("ipc.sock");
+        let listener = alarm_tray::ipc::server::bind(&sock).unwrap();
+        tokio::spawn(alarm_tray::ipc::server::serve(
+            listener,
+            monitor.clone(),
+            pushes,
+        ));
+        let client = alarm_tray::ipc::client::Client::new(&sock);
+        let mut push_rx = client.subscribe().await.unwrap();
+        tokio::spawn(async move {
+            while let Some(p) = push_rx.recv().await {
+                println!("PUSH {}", serde_json::to_string(&p).unwrap());
+            }
+        });
+        let ask = |name: &'static str, req: Request| {
+            let client = &client;
+            async move {
+                let reply = match client.request(req).await {
+                    Ok(r) => serde_json::to_string(&r).unwrap(),
+                    Err(e) => format!("error {e}"),
+                };
+                println!("IPC {name} {reply}");
+            }
+        };
+
+        let mut settings = Settings::default();
+        let rabbit = |id: &str, login: LoginMethod, token_url: &str| SaverisAccount {
+            id: id.into(),
+            username: user.clone(),
+            login,
+            cognito_endpoint: moto.clone(),
+            cognito_client_id: client_id.clone(),
+            custom: Some(CustomEndpoint {
+                ws_url: format!("{ws}?vhost=%2F"),
+                destination_pattern: "/queue/{username}.{channel}".into(),
+                token_url: token_url.into(),
+                stomp_login: "guest".into(),
+            }),
+            ..Default::default()
+        };
+        settings.saveris = vec![
+            rabbit("sv-pass", LoginMethod::DataApi, ""),
+            rabbit("sv-cog", LoginMethod::Cognito, "cognito"),
+        ];
+        let element_acc = |id: &str| ElementAccount {
+            id: id.into(),
+            base_url: srv.base_url(),
+            subscriptions: vec![ElementSubscription {
+                id: "all".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        settings.element = vec![element_acc("el-ok"), element_acc("el-bad")];
+        for (key, value) in [
+            (SecretKey::StompPasscode("sv-pass".into()), SECRET_PASSCODE),
+            (SecretKey::SaverisPassword("sv-cog".into()), SECRET_PASSWORD),
+            (SecretKey::ElementApiKey("el-ok".into()), SECRET_KEY_OK),
+            (SecretKey::ElementApiKey("el-bad".into()), SECRET_KEY_BAD),
+        ] {
+            ask(
+                "set_secret",
+                Request::SetSecret {
+                    key,
+                    value: value.into(),
+                },
+            )
+            .await;
+        }
+        ask(
+            "save_settings",
+            Request::SaveSettings {
+                settings: settings.clone(),
+            },
+        )
+        .await;
+        for n in 0..5 {
+            srv.push_reading(
+                "d1",
+                json!({"temperature": 4.5 + f64::from(n), "name": "<script>x</script>"}),
+            );
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        ask("info", Request::Info).await;
+        ask("get_settings", Request::GetSettings).await;
+        for key in [
+            SecretKey::StompPasscode("sv-pass".into()),
+            SecretKey::SaverisPassword("sv-cog".into()),
+            SecretKey::ElementApiKey("el-ok".into()),
+            SecretKey::ElementApiKey("el-bad".into()),
+        ] {
+            ask("has_secret", Request::HasSecret { key }).await;
+        }
+        ask("status", Request::Status).await;
+        for acc in &settings.saveris {
+            ask(
+                "test_saveris_stored",
+                Request::TestConnection {
+                    test: ConnectionTest::Saveris {
+                        account: acc.clone(),
+                        password: None,
+                        passcode: None,
+                    },
+                },
+            )
+            .await;
+        }
+        ask(
+            "test_saveris_typed",
+            Request::TestConnection {
+                test: ConnectionTest::Saveris {
+                    account: settings.saveris[1].clone(),
+                    password: Some(SECRET_PASSWORD.into()),
+                    passcode: Some(SECRET_PASSCODE.into()),
+                },
+            },
+        )
+        .await;
+        for acc in &settings.element {
+            ask(
+                "test_element_stored",
+                Request::TestConnection {
+                    test: ConnectionTest::Element {
+                        account: acc.clone(),
+                        api_key: None,
+                    },
+                },
+            )
+            .await;
+            for what in [Discover::Devices, Discover::Tags] {
+                ask(
+                    "discover",
+                    Request::Discover {
+                        account: acc.id.clone(),
+                        what,
+                    },
+                )
+                .await;
+            }
+        }
+        ask(
+            "test_element_typed",
+            Request::TestConnection {
+                test: ConnectionTest::Element {
+                    account: settings.element[1].clone(),
+                    api_key: Some(SECRET_KEY_BAD.into()),
+                },
+            },
+        )
+        .await;
+        ask(
+            "alarms",
+            Request::Alarms {
+                filter: AlarmFilter::default(),
+            },
+        )
+        .await;
+        ask("latest", Request::LatestValues).await;
+        ask(
+            "series",
+            Request::Series {
+                sensor: "d1".into(),
+                since_ms: 0,
+            },
+        )
+        .await;
+        ask("unparsed", Request::Unparsed { limit: 100 }).await;
+        ask("test_notification", Request::SendTestNotification).await;
+        ask("pause", Request::SetPaused { paused: true }).await;
+        ask("resume", Request::SetPaused { paused: false }).await;
+        ask("status", Request::Status).await;
+        monitor.shutdown().await;
+        srv.stop().await;
+        println!("SECRETS-CHILD-DONE");
+    });
+}
+
+/// Runs [`secrets_monitor_child`] and `alarm-tray watch --demo`, then searches everything
+/// they left or said (settings file, history database with its WAL, log files, stderr,
+/// `watch` output, every IPC reply and push) for the secrets and for bearer tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_files_logs_output_or_ipc() {
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let moto = tokio::task::spawn_blocking(crate::peers::moto::Moto::shared)
+        .await
+        .unwrap();
+    let user = unique("sec");
+    let (pool, client) = moto.pool(&unique("pool")).await;
+    moto.user(&pool, &user, SECRET_PASSWORD, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "faults::secrets_monitor_child",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("SECRETS_CHILD_DIR", dir.path())
+    .env("SECRETS_CHILD_WS", broker.ws_url())
+    .env("SECRETS_CHILD_MOTO", moto.endpoint())
+    .env("SECRETS_CHILD_CLIENT", &client)
+    .env("SECRETS_CHILD_USER", &user)
+    .env("ALARM_TRAY_LOG", "debug")
+    .env("RUST_BACKTRACE", "0")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let child = spawn_child(cmd).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("the child finished within 2 min")
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stdout.contains("SECRETS-CHILD-DONE"),
+        "child failed:\n{stdout}\n{stderr}"
+    );
+
+    // The flows really ran: secrets stored, readings stored, the error paths were taken.
+    let ipc: Vec<&str> = stdout.lines().filter(|l| l.contains("IPC ")).collect();
+    assert!(
+        ipc.iter()
+            .filter(|l| l.contains("has_secret {\"type\":\"bool\",\"data\":true}"))
+            .count()
+            == 4,
+        "{ipc:#?}"
+    );
+    assert!(
+        count_events(&dir.path().join("history.sqlite3")) >= 3,
+        "no readings stored: {ipc:#?}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("login failed") || stdout.contains("login_failed"),
+        "{ipc:#?}"
+    );
+    assert!(stdout.contains("API key rejected"), "{ipc:#?}");
+
+    let mut haystacks: Vec<(String, Vec<u8>)> = vec![
+        (
+            "child stdout (IPC replies, pushes)".into(),
+            out.stdout.clone(),
+        ),
+        ("child stderr (log)".into(), out.stderr.clone()),
+    ];
+    let mut files = 0;
+    let mut log_bytes = 0;
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                files += 1;
+                if p.starts_with(dir.path().join("logs")) {
+                    log_bytes += bytes.len();
+                }
+                haystacks.push((p.display().to_string(), bytes));
+            }
+        }
+    }
+    assert!(log_bytes > 0, "the log file was written");
+
+    // `watch --demo`: its output and profile.
+    let demo_dir = tempfile::tempdir().unwrap();
+    let bin = crate::desktop::app_bin();
+    let watch = tokio::task::spawn_blocking({
+        let demo_dir = demo_dir.path().to_path_buf();
+        move || {
+            Command::new(bin)
+                .args([
+                    "watch",
+                    "--demo",
+                    "--seed",
+                    "7",
+                    "--for",
+                    "6",
+                    "--no-notify",
+                ])
+                .env("ALARM_TRAY_DATA_DIR", &demo_dir)
+                .env("ALARM_TRAY_LOG", "debug")
+                .stdin(Stdio::null())
+                .output()
+        }
+    })
+    .await
+    .unwrap()
+    .expect("alarm-tray watch runs (make build first)");
+    assert!(
+        !watch.stdout.is_empty(),
+        "watch printed nothing: {}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    haystacks.push(("watch --demo stdout".into(), watch.stdout.clone()));
+    haystacks.push(("watch --demo stderr".into(), watch.stderr.clone()));
+
+    let needles: Vec<&str> = vec![
+        SECRET_PASSCODE,
+        SECRET_PASSWORD,
+        SECRET_KEY_OK,
+        SECRET_KEY_BAD,
+        alarm_tray::simulate::demo::ELEMENT_KEY,
+        // JWTs (id/access tokens) start with base64 of `{"`.
+        "eyJ",
+    ];
+    // Also as a Debug byte array (`[80, 99, 45, …]`), the form a `Vec<u8>` takes in logs.
+    let as_debug_bytes: Vec<String> = needles[..5]
+        .iter()
+        .map(|n| {
+            n.bytes()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect();
+    let needles: Vec<&str> = needles
+        .iter()
+        .copied()
+        .chain(as_debug_bytes.iter().map(String::as_str))
+        .collect();
+    let mut found = Vec::new();
+    for (name, bytes) in &haystacks {
+        for n in &needles {
+            if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
+                found.push(format!(
+                    "{} in {name}",
+                    n.chars().take(24).collect::<String>()
+                ));
+            }
+        }
+        // An `auth=` value other than the redaction mark.
+        let text = String::from_utf8_lossy(bytes);
+        for (i, _) in text.match_indices("auth=") {
+            let v: String = text[i + 5..].chars().take(3).collect();
+            if v != "***" {
+                found.push(format!("auth={v}… in {name}"));
+            }
+        }
+        if text.contains("Authorization: Bearer") || text.contains("\"authorization\"") {
+            found.push(format!("an Authorization header in {name}"));
+        }
+    }
+    report(
+        "secrets",
+        json!({"runs": 1, "places_searched": haystacks.len(), "files": files,
+               "ipc_replies": ipc.len(), "log_bytes": log_bytes, "found": found.len()}),
+    );
+    assert!(found.is_empty(), "secrets leaked: {found:#?}");
+}
