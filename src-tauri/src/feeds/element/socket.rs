@@ -90,7 +90,27 @@ pub(crate) fn base(base_url: &str) -> Result<Url, ElementError> {
     if !matches!(url.scheme(), "https" | "http" | "wss" | "ws") || url.host_str().is_none() {
         return Err(ElementError::InvalidUrl(redact(&url)));
     }
+    // The API key travels in the URL: in clear only to this computer (the simulator).
+    if matches!(url.scheme(), "http" | "ws") && !is_loopback(&url) {
+        return Err(ElementError::InvalidUrl(format!(
+            "{} (http:// is only allowed for this computer; use https://)",
+            redact(&url)
+        )));
+    }
     Ok(url)
+}
+
+/// `url` points at this computer.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
+    }
 }
 
 /// The URL as it may be shown: the value of `auth=` replaced by `***`.

@@ -94,6 +94,13 @@ impl Endpoint {
                 "the WebSocket URL must start with ws:// or wss://".into(),
             ));
         }
+        // The passcode or token would cross the network in clear.
+        if url.scheme() == "ws" && !is_loopback(&url) {
+            return Err(SaverisError::Config(
+                "ws:// is only allowed for this computer (127.0.0.1, ::1, localhost); use wss://"
+                    .into(),
+            ));
+        }
         // The STOMP `host` header is the server's host name, as the spec recommends; brokers
         // that read it as a virtual host (RabbitMQ) get it from a `vhost` query parameter
         // of a custom URL.
@@ -128,6 +135,19 @@ impl Endpoint {
             destinations,
             token_source: TokenSource::for_account(account),
         })
+    }
+}
+
+/// `url` points at this computer.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
     }
 }
 
