@@ -2470,3 +2470,354 @@ fn security_tauri_csp_and_capabilities_admit_nothing_remote() {
         "every permission is listed with its reason in docs/RELIABILITY.md"
     );
 }
+
+// ---------------------------------------------------------------- case 3
+
+/// A Saveris-compatible peer for token expiry: a Data-API-style login that hands out
+/// short-lived JWTs, and a STOMP broker that refuses expired tokens at CONNECT and throws a
+/// session out with an ERROR frame the moment its token expires. Messages wait in one
+/// queue; unacknowledged ones go back to it (flagged redelivered) when a session ends.
+struct TokenBroker {
+    state: Arc<Mutex<TokenState>>,
+    more: Arc<tokio::sync::Notify>,
+    pub login_port: u16,
+    pub ws_port: u16,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    /// (ack id, body, redelivered), oldest first; not yet acknowledged.
+    queue: Vec<(String, String, bool)>,
+    in_flight: HashSet<String>,
+    next: u64,
+    logins: u32,
+    connects: u32,
+    refused_expired: u32,
+    kicked_expired: u32,
+}
+
+fn jwt(exp: i64, n: u32) -> String {
+    use base64::Engine;
+    let b = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.c2ln",
+        b(json!({"alg": "none"})),
+        b(json!({"exp": exp, "n": n}))
+    )
+}
+
+fn jwt_exp(token: &str) -> i64 {
+    alarm_tray::feeds::saveris::auth::jwt_claims(token)
+        .and_then(|c| c["exp"].as_i64())
+        .unwrap_or(0)
+}
+
+impl TokenBroker {
+    async fn start(token_life: Duration) -> TokenBroker {
+        let state: Arc<Mutex<TokenState>> = Default::default();
+        let more = Arc::new(tokio::sync::Notify::new());
+        let login = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ws = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (login_port, ws_port) = (
+            login.local_addr().unwrap().port(),
+            ws.local_addr().unwrap().port(),
+        );
+        let st = state.clone();
+        let login_task = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = login.accept().await {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Headers, then the JSON body of content-length bytes.
+                    loop {
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    let n = {
+                        let mut st = st.lock().unwrap();
+                        st.logins += 1;
+                        st.logins
+                    };
+                    let exp = (jiff::Timestamp::now()
+                        + jiff::SignedDuration::try_from(token_life).unwrap())
+                    .as_second();
+                    let body = json!({"IdToken": jwt(exp, n)}).to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        let (st, mo) = (state.clone(), more.clone());
+        let ws_task = tokio::spawn(async move {
+            while let Ok((s, _)) = ws.accept().await {
+                tokio::spawn(Self::session(s, st.clone(), mo.clone()));
+            }
+        });
+        TokenBroker {
+            state,
+            more,
+            login_port,
+            ws_port,
+            tasks: vec![login_task, ws_task],
+        }
+    }
+
+    fn publish(&self, body: String) {
+        let mut st = self.state.lock().unwrap();
+        st.next += 1;
+        let id = format!("m-{}", st.next);
+        st.queue.push((id, body, false));
+        drop(st);
+        self.more.notify_waiters();
+    }
+
+    async fn session(
+        s: tokio::net::TcpStream,
+        st: Arc<Mutex<TokenState>>,
+        more: Arc<tokio::sync::Notify>,
+    ) {
+        use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+        let cb = |_req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+            resp.headers_mut()
+                .insert("Sec-WebSocket-Protocol", "v12.stomp".parse().unwrap());
+            Ok(resp)
+        };
+        let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(s, cb).await else {
+            return;
+        };
+        let mut dec = Decoder::new();
+        let send = |f: Frame| Message::binary(stomp::encode(&f));
+        // CONNECT with a bearer token.
+        let exp = loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => dec.push(t.as_bytes()),
+                Some(Ok(Message::Binary(b))) => dec.push(&b),
+                Some(Ok(_)) => continue,
+                _ => return,
+            }
+            if let Ok(Some(f)) = dec.next_frame() {
+                let token = f
+                    .header("Authorization")
+                    .and_then(|a| a.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                let exp = jwt_exp(token);
+                if exp <= jiff::Timestamp::now().as_second() {
+                    st.lock().unwrap().refused_expired += 1;
+                    let _ = ws
+                        .send(send(
+                            Frame::new(StompCommand::Error)
+                                .with_header("message", "invalid authorization"),
+                        ))
+                        .await;
+                    let _ = ws.close(None).await;
+                    return;
+                }
+                st.lock().unwrap().connects += 1;
+                let _ = ws
+                    .send(send(
+                        Frame::new(StompCommand::Connected)
+                            .with_header("version", "1.2")
+                            .with_header("heart-beat", "0,0")
+                            .with_header("server", "token-broker"),
+                    ))
+                    .await;
+                break exp;
+            }
+        };
+        let mut sub: Option<String> = None;
+        let mut mine: HashSet<String> = HashSet::new();
+        let expires = tokio::time::sleep(Duration::from_millis(
+            ((exp - jiff::Timestamp::now().as_second()).max(0) * 1000) as u64,
+        ));
+        tokio::pin!(expires);
+        loop {
+            // Hand out what is waiting and not in flight elsewhere.
+            if let Some(sid) = &sub {
+                let batch: Vec<(String, String, bool)> = {
+                    let mut st = st.lock().unwrap();
+                    let todo: Vec<(String, String, bool)> = st
+                        .queue
+                        .iter()
+                        .filter(|(id, _, _)| !st.in_flight.contains(id))
+                        .cloned()
+                        .collect();
+                    for (id, _, _) in &todo {
+                        st.in_flight.insert(id.clone());
+                    }
+                    todo
+                };
+                for (id, body, again) in batch {
+                    mine.insert(id.clone());
+                    let mut f = Frame::new(StompCommand::Message)
+                        .with_header("subscription", sid.clone())
+                        .with_header("destination", "/queue/u/alarms")
+                        .with_header("message-id", id.clone())
+                        .with_header("ack", id.clone());
+                    if again {
+                        f = f.with_header("redelivered", "true");
+                    }
+                    if ws.send(send(f.with_body(body.into_bytes()))).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            let notified = more.notified();
+            tokio::select! {
+                _ = &mut expires => {
+                    st.lock().unwrap().kicked_expired += 1;
+                    let _ = ws.send(send(Frame::new(StompCommand::Error).with_header("message", "invalid authorization: token expired"))).await;
+                    break;
+                }
+                _ = notified => {}
+                msg = ws.next() => {
+                    match msg {
+                        Some(Ok(Message::Text(t))) => dec.push(t.as_bytes()),
+                        Some(Ok(Message::Binary(b))) => dec.push(&b),
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    }
+                    let mut done = false;
+                    while let Ok(Some(f)) = dec.next_frame() {
+                        match f.command {
+                            StompCommand::Subscribe => sub = f.header("id").map(str::to_owned),
+                            StompCommand::Ack => {
+                                if let Some(id) = f.header("id") {
+                                    let mut st = st.lock().unwrap();
+                                    st.queue.retain(|(q, _, _)| q != id);
+                                    st.in_flight.remove(id);
+                                    mine.remove(id);
+                                }
+                            }
+                            StompCommand::Disconnect => done = true,
+                            _ => {}
+                        }
+                    }
+                    if done {
+                        break;
+                    }
+                }
+            }
+        }
+        // What this session did not acknowledge goes back, flagged as redelivered.
+        {
+            let mut stl = st.lock().unwrap();
+            for id in &mine {
+                stl.in_flight.remove(id);
+            }
+            for m in stl.queue.iter_mut() {
+                if mine.contains(&m.0) {
+                    m.2 = true;
+                }
+            }
+        }
+        more.notify_waiters();
+        let _ = ws.close(None).await;
+    }
+}
+
+impl Drop for TokenBroker {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Tokens that expire every few seconds during a steady stream: the feed renews each one
+/// before it runs out and switches sessions without losing or doubling a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_3_token_expiry_mid_stream_renews_and_loses_nothing() {
+    let (life, total) = if soak() {
+        (Duration::from_secs(8), 3000usize)
+    } else {
+        (Duration::from_secs(8), 600)
+    };
+    let broker = TokenBroker::start(life).await;
+    let account = SaverisAccount {
+        id: "acc-tok".into(),
+        username: "u".into(),
+        custom: Some(alarm_tray::settings::CustomEndpoint {
+            ws_url: format!("ws://127.0.0.1:{}/ws", broker.ws_port),
+            destination_pattern: "/queue/{username}/{channel}".into(),
+            token_url: format!("http://127.0.0.1:{}/v1/token", broker.login_port),
+            stomp_login: String::new(),
+        }),
+        ..Default::default()
+    };
+    let stack = Stack::new();
+    let feed = saveris::spawn(
+        fast(SaverisFeedConfig::new(
+            account.clone(),
+            Some("pw".into()),
+            None,
+        )),
+        stack.deliveries.clone(),
+        stack.statuses.clone(),
+    );
+    // A steady stream over about three token lifetimes.
+    let pace = (life * 3) / total as u32;
+    let uuids: Vec<String> = (0..total).map(|i| format!("f3-{i}")).collect();
+    for u in &uuids {
+        broker.publish(alarm_body(u));
+        tokio::time::sleep(pace).await;
+    }
+    let within = Duration::from_secs(60);
+    wait_for("every alarm stored", within, || {
+        stack.stored() >= total as i64
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys = stack.keys();
+    let expected: Vec<String> = uuids.iter().map(|u| saveris_key(&account, u)).collect();
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    let (logins, connects, refused, kicked) = {
+        let st = broker.state.lock().unwrap();
+        (
+            st.logins,
+            st.connects,
+            st.refused_expired,
+            st.kicked_expired,
+        )
+    };
+    report(
+        "3 token expiry mid-stream",
+        json!({"runs": 1, "token_life_s": life.as_secs(), "sent": total, "stored": keys.len(),
+               "lost": lost, "duplicates": dups, "logins": logins, "sessions": connects,
+               "refused_expired": refused, "kicked_at_expiry": kicked,
+               "redelivered": stack.redelivered.load(Ordering::Relaxed)}),
+    );
+    assert_eq!((lost, dups), (0, 0));
+    assert!(logins >= 3, "tokens were renewed ({logins} logins)");
+    assert_eq!(kicked, 0, "every token was renewed before it expired");
+    assert_eq!(refused, 0, "no expired token was ever presented");
+    feed.stop().await;
+    stack.shutdown().await;
+}
