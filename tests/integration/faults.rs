@@ -2150,7 +2150,7 @@ async fn bad_input_element_huge_and_nested_readings_are_stored_in_order() {
     for _ in 0..1000 {
         nested = json!([nested]);
     }
-    let ids = vec![
+    let ids = [
         srv.push_reading("d1", json!({"temperature": 4.0})),
         srv.push_reading(
             "d1",
@@ -2605,6 +2605,8 @@ impl TokenBroker {
         more: Arc<tokio::sync::Notify>,
     ) {
         use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+        // The callback's signature is tungstenite's.
+        #[allow(clippy::result_large_err)]
         let cb = |_req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
             resp.headers_mut()
                 .insert("Sec-WebSocket-Protocol", "v12.stomp".parse().unwrap());
