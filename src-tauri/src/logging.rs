@@ -12,6 +12,12 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 pub fn init(log_dir: Option<&Path>, file_prefix: &str) -> Option<WorkerGuard> {
     let filter =
         EnvFilter::try_from_env("ALARM_TRAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // keyring-core logs each entry's Debug form at debug level, and for some stores (the
+    // in-memory one of demo mode) that holds the secret's bytes: never below warn.
+    let filter = match "keyring_core=warn".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let stderr = fmt::layer().with_writer(std::io::stderr).with_target(false);
     let (file, guard) = match log_dir.map(|d| (d, std::fs::create_dir_all(d))) {
         Some((dir, Ok(()))) => {

@@ -5,5 +5,6 @@ mod desktop;
 mod e2e;
 mod element;
 mod engine;
+mod faults;
 mod peers;
 mod saveris;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use notify_rust::{Hint, Notification, NotificationHandle, NotificationResponse, Timeout};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{escape_markup, Notifier, NotifyError, Popup, PopupAction, Urgency};
+use super::{escape_markup, plain_text, Notifier, NotifyError, Popup, PopupAction, Urgency};
 
 /// The name the daemon shows as the sender.
 const APP_NAME: &str = "Alarm Tray";
@@ -52,7 +52,7 @@ impl DesktopNotifier {
             .icon(crate::APP_ID)
             .hint(Hint::DesktopEntry(crate::APP_ID.into()))
             // The summary is plain text in the spec; only the body is markup.
-            .summary(&popup.summary)
+            .summary(&plain_text(&popup.summary))
             .body(&escape_markup(&popup.body));
         n.urgency(match popup.urgency {
             Urgency::Low => notify_rust::Urgency::Low,

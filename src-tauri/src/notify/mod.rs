@@ -61,9 +61,10 @@ pub trait Notifier: Send + Sync {
 /// Escapes text for the body markup subset of the freedesktop notification spec
 /// (`<b>`, `<i>`, `<a>`, … and entities): `&`, `<` and `>` become entities, so text from the
 /// network shows as written and never as markup.
+/// Control characters other than line breaks and tabs are dropped (see [`plain_text`]).
 pub fn escape_markup(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for c in plain_text(text).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -72,6 +73,15 @@ pub fn escape_markup(text: &str) -> String {
         }
     }
     out
+}
+
+/// Text from the network as a popup may show it: control characters other than `\n` and
+/// `\t` are dropped (a NUL is not even a valid D-Bus string, so the popup would be lost;
+/// ESC sequences and bells have no place in a notification).
+pub fn plain_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect()
 }
 
 #[cfg(test)]
@@ -90,5 +100,7 @@ mod tests {
             "entities from the network are shown as typed"
         );
         assert_eq!(escape_markup("22 °C"), "22 °C");
+        assert_eq!(escape_markup("a\u{0}<b>\u{1b}[31m\n"), "a&lt;b&gt;[31m\n");
+        assert_eq!(plain_text("Fridge\u{7}\u{0} 1\tx"), "Fridge 1\tx");
     }
 }

@@ -90,7 +90,27 @@ pub(crate) fn base(base_url: &str) -> Result<Url, ElementError> {
     if !matches!(url.scheme(), "https" | "http" | "wss" | "ws") || url.host_str().is_none() {
         return Err(ElementError::InvalidUrl(redact(&url)));
     }
+    // The API key travels in the URL: in clear only to this computer (the simulator).
+    if matches!(url.scheme(), "http" | "ws") && !is_loopback(&url) {
+        return Err(ElementError::InvalidUrl(format!(
+            "{} (http:// is only allowed for this computer; use https://)",
+            redact(&url)
+        )));
+    }
     Ok(url)
+}
+
+/// `url` points at this computer.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
+    }
 }
 
 /// The URL as it may be shown: the value of `auth=` replaced by `***`.
@@ -409,9 +429,15 @@ pub async fn run(
         send_status(&status, &st);
         let sleep = tokio::time::sleep(wait);
         tokio::pin!(sleep);
+        let jumped = clock_jumped(run.clock.as_ref());
+        tokio::pin!(jumped);
         loop {
             tokio::select! {
                 _ = &mut sleep => break,
+                _ = &mut jumped => {
+                    tracing::info!(feed = %st.feed, "the clock jumped (suspend/resume?); reconnecting now");
+                    break;
+                }
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() { break; }
                 }
@@ -421,6 +447,24 @@ pub async fn run(
     }
     st.state = FeedState::Idle;
     send_status(&status, &st);
+}
+
+/// Resolves when the wall clock runs ahead of the monotonic one by more than 5 s: the
+/// machine slept. tokio's timers stand still during a suspend, so a backoff planned before
+/// it would otherwise be slept out in full after the resume.
+async fn clock_jumped(clock: &dyn Clock) {
+    let mut wall = clock.now();
+    let mut mono = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (w, m) = (clock.now(), Instant::now());
+        let ahead =
+            w.duration_since(wall) - jiff::SignedDuration::try_from(m - mono).unwrap_or_default();
+        if ahead > jiff::SignedDuration::from_secs(5) {
+            return;
+        }
+        (wall, mono) = (w, m);
+    }
 }
 
 /// A time for `after=`: microseconds (what ELEMENT stores), truncated so that nothing at

@@ -96,6 +96,13 @@ impl Endpoint {
                 "the WebSocket URL must start with ws:// or wss://".into(),
             ));
         }
+        // The passcode or token would cross the network in clear.
+        if url.scheme() == "ws" && !is_loopback(&url) {
+            return Err(SaverisError::Config(
+                "ws:// is only allowed for this computer (127.0.0.1, ::1, localhost); use wss://"
+                    .into(),
+            ));
+        }
         // The STOMP `host` header is the server's host name, as the spec recommends; brokers
         // that read it as a virtual host (RabbitMQ) get it from a `vhost` query parameter
         // of a custom URL.
@@ -130,6 +137,19 @@ impl Endpoint {
             destinations,
             token_source: TokenSource::for_account(account),
         })
+    }
+}
+
+/// `url` points at this computer.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
     }
 }
 
@@ -442,8 +462,13 @@ impl Feed {
             reason: reason.to_string(),
         });
         let mut stop = self.stop.clone();
+        let clock = self.clock.clone();
         tokio::select! {
             _ = tokio::time::sleep(d) => !self.stopped(),
+            _ = clock_jumped(clock.as_ref()) => {
+                tracing::info!(feed = %self.status.feed, "the clock jumped (suspend/resume?); reconnecting now");
+                !self.stopped()
+            }
             _ = until_stopped(&mut stop) => false,
         }
     }
@@ -467,6 +492,24 @@ impl Feed {
             password,
         )
         .await
+    }
+}
+
+/// Resolves when the wall clock runs ahead of the monotonic one by more than 5 s: the
+/// machine slept. tokio's timers stand still during a suspend, so a backoff planned before
+/// it would otherwise be slept out in full after the resume.
+async fn clock_jumped(clock: &dyn Clock) {
+    let mut wall = clock.now();
+    let mut mono = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (w, m) = (clock.now(), tokio::time::Instant::now());
+        let ahead =
+            w.duration_since(wall) - jiff::SignedDuration::try_from(m - mono).unwrap_or_default();
+        if ahead > jiff::SignedDuration::from_secs(5) {
+            return;
+        }
+        (wall, mono) = (w, m);
     }
 }
 
