@@ -69,3 +69,9 @@ check: deps-ui
 
 fmt:
 	cargo fmt --all
+
+# Performance, measured side by side (docs/BENCH.md): broker ingest vs. the vendor's Node
+# sample, latency, footprint vs. gotify-tray, history queries, ELEMENT. About 10 minutes
+# after the release build. BENCH_QUICK=1 for a smoke run.
+bench: deps-system ui
+	bench/run.sh

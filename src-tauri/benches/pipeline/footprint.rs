@@ -339,7 +339,7 @@ pub fn run(cfg: &Config, broker: &Broker, rt: &tokio::runtime::Runtime) -> Resul
     let mut out = json!({
         "idle_secs": cfg.idle_secs,
         "app_bin": cfg.app_bin.display().to_string(),
-        "caveat": "fresh Xvfb display: the monitor is the first GTK client on it, so GTK maps the graphics stack (Mesa/LLVM) into it once; on a desktop where other GTK apps ran the same process measured ~30 MB PSS less (TEST-PEERS.md)",
+        "caveat": "fresh Xvfb display. TEST-PEERS.md: the first GTK client on a display maps the graphics stack (Mesa/LLVM) once, ~30 MB PSS more. The monitor measured here is the second GTK client (the first one configured the profile and was stopped; its figure is `first_gtk_client`); gotify-tray (Qt) ran before both",
     });
 
     // gotify-tray first, alone on the display.
@@ -416,6 +416,8 @@ pub fn run(cfg: &Config, broker: &Broker, rt: &tokio::runtime::Runtime) -> Resul
             .map_err(|e| format!("SaveSettings: {e}"))?;
             wait_live(&c, 2, Duration::from_secs(60)).await.map(|_| ())
         })?;
+        std::thread::sleep(Duration::from_secs(2));
+        out["first_gtk_client"] = memory_of(m.pid());
     }
 
     // Start-up to "live" with those settings.

@@ -71,8 +71,10 @@ impl Config {
             node_dir: var("BENCH_NODE_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| root.join("bench/node")),
+            // cargo builds the app's binary along with a bench, in the same profile.
             app_bin: var("ALARM_TRAY_BIN")
                 .map(PathBuf::from)
+                .or_else(|| option_env!("CARGO_BIN_EXE_alarm-tray").map(PathBuf::from))
                 .unwrap_or_else(|| root.join("target/release/alarm-tray")),
             gotify_tray: var("BENCH_GOTIFY_TRAY")
                 .map(PathBuf::from)

@@ -124,6 +124,7 @@ pub fn table(r: &Value) -> String {
         );
         let _ = writeln!(s, "   {:<44} {:>9} {:>9}", "state", "RSS MB", "PSS MB");
         for (label, key) in [
+            ("tray, first GTK client on the display", "first_gtk_client"),
             ("tray, window never opened", "tray_never_opened"),
             ("window open (monitor + window + WebKit)", "window_open"),
             (
