@@ -88,3 +88,9 @@ fuzz:
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t corpus/$$t -- -max_total_time=$(FUZZ_SECS) -rss_limit_mb=2048 \
 	  || exit 1; \
 	done
+
+# Performance, measured side by side (docs/BENCH.md): broker ingest vs. the vendor's Node
+# sample, latency, footprint vs. gotify-tray, history queries, ELEMENT. About 10 minutes
+# after the release build. BENCH_QUICK=1 for a smoke run.
+bench: deps-system ui
+	bench/run.sh

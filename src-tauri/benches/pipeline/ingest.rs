@@ -1,0 +1,307 @@
+//! Section 1: ingest through a real broker. The same preloaded durable queue (persistent
+//! messages) is drained, one contender at a time, by:
+//! - `alarm-tray`'s Saveris feed + engine (history on a temp file, popups to a counting
+//!   notifier, each message ACKed after its batch committed) — a child process of this bench;
+//! - a bare Rust consumer (tokio-tungstenite, split frames, parse JSON, ACK): the ceiling;
+//! - the Saveris docs' sample stack (`@stomp/stompjs` + `ws` on Node.js, parsing each JSON
+//!   body), with `ws`'s default permessage-deflate and without.
+//!
+//! Each contender runs as its own process, measured by the kernel (wait4: CPU seconds and
+//! peak RSS of exactly that process).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alarm_tray::engine::{self, History};
+use alarm_tray::feeds::saveris::stomp::{Command as Stomp, Frame};
+use alarm_tray::feeds::saveris::{self, SaverisFeedConfig};
+use alarm_tray::notify::{Notifier, NotifyError, Popup};
+use alarm_tray::settings::{Channels, CustomEndpoint, SaverisAccount, Settings};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::broker::{self, Broker, StompConn};
+use crate::{messages, procs, Config};
+
+/// Popups go nowhere; they are counted.
+#[derive(Default)]
+pub struct CountingNotifier {
+    pub shown: AtomicU64,
+    pub closed: AtomicU64,
+}
+
+impl Notifier for CountingNotifier {
+    fn show(&self, _popup: &Popup) -> Result<(), NotifyError> {
+        self.shown.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn close(&self, _tag: &str) {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A Saveris account on a custom endpoint: the bench's RabbitMQ, queue `<username>.alarms`.
+pub fn account(ws_url: &str, username: &str) -> SaverisAccount {
+    SaverisAccount {
+        id: format!("bench-{username}"),
+        username: username.into(),
+        channels: Channels {
+            alarms: true,
+            measurements: false,
+            measurements_v2: false,
+        },
+        custom: Some(CustomEndpoint {
+            // RabbitMQ reads the STOMP host header as its virtual host.
+            ws_url: format!("{ws_url}?vhost=%2F"),
+            destination_pattern: "/queue/{username}.{channel}".into(),
+            token_url: String::new(),
+            stomp_login: "guest".into(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Child `ours`: the feed + engine drain `n` messages of `username`'s alarm queue. Prints
+/// one JSON line.
+pub async fn child_ours(
+    ws_url: &str,
+    username: &str,
+    n: usize,
+    db: &Path,
+) -> Result<Value, String> {
+    let account = account(ws_url, username);
+    let mut settings = Settings::default();
+    settings.saveris.push(account.clone());
+    let history = History::open(db).map_err(|e| e.to_string())?;
+    let notifier = Arc::new(CountingNotifier::default());
+    // The same wiring as `runtime::Runtime` (its queue size), without the keyring.
+    let (tx, rx) = mpsc::channel(4096);
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
+    let engine = engine::spawn(settings, history.clone(), notifier.clone(), rx, status_rx);
+    let start = Instant::now();
+    let feed = saveris::spawn(
+        SaverisFeedConfig::new(account, None, Some("guest".into())),
+        tx,
+        status_tx,
+    );
+    let deadline = start + Duration::from_secs(600);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stored = history.event_count().map_err(|e| e.to_string())?;
+        if stored as usize >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {stored} of {n} messages stored after 600 s"));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    // The ACKs of the last batch leave right after its commit; give them a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    feed.stop().await;
+    engine.poke().await;
+    let alarms = history
+        .alarms(&alarm_tray::ipc::protocol::AlarmFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .map(|a| a.first().map(|r| r.id).unwrap_or(0))
+        .unwrap_or(0);
+    engine.shutdown().await;
+    Ok(json!({
+        "messages": n,
+        "secs": secs,
+        "popups_shown": notifier.shown.load(Ordering::Relaxed),
+        "popups_closed": notifier.closed.load(Ordering::Relaxed),
+        "alarms_raised": alarms,
+    }))
+}
+
+/// Child `bare`: split frames, parse each JSON body, ACK each message; nothing else.
+pub async fn child_bare(ws_url: &str, dest: &str, n: usize) -> Result<Value, String> {
+    let start = Instant::now();
+    let mut c = StompConn::connect(ws_url).await?;
+    c.send(
+        &Frame::new(Stomp::Subscribe)
+            .with_header("id", "0")
+            .with_header("destination", dest)
+            .with_header("ack", "client-individual"),
+    )
+    .await?;
+    c.flush().await?;
+    let mut got = 0usize;
+    let mut parse_errors = 0usize;
+    while got < n {
+        let f = c.next().await?;
+        let mut frames = vec![f];
+        // Everything already received is handled before the ACKs are flushed together.
+        while let Some(f) = c.buffered()? {
+            frames.push(f);
+        }
+        for f in frames {
+            if f.command != Stomp::Message {
+                continue;
+            }
+            if serde_json::from_slice::<Value>(&f.body).is_err() {
+                parse_errors += 1;
+            }
+            if let Some(ack) = f.header("ack") {
+                c.send(&Frame::new(Stomp::Ack).with_header("id", ack))
+                    .await?;
+            }
+            got += 1;
+        }
+        c.flush().await?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    c.close().await;
+    Ok(json!({"messages": got, "secs": secs, "parse_errors": parse_errors}))
+}
+
+fn bench_exe() -> Result<std::path::PathBuf, String> {
+    std::env::current_exe().map_err(|e| e.to_string())
+}
+
+/// One contender's run, as the report shows it.
+fn row(name: &str, what: &str, m: &procs::Measured, n: usize) -> Result<Value, String> {
+    if !m.success {
+        return Err(format!(
+            "{name} failed: {}{}",
+            m.stdout.trim(),
+            m.stderr
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+    }
+    let line = m
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| format!("{name} printed no result: {}", m.stdout))?;
+    let own: Value = serde_json::from_str(line).map_err(|e| format!("{name}: {e}"))?;
+    let secs = own["secs"].as_f64().unwrap_or(m.wall.as_secs_f64());
+    Ok(json!({
+        "name": name,
+        "what": what,
+        "messages": n,
+        "secs": secs,
+        "msg_per_s": n as f64 / secs,
+        "cpu_secs": m.cpu_secs,
+        "cpu_us_per_msg": m.cpu_secs * 1e6 / n as f64,
+        "peak_rss_mb": m.max_rss_kb as f64 / 1024.0,
+        "wall_secs_process": m.wall.as_secs_f64(),
+        "details": own,
+    }))
+}
+
+pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
+    let n = cfg.messages;
+    let url = broker.ws_url();
+    let sensors = 2000;
+    let sample = messages::alarm_body(0, sensors, None);
+    println!(
+        "ingest: {n} messages of ~{} bytes per contender ({} sensors raising and clearing)",
+        sample.len(),
+        sensors
+    );
+    let mut rows = Vec::new();
+    let contenders: Vec<(&str, &str)> = vec![
+        (
+            "alarm-tray",
+            "Saveris feed + engine: parse, dedupe, rules, SQLite history, popups, ACK after commit",
+        ),
+        (
+            "bare-rust",
+            "tokio-tungstenite: split frames, parse JSON, ACK (the ceiling)",
+        ),
+        (
+            "node-stompjs",
+            "@stomp/stompjs + ws (Saveris docs' sample stack), default: permessage-deflate",
+        ),
+        (
+            "node-stompjs-nodeflate",
+            "@stomp/stompjs + ws, permessage-deflate off",
+        ),
+    ];
+    for (round, (name, what)) in contenders.iter().enumerate() {
+        if !cfg.node_available() && name.starts_with("node") {
+            println!(
+                "  {name}: skipped, Node.js or bench/node/node_modules missing (run `make bench`)"
+            );
+            continue;
+        }
+        let user = format!("bench{round}");
+        let dest = format!("/queue/{user}.alarms");
+        let t = Instant::now();
+        broker::preload(&url, &dest, n, |i| messages::alarm_body(i, sensors, None)).await?;
+        let preload_secs = t.elapsed().as_secs_f64();
+        let limit = Duration::from_secs(900);
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let cmd = match *name {
+            "alarm-tray" => {
+                let mut c = Command::new(bench_exe()?);
+                c.args(["--child", "ours", &url, &user, &n.to_string()])
+                    .arg(tmp.path().join("history.sqlite3"));
+                c
+            }
+            "bare-rust" => {
+                let mut c = Command::new(bench_exe()?);
+                c.args(["--child", "bare", &url, &dest, &n.to_string()]);
+                c
+            }
+            _ => {
+                let mut c = Command::new(&cfg.node);
+                c.arg(cfg.node_dir.join("drain.mjs"))
+                    .args([&url, &dest, &n.to_string()]);
+                if name.ends_with("nodeflate") {
+                    c.arg("--no-deflate");
+                }
+                c
+            }
+        };
+        let broker_cpu0 = broker.pid().and_then(procs::cpu_secs);
+        let m = tokio::task::spawn_blocking(move || procs::run_measured(cmd, limit))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{name}: {e}"))?;
+        let broker_cpu = broker
+            .pid()
+            .and_then(procs::cpu_secs)
+            .zip(broker_cpu0)
+            .map(|(b, a)| b - a);
+        let mut r = row(name, what, &m, n)?;
+        r["preload_secs"] = json!(preload_secs);
+        r["broker_cpu_secs"] = json!(broker_cpu);
+        println!(
+            "  {name:<24} {:>8.0} msg/s  {:>6.2} CPU-s  {:>6.1} MB peak RSS  (preload {preload_secs:.1} s, broker {:.1} CPU-s)",
+            r["msg_per_s"].as_f64().unwrap_or(0.0),
+            m.cpu_secs,
+            r["peak_rss_mb"].as_f64().unwrap_or(0.0),
+            broker_cpu.unwrap_or(f64::NAN),
+        );
+        rows.push(r);
+    }
+    let get = |name: &str, k: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r[k].as_f64())
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    let ours = get("alarm-tray", "msg_per_s");
+    let summary = json!({
+        "vs_node_default_throughput": ratio(ours, get("node-stompjs", "msg_per_s")),
+        "vs_node_nodeflate_throughput": ratio(ours, get("node-stompjs-nodeflate", "msg_per_s")),
+        "vs_bare_throughput": ratio(ours, get("bare-rust", "msg_per_s")),
+        "cpu_per_msg_vs_node_default": ratio(get("alarm-tray", "cpu_us_per_msg"), get("node-stompjs", "cpu_us_per_msg")),
+    });
+    Ok(
+        json!({"messages": n, "bytes_per_message": sample.len(), "sensors": sensors, "runs": rows, "ratios": summary}),
+    )
+}

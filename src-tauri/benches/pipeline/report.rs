@@ -1,0 +1,234 @@
+//! The readable table printed at the end of a run, from the report JSON.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+fn f(v: &Value, digits: usize) -> String {
+    match v.as_f64() {
+        Some(x) => format!("{x:.digits$}"),
+        None => "—".into(),
+    }
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "—",
+    }
+}
+
+pub fn table(r: &Value) -> String {
+    let mut s = String::new();
+    let m = &r["machine"];
+    let _ = writeln!(
+        s,
+        "Alarm Tray bench — {} cores ({}), load {} → {}, {} build, {}",
+        m["cores"],
+        m["cpu"].as_str().unwrap_or(""),
+        m["load_avg"].as_str().unwrap_or(""),
+        m["load_avg_end"].as_str().unwrap_or(""),
+        if m["release_build"].as_bool() == Some(true) {
+            "release"
+        } else {
+            "DEBUG"
+        },
+        m["at"].as_str().unwrap_or("")
+    );
+    let ing = &r["ingest"];
+    if let Some(runs) = ing["runs"].as_array() {
+        let _ = writeln!(
+            s,
+            "\n1. Ingest through RabbitMQ Web-STOMP: {} preloaded persistent alarm messages of {} bytes, drained",
+            ing["messages"], ing["bytes_per_message"]
+        );
+        let _ = writeln!(
+            s,
+            "   {:<24} {:>10} {:>8} {:>10} {:>10}",
+            "client", "msg/s", "CPU-s", "µs CPU/msg", "peak RSS"
+        );
+        for run in runs {
+            let _ = writeln!(
+                s,
+                "   {:<24} {:>10} {:>8} {:>10} {:>7} MB",
+                run["name"].as_str().unwrap_or(""),
+                f(&run["msg_per_s"], 0),
+                f(&run["cpu_secs"], 2),
+                f(&run["cpu_us_per_msg"], 1),
+                f(&run["peak_rss_mb"], 1)
+            );
+        }
+        let q = &ing["ratios"];
+        let _ = writeln!(
+            s,
+            "   alarm-tray vs Node default: {}× throughput (target ≥ 5×: {}), {} of its CPU per message (target ≤ 0.20: {})",
+            f(&q["vs_node_default_throughput"], 2),
+            verdict(q["vs_node_default_throughput"].as_f64().map(|x| x >= 5.0)),
+            f(&q["cpu_per_msg_vs_node_default"], 3),
+            verdict(q["cpu_per_msg_vs_node_default"].as_f64().map(|x| x <= 0.2)),
+        );
+        let ours = runs.iter().find(|x| x["name"] == "alarm-tray");
+        let _ = writeln!(
+            s,
+            "   alarm-tray vs bare consumer: {} (target ≥ 0.80: {}); vs Node without deflate: {}×; ≥ 30,000 msg/s: {}",
+            f(&q["vs_bare_throughput"], 2),
+            verdict(q["vs_bare_throughput"].as_f64().map(|x| x >= 0.8)),
+            f(&q["vs_node_nodeflate_throughput"], 2),
+            verdict(ours.and_then(|o| o["msg_per_s"].as_f64()).map(|x| x >= 30_000.0)),
+        );
+    } else if let Some(e) = ing["error"].as_str() {
+        let _ = writeln!(s, "\n1. Ingest: FAILED: {e}");
+    }
+    let lat = &r["latency"];
+    if let Some(runs) = lat["runs"].as_array() {
+        let _ = writeln!(
+            s,
+            "\n2. Latency, publish → popup decision (through the broker)"
+        );
+        let _ = writeln!(
+            s,
+            "   {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "alarms"
+        );
+        for run in runs {
+            let _ = writeln!(
+                s,
+                "   {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                f(&run["rate"], 0),
+                f(&run["p50_ms"], 2),
+                f(&run["p95_ms"], 2),
+                f(&run["p99_ms"], 2),
+                f(&run["max_ms"], 1),
+                f(&run["samples"], 0)
+            );
+        }
+        let p99 = runs
+            .iter()
+            .find(|x| x["rate"] == 2000)
+            .and_then(|x| x["p99_ms"].as_f64());
+        let _ = writeln!(
+            s,
+            "   p99 at 2,000 msg/s under 20 ms: {}",
+            verdict(p99.map(|x| x < 20.0))
+        );
+    } else if let Some(e) = lat["error"].as_str() {
+        let _ = writeln!(s, "\n2. Latency: FAILED: {e}");
+    }
+    let fp = &r["footprint"];
+    if fp.is_object() && fp.get("error").is_none() {
+        let _ = writeln!(
+            s,
+            "\n3. Footprint (release, Xvfb; idle {} s each)",
+            fp["idle_secs"]
+        );
+        let _ = writeln!(s, "   {:<44} {:>9} {:>9}", "state", "RSS MB", "PSS MB");
+        for (label, key) in [
+            ("tray, first GTK client on the display", "first_gtk_client"),
+            ("tray, window never opened", "tray_never_opened"),
+            ("window open (monitor + window + WebKit)", "window_open"),
+            (
+                "tray alone after the window was closed",
+                "tray_after_window",
+            ),
+            ("gotify-tray (first-run dialog)", "gotify_tray"),
+        ] {
+            let v = &fp[key];
+            if let Some(e) = v["error"].as_str() {
+                let _ = writeln!(s, "   {label:<44} FAILED: {e}");
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "   {label:<44} {:>9} {:>9}",
+                f(&v["total_rss_mb"], 1),
+                f(&v["total_pss_mb"], 1)
+            );
+            if let Some(ps) = v["processes"].as_array() {
+                if ps.len() > 1 {
+                    for p in ps {
+                        let _ = writeln!(
+                            s,
+                            "     {:<42} {:>9} {:>9}",
+                            format!(
+                                "{} ({})",
+                                p["role"].as_str().unwrap_or(""),
+                                p["comm"].as_str().unwrap_or("")
+                            ),
+                            f(&p["rss_mb"], 1),
+                            f(&p["pss_mb"], 1)
+                        );
+                    }
+                }
+            }
+        }
+        let alone = fp["tray_after_window"]["total_pss_mb"].as_f64();
+        let _ = writeln!(
+            s,
+            "   tray alone < 60 MB PSS: {}; no WebKit process: {}; idle CPU {} s/min with {} live feeds (< 0.5: {}); start-up to live {} ms",
+            verdict(alone.map(|x| x < 60.0)),
+            verdict(fp["tray_after_window_webkit"].as_bool().map(|w| !w)),
+            f(&fp["idle_cpu_secs_per_min"], 3),
+            fp["live_feeds_during_idle"],
+            verdict(fp["idle_cpu_secs_per_min"].as_f64().map(|x| x < 0.5)),
+            f(&fp["startup_to_live_ms"], 0),
+        );
+        let _ = writeln!(s, "   note: {}", fp["caveat"].as_str().unwrap_or(""));
+    } else if let Some(e) = fp["error"].as_str() {
+        let _ = writeln!(s, "\n3. Footprint: FAILED: {e}");
+    }
+    let h = &r["history"];
+    if let Some(qs) = h["queries"].as_array() {
+        let _ = writeln!(
+            s,
+            "\n4. History queries on {} events ({} MB)",
+            h["events"],
+            f(&h["db_mb"], 0)
+        );
+        for q in qs {
+            let med = q["median_ms"].as_f64();
+            let _ = writeln!(
+                s,
+                "   {:<22} {:>9} ms median ({:>9} ms first, {} rows)  < 50 ms: {}",
+                q["query"].as_str().unwrap_or(""),
+                f(&q["median_ms"], 2),
+                f(&q["first_ms"], 2),
+                q["rows"],
+                verdict(med.map(|x| x < 50.0))
+            );
+        }
+    } else if let Some(e) = h["error"].as_str() {
+        let _ = writeln!(s, "\n4. History: FAILED: {e}");
+    }
+    let el = &r["element"];
+    if let Some(runs) = el["runs"].as_array() {
+        let _ = writeln!(
+            s,
+            "\n5. ELEMENT feed + engine from the project's ELEMENT server"
+        );
+        for run in runs {
+            match run["error"].as_str() {
+                Some(e) => {
+                    let _ = writeln!(
+                        s,
+                        "   {:<9} FAILED: {e}",
+                        run["mode"].as_str().unwrap_or("")
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "   {:<9} {:>9} readings/s ({} readings)",
+                        run["mode"].as_str().unwrap_or(""),
+                        f(&run["readings_per_s"], 0),
+                        run["readings"]
+                    );
+                }
+            }
+        }
+    } else if let Some(e) = el["error"].as_str() {
+        let _ = writeln!(s, "\n5. ELEMENT: FAILED: {e}");
+    }
+    let _ = writeln!(s, "\ntotal {} s", f(&r["total_secs"], 0));
+    s
+}
