@@ -94,3 +94,48 @@ fuzz:
 # after the release build. BENCH_QUICK=1 for a smoke run.
 bench: deps-system ui
 	bench/run.sh
+
+# ---------------------------------------------------------------------------------------
+# Packages. `make package` builds the release .deb and .rpm with the Tauri bundler (both
+# are made offline; AppImage is left out because its bundler downloads linuxdeploy at build
+# time). `make package-test` installs the .deb on this machine and checks it end to end
+# (packaging/package-test.sh; needs root or sudo).
+.PHONY: package package-test
+TAURI_CLI := $(TOOLS)/node_modules/.bin/tauri
+PKG_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+PKG_OUT := $(PKG_TARGET_DIR)/package
+PKG_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+PKG_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+PKG_DEB := $(PKG_OUT)/alarm-tray_$(PKG_VERSION)_$(PKG_ARCH).deb
+PKG_MAINTAINER = $(shell python3 -c 'import json; print(json.load(open("packaging/tauri.linux-package.json"))["bundle"]["publisher"])')
+
+$(TAURI_CLI):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --no-save @tauri-apps/cli@2
+
+packaging/build/changelog.gz: CHANGELOG.md Cargo.toml packaging/debian_changelog.py packaging/tauri.linux-package.json
+	mkdir -p $(@D)
+	set -o pipefail; python3 packaging/debian_changelog.py CHANGELOG.md $(PKG_VERSION) "$(PKG_MAINTAINER)" | gzip -9n > $@.tmp
+	mv $@.tmp $@
+
+packaging/build/alarm-tray.1.gz: packaging/alarm-tray.1
+	mkdir -p $(@D)
+	gzip -9n < $< > $@
+
+# The UI is rebuilt only when its sources change: a fresh ui/dist makes cargo rebuild the app.
+PKG_UI_SRC := $(shell find ui/src ui/index.html ui/package.json ui/vite.config.ts -type f 2>/dev/null)
+packaging/build/ui.stamp: $(PKG_UI_SRC)
+	$(MAKE) ui
+	mkdir -p $(@D)
+	touch $@
+
+package: deps-system packaging/build/ui.stamp $(TAURI_CLI) packaging/build/changelog.gz packaging/build/alarm-tray.1.gz
+	cd src-tauri && CARGO_TARGET_DIR=$(PKG_TARGET_DIR) $(TAURI_CLI) build --ci --bundles deb,rpm \
+	  --config $(CURDIR)/packaging/tauri.linux-package.json
+	mkdir -p $(PKG_OUT)
+	cp "$(PKG_TARGET_DIR)/release/bundle/deb/Alarm Tray_$(PKG_VERSION)_$(PKG_ARCH).deb" $(PKG_DEB)
+	for f in "$(PKG_TARGET_DIR)"/release/bundle/rpm/*$(PKG_VERSION)-1.*.rpm; do \
+	  cp "$$f" "$(PKG_OUT)/alarm-tray-$(PKG_VERSION)-1.$${f##*-1.}"; done
+	@ls -l $(PKG_OUT)
+
+package-test: package
+	packaging/package-test.sh $(PKG_DEB)
