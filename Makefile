@@ -60,7 +60,9 @@ demo: deps build
 # Everything runs inside a throwaway desktop session (D-Bus, Xvfb, keyring, dunst).
 test: deps build
 	cd ui && npm run check && npm test
-	ALARM_TRAY_BIN=$(BIN) scripts/desktop-session.sh cargo test --workspace --lib --bins --tests -- --test-threads=4
+	ALARM_TRAY_BIN=$(BIN) scripts/desktop-session.sh cargo test --workspace --lib --bins --tests -- --test-threads=4 --skip e2e:: --skip demo::
+	# The real app's end-to-end tests last, on their own: they share one display and keyring.
+	ALARM_TRAY_BIN=$(BIN) scripts/desktop-session.sh cargo test -p alarm-tray-tests --test integration -- --test-threads=2 e2e:: demo::
 
 check: deps-ui
 	cargo fmt --all -- --check

@@ -363,13 +363,19 @@ impl Driver {
         all_args.extend_from_slice(args);
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "wry",
             "tauri:options": {"application": app_bin(), "args": all_args}}}});
-        let r: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .expect("new session")
-            .json()
-            .unwrap();
+        // Under load tauri-driver has dropped a first session request now and then: one retry.
+        let mut attempt = 0;
+        let r: Value = loop {
+            attempt += 1;
+            match http.post(format!("{base}/session")).json(&caps).send() {
+                Ok(resp) => break resp.json().unwrap(),
+                Err(e) if attempt < 2 => {
+                    eprintln!("new session failed ({e}); retrying once");
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+                Err(e) => panic!("new session: {e}"),
+            }
+        };
         let session = r["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {r}"))

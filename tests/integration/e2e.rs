@@ -217,7 +217,7 @@ fn e2e_window_lifecycle_and_single_instance() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(x11::close_titled(TITLE), 1);
     desktop::wait_for(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the window process to exit",
         || window_pids(&profile).is_empty(),
     );
