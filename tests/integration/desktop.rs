@@ -270,10 +270,15 @@ impl NotifyWatch {
     pub fn start() -> NotifyWatch {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("notify.txt");
-        let child = Command::new("dbus-monitor")
+        // Line-buffered: a popup's call and the daemon's answer reach the file at once.
+        let child = Command::new("stdbuf")
             .args([
+                "-oL",
+                "dbus-monitor",
                 "--session",
                 "interface='org.freedesktop.Notifications',member='Notify'",
+                // The daemon's answers: they carry the popups' ids.
+                "type='method_return'",
             ])
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(Stdio::null())
@@ -301,6 +306,52 @@ impl NotifyWatch {
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }
+
+    /// The id the daemon gave the popup whose Notify call contains `needle`.
+    pub fn id_of(&self, needle: &str) -> Option<u32> {
+        let text = self.text();
+        let messages: Vec<&str> = text.split("\nmethod ").collect();
+        let call = messages
+            .iter()
+            .find(|m| m.starts_with("call") && m.contains("member=Notify") && m.contains(needle))?;
+        let serial = call
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("serial="))?;
+        // Serials are per connection: the answer goes back to the caller.
+        let sender = call
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("sender="))?;
+        let ret = messages.iter().find(|m| {
+            m.starts_with("return")
+                && m.split_whitespace()
+                    .any(|w| w == format!("reply_serial={serial}"))
+                && m.split_whitespace()
+                    .any(|w| w == format!("destination={sender}"))
+        })?;
+        ret.split("uint32 ")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+}
+
+/// Clicks an action of popup `id` the way the notification daemon reports a click: the
+/// `ActionInvoked` signal.
+pub fn invoke_popup_action(id: u32, action: &str) {
+    let ok = Command::new("dbus-send")
+        .args([
+            "--session",
+            "--type=signal",
+            "/org/freedesktop/Notifications",
+            "org.freedesktop.Notifications.ActionInvoked",
+            &format!("uint32:{id}"),
+            &format!("string:{action}"),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "dbus-send ActionInvoked");
 }
 
 /// A W3C WebDriver session on the real window through tauri-driver.

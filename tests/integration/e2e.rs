@@ -399,6 +399,31 @@ fn e2e_full_stack_saveris_element_rules() {
         d.page_source().contains("data-state=\"alarm\"")
     });
     d.screenshot("history-alarm-active");
+
+    // The popup's Open action brings the window to this alarm (the window is open: it is
+    // focused on the History page with the row marked).
+    let mut popup = None;
+    desktop::wait_for(Duration::from_secs(10), "the alarm popup's id", || {
+        popup = watch.id_of("Alarm");
+        popup.is_some()
+    });
+    let popup = popup.unwrap_or_default();
+    d.click("tab-settings");
+    let focused = format!("[data-testid='alarm-row-{id}'].focus");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // The monitor's waiter subscribes right after Notify returned: repeat until it acts.
+        desktop::invoke_popup_action(popup, "open");
+        std::thread::sleep(Duration::from_millis(700));
+        if d.exists_css(&focused) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Open on the popup did not show alarm {id}"
+        );
+    }
+    d.screenshot("history-opened-from-popup");
     d.click(&format!("ack-{id}"));
     desktop::wait_for(Duration::from_secs(10), "acknowledged in the table", || {
         !d.exists_css(&format!("[data-testid='ack-{id}']"))

@@ -105,6 +105,14 @@ impl SettingsPersister for StorePersister {
 
 /// Runs the monitor until Quit. A second monitor asks the first to open its window.
 pub fn run(opts: MonitorOptions) -> ExitCode {
+    // The monitor draws no GL: without this GTK probes the graphics stack at start and maps
+    // Mesa and LLVM for the whole day (measured: 64 → 46 MB PSS, 139 → 86 MB RSS idle).
+    // Set before any thread starts; the window process gets the user's setting back
+    // (see `process::spawn_child`).
+    if std::env::var_os("GDK_GL").is_none() {
+        std::env::set_var("GDK_GL", "disable");
+        std::env::set_var(super::process::GL_MARKER, "1");
+    }
     let lock = match instance::try_lock(&instance::monitor_lock()) {
         Ok(Some(lock)) => lock,
         Ok(None) => return hand_off_to_running_monitor(),

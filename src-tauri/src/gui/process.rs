@@ -17,11 +17,18 @@ pub fn self_exe() -> PathBuf {
     }
 }
 
+/// Set by the monitor when it disabled GL for itself only (`GDK_GL=disable`).
+pub const GL_MARKER: &str = "ALARM_TRAY_MONITOR_SET_GDK_GL";
+
 /// Spawns `alarm-tray <args>` as a child that dies with its parent (the window must not
 /// outlive a killed monitor).
 pub fn spawn_child(args: &[String]) -> std::io::Result<Child> {
     let mut cmd = Command::new(self_exe());
     cmd.args(args);
+    if std::env::var_os(GL_MARKER).is_some() {
+        // The webview renders with GL as the user's desktop allows.
+        cmd.env_remove("GDK_GL").env_remove(GL_MARKER);
+    }
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
