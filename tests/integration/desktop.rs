@@ -533,17 +533,31 @@ impl Driver {
         .to_string()
     }
 
+    /// Replaces the field's text by typing, and checks the field holds exactly `text`
+    /// afterwards: on a loaded machine a controlled input can re-render its old value
+    /// between WebDriver's clear and the keystrokes (seen: "90" + "45" → "9045").
     pub fn type_into(&self, testid: &str, text: &str) {
-        let el = self.find(testid);
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{el}/clear"),
-            Some(json!({})),
-        );
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{el}/value"),
-            Some(json!({"text": text})),
+        for _ in 0..5 {
+            let el = self.find(testid);
+            self.call(
+                reqwest::Method::POST,
+                &format!("/element/{el}/clear"),
+                Some(json!({})),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            self.call(
+                reqwest::Method::POST,
+                &format!("/element/{el}/value"),
+                Some(json!({"text": text})),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            if self.value(testid) == text {
+                return;
+            }
+        }
+        panic!(
+            "{testid} does not hold {text:?} after typing (it holds {:?})",
+            self.value(testid)
         );
     }
 
