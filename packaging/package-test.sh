@@ -144,6 +144,13 @@ gone() { ! alive "$1"; }
 ipc() { python3 "$HERE/ipc.py" "$SOCKET" "$@"; }
 window_child() { pgrep -P "$1" -f "alarm-tray window" >/dev/null; }
 no_window_child() { ! window_child "$1"; }
+window_has_class() {
+  local w
+  for w in $(xdotool search --pid "$1" 2>/dev/null); do
+    [[ "$(xprop -id "$w" WM_CLASS 2>/dev/null)" == *"\"$2\""* ]] && return 0
+  done
+  return 1
+}
 # json_get KEY…: the value at that path of the JSON on stdin, as JSON.
 json_get() { python3 -c $'import json, sys\nd = json.load(sys.stdin)\nfor k in sys.argv[1:]: d = d[k]\nprint(json.dumps(d))' "$@"; }
 # PIDs of processes running the installed binary (also after it was replaced or removed).
@@ -177,6 +184,9 @@ command -v lintian >/dev/null || missing+=(lintian)
 command -v desktop-file-validate >/dev/null || missing+=(desktop-file-utils)
 command -v appstreamcli >/dev/null || missing+=(appstream)
 command -v gio >/dev/null || missing+=(libglib2.0-bin)
+command -v xdotool >/dev/null || missing+=(xdotool)
+command -v xprop >/dev/null || missing+=(x11-utils)
+command -v dpkg-parsechangelog >/dev/null || missing+=(dpkg-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   info "installing ${missing[*]}"
   "${APT[@]}" install "${missing[@]}" >>"$WORK/log" 2>&1 || { fail "install ${missing[*]}"; finish; }
@@ -229,7 +239,7 @@ check "the desktop entry's icon is the packaged one" grep -qx "Icon=alarm-tray" 
 check "appstreamcli validate: the metainfo is valid" appstreamcli validate --no-net "$METAINFO"
 check "the metainfo names the packaged desktop entry" grep -q "<launchable type=\"desktop-id\">$(basename "$DESKTOP")</launchable>" "$METAINFO"
 check "the metainfo lists release $VERSION" grep -q "<release version=\"$VERSION\"" "$METAINFO"
-check "the changelog's newest entry is $VERSION" bash -c 'zcat "$1" | head -1 | grep -q "^alarm-tray ($2)"' _ /usr/share/doc/alarm-tray/changelog.gz "$VERSION"
+check "the Debian changelog parses and its newest entry is $VERSION" bash -c 'zcat "$1" >"$3/changelog" && test "$(dpkg-parsechangelog -l "$3/changelog" -S Version)" = "$2"' _ /usr/share/doc/alarm-tray/changelog.gz "$VERSION" "$WORK"
 check "alarm-tray --version prints $VERSION" test "$("$BIN" --version)" = "alarm-tray $VERSION"
 
 # ---------------------------------------------------------------- settings of the previous schema
@@ -249,6 +259,9 @@ if [ -n "$pid" ]; then
   check "the settings window opens (no --hidden)" wait_until 40 window_child "$pid"
   window_pid=$(pgrep -P "$pid" -f "alarm-tray window" | head -1)
   [ -n "$window_pid" ] && PIDS+=("$window_pid")
+  # Docks and task bars match a window to its menu entry by WM_CLASS = StartupWMClass.
+  wm_class=$(sed -n 's/^StartupWMClass=//p' "$DESKTOP")
+  check "the window's WM_CLASS matches the entry's StartupWMClass ($wm_class)" wait_until 40 window_has_class "${window_pid:-0}" "$wm_class"
   check "the tray menu has Quit" wait_until 20 tray_item_id "$pid" Quit
   check "the tray menu offers Resume (paused, from the schema-1 file)" wait_until 20 tray_item_id "$pid" "Resume notifications"
   info "tray menu: $(tray_labels "$pid" | paste -sd '|')"
