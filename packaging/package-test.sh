@@ -231,6 +231,16 @@ for f in "${expected[@]}"; do
 done
 check "the binary is executable" test -x "$BIN"
 check "every shared library of the binary resolves (ldd)" bash -c 'ldd "$1" && ! ldd "$1" | grep -q "not found"' _ "$BIN"
+# A fresh machine gets only what Depends pulls in: every library the binary loads must come
+# from a package in the Depends closure (not from a -dev package installed for building).
+apt-cache depends --recurse --installed --no-recommends --no-suggests --no-conflicts --no-breaks \
+  --no-replaces --no-enhances alarm-tray 2>/dev/null | grep -v '^ ' | sed 's/:.*//' | sort -u >"$WORK/closure.txt"
+for lib in $(ldd "$BIN" | awk '/=> \// {print $3}'); do
+  owner=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$(realpath "$lib")" 2>/dev/null) || owner="(no package): $lib"
+  echo "${owner%%:*}"
+done | sort -u >"$WORK/lib-packages.txt"
+not_pulled=$(comm -23 "$WORK/lib-packages.txt" "$WORK/closure.txt" | paste -sd ' ')
+check "every library the binary loads comes with the Depends ($(wc -l <"$WORK/lib-packages.txt") packages)${not_pulled:+: not pulled in: $not_pulled}" test -z "$not_pulled"
 outside=$(grep -v '^/usr\(/\|$\)' "$WORK/files.txt" | grep -vx '/\.' || true)
 check "every packaged file is under /usr (nothing in /etc, /opt or home)${outside:+: $outside}" test -z "$outside"
 check "desktop-file-validate: the desktop entry is valid" desktop-file-validate "$DESKTOP"
