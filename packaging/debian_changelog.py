@@ -19,12 +19,14 @@ HEADING = re.compile(r"^## \[(?P<version>[^\]]+)\] - (?P<date>\d{4}-\d{2}-\d{2})
 def sections(text):
     """Yields (version, date, [bullet text]) per released section, newest first."""
     current = None
+    prefix = ""
     for line in text.splitlines():
         m = HEADING.match(line)
         if m:
             if current:
                 yield current
             current = (m["version"], m["date"], [])
+            prefix = ""
             continue
         if line.startswith("## "):
             # "## [Unreleased]" and anything else that is not a release ends a section.
@@ -35,8 +37,13 @@ def sections(text):
         if current is None:
             continue
         bullets = current[2]
+        if line.startswith("### "):
+            # Bullets under "### Fixed", "### Known issues"… say so; "### Added" is the default.
+            category = line[4:].strip()
+            prefix = "" if category == "Added" else category + ": "
+            continue
         if line.startswith("- "):
-            bullets.append(line[2:].strip())
+            bullets.append(prefix + line[2:].strip())
         elif line.startswith("  ") and bullets and line.strip():
             bullets[-1] += " " + line.strip()
     if current:
