@@ -743,8 +743,9 @@ async fn fault_2_half_open_link_is_detected_within_two_heartbeats() {
                "redelivered": stack.redelivered.load(Ordering::Relaxed)}),
     );
     assert_eq!((lost, dups, dup_popups), (0, 0, 0));
-    // Silence counts after 2 intervals; the check runs every interval/4.
-    let limit = 2 * heart_beat + heart_beat / 4 + Duration::from_millis(500);
+    // Silence counts after 2 intervals; the check runs every interval/4; 1 s for a loaded
+    // CI machine's scheduler.
+    let limit = 2 * heart_beat + heart_beat / 4 + Duration::from_secs(1);
     for d in &detections {
         assert!(
             Duration::from_millis(*d) <= limit,
