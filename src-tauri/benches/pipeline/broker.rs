@@ -131,7 +131,9 @@ impl StompConn {
         );
         let (ws, _) = tokio::time::timeout(
             Duration::from_secs(30),
-            tokio_tungstenite::connect_async(req),
+            // No Nagle: a publisher sending one message at a time must not wait for the
+            // broker's delayed TCP ACK (the feed's own socket disables it too).
+            tokio_tungstenite::connect_async_with_config(req, None, true),
         )
         .await
         .map_err(|_| "WebSocket connect timed out".to_string())?

@@ -502,6 +502,12 @@ fn gotify(cfg: &Config, idle: Duration) -> Result<Value, String> {
         ));
     }
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // It writes its log under the data dir without creating the parents.
+    for d in [".config", ".local/share", ".cache"] {
+        std::fs::create_dir_all(home.path().join(d)).map_err(|e| e.to_string())?;
+    }
+    let err_log = home.path().join("stderr.log");
+    let err = std::fs::File::create(&err_log).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&cfg.gotify_tray);
     cmd.env("HOME", home.path())
         .env("XDG_CONFIG_HOME", home.path().join(".config"))
@@ -510,7 +516,7 @@ fn gotify(cfg: &Config, idle: Duration) -> Result<Value, String> {
         .env("QT_QPA_PLATFORM", "xcb")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(err);
     let mut child = procs::spawn(cmd).map_err(|e| e.to_string())?;
     let pid = child.id();
     println!("footprint: gotify-tray idle {} s", idle.as_secs());
@@ -521,7 +527,9 @@ fn gotify(cfg: &Config, idle: Duration) -> Result<Value, String> {
     let mut m = memory_of(pid);
     procs::stop(&mut child, Duration::from_secs(5));
     if !alive {
-        return Err("gotify-tray exited early (Qt xcb plugin libraries missing?)".into());
+        let log = std::fs::read_to_string(&err_log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(3).collect();
+        return Err(format!("gotify-tray exited early: {}", tail.join(" | ")));
     }
     m["idle_cpu_secs"] = json!(cpu1.zip(cpu0).map(|(b, a)| b - a));
     m["state"] = json!("first-run server dialog, no server");

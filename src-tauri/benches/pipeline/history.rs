@@ -25,7 +25,8 @@ fn event(i: usize) -> (Event, i64) {
     let at = T0_MS + round as i64 * STEP_MS + s as i64 * 97;
     let ts = jiff::Timestamp::from_millisecond(at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let v = 2.0 + ((round * 13 + s * 7) % 80) as f64 / 10.0;
-    let alarm = i % 50 == 49;
+    // One in 50, rotating over the sensors from round to round.
+    let alarm = (round * 7 + s) % 50 == 49;
     let kind = if alarm {
         EventKind::AlarmRaised
     } else {
@@ -141,7 +142,9 @@ pub fn run(cfg: &Config) -> Result<Value, String> {
     }
     let load_secs = t.elapsed().as_secs_f64();
     let stored = history.event_count().map_err(|e| e.to_string())?;
-    let size_mb = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+    // The write-ahead log holds what the checkpointer has not copied yet.
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let size_mb = (size(&path) + size(&dir.path().join("history.sqlite3-wal"))) as f64 / 1e6;
     println!(
         "history: {stored} events loaded in {load_secs:.1} s ({:.0} events/s), {size_mb:.0} MB",
         stored as f64 / load_secs
