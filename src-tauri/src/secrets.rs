@@ -47,10 +47,24 @@ pub fn init() -> Result<(), SecretError> {
         keyring_core::set_default_store(store);
         Ok(())
     }
-    #[cfg(not(target_os = "linux"))]
+    // The native stores of macOS (Keychain) and Windows (Credential Manager). Built by the
+    // GitHub workflow only; this project's CI runs on Linux.
+    #[cfg(target_os = "macos")]
     {
-        // macOS (apple-native) and Windows (windows-native) stores plug in here; not built
-        // on this project's CI yet.
+        let store = apple_native_keyring_store::keychain::Store::new()
+            .map_err(|e| SecretError::Unavailable(e.to_string()))?;
+        keyring_core::set_default_store(store);
+        Ok(())
+    }
+    #[cfg(windows)]
+    {
+        let store = windows_native_keyring_store::Store::new()
+            .map_err(|e| SecretError::Unavailable(e.to_string()))?;
+        keyring_core::set_default_store(store);
+        Ok(())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+    {
         Err(SecretError::Unavailable(
             "no keyring store for this platform in this build".into(),
         ))

@@ -253,10 +253,11 @@ pub fn click_tray(pid: u32, label: &str) {
         "variant:int32:0",
         "uint32:0",
     ]);
-    assert!(
-        r.is_some(),
-        "the tray did not accept the click on {label:?}"
-    );
+    // No assertion on the reply: a busy or quitting monitor may answer after dbus-send's
+    // timeout (or not at all, for Quit). Callers check the click's effect instead.
+    if r.is_none() {
+        eprintln!("no reply to the tray click on {label:?} (checked by its effect)");
+    }
 }
 
 /// Records `Notify` calls on the session bus while alive.

@@ -304,11 +304,9 @@ fn e2e_test_notification_and_pause() {
             .any(|(_, l)| l == "Resume notifications")
     });
     d.wait_text("status-summary", "paused");
-    assert!(
-        d.find_css("[data-testid='tray-state'][data-state='paused']")
-            .len()
-            > 0
-    );
+    assert!(!d
+        .find_css("[data-testid='tray-state'][data-state='paused']")
+        .is_empty());
     std::thread::sleep(Duration::from_millis(500));
     d.screenshot("settings-paused");
     d.quit();

@@ -108,7 +108,9 @@ async fn one_rate(broker: &Broker, rate: u32, secs: u64) -> Result<Value, String
     let mut decided: HashMap<u64, f64> = HashMap::new();
     let mut kinds: HashMap<&'static str, u64> = HashMap::new();
     let mut lagged = 0u64;
-    let raises = (0..n).filter(|i| (*i as usize / sensors) % 2 == 0).count();
+    let raises = (0..n)
+        .filter(|i| (*i as usize / sensors).is_multiple_of(2))
+        .count();
     let deadline = Instant::now() + Duration::from_secs(secs + 30);
     while decided.len() < raises && Instant::now() < deadline {
         let o = match tokio::time::timeout(Duration::from_millis(500), outputs.recv()).await {

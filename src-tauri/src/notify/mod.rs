@@ -4,6 +4,12 @@
 //! text: the desktop notifier escapes it for the markup subset Linux daemons render, so
 //! text from the network can never inject markup.
 
+// Freedesktop notifications (Linux, BSD): actions, urgency, hints, replace and close.
+#[cfg(all(unix, not(target_os = "macos")))]
+mod desktop;
+// Windows and macOS: notify-rust offers neither actions nor a close there; plain popups.
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+#[path = "desktop_plain.rs"]
 mod desktop;
 mod recording;
 

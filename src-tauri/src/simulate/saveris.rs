@@ -313,7 +313,7 @@ async fn token(State(s): State<Arc<Shared>>, body: Option<Json<Value>>) -> Respo
     let body = body.map(|Json(v)| v).unwrap_or(Value::Null);
     let user = body.get("username").and_then(Value::as_str).unwrap_or("");
     let pass = body.get("password").and_then(Value::as_str).unwrap_or("");
-    if s.users.get(user).map_or(true, |p| p != pass) {
+    if s.users.get(user).is_none_or(|p| p != pass) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"message": "Incorrect username or password."})),

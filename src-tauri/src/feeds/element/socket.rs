@@ -296,7 +296,7 @@ impl Ledger {
         if self.confirmed.len() > 4096 {
             // Only ids at or after the cursor can come back in a replay.
             if let Some(c) = self.cursor_at {
-                self.confirmed.retain(|_, at| at.map_or(true, |t| t >= c));
+                self.confirmed.retain(|_, at| at.is_none_or(|t| t >= c));
             }
         }
     }

@@ -580,7 +580,7 @@ pub(super) async fn run(
             },
             Some(source) => {
                 let now = feed.clock.now();
-                if feed.token.as_ref().map_or(true, |t| now >= t.renew_at()) {
+                if feed.token.as_ref().is_none_or(|t| now >= t.renew_at()) {
                     let mut stop = feed.stop.clone();
                     let fetched = tokio::select! {
                         r = feed.fetch_token(&source) => r,
@@ -879,7 +879,7 @@ async fn serve(
                     }
                 }
                 if let (Some(t), Some(source)) = (&feed.token, &feed.endpoint.token_source) {
-                    let due = now >= t.renew_at() && renew_retry_at.map_or(true, |r| now >= r);
+                    let due = now >= t.renew_at() && renew_retry_at.is_none_or(|r| now >= r);
                     if due && renewal.is_none() && drain_until.is_none() {
                         let (http, source) = (feed.http.clone(), source.clone());
                         let user = feed.cfg.account.username.trim().to_string();
