@@ -12,13 +12,16 @@ SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 TOOLS="$ROOT/.tools"
 
 # Qt's xcb platform plugin (gotify-tray) needs these on top of the app's own packages.
-missing=$(for p in libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-render-util0 libxcb-image0 libxcb-shape0 libxcb-xkb1 nodejs npm python3-venv rabbitmq-server; do
+missing=$(for p in libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-render-util0 libxcb-image0 libxcb-shape0 libxcb-xkb1 python3-venv rabbitmq-server; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
 if [ -n "$missing" ]; then
   echo "bench: installing Debian packages: $missing"
   $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq $missing
 fi
+
+# Node.js may come from elsewhere than Debian (as `make deps` assumes too).
+command -v npm >/dev/null || { DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs npm; }
 
 # The vendor's sample client stack, pinned by bench/node/package-lock.json.
 if [ ! -f bench/node/node_modules/.stamp ] || [ bench/node/package-lock.json -nt bench/node/node_modules/.stamp ]; then

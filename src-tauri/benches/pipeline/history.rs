@@ -144,9 +144,10 @@ pub fn run(cfg: &Config) -> Result<Value, String> {
     let stored = history.event_count().map_err(|e| e.to_string())?;
     // The write-ahead log holds what the checkpointer has not copied yet.
     let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let size_mb = (size(&path) + size(&dir.path().join("history.sqlite3-wal"))) as f64 / 1e6;
+    let wal_mb = size(&dir.path().join("history.sqlite3-wal")) as f64 / 1e6;
+    let size_mb = size(&path) as f64 / 1e6 + wal_mb;
     println!(
-        "history: {stored} events loaded in {load_secs:.1} s ({:.0} events/s), {size_mb:.0} MB",
+        "history: {stored} events loaded in {load_secs:.1} s ({:.0} events/s), {size_mb:.0} MB (write-ahead log {wal_mb:.0} MB)",
         stored as f64 / load_secs
     );
     let end_ms = T0_MS + (n / SENSORS) as i64 * STEP_MS;
@@ -230,6 +231,7 @@ pub fn run(cfg: &Config) -> Result<Value, String> {
         "alarms": n / 50,
         "load_secs": load_secs,
         "db_mb": size_mb,
+        "wal_mb": wal_mb,
         "queries": queries,
     }))
 }

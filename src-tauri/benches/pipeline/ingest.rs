@@ -120,6 +120,38 @@ pub async fn child_ours(
     }))
 }
 
+/// Child `feed`: the Saveris feed alone; a stand-in engine confirms each delivery at once
+/// (no storage, no rules). Next to `ours` it splits the cost between feed and engine.
+pub async fn child_feed(ws_url: &str, username: &str, n: usize) -> Result<Value, String> {
+    let account = account(ws_url, username);
+    let (tx, mut rx) = mpsc::channel::<alarm_tray::event::Delivery>(4096);
+    let (status_tx, _status_rx) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let feed = saveris::spawn(
+        SaverisFeedConfig::new(account, None, Some("guest".into())),
+        tx,
+        status_tx,
+    );
+    let mut got = 0usize;
+    let mut batch = Vec::with_capacity(512);
+    while got < n {
+        let k = tokio::time::timeout(Duration::from_secs(60), rx.recv_many(&mut batch, 512))
+            .await
+            .map_err(|_| format!("only {got} of {n} deliveries after a 60 s pause"))?;
+        if k == 0 {
+            return Err("the feed stopped".into());
+        }
+        got += k;
+        for d in batch.drain(..) {
+            d.ack.confirm();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    feed.stop().await;
+    Ok(json!({"messages": got, "secs": secs}))
+}
+
 /// Child `bare`: split frames, parse each JSON body, ACK each message; nothing else.
 pub async fn child_bare(ws_url: &str, dest: &str, n: usize) -> Result<Value, String> {
     let start = Instant::now();
@@ -222,6 +254,10 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
             "tokio-tungstenite: split frames, parse JSON, ACK (the ceiling)",
         ),
         (
+            "feed-only",
+            "alarm-tray's Saveris feed, deliveries confirmed at once (no engine): the feed's share",
+        ),
+        (
             "node-stompjs",
             "@stomp/stompjs + ws (Saveris docs' sample stack), default: permessage-deflate",
         ),
@@ -231,6 +267,12 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
         ),
     ];
     for (round, (name, what)) in contenders.iter().enumerate() {
+        // BENCH_INGEST=alarm-tray,bare-rust runs only those.
+        if let Ok(only) = std::env::var("BENCH_INGEST") {
+            if !only.split(',').any(|o| o.trim() == *name) {
+                continue;
+            }
+        }
         if !cfg.node_available() && name.starts_with("node") {
             println!(
                 "  {name}: skipped, Node.js or bench/node/node_modules missing (run `make bench`)"
@@ -246,9 +288,27 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
         let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
         let cmd = match *name {
             "alarm-tray" => {
-                let mut c = Command::new(bench_exe()?);
+                // BENCH_WRAP_OURS="perf record -g -o /tmp/ours.perf --" profiles this child.
+                let wrap: Vec<String> = std::env::var("BENCH_WRAP_OURS")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect();
+                let mut c = match wrap.split_first() {
+                    Some((first, rest)) => {
+                        let mut c = Command::new(first);
+                        c.args(rest).arg(bench_exe()?);
+                        c
+                    }
+                    None => Command::new(bench_exe()?),
+                };
                 c.args(["--child", "ours", &url, &user, &n.to_string()])
                     .arg(tmp.path().join("history.sqlite3"));
+                c
+            }
+            "feed-only" => {
+                let mut c = Command::new(bench_exe()?);
+                c.args(["--child", "feed", &url, &user, &n.to_string()]);
                 c
             }
             "bare-rust" => {

@@ -131,6 +131,7 @@ fn child(args: &[String]) -> i32 {
     let r = match arg(0) {
         "ours" => rt.block_on(ingest::child_ours(arg(1), arg(2), n, Path::new(arg(4)))),
         "bare" => rt.block_on(ingest::child_bare(arg(1), arg(2), n)),
+        "feed" => rt.block_on(ingest::child_feed(arg(1), arg(2), n)),
         other => Err(format!("unknown child {other:?}")),
     };
     match r {
