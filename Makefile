@@ -11,7 +11,7 @@ export PATH := $(TOOLS)/bin:$(TOOLS)/venv/bin:$(PATH)
 APT_PKGS := build-essential pkg-config file curl libwebkit2gtk-4.1-dev libxdo-dev libssl-dev \
   libayatana-appindicator3-dev librsvg2-dev libdbus-1-dev xvfb xauth x11-utils dbus-x11 \
   gnome-keyring libsecret-tools dunst imagemagick xdotool webkit2gtk-driver at-spi2-core \
-  libglib2.0-bin rabbitmq-server python3-venv python3-pip
+  libglib2.0-bin rabbitmq-server python3-venv python3-pip openssl
 
 .PHONY: help deps deps-system deps-tools deps-ui ui build demo test test-rust test-ui check fmt clippy bench fuzz soak clean-tools
 
