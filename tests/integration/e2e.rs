@@ -216,10 +216,20 @@ fn e2e_window_lifecycle_and_single_instance() {
     // Let the focus request of the second Open land before closing.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(x11::close_titled(TITLE), 1);
+    // Under Xvfb (no window manager) a close request that lands while the window is
+    // handling the focus request of the second Open is sometimes dropped (seen 2 times in
+    // ~10 loaded runs): press close again every 5 s, as a user would, for at most 30 s.
+    let mut last_close = std::time::Instant::now();
     desktop::wait_for(
         Duration::from_secs(30),
         "the window process to exit",
-        || window_pids(&profile).is_empty(),
+        || {
+            if last_close.elapsed() > Duration::from_secs(5) {
+                x11::close_titled(TITLE);
+                last_close = std::time::Instant::now();
+            }
+            window_pids(&profile).is_empty()
+        },
     );
     desktop::wait_for(Duration::from_secs(10), "WebKit processes to end", || {
         webkit.iter().all(|p| !alive(*p))
