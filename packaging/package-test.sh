@@ -298,6 +298,7 @@ check "--hidden: it is the running monitor (not handed off to another one)" aliv
 check "--hidden: no window opens" no_window_child "$pid"
 check "autostart on: the settings are saved" ipc set autostart true
 check "autostart on: the XDG entry starts the installed binary with --hidden" grep -qx "Exec=$BIN --hidden" "$AUTOSTART"
+check "autostart on: TryExec makes a leftover entry inert once the package is removed" grep -qx "TryExec=$BIN" "$AUTOSTART"
 check "the settings file was rewritten as schema 2" bash -c 'python3 -c "import json,sys; s=json.load(open(sys.argv[1]))[\"settings\"]; sys.exit(not (s[\"version\"] == 2 and s[\"autostart\"] and s[\"notifications\"][\"paused\"]))" "$1"' _ "$DATA_DIR/settings.json"
 check "autostart off: the settings are saved" ipc set autostart false
 check "autostart off: the XDG entry is removed" test ! -e "$AUTOSTART"

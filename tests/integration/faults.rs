@@ -2079,10 +2079,9 @@ async fn publish_surely_bytes(ws_url: &str, dest: &str, bodies: &[Vec<u8>]) {
 }
 
 /// A 10 MB Saveris message between two ordinary ones: it must not wedge the queue (a
-/// message the feed can never take would come back on every reconnect).
+/// message the feed can never take would come back on every reconnect). The decoder keeps
+/// its headers, skips the body, and the feed stores it as unparsed and acknowledges it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug (docs/RELIABILITY.md): a frame over the WebSocket/STOMP limit ends the \
-            connection before its ack id is read, so the broker redelivers it forever"]
 async fn bad_input_saveris_10mb_message_does_not_block_the_queue() {
     let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
     let user = unique("big");
@@ -2125,6 +2124,12 @@ async fn bad_input_saveris_10mb_message_does_not_block_the_queue() {
     assert!(
         got_after,
         "the message after the 10 MB one never arrived ({reconnects} reconnects)"
+    );
+    assert_eq!(stack.stored(), 3, "each of the three stored once");
+    assert_eq!(
+        stack.redelivered.load(Ordering::Relaxed),
+        0,
+        "nothing came back: the bad message was acknowledged"
     );
     feed.stop().await;
     stack.shutdown().await;
@@ -2248,11 +2253,11 @@ async fn bad_input_corrupt_history_is_moved_aside_and_the_user_told() {
 }
 
 /// Invalid UTF-8 in a Saveris body. RabbitMQ Web-STOMP sends STOMP in WebSocket *text*
-/// frames, which must be UTF-8: the WebSocket layer refuses the frame and ends the stream
-/// before the STOMP layer sees the ack id, so the message comes back on every reconnect.
+/// frames, which should be UTF-8; a WebSocket layer that refuses the frame ends the stream
+/// before the STOMP layer sees the ack id, and the message comes back on every reconnect.
+/// The feed reads payload bytes below that check (feeds/saveris/wire.rs): the body is
+/// stored as unparsed, acknowledged, and the link stays up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug (docs/RELIABILITY.md): invalid UTF-8 in a text frame ends the connection \
-            and the broker redelivers it forever"]
 async fn bad_input_saveris_invalid_utf8_does_not_block_the_queue() {
     let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
     let user = unique("utf8");
@@ -2291,6 +2296,12 @@ async fn bad_input_saveris_invalid_utf8_does_not_block_the_queue() {
     assert!(
         got_after,
         "the message after the invalid one never arrived ({reconnects} reconnects)"
+    );
+    assert_eq!(stack.stored(), 2, "both stored once");
+    assert_eq!(
+        stack.redelivered.load(Ordering::Relaxed),
+        0,
+        "nothing came back: the bad message was acknowledged"
     );
     feed.stop().await;
     stack.shutdown().await;

@@ -169,14 +169,19 @@ impl StompConn {
         self.ws.flush().await.map_err(|e| e.to_string())
     }
 
-    /// The next frame (heart-beat EOLs skipped).
+    /// The next frame (heart-beat EOLs skipped), within 60 s.
     pub async fn next(&mut self) -> Result<Frame, String> {
+        self.next_within(Duration::from_secs(60)).await
+    }
+
+    /// The next frame, within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Result<Frame, String> {
         loop {
             if let Some(f) = self.dec.next_frame().map_err(|e| e.to_string())? {
                 return Ok(f);
             }
-            match tokio::time::timeout(Duration::from_secs(60), self.ws.next()).await {
-                Err(_) => return Err("no frame within 60 s".into()),
+            match tokio::time::timeout(wait, self.ws.next()).await {
+                Err(_) => return Err(format!("no frame within {} s", wait.as_secs())),
                 Ok(None) => return Err("connection closed".into()),
                 Ok(Some(Err(e))) => return Err(e.to_string()),
                 Ok(Some(Ok(Message::Text(t)))) => self.dec.push(t.as_bytes()),
@@ -228,7 +233,9 @@ pub async fn preload(
     }
     c.flush().await?;
     if n > 0 {
-        let f = c.next().await?;
+        // The broker confirms only once every persistent message is on disk: on a busy
+        // machine that took over a minute for 200,000 (the one failed full run).
+        let f = c.next_within(Duration::from_secs(600)).await?;
         if f.command != Stomp::Receipt {
             return Err(format!(
                 "no RECEIPT after preloading: {:?} {}",

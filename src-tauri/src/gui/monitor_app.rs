@@ -77,8 +77,57 @@ impl Shell for GuiShell {
         } else {
             launcher.disable()
         };
-        r.map_err(|e| e.to_string())
+        r.map_err(|e| e.to_string())?;
+        #[cfg(target_os = "linux")]
+        if enabled {
+            add_try_exec(&self.app.package_info().name)?;
+        }
+        Ok(())
     }
+}
+
+/// The arguments the login entry starts the monitor with.
+const AUTOSTART_ARGS: &str = "--hidden";
+
+/// Adds `TryExec=` to the XDG autostart entry the plugin wrote: a package removal cannot
+/// delete a file in the user's home, and with `TryExec` the desktop skips the entry once
+/// the program is gone instead of failing at every login.
+#[cfg(target_os = "linux")]
+fn add_try_exec(app_name: &str) -> Result<(), String> {
+    let path = dirs::home_dir()
+        .ok_or("no home directory")?
+        .join(".config/autostart")
+        .join(format!("{app_name}.desktop"));
+    let entry = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    if let Some(updated) = with_try_exec(&entry) {
+        std::fs::write(&path, updated).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The entry with a `TryExec=` naming the program of its `Exec=` line; `None` if it has
+/// one already or no `Exec=`.
+fn with_try_exec(entry: &str) -> Option<String> {
+    if entry.lines().any(|l| l.starts_with("TryExec=")) {
+        return None;
+    }
+    let exec = entry.lines().find_map(|l| l.strip_prefix("Exec="))?;
+    let program = exec
+        .trim_end()
+        .strip_suffix(AUTOSTART_ARGS)
+        .unwrap_or(exec)
+        .trim_end();
+    let mut out = String::with_capacity(entry.len() + program.len() + 10);
+    for line in entry.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("Exec=") {
+            out.push_str("TryExec=");
+            out.push_str(program);
+            out.push('\n');
+        }
+    }
+    Some(out)
 }
 
 impl GuiShell {
@@ -135,7 +184,7 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
         .plugin(tauri_plugin_store::Builder::new().build())
         .plugin(tauri_plugin_autostart::init(
             MacosLauncher::LaunchAgent,
-            Some(vec!["--hidden"]),
+            Some(vec![AUTOSTART_ARGS]),
         ))
         .setup(move |app| {
             let handle = app.handle().clone();
@@ -347,5 +396,26 @@ fn hand_off_to_running_monitor() -> ExitCode {
             eprintln!("alarm-tray: another Alarm Tray holds the lock but does not answer ({e})");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_try_exec;
+
+    #[test]
+    fn autostart_entry_gets_try_exec_once() {
+        let entry = "[Desktop Entry]\nType=Application\nName=Alarm Tray\n\
+                     Exec=/opt/Alarm Tray/alarm-tray --hidden\nTerminal=false";
+        let updated = with_try_exec(entry).unwrap();
+        assert!(
+            updated.contains(
+                "Exec=/opt/Alarm Tray/alarm-tray --hidden\nTryExec=/opt/Alarm Tray/alarm-tray\n"
+            ),
+            "{updated}"
+        );
+        assert!(updated.ends_with("Terminal=false\n"));
+        assert_eq!(with_try_exec(&updated), None, "added once");
+        assert_eq!(with_try_exec("[Desktop Entry]\nName=x"), None);
     }
 }

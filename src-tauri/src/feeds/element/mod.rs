@@ -100,7 +100,7 @@ impl Default for Timing {
             pong_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(15),
             backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
+            backoff_max: Duration::from_secs(60),
             stable_after: Duration::from_secs(10),
         }
     }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod payload;
 pub mod session;
 pub mod stomp;
+pub mod wire;
 
 use std::fmt;
 use std::sync::Arc;

@@ -12,19 +12,18 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use jiff::Timestamp;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::MaybeTlsStream;
 
 use super::auth::{self, AuthError, Token, TokenSource};
 use super::payload::{self, Channel};
 use super::stomp::{self, Command, Decoder, Frame, StompError};
+use super::wire::{Wire, WireError};
 use super::{Clock, SaverisError, SaverisFeedConfig};
 use crate::event::{
     Ack, AckMsg, Delivery, Event, EventKind, FeedState, FeedStatus, Severity, Source,
@@ -32,7 +31,10 @@ use crate::event::{
 use crate::feeds::backoff::Backoff;
 use crate::settings::SaverisAccount;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = Wire<MaybeTlsStream<TcpStream>>;
+
+/// At most this many ACKs go out in one write.
+const ACK_BATCH: usize = 1024;
 
 /// The default Saveris destination form.
 pub const DEFAULT_DESTINATION: &str = "/queue/{username}/{channel}";
@@ -272,14 +274,9 @@ pub struct Link {
     early: VecDeque<Frame>,
 }
 
-fn ws_config(max_frame: usize) -> WebSocketConfig {
-    let max = max_frame.saturating_mul(2).max(64 * 1024);
-    WebSocketConfig::default()
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
-}
-
-async fn open_ws(url: &str, max_frame: usize) -> Result<Ws, LinkError> {
+/// The WebSocket handshake (tungstenite); the frames after it are read by [`Wire`], which
+/// has no message size limit: the STOMP decoder's limit is the one that counts.
+async fn open_ws(url: &str) -> Result<Ws, LinkError> {
     let connect = |with_protocol: bool| async move {
         let mut req = url.into_client_request()?;
         if with_protocol {
@@ -288,9 +285,9 @@ async fn open_ws(url: &str, max_frame: usize) -> Result<Ws, LinkError> {
                 HeaderValue::from_static("v12.stomp, v11.stomp, v10.stomp"),
             );
         }
-        tokio_tungstenite::connect_async_with_config(req, Some(ws_config(max_frame)), true)
+        tokio_tungstenite::connect_async_with_config(req, None, true)
             .await
-            .map(|(ws, _)| ws)
+            .map(|(ws, _)| Wire::new(ws.into_inner()))
     };
     match connect(true).await {
         Ok(ws) => Ok(ws),
@@ -322,7 +319,7 @@ pub async fn open(
     max_frame: usize,
 ) -> Result<Link, LinkError> {
     let work = async {
-        let mut ws = open_ws(&endpoint.ws_url, max_frame).await?;
+        let mut ws = open_ws(&endpoint.ws_url).await?;
         let mut connect = Frame::new(Command::Connect)
             .with_header("accept-version", "1.2")
             .with_header("host", endpoint.host.clone())
@@ -338,16 +335,10 @@ pub async fn open(
             .map_err(|e| LinkError::Connect(e.to_string()))?;
         let mut decoder = Decoder::with_limit(max_frame);
         loop {
-            let msg = match ws.next().await {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => return Err(LinkError::Connect(describe_ws_error(&e))),
-                None => return Err(LinkError::Closed),
-            };
-            match msg {
-                Message::Text(t) => decoder.push(t.as_bytes()),
-                Message::Binary(b) => decoder.push(&b),
-                Message::Close(_) => return Err(LinkError::Closed),
-                _ => continue,
+            match ws.next_chunk().await {
+                Ok(Some(chunk)) => decoder.push(&chunk),
+                Ok(None) => return Err(LinkError::Closed),
+                Err(e) => return Err(LinkError::Connect(e.to_string())),
             }
             while let Some(frame) = decoder
                 .next_frame()
@@ -394,18 +385,12 @@ pub async fn open(
         .unwrap_or(Err(LinkError::Timeout))
 }
 
-async fn send_frame(ws: &mut Ws, frame: &Frame) -> Result<(), tungstenite::Error> {
-    let bytes = stomp::encode(frame);
-    // Our frames are text (JSON bodies at most); binary only if a body is not UTF-8.
-    let msg = match String::from_utf8(bytes) {
-        Ok(s) => Message::text(s),
-        Err(e) => Message::binary(e.into_bytes()),
-    };
-    ws.send(msg).await
+async fn send_frame(ws: &mut Ws, frame: &Frame) -> Result<(), WireError> {
+    ws.send(&stomp::encode(frame)).await
 }
 
 async fn close_quietly(ws: &mut Ws) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close()).await;
 }
 
 /// Ends a link politely: DISCONNECT (no receipt awaited: RabbitMQ sends none), then close.
@@ -708,7 +693,7 @@ async fn serve(
             .with_header("destination", dest.clone())
             .with_header("ack", "client-individual");
         if let Err(e) = send_frame(&mut link.ws, &f).await {
-            return ConnEnd::Lost(describe_ws_error(&e));
+            return ConnEnd::Lost(e.to_string());
         }
         subs.insert(id, *channel);
     }
@@ -772,17 +757,33 @@ async fn serve(
                 break ConnEnd::Stop;
             }
             Some(a) = ack_rx.recv() => {
-                if a.generation != generation {
-                    continue;
+                // Confirmations come in bursts (the engine stores in batches): take all that
+                // are waiting and write their ACKs at once, not one write per message.
+                let mut acks = 0;
+                let mut next = Some(a);
+                while let Some(a) = next.take() {
+                    if a.generation == generation {
+                        inflight.remove(&a.token);
+                        // Not stored: no ACK, the broker keeps it for the next connection.
+                        if a.stored {
+                            let ack = Frame::new(Command::Ack).with_header("id", a.token);
+                            // Fails only once the server closed: the loop ends below.
+                            if link.ws.buffer(&stomp::encode(&ack)).is_err() {
+                                break;
+                            }
+                            acks += 1;
+                        }
+                    }
+                    if acks < ACK_BATCH {
+                        next = ack_rx.try_recv().ok();
+                    }
                 }
-                inflight.remove(&a.token);
-                if a.stored {
-                    if let Err(e) = send_frame(&mut link.ws, &Frame::new(Command::Ack).with_header("id", a.token)).await {
-                        break ConnEnd::Lost(describe_ws_error(&e));
+                if acks > 0 {
+                    if let Err(e) = link.ws.flush().await {
+                        break ConnEnd::Lost(e.to_string());
                     }
                     last_tx = clock.now();
                 }
-                // Not stored: no ACK, the broker keeps the message for the next connection.
                 if drain_until.is_some() && inflight.is_empty() && pending.is_empty() {
                     break ConnEnd::Renew;
                 }
@@ -800,19 +801,12 @@ async fn serve(
                     last_rx = clock.now();
                 }
             }
-            msg = link.ws.next(), if pending.is_empty() => {
+            chunk = link.ws.next_chunk(), if pending.is_empty() => {
                 last_rx = clock.now();
-                let msg = match msg {
-                    Some(Ok(m)) => m,
-                    Some(Err(e)) => break ConnEnd::Lost(describe_ws_error(&e)),
-                    None => break ConnEnd::Lost("the server closed the connection".into()),
-                };
-                match msg {
-                    Message::Text(t) => link.decoder.push(t.as_bytes()),
-                    Message::Binary(b) => link.decoder.push(&b),
-                    Message::Ping(_) => { let _ = link.ws.flush().await; continue; }
-                    Message::Close(_) => break ConnEnd::Lost("the server closed the connection".into()),
-                    _ => continue,
+                match chunk {
+                    Ok(Some(chunk)) => link.decoder.push(&chunk),
+                    Ok(None) => break ConnEnd::Lost("the server closed the connection".into()),
+                    Err(e) => break ConnEnd::Lost(e.to_string()),
                 }
                 let mut ended = None;
                 loop {
@@ -872,8 +866,8 @@ async fn serve(
                 }
                 if let Some(every) = link.send_every {
                     if now.duration_since(last_tx) >= jiff::SignedDuration::try_from(every).unwrap_or(jiff::SignedDuration::MAX) {
-                        if let Err(e) = link.ws.send(Message::text("\n")).await {
-                            break ConnEnd::Lost(describe_ws_error(&e));
+                        if let Err(e) = link.ws.send(b"\n").await {
+                            break ConnEnd::Lost(e.to_string());
                         }
                         last_tx = now;
                     }
