@@ -29,10 +29,20 @@ pub fn log_dir() -> PathBuf {
 /// one; the socket file itself is made 0600. A data-dir override gets its own socket so a
 /// demo or test profile never talks to the user's monitor.
 pub fn socket_path() -> PathBuf {
+    socket_path_for(
+        std::env::var_os("ALARM_TRAY_DATA_DIR")
+            .map(PathBuf::from)
+            .as_deref(),
+    )
+}
+
+/// The socket of the monitor whose data dir is overridden to `data_dir` (`None`: the
+/// user's own monitor). Tests use it to reach a profile's monitor.
+pub fn socket_path_for(data_dir: Option<&std::path::Path>) -> PathBuf {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    match std::env::var_os("ALARM_TRAY_DATA_DIR") {
+    match data_dir {
         Some(d) => {
             // A short stable tag of the profile path: socket paths are limited to ~108 bytes.
             let tag = d

@@ -131,18 +131,7 @@ impl Profile {
         p
     }
     pub fn socket(&self) -> PathBuf {
-        // Same derivation as alarm_tray::paths::socket_path with this profile's data dir.
-        let tag = self
-            .data_dir()
-            .to_string_lossy()
-            .bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x100000001b3)
-            });
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        base.join(format!("alarm-tray-{tag:016x}.sock"))
+        alarm_tray::paths::socket_path_for(Some(self.data_dir()))
     }
 }
 
@@ -592,6 +581,16 @@ impl Driver {
             .as_str()
             .unwrap_or_default()
             .to_string()
+    }
+
+    /// Runs `script` in the page ("Execute Async Script"): the script's last argument is
+    /// the callback that returns its result.
+    pub fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
     }
 
     /// Saves a PNG of the window under target/screenshots/.

@@ -593,3 +593,194 @@ fn e2e_window_without_monitor_and_corrupt_settings() {
         !std::path::Path::new(&format!("/proc/{}", monitors[0])).exists()
     });
 }
+
+/// PSS in kB of one process, from /proc/PID/smaps_rollup (0 if it is gone).
+fn pss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// 24 h of readings for `sensors` sensors, one every `step_ms`, written into the profile's
+/// history database before the monitor starts. Returns the last value of sensor 0.
+fn seed_history(profile: &Profile, sensors: usize, per_sensor: usize, step_ms: i64) -> f64 {
+    use alarm_tray::engine::History;
+    use alarm_tray::event::{Event, EventKind, Source};
+    use alarm_tray::ipc::protocol::LatestValue;
+    let h = History::open(&profile.data_dir().join("history.sqlite3")).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let value = |s: usize, i: usize| {
+        let v = 4.0 + 1.5 * (i as f64 / 60.0 + s as f64).sin();
+        (v * 100.0).round() / 100.0
+    };
+    h.write(|w| {
+        for s in 0..sensors {
+            let sensor = format!("cold-room-{s:02}");
+            let mut at = 0;
+            for i in 0..per_sensor {
+                at = now - (per_sensor - 1 - i) as i64 * step_ms;
+                let mut e = Event::new(
+                    Source::Saveris,
+                    "a1",
+                    "measurements",
+                    EventKind::Measurement,
+                    format!("dash-{s}-{i}"),
+                );
+                e.sensor = Some(sensor.clone());
+                e.name = Some(format!("Cold room {s:02}"));
+                e.quantity = Some("Temperature".into());
+                e.value = Some(value(s, i));
+                e.unit = Some("°C".into());
+                e.measured_at = Some(jiff::Timestamp::from_millisecond(at).unwrap());
+                w.insert_event(&e)?;
+            }
+            w.set_last_value(&LatestValue {
+                sensor,
+                name: Some(format!("Cold room {s:02}")),
+                source: "saveris".into(),
+                quantity: Some("Temperature".into()),
+                value: value(s, per_sensor - 1),
+                unit: Some("°C".into()),
+                at_ms: at,
+            })?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    value(0, per_sensor - 1)
+}
+
+/// The dashboard in the real WebKitGTK window over a real history of 172,800 readings (60
+/// sensors, one reading every 30 s for 24 h), queried through the monitor's socket: every
+/// card gets its sparkline, downsampled, with the limits of a rule drawn on it; then the page is scrolled top to bottom and back
+/// for 3 s while the frame intervals are recorded. The figures (time to the last sparkline,
+/// frame intervals, memory) are printed as a DASHBOARD-FIGURES line for docs/BENCH.md; the
+/// assertions are about what is drawn, not about time.
+#[test]
+fn e2e_dashboard_with_thousands_of_readings() {
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    const SENSORS: usize = 60;
+    const PER_SENSOR: usize = 2880;
+    let profile = Profile::new();
+    let t = std::time::Instant::now();
+    let last0 = seed_history(&profile, SENSORS, PER_SENSOR, 30_000);
+    let seed_ms = t.elapsed().as_millis();
+    // A rule on every sensor: each sparkline draws its two limits as well.
+    let mut settings = alarm_tray::settings::Settings::default();
+    settings.rules.push(alarm_tray::settings::ThresholdRule {
+        id: "r1".into(),
+        name: "Cold chain 2–6 °C".into(),
+        limit: alarm_tray::settings::Limit::Outside {
+            low: 2.0,
+            high: 6.0,
+        },
+        ..Default::default()
+    });
+    std::fs::write(
+        profile.settings_file(),
+        serde_json::json!({ alarm_tray::settings::STORE_KEY: settings }).to_string(),
+    )
+    .unwrap();
+    let monitor = profile.start_monitor();
+
+    let t = std::time::Instant::now();
+    let d = Driver::launch(&profile, &["--page", "dashboard"]);
+    let session_ms = t.elapsed().as_millis();
+    d.wait_text("dashboard-counts", &format!("{SENSORS} sensors"));
+    let drawn = d.execute_async(
+        r#"const want = arguments[0], done = arguments[arguments.length - 1];
+           const t0 = performance.now();
+           (function poll() {
+             const canvases = document.querySelectorAll(".spark canvas").length;
+             if (canvases >= want || performance.now() - t0 > 25000) {
+               const marks = performance.getEntriesByName("sparkline-drawn");
+               done({
+                 canvases,
+                 points: [...document.querySelectorAll(".spark[data-points]")].map((e) => +e.dataset.points),
+                 last_drawn_ms: marks.length ? marks[marks.length - 1].startTime : null,
+                 seen_ms: performance.now(),
+               });
+             } else requestAnimationFrame(poll);
+           })();"#,
+        serde_json::json!([SENSORS]),
+    );
+    let canvases = drawn["canvases"].as_u64().unwrap_or(0);
+    assert_eq!(
+        canvases, SENSORS as u64,
+        "one sparkline per sensor: {drawn}"
+    );
+    let points: Vec<u64> = drawn["points"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(points.len(), SENSORS);
+    assert!(
+        points.iter().all(|&p| (100..=300).contains(&p)),
+        "each 24 h series downsampled to at most 300 points: {points:?}"
+    );
+    assert!(
+        d.text("card-cold-room-00").contains("limits 2 / 6"),
+        "the rule's limits on the card"
+    );
+    let value = d.text("card-value-cold-room-00");
+    assert_eq!(value, format!("{last0} °C"), "the newest value on the card");
+
+    let frames = d.execute_async(
+        r#"const done = arguments[arguments.length - 1];
+           const candidates = [document.scrollingElement, ...document.querySelectorAll("main, section, div")];
+           const el = candidates.find((e) => e && e.scrollHeight > e.clientHeight + 10);
+           if (!el) { done({ deltas: [], range: 0 }); return; }
+           const range = el.scrollHeight - el.clientHeight;
+           const deltas = [];
+           let start = null, last = null;
+           function step(t) {
+             if (start === null) start = t;
+             if (last !== null) deltas.push(t - last);
+             last = t;
+             const p = (t - start) / 3000;
+             el.scrollTop = range * (p < 0.5 ? 2 * p : 2 * (1 - p));
+             if (t - start < 3000) requestAnimationFrame(step); else done({ deltas, range });
+           }
+           requestAnimationFrame(step);"#,
+        serde_json::json!([]),
+    );
+    let mut deltas: Vec<f64> = frames["deltas"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    assert!(
+        frames["range"].as_f64().unwrap_or(0.0) > 0.0,
+        "60 cards make the page scroll: {frames}"
+    );
+    assert!(!deltas.is_empty(), "frames were drawn while scrolling");
+    deltas.sort_by(f64::total_cmp);
+    let pct = |q: f64| deltas[((deltas.len() - 1) as f64 * q).round() as usize];
+    let long = deltas.iter().filter(|&&d| d > 50.0).count();
+    d.screenshot("dashboard-thousands-of-readings");
+
+    let windows = window_pids(&profile);
+    let mut pss = vec![("monitor".to_string(), pss_kb(monitor.pid()))];
+    for w in &windows {
+        pss.push(("window".into(), pss_kb(*w)));
+        for k in webkit_children(*w) {
+            let name = std::fs::read_to_string(format!("/proc/{k}/comm")).unwrap_or_default();
+            pss.push((name.trim().to_string(), pss_kb(k)));
+        }
+    }
+    println!(
+        "DASHBOARD-FIGURES {}",
+        serde_json::json!({
+            "sensors": SENSORS, "readings": SENSORS * PER_SENSOR, "seed_ms": seed_ms,
+            "window_session_ms": session_ms,
+            "last_sparkline_ms_after_navigation": drawn["last_drawn_ms"],
+            "frames": deltas.len(), "frame_ms_p50": pct(0.5), "frame_ms_p95": pct(0.95),
+            "frame_ms_max": pct(1.0), "frames_over_50ms": long,
+            "pss_kb": pss,
+        })
+    );
+    d.quit();
+}

@@ -32,18 +32,9 @@ const ELEMENT_KEY: &str = "bench-idle-element-key-0123456789";
 const TRAY_PATH: &str = "/org/ayatana/NotificationItem/tray_icon_tray_app_alarm_tray/Menu";
 const WINDOW_TITLE: &str = "Alarm Tray";
 
-/// The monitor's socket for a profile (as `alarm_tray::paths::socket_path` derives it).
+/// The monitor's socket for a profile.
 fn socket_for(data_dir: &Path) -> PathBuf {
-    let tag = data_dir
-        .to_string_lossy()
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
-        });
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    base.join(format!("alarm-tray-{tag:016x}.sock"))
+    alarm_tray::paths::socket_path_for(Some(data_dir))
 }
 
 struct Monitor {

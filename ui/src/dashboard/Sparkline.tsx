@@ -18,6 +18,8 @@ function cssVar(el: Element, name: string, fallback: string): string {
   return v || fallback;
 }
 
+export const SPARK_DRAWN = "sparkline-drawn";
+
 /** The data uPlot draws: x in seconds, the values, then one constant series per limit. */
 export function sparkData(points: [number, number][], limits: number[]): uPlot.AlignedData {
   const xs = points.map((p) => p[0] / 1000);
@@ -56,6 +58,12 @@ export function Sparkline({ points, limits, width, height, label, testid }: Prop
       ],
     };
     const chart = new uPlot(opts, sparkData(points, limits), el);
+    // When the last sparkline was drawn, for the dashboard's end-to-end figure; one mark is
+    // kept, so an all-day window does not pile them up.
+    if (typeof performance.mark === "function") {
+      performance.clearMarks(SPARK_DRAWN);
+      performance.mark(SPARK_DRAWN);
+    }
     return () => chart.destroy();
   }, [points, limits.join(","), width, height]);
 

@@ -447,4 +447,78 @@ mod tests {
             Err(WireError::Protocol(_))
         ));
     }
+
+    /// Feeds `bytes` to the reader in the given pieces, without a socket: the payload
+    /// bytes it yields, the pings it would answer, and whether it saw a close.
+    fn parse_pieces(pieces: &[&[u8]]) -> Result<(Vec<u8>, usize, bool), WireError> {
+        let (client, _server) = duplex(16);
+        let mut wire = Wire::new(client);
+        let (mut data, mut pings, mut closed) = (Vec::new(), 0, false);
+        for piece in pieces {
+            wire.rbuf.extend_from_slice(piece);
+            while let Some(p) = wire.parse()? {
+                match p {
+                    Parsed::Data(b) => data.extend_from_slice(&b),
+                    Parsed::Ping(_) => pings += 1,
+                    Parsed::Close => closed = true,
+                    Parsed::Nothing => {}
+                }
+            }
+        }
+        Ok((data, pings, closed))
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Data frames (text, binary, continuation; masked or not) with pings between them,
+        /// cut anywhere: the payload comes out whole and in order.
+        #[test]
+        fn payload_survives_any_split(
+            frames in proptest::collection::vec(
+                (0u8..3, proptest::collection::vec(any::<u8>(), 0..300), any::<bool>(), any::<bool>()),
+                1..6),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut bytes = Vec::new();
+            let mut expected = Vec::new();
+            let mut pings = 0;
+            for (kind, payload, masked, ping_after) in &frames {
+                let opcode = match kind {
+                    0 => OpCode::Data(Data::Text),
+                    1 => OpCode::Data(Data::Binary),
+                    _ => OpCode::Data(Data::Continue),
+                };
+                let mask = masked.then_some([7, 1, 200, 33]);
+                bytes.extend(frame(opcode, true, payload, mask));
+                expected.extend_from_slice(payload);
+                if *ping_after {
+                    bytes.extend(frame(OpCode::Control(Control::Ping), true, b"p", None));
+                    pings += 1;
+                }
+            }
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+            points.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut last = 0;
+            for p in points {
+                pieces.push(&bytes[last..p]);
+                last = p;
+            }
+            pieces.push(&bytes[last..]);
+            let (data, seen_pings, closed) = parse_pieces(&pieces).unwrap();
+            prop_assert_eq!(data, expected);
+            prop_assert_eq!(seen_pings, pings);
+            prop_assert!(!closed);
+        }
+
+        /// Whatever a server sends, the reader answers with data or an error, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            pieces in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..6),
+        ) {
+            let pieces: Vec<&[u8]> = pieces.iter().map(|p| p.as_slice()).collect();
+            let _ = parse_pieces(&pieces);
+        }
+    }
 }
