@@ -11,6 +11,7 @@ pub mod gui;
 pub mod instance;
 pub mod ipc;
 pub mod logging;
+pub mod memory;
 pub mod monitor;
 pub mod notify;
 pub mod paths;

@@ -422,7 +422,9 @@ pub fn run(cfg: &Config, broker: &Broker, rt: &tokio::runtime::Runtime) -> Resul
     if !procs::wait_until(Duration::from_secs(20), || tray_bus_name(m.pid()).is_some()) {
         return Err("the tray menu did not appear on D-Bus".into());
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // Past the monitor's start-up trim (alarm_tray::memory::AFTER_START), as a tray that
+    // has just been running for a while.
+    std::thread::sleep(alarm_tray::memory::AFTER_START + Duration::from_secs(5));
     out["tray_never_opened"] = memory_of(m.pid());
 
     // The window, opened from the tray.

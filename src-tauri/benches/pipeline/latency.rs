@@ -21,6 +21,7 @@ use crate::{messages, procs, Config};
 pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
     let secs = if cfg.quick { 3 } else { 10 };
     let mut out = Vec::new();
+    let mut broker_only = Vec::new();
     for rate in [100u32, 2000] {
         let r = one_rate(broker, rate, secs).await?;
         println!(
@@ -31,8 +32,108 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
             r["samples"]
         );
         out.push(r);
+        let b = broker_rate(broker, rate, secs).await?;
+        println!(
+            "broker alone at {rate} msg/s: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms",
+            b["p50_ms"].as_f64().unwrap_or(f64::NAN),
+            b["p95_ms"].as_f64().unwrap_or(f64::NAN),
+            b["p99_ms"].as_f64().unwrap_or(f64::NAN),
+        );
+        broker_only.push(b);
     }
-    Ok(json!({"runs": out}))
+    Ok(json!({"runs": out, "broker_only": broker_only}))
+}
+
+type SentTimes = Arc<Mutex<HashMap<u64, Instant>>>;
+
+/// Sends `n` alarm messages at `rate`, each with its sequence number as `alarm_value`,
+/// noting when each SEND left. Returns how long it took.
+fn spawn_publisher(
+    url: String,
+    dest: String,
+    rate: u32,
+    n: u64,
+    sensors: usize,
+    sent: SentTimes,
+) -> tokio::task::JoinHandle<Result<Duration, String>> {
+    tokio::spawn(async move {
+        let mut c = StompConn::connect(&url).await?;
+        let start = Instant::now();
+        for i in 0..n {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+            let body = messages::alarm_body(i as usize, sensors, Some(i as f64));
+            let frame = broker::send_frame(&dest, &body);
+            let now = Instant::now();
+            if let Ok(mut m) = sent.lock() {
+                m.insert(i, now);
+            }
+            c.send(&frame).await?;
+            c.flush().await?;
+        }
+        c.close().await;
+        Ok::<Duration, String>(start.elapsed())
+    })
+}
+
+/// The same traffic taken by a bare consumer (split frames, parse JSON, ACK): the share of
+/// the latency that is the broker's and the machine's, not the app's.
+async fn broker_rate(broker: &Broker, rate: u32, secs: u64) -> Result<Value, String> {
+    use alarm_tray::feeds::saveris::stomp::{Command as Stomp, Frame};
+    let url = broker.ws_url();
+    let dest = format!("/queue/benchlatbare{rate}.alarms");
+    let mut c = StompConn::connect(&url).await?;
+    c.send(
+        &Frame::new(Stomp::Subscribe)
+            .with_header("id", "0")
+            .with_header("destination", dest.clone())
+            .with_header("ack", "client-individual"),
+    )
+    .await?;
+    c.flush().await?;
+    let sent: SentTimes = Arc::default();
+    let n = rate as u64 * secs;
+    let publisher = spawn_publisher(url, dest, rate, n, (rate as usize).max(100), sent.clone());
+    let mut ms = Vec::with_capacity(n as usize);
+    while (ms.len() as u64) < n {
+        let f = c.next().await?;
+        let at = Instant::now();
+        let mut frames = vec![f];
+        while let Some(f) = c.buffered()? {
+            frames.push(f);
+        }
+        for f in frames {
+            if f.command != Stomp::Message {
+                continue;
+            }
+            let seq = serde_json::from_slice::<Value>(&f.body)
+                .ok()
+                .and_then(|v| {
+                    let a = &v["alarm_value"];
+                    a.as_f64().or_else(|| a.as_str()?.parse().ok())
+                })
+                .map(|v| v as u64);
+            if let Some(t0) = seq.and_then(|s| sent.lock().ok()?.get(&s).copied()) {
+                ms.push(at.duration_since(t0).as_secs_f64() * 1000.0);
+            }
+            if let Some(ack) = f.header("ack") {
+                c.send(&Frame::new(Stomp::Ack).with_header("id", ack))
+                    .await?;
+            }
+        }
+        c.flush().await?;
+    }
+    publisher.await.map_err(|e| e.to_string())??;
+    c.close().await;
+    ms.sort_by(|a, b| a.total_cmp(b));
+    Ok(json!({
+        "rate": rate,
+        "samples": ms.len(),
+        "p50_ms": procs::percentile(&ms, 50.0),
+        "p95_ms": procs::percentile(&ms, 95.0),
+        "p99_ms": procs::percentile(&ms, 99.0),
+        "max_ms": ms.last().copied(),
+    }))
 }
 
 async fn one_rate(broker: &Broker, rate: u32, secs: u64) -> Result<Value, String> {
@@ -76,33 +177,11 @@ async fn one_rate(broker: &Broker, rate: u32, secs: u64) -> Result<Value, String
         ));
     }
 
-    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let sent: SentTimes = Arc::default();
     let n = rate as u64 * secs;
     // Enough sensors that a sensor's raise and clear are ~1 s apart at either rate.
     let sensors = (rate as usize).max(100);
-    let publisher = {
-        let sent = sent.clone();
-        let url = url.clone();
-        let dest = dest.clone();
-        tokio::spawn(async move {
-            let mut c = StompConn::connect(&url).await?;
-            let start = Instant::now();
-            for i in 0..n {
-                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
-                tokio::time::sleep_until(due.into()).await;
-                let body = messages::alarm_body(i as usize, sensors, Some(i as f64));
-                let frame = broker::send_frame(&dest, &body);
-                let now = Instant::now();
-                if let Ok(mut m) = sent.lock() {
-                    m.insert(i, now);
-                }
-                c.send(&frame).await?;
-                c.flush().await?;
-            }
-            c.close().await;
-            Ok::<Duration, String>(start.elapsed())
-        })
-    };
+    let publisher = spawn_publisher(url.clone(), dest.clone(), rate, n, sensors, sent.clone());
 
     let mut alarm_seq: HashMap<i64, u64> = HashMap::new();
     let mut decided: HashMap<u64, f64> = HashMap::new();

@@ -103,6 +103,24 @@ pub fn table(r: &Value) -> String {
                 f(&run["samples"], 0)
             );
         }
+        if let Some(bare) = lat["broker_only"].as_array() {
+            let _ = writeln!(
+                s,
+                "   the same traffic to a bare consumer (broker and machine alone):"
+            );
+            for run in bare {
+                let _ = writeln!(
+                    s,
+                    "   {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                    f(&run["rate"], 0),
+                    f(&run["p50_ms"], 2),
+                    f(&run["p95_ms"], 2),
+                    f(&run["p99_ms"], 2),
+                    f(&run["max_ms"], 1),
+                    f(&run["samples"], 0)
+                );
+            }
+        }
         let p99 = runs
             .iter()
             .find(|x| x["rate"] == 2000)

@@ -60,6 +60,8 @@ impl Shell for GuiShell {
                             *p = None;
                         }
                     }
+                    // Pages the monitor shared with the window are its own again.
+                    crate::memory::trim_after(crate::memory::AFTER_WINDOW, "window closed");
                 });
             }
             Err(e) => tracing::error!(error = %e, "could not start the window process"),
@@ -241,6 +243,7 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
                     start_core(settings, notice, persister, shell.clone(), pushes, is_demo).await;
                 if let Some(m) = monitor {
                     handle.manage(m);
+                    crate::memory::trim_after(crate::memory::AFTER_START, "start-up");
                     if is_demo {
                         // A newcomer sees the readings move first.
                         shell.open_window(Page::Dashboard, None);
