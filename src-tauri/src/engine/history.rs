@@ -118,6 +118,9 @@ struct Inner {
     /// `None` for in-memory databases (a second connection would see another database).
     read: Option<Mutex<Connection>>,
     notice: Option<String>,
+    /// Set by the checkpointer when the log is past its limit and a RESTART could not get
+    /// in between the writer's transactions: the writer restarts it after its next commit.
+    restart_wal: std::sync::atomic::AtomicBool,
 }
 
 /// The history database. Cheap to clone; all clones share the connections.
@@ -244,6 +247,7 @@ impl History {
             write: Mutex::new(write),
             read: Some(Mutex::new(read)),
             notice,
+            restart_wal: Default::default(),
         });
         spawn_checkpointer(checkpointer, Arc::downgrade(&inner));
         Ok(History { inner })
@@ -257,6 +261,7 @@ impl History {
                 write: Mutex::new(write),
                 read: None,
                 notice: None,
+                restart_wal: Default::default(),
             }),
         })
     }
@@ -300,6 +305,14 @@ impl History {
             f(&mut w)?
         };
         tx.commit()?;
+        if self
+            .inner
+            .restart_wal
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            // Between two of our own transactions: only readers can be in the way.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        }
         Ok(out)
     }
 
@@ -552,11 +565,18 @@ fn spawn_checkpointer(c: Connection, alive: std::sync::Weak<Inner>) {
         let mut seen = Seen::default();
         loop {
             std::thread::sleep(std::time::Duration::from_secs(1));
-            if alive.upgrade().is_none() {
+            let Some(inner) = alive.upgrade() else {
                 break;
-            }
+            };
             match checkpoint(&c, WAL_LIMIT_BYTES, &mut seen) {
-                Ok(()) => failing = false,
+                Ok(restart_due) => {
+                    failing = false;
+                    if restart_due {
+                        inner
+                            .restart_wal
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
                 Err(e) => {
                     if !failing {
                         tracing::warn!("history checkpoint failed: {e}");
@@ -587,11 +607,13 @@ struct Seen {
 /// - past `limit` bytes of log, RESTART: waits for the writer's current batch, copies the
 ///   rest and makes the next write start the log from its beginning (measured 7–15 ms).
 ///   Under a continuous stream of writes a passive checkpoint never catches up, and the
-///   log would grow without bound (2 GB in the 1,000,000-event load). The file is not
-///   shrunk here: shrinking in the middle of a burst held the writer for 50–200 ms;
+///   log would grow without bound (2 GB in the 1,000,000-event load). When the writer
+///   never leaves a gap the RESTART comes back busy: the answer is then `true`, and the
+///   writer restarts the log itself after its next commit. The file is not shrunk here:
+///   shrinking in the middle of a burst held the writer for 50–200 ms;
 /// - once nothing was written for a whole second and everything is copied, TRUNCATE:
 ///   the log file goes back to zero bytes while no one is writing.
-fn checkpoint(c: &Connection, limit: i64, seen: &mut Seen) -> rusqlite::Result<()> {
+fn checkpoint(c: &Connection, limit: i64, seen: &mut Seen) -> rusqlite::Result<bool> {
     let (log_frames, copied): (i64, i64) =
         c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get(1)?, r.get(2)?))
@@ -604,15 +626,15 @@ fn checkpoint(c: &Connection, limit: i64, seen: &mut Seen) -> rusqlite::Result<(
     } else if idle && wal_file_len(c) > 0 {
         "TRUNCATE"
     } else {
-        return Ok(());
+        return Ok(false);
     };
     let busy: i64 = c.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(0))?;
     if busy != 0 {
         tracing::debug!(mode, "history checkpoint postponed: the database was busy");
-    } else {
-        seen.log_frames = 0;
+        return Ok(mode == "RESTART");
     }
-    Ok(())
+    seen.log_frames = 0;
+    Ok(false)
 }
 
 /// The size of the connection's write-ahead log file (0 if there is none).
@@ -1076,5 +1098,45 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 202, "nothing lost");
+    }
+
+    #[test]
+    fn the_writer_restarts_the_log_when_the_checkpointer_could_not() {
+        // Two databases written alike, one with a restart due. Nothing else checkpoints in
+        // between (the checkpointer's first turn is a second away).
+        let frames_after = |restart_due: bool| -> i64 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("history.sqlite3");
+            let h = History::open(&path).unwrap();
+            let write = |from: usize, n: usize| {
+                h.write(|w| {
+                    for i in from..from + n {
+                        w.insert_event(&ev(&format!("k{i}"), "s1", i as f64, i as i64))?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            };
+            write(0, 300);
+            h.inner
+                .restart_wal
+                .store(restart_due, std::sync::atomic::Ordering::Relaxed);
+            write(300, 1);
+            assert!(!h
+                .inner
+                .restart_wal
+                .load(std::sync::atomic::Ordering::Relaxed));
+            write(301, 1);
+            assert_eq!(h.event_count().unwrap(), 302);
+            let c = Connection::open(&path).unwrap();
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                .unwrap()
+        };
+        let grown = frames_after(false);
+        let restarted = frames_after(true);
+        assert!(
+            restarted < 10 && grown > 20,
+            "log frames: {grown} without the restart, {restarted} with it"
+        );
     }
 }
