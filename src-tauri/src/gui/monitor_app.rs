@@ -109,6 +109,7 @@ fn add_try_exec(app_name: &str) -> Result<(), String> {
 
 /// The entry with a `TryExec=` naming the program of its `Exec=` line; `None` if it has
 /// one already or no `Exec=`.
+#[cfg(target_os = "linux")]
 fn with_try_exec(entry: &str) -> Option<String> {
     if entry.lines().any(|l| l.starts_with("TryExec=")) {
         return None;
@@ -402,7 +403,7 @@ fn hand_off_to_running_monitor() -> ExitCode {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::with_try_exec;
 

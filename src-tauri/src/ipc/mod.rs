@@ -8,7 +8,7 @@ pub mod server;
 
 use std::path::Path;
 
-use interprocess::local_socket::{GenericFilePath, Name, ToFsName};
+use interprocess::local_socket::Name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpcError {
@@ -35,12 +35,12 @@ pub fn socket_name(path: &Path) -> std::io::Result<Name<'static>> {
         // Named pipes live in their own namespace: derive a pipe name from the path.
         use interprocess::local_socket::{GenericNamespaced, ToNsName};
         let tag = path.to_string_lossy().replace(['\\', '/', ':'], "-");
-        return tag
-            .to_ns_name::<GenericNamespaced>()
-            .map(|n| n.into_owned());
+        tag.to_ns_name::<GenericNamespaced>()
+            .map(|n| n.into_owned())
     }
     #[cfg(not(windows))]
     {
+        use interprocess::local_socket::{GenericFilePath, ToFsName};
         path.to_path_buf()
             .to_fs_name::<GenericFilePath>()
             .map(|n| n.into_owned())
