@@ -3,7 +3,7 @@
 //! the integration tests' harness), plus a fast STOMP publisher for preloading a queue.
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alarm_tray::feeds::saveris::stomp::{self, Command as Stomp, Decoder, Frame};
 use futures_util::{SinkExt, StreamExt};
@@ -189,6 +189,47 @@ impl StompConn {
                 Ok(Some(Ok(_))) => {}
             }
         }
+    }
+
+    /// Subscribes to `dest` with `ack:client-individual`, as the app does.
+    pub async fn subscribe(&mut self, dest: &str) -> Result<(), String> {
+        self.send(
+            &Frame::new(Stomp::Subscribe)
+                .with_header("id", "0")
+                .with_header("destination", dest)
+                .with_header("ack", "client-individual"),
+        )
+        .await?;
+        self.flush().await
+    }
+
+    /// The bare consumer's turn: waits for the next frame, takes every MESSAGE received by
+    /// then, hands each to `f` with the time the turn's first frame arrived, and ACKs them
+    /// all in one write. Returns how many messages it took.
+    pub async fn take_messages(
+        &mut self,
+        mut f: impl FnMut(&Frame, Instant),
+    ) -> Result<usize, String> {
+        let first = self.next().await?;
+        let at = Instant::now();
+        let mut frames = vec![first];
+        while let Some(fr) = self.buffered()? {
+            frames.push(fr);
+        }
+        let mut taken = 0;
+        for fr in frames {
+            if fr.command != Stomp::Message {
+                continue;
+            }
+            f(&fr, at);
+            if let Some(ack) = fr.header("ack") {
+                self.send(&Frame::new(Stomp::Ack).with_header("id", ack))
+                    .await?;
+            }
+            taken += 1;
+        }
+        self.flush().await?;
+        Ok(taken)
     }
 
     /// A frame already received, without waiting.

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alarm_tray::engine::{self, History};
-use alarm_tray::feeds::saveris::stomp::{Command as Stomp, Frame};
 use alarm_tray::feeds::saveris::{self, SaverisFeedConfig};
 use alarm_tray::notify::{Notifier, NotifyError, Popup};
 use alarm_tray::settings::{Channels, CustomEndpoint, SaverisAccount, Settings};
@@ -156,37 +155,17 @@ pub async fn child_feed(ws_url: &str, username: &str, n: usize) -> Result<Value,
 pub async fn child_bare(ws_url: &str, dest: &str, n: usize) -> Result<Value, String> {
     let start = Instant::now();
     let mut c = StompConn::connect(ws_url).await?;
-    c.send(
-        &Frame::new(Stomp::Subscribe)
-            .with_header("id", "0")
-            .with_header("destination", dest)
-            .with_header("ack", "client-individual"),
-    )
-    .await?;
-    c.flush().await?;
+    c.subscribe(dest).await?;
     let mut got = 0usize;
     let mut parse_errors = 0usize;
     while got < n {
-        let f = c.next().await?;
-        let mut frames = vec![f];
-        // Everything already received is handled before the ACKs are flushed together.
-        while let Some(f) = c.buffered()? {
-            frames.push(f);
-        }
-        for f in frames {
-            if f.command != Stomp::Message {
-                continue;
-            }
-            if serde_json::from_slice::<Value>(&f.body).is_err() {
-                parse_errors += 1;
-            }
-            if let Some(ack) = f.header("ack") {
-                c.send(&Frame::new(Stomp::Ack).with_header("id", ack))
-                    .await?;
-            }
-            got += 1;
-        }
-        c.flush().await?;
+        got += c
+            .take_messages(|f, _| {
+                if serde_json::from_slice::<Value>(&f.body).is_err() {
+                    parse_errors += 1;
+                }
+            })
+            .await?;
     }
     let secs = start.elapsed().as_secs_f64();
     c.close().await;

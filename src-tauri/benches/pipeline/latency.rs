@@ -24,24 +24,25 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
     let mut broker_only = Vec::new();
     for rate in [100u32, 2000] {
         let r = one_rate(broker, rate, secs).await?;
-        println!(
-            "latency at {rate} msg/s: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  ({} alarms)",
-            r["p50_ms"].as_f64().unwrap_or(f64::NAN),
-            r["p95_ms"].as_f64().unwrap_or(f64::NAN),
-            r["p99_ms"].as_f64().unwrap_or(f64::NAN),
-            r["samples"]
-        );
+        progress("latency", rate, &r);
         out.push(r);
         let b = broker_rate(broker, rate, secs).await?;
-        println!(
-            "broker alone at {rate} msg/s: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms",
-            b["p50_ms"].as_f64().unwrap_or(f64::NAN),
-            b["p95_ms"].as_f64().unwrap_or(f64::NAN),
-            b["p99_ms"].as_f64().unwrap_or(f64::NAN),
-        );
+        progress("broker alone", rate, &b);
         broker_only.push(b);
     }
     Ok(json!({"runs": out, "broker_only": broker_only}))
+}
+
+/// A progress line on stdout (the table comes at the end).
+fn progress(what: &str, rate: u32, r: &Value) {
+    let ms = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "{what} at {rate} msg/s: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  ({} samples)",
+        ms("p50_ms"),
+        ms("p95_ms"),
+        ms("p99_ms"),
+        r["samples"]
+    );
 }
 
 type SentTimes = Arc<Mutex<HashMap<u64, Instant>>>;
@@ -79,49 +80,30 @@ fn spawn_publisher(
 /// The same traffic taken by a bare consumer (split frames, parse JSON, ACK): the share of
 /// the latency that is the broker's and the machine's, not the app's.
 async fn broker_rate(broker: &Broker, rate: u32, secs: u64) -> Result<Value, String> {
-    use alarm_tray::feeds::saveris::stomp::{Command as Stomp, Frame};
     let url = broker.ws_url();
     let dest = format!("/queue/benchlatbare{rate}.alarms");
     let mut c = StompConn::connect(&url).await?;
-    c.send(
-        &Frame::new(Stomp::Subscribe)
-            .with_header("id", "0")
-            .with_header("destination", dest.clone())
-            .with_header("ack", "client-individual"),
-    )
-    .await?;
-    c.flush().await?;
+    c.subscribe(&dest).await?;
     let sent: SentTimes = Arc::default();
     let n = rate as u64 * secs;
     let publisher = spawn_publisher(url, dest, rate, n, (rate as usize).max(100), sent.clone());
     let mut ms = Vec::with_capacity(n as usize);
-    while (ms.len() as u64) < n {
-        let f = c.next().await?;
-        let at = Instant::now();
-        let mut frames = vec![f];
-        while let Some(f) = c.buffered()? {
-            frames.push(f);
-        }
-        for f in frames {
-            if f.command != Stomp::Message {
-                continue;
-            }
-            let seq = serde_json::from_slice::<Value>(&f.body)
-                .ok()
-                .and_then(|v| {
-                    let a = &v["alarm_value"];
-                    a.as_f64().or_else(|| a.as_str()?.parse().ok())
-                })
-                .map(|v| v as u64);
-            if let Some(t0) = seq.and_then(|s| sent.lock().ok()?.get(&s).copied()) {
-                ms.push(at.duration_since(t0).as_secs_f64() * 1000.0);
-            }
-            if let Some(ack) = f.header("ack") {
-                c.send(&Frame::new(Stomp::Ack).with_header("id", ack))
-                    .await?;
-            }
-        }
-        c.flush().await?;
+    let mut taken = 0;
+    while taken < n as usize {
+        taken += c
+            .take_messages(|f, at| {
+                let seq = serde_json::from_slice::<Value>(&f.body)
+                    .ok()
+                    .and_then(|v| {
+                        let a = &v["alarm_value"];
+                        a.as_f64().or_else(|| a.as_str()?.parse().ok())
+                    })
+                    .map(|v| v as u64);
+                if let Some(t0) = seq.and_then(|s| sent.lock().ok()?.get(&s).copied()) {
+                    ms.push(at.duration_since(t0).as_secs_f64() * 1000.0);
+                }
+            })
+            .await?;
     }
     publisher.await.map_err(|e| e.to_string())??;
     c.close().await;

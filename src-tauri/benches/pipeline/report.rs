@@ -92,16 +92,7 @@ pub fn table(r: &Value) -> String {
             "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "alarms"
         );
         for run in runs {
-            let _ = writeln!(
-                s,
-                "   {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
-                f(&run["rate"], 0),
-                f(&run["p50_ms"], 2),
-                f(&run["p95_ms"], 2),
-                f(&run["p99_ms"], 2),
-                f(&run["max_ms"], 1),
-                f(&run["samples"], 0)
-            );
+            latency_row(&mut s, run);
         }
         if let Some(bare) = lat["broker_only"].as_array() {
             let _ = writeln!(
@@ -109,16 +100,7 @@ pub fn table(r: &Value) -> String {
                 "   the same traffic to a bare consumer (broker and machine alone):"
             );
             for run in bare {
-                let _ = writeln!(
-                    s,
-                    "   {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
-                    f(&run["rate"], 0),
-                    f(&run["p50_ms"], 2),
-                    f(&run["p95_ms"], 2),
-                    f(&run["p99_ms"], 2),
-                    f(&run["max_ms"], 1),
-                    f(&run["samples"], 0)
-                );
+                latency_row(&mut s, run);
             }
         }
         let p99 = runs
@@ -249,4 +231,18 @@ pub fn table(r: &Value) -> String {
     }
     let _ = writeln!(s, "\ntotal {} s", f(&r["total_secs"], 0));
     s
+}
+
+/// One line of the latency table: rate, percentiles, max and sample count.
+fn latency_row(s: &mut String, run: &Value) {
+    let _ = writeln!(
+        s,
+        "   {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        f(&run["rate"], 0),
+        f(&run["p50_ms"], 2),
+        f(&run["p95_ms"], 2),
+        f(&run["p99_ms"], 2),
+        f(&run["max_ms"], 1),
+        f(&run["samples"], 0)
+    );
 }
