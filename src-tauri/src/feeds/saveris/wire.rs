@@ -97,7 +97,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     /// connection (close frame or end of stream). Pings are answered on the way.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, WireError> {
         loop {
-            self.flush().await?;
+            // Only a pong or a close answer can be waiting here; an empty queue costs no
+            // call into the socket on every frame.
+            if !self.out.is_empty() {
+                self.flush().await?;
+            }
             if self.closed {
                 return Ok(None);
             }
