@@ -36,6 +36,7 @@ if [ ! -f "$TOOLS/gotify-venv/.stamp" ] || [ bench/requirements.txt -nt "$TOOLS/
 fi
 
 # Release build of the app and the bench (cargo bench builds the binary the bench starts).
+mkdir -p "$ROOT/target"
 echo "bench: building (release) …"
 t0=$(date +%s)
 cargo bench -p alarm-tray --bench pipeline --no-run --message-format=json-render-diagnostics >"$ROOT/target/bench-build.json"

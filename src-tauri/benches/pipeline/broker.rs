@@ -191,13 +191,14 @@ impl StompConn {
         }
     }
 
-    /// Subscribes to `dest` with `ack:client-individual`, as the app does.
-    pub async fn subscribe(&mut self, dest: &str) -> Result<(), String> {
+    /// Subscribes to `dest` with `ack` (`client-individual`, as the app does, or `auto`
+    /// for the broker's own ceiling: no confirmations, so nothing waits for them).
+    pub async fn subscribe(&mut self, dest: &str, ack: &str) -> Result<(), String> {
         self.send(
             &Frame::new(Stomp::Subscribe)
                 .with_header("id", "0")
                 .with_header("destination", dest)
-                .with_header("ack", "client-individual"),
+                .with_header("ack", ack),
         )
         .await?;
         self.flush().await
@@ -205,7 +206,8 @@ impl StompConn {
 
     /// The bare consumer's turn: waits for the next frame, takes every MESSAGE received by
     /// then, hands each to `f` with the time the turn's first frame arrived, and ACKs them
-    /// all in one write. Returns how many messages it took.
+    /// all in one write (a message without an `ack` header, under `ack:auto`, needs none).
+    /// Returns how many messages it took.
     pub async fn take_messages(
         &mut self,
         mut f: impl FnMut(&Frame, Instant),

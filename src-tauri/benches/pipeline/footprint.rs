@@ -9,7 +9,8 @@
 //!    (monitor, window, WebKit children: RSS and PSS from `/proc/PID/smaps_rollup`);
 //! 3. it is closed with `WM_DELETE_WINDOW` (what a close button sends), the tray is left
 //!    alone: idle CPU seconds over the period with the two live feeds, then RSS/PSS;
-//! 4. gotify-tray, idle under the same Xvfb, as the reference a user would pick instead.
+//! 4. gotify-tray, idle under the same Xvfb, as the reference a user would pick instead
+//!    (first, alone with the bench: its idle minute passes while history and ELEMENT run).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -311,7 +312,12 @@ fn has_webkit(m: &Value) -> bool {
     })
 }
 
-pub fn run(cfg: &Config, broker: &Broker, rt: &tokio::runtime::Runtime) -> Result<Value, String> {
+pub fn run(
+    cfg: &Config,
+    broker: &Broker,
+    rt: &tokio::runtime::Runtime,
+    gotify: Result<Gotify, String>,
+) -> Result<Value, String> {
     if std::env::var_os("DISPLAY").is_none()
         || std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none()
     {
@@ -333,8 +339,8 @@ pub fn run(cfg: &Config, broker: &Broker, rt: &tokio::runtime::Runtime) -> Resul
         "caveat": "fresh Xvfb display. TEST-PEERS.md: the first GTK client on a display maps the graphics stack (Mesa/LLVM) once, ~30 MB PSS more. The monitor measured here is the second GTK client (the first one configured the profile and was stopped; its figure is `first_gtk_client`); gotify-tray (Qt) ran before both",
     });
 
-    // gotify-tray first, alone on the display.
-    out["gotify_tray"] = match gotify(cfg, idle) {
+    // gotify-tray first, alone on the display (it was started before the history section).
+    out["gotify_tray"] = match gotify.and_then(|g| g.finish(idle)) {
         Ok(v) => v,
         Err(e) => json!({"error": e}),
     };
@@ -487,48 +493,75 @@ pub fn run(cfg: &Config, broker: &Broker, rt: &tokio::runtime::Runtime) -> Resul
 }
 
 /// gotify-tray idle at its first-run dialog (no server configured) under the same Xvfb.
-fn gotify(cfg: &Config, idle: Duration) -> Result<Value, String> {
-    if !cfg.gotify_tray.exists() {
-        return Err(format!(
-            "{} is missing (make bench installs it into .tools/gotify-venv)",
-            cfg.gotify_tray.display()
-        ));
+/// Started before the history and ELEMENT sections so its idle minute passes while they
+/// measure (it only sleeps; they do not use the display); measured by [`Gotify::finish`].
+pub struct Gotify {
+    child: Child,
+    started: Instant,
+    cpu0: Option<f64>,
+    err_log: PathBuf,
+    _home: tempfile::TempDir,
+}
+
+impl Gotify {
+    pub fn start(cfg: &Config) -> Result<Gotify, String> {
+        if !cfg.gotify_tray.exists() {
+            return Err(format!(
+                "{} is missing (make bench installs it into .tools/gotify-venv)",
+                cfg.gotify_tray.display()
+            ));
+        }
+        let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+        // It writes its log under the data dir without creating the parents.
+        for d in [".config", ".local/share", ".cache"] {
+            std::fs::create_dir_all(home.path().join(d)).map_err(|e| e.to_string())?;
+        }
+        let err_log = home.path().join("stderr.log");
+        let err = std::fs::File::create(&err_log).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&cfg.gotify_tray);
+        cmd.env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join(".config"))
+            .env("XDG_DATA_HOME", home.path().join(".local/share"))
+            .env("XDG_CACHE_HOME", home.path().join(".cache"))
+            .env("QT_QPA_PLATFORM", "xcb")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err);
+        let child = procs::spawn(cmd).map_err(|e| e.to_string())?;
+        let cpu0 = procs::cpu_secs(child.id());
+        println!(
+            "footprint: gotify-tray idle {} s (while the next sections run)",
+            cfg.idle_secs
+        );
+        Ok(Gotify {
+            child,
+            started: Instant::now(),
+            cpu0,
+            err_log,
+            _home: home,
+        })
     }
-    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
-    // It writes its log under the data dir without creating the parents.
-    for d in [".config", ".local/share", ".cache"] {
-        std::fs::create_dir_all(home.path().join(d)).map_err(|e| e.to_string())?;
+
+    /// Waits out the rest of its idle period, measures it and stops it.
+    fn finish(mut self, idle: Duration) -> Result<Value, String> {
+        std::thread::sleep(idle.saturating_sub(self.started.elapsed()));
+        let pid = self.child.id();
+        let cpu1 = procs::cpu_secs(pid);
+        let alive = matches!(self.child.try_wait(), Ok(None));
+        let mut m = memory_of(pid);
+        procs::stop(&mut self.child, Duration::from_secs(5));
+        if !alive {
+            let log = std::fs::read_to_string(&self.err_log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            return Err(format!("gotify-tray exited early: {}", tail.join(" | ")));
+        }
+        m["idle_cpu_secs"] = json!(cpu1.zip(self.cpu0).map(|(b, a)| b - a));
+        m["idle_secs"] = json!(self.started.elapsed().as_secs_f64());
+        m["state"] = json!("first-run server dialog, no server");
+        println!(
+            "  gotify-tray: {:.1} MB PSS",
+            m["total_pss_mb"].as_f64().unwrap_or(f64::NAN)
+        );
+        Ok(m)
     }
-    let err_log = home.path().join("stderr.log");
-    let err = std::fs::File::create(&err_log).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(&cfg.gotify_tray);
-    cmd.env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join(".config"))
-        .env("XDG_DATA_HOME", home.path().join(".local/share"))
-        .env("XDG_CACHE_HOME", home.path().join(".cache"))
-        .env("QT_QPA_PLATFORM", "xcb")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err);
-    let mut child = procs::spawn(cmd).map_err(|e| e.to_string())?;
-    let pid = child.id();
-    println!("footprint: gotify-tray idle {} s", idle.as_secs());
-    let cpu0 = procs::cpu_secs(pid);
-    std::thread::sleep(idle);
-    let cpu1 = procs::cpu_secs(pid);
-    let alive = matches!(child.try_wait(), Ok(None));
-    let mut m = memory_of(pid);
-    procs::stop(&mut child, Duration::from_secs(5));
-    if !alive {
-        let log = std::fs::read_to_string(&err_log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(3).collect();
-        return Err(format!("gotify-tray exited early: {}", tail.join(" | ")));
-    }
-    m["idle_cpu_secs"] = json!(cpu1.zip(cpu0).map(|(b, a)| b - a));
-    m["state"] = json!("first-run server dialog, no server");
-    println!(
-        "  gotify-tray: {:.1} MB PSS",
-        m["total_pss_mb"].as_f64().unwrap_or(f64::NAN)
-    );
-    Ok(m)
 }

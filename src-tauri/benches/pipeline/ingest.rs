@@ -3,6 +3,9 @@
 //! - `alarm-tray`'s Saveris feed + engine (history on a temp file, popups to a counting
 //!   notifier, each message ACKed after its batch committed) — a child process of this bench;
 //! - a bare Rust consumer (tokio-tungstenite, split frames, parse JSON, ACK): the ceiling;
+//! - the same bare consumer under `ack:auto` (no ACKs): what the broker delivers when it
+//!   has no confirmations to process — shows how much of the ceiling is the broker's own
+//!   ACK handling (a consumer like this loses whatever it held when it crashes);
 //! - the Saveris docs' sample stack (`@stomp/stompjs` + `ws` on Node.js, parsing each JSON
 //!   body), with `ws`'s default permessage-deflate and without.
 //!
@@ -151,11 +154,12 @@ pub async fn child_feed(ws_url: &str, username: &str, n: usize) -> Result<Value,
     Ok(json!({"messages": got, "secs": secs}))
 }
 
-/// Child `bare`: split frames, parse each JSON body, ACK each message; nothing else.
-pub async fn child_bare(ws_url: &str, dest: &str, n: usize) -> Result<Value, String> {
+/// Child `bare`: split frames, parse each JSON body, ACK each message (under `ack`
+/// `client-individual`; `auto` needs none); nothing else.
+pub async fn child_bare(ws_url: &str, dest: &str, n: usize, ack: &str) -> Result<Value, String> {
     let start = Instant::now();
     let mut c = StompConn::connect(ws_url).await?;
-    c.subscribe(dest).await?;
+    c.subscribe(dest, ack).await?;
     let mut got = 0usize;
     let mut parse_errors = 0usize;
     while got < n {
@@ -233,6 +237,10 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
             "tokio-tungstenite: split frames, parse JSON, ACK (the ceiling)",
         ),
         (
+            "bare-rust-noack",
+            "the same under ack:auto, no ACKs (loses messages on a crash): the broker's delivery ceiling",
+        ),
+        (
             "feed-only",
             "alarm-tray's Saveris feed, deliveries confirmed at once (no engine): the feed's share",
         ),
@@ -290,9 +298,14 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
                 c.args(["--child", "feed", &url, &user, &n.to_string()]);
                 c
             }
-            "bare-rust" => {
+            "bare-rust" | "bare-rust-noack" => {
+                let kind = if *name == "bare-rust" {
+                    "bare"
+                } else {
+                    "bare-noack"
+                };
                 let mut c = Command::new(bench_exe()?);
-                c.args(["--child", "bare", &url, &dest, &n.to_string()]);
+                c.args(["--child", kind, &url, &dest, &n.to_string()]);
                 c
             }
             _ => {
@@ -338,6 +351,7 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
         "vs_node_default_throughput": ratio(ours, get("node-stompjs", "msg_per_s")),
         "vs_node_nodeflate_throughput": ratio(ours, get("node-stompjs-nodeflate", "msg_per_s")),
         "vs_bare_throughput": ratio(ours, get("bare-rust", "msg_per_s")),
+        "vs_bare_noack_throughput": ratio(ours, get("bare-rust-noack", "msg_per_s")),
         "cpu_per_msg_vs_node_default": ratio(get("alarm-tray", "cpu_us_per_msg"), get("node-stompjs", "cpu_us_per_msg")),
     });
     Ok(

@@ -83,7 +83,7 @@ async fn broker_rate(broker: &Broker, rate: u32, secs: u64) -> Result<Value, Str
     let url = broker.ws_url();
     let dest = format!("/queue/benchlatbare{rate}.alarms");
     let mut c = StompConn::connect(&url).await?;
-    c.subscribe(&dest).await?;
+    c.subscribe(&dest, "client-individual").await?;
     let sent: SentTimes = Arc::default();
     let n = rate as u64 * secs;
     let publisher = spawn_publisher(url, dest, rate, n, (rate as usize).max(100), sent.clone());

@@ -45,18 +45,19 @@ pub fn table(r: &Value) -> String {
         );
         let _ = writeln!(
             s,
-            "   {:<24} {:>10} {:>8} {:>10} {:>10}",
-            "client", "msg/s", "CPU-s", "µs CPU/msg", "peak RSS"
+            "   {:<24} {:>10} {:>8} {:>10} {:>10} {:>10}",
+            "client", "msg/s", "CPU-s", "µs CPU/msg", "peak RSS", "broker CPU"
         );
         for run in runs {
             let _ = writeln!(
                 s,
-                "   {:<24} {:>10} {:>8} {:>10} {:>7} MB",
+                "   {:<24} {:>10} {:>8} {:>10} {:>7} MB {:>8} s",
                 run["name"].as_str().unwrap_or(""),
                 f(&run["msg_per_s"], 0),
                 f(&run["cpu_secs"], 2),
                 f(&run["cpu_us_per_msg"], 1),
-                f(&run["peak_rss_mb"], 1)
+                f(&run["peak_rss_mb"], 1),
+                f(&run["broker_cpu_secs"], 1)
             );
         }
         let q = &ing["ratios"];
@@ -77,6 +78,13 @@ pub fn table(r: &Value) -> String {
             f(&q["vs_node_nodeflate_throughput"], 2),
             verdict(ours.and_then(|o| o["msg_per_s"].as_f64()).map(|x| x >= 30_000.0)),
         );
+        if !q["vs_bare_noack_throughput"].is_null() {
+            let _ = writeln!(
+                s,
+                "   alarm-tray vs a consumer that confirms nothing (ack:auto): {}",
+                f(&q["vs_bare_noack_throughput"], 2),
+            );
+        }
     } else if let Some(e) = ing["error"].as_str() {
         let _ = writeln!(s, "\n1. Ingest: FAILED: {e}");
     }
@@ -229,7 +237,20 @@ pub fn table(r: &Value) -> String {
     } else if let Some(e) = el["error"].as_str() {
         let _ = writeln!(s, "\n5. ELEMENT: FAILED: {e}");
     }
-    let _ = writeln!(s, "\ntotal {} s", f(&r["total_secs"], 0));
+    let parts: Vec<String> = r["section_secs"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {} s", f(v, 0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "\ntotal {} s ({})",
+        f(&r["total_secs"], 0),
+        parts.join(", ")
+    );
     s
 }
 
