@@ -7,7 +7,11 @@
 //!   has no confirmations to process — shows how much of the ceiling is the broker's own
 //!   ACK handling (a consumer like this loses whatever it held when it crashes);
 //! - the Saveris docs' sample stack (`@stomp/stompjs` + `ws` on Node.js, parsing each JSON
-//!   body), with `ws`'s default permessage-deflate and without.
+//!   body), with `ws`'s default permessage-deflate and without;
+//! - alarm-tray's feed alone (deliveries confirmed at once): the feed's share of the cost.
+//!
+//! The no-ACK consumer, the feed alone and Node without deflate are diagnostics: they run
+//! with `BENCH_INGEST=all` (or when named), not by default.
 //!
 //! Each contender runs as its own process, measured by the kernel (wait4: CPU seconds and
 //! peak RSS of exactly that process).
@@ -227,38 +231,51 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
         sensors
     );
     let mut rows = Vec::new();
-    let contenders: Vec<(&str, &str)> = vec![
+    // (name, what it is, diagnostic). The contenders run by default; the
+    // diagnostics (what the broker gives without ACKs, the feed's share, Node without
+    // deflate) add ~100 s and run with BENCH_INGEST=all or when named.
+    let contenders: Vec<(&str, &str, bool)> = vec![
         (
             "alarm-tray",
             "Saveris feed + engine: parse, dedupe, rules, SQLite history, popups, ACK after commit",
+            false,
         ),
         (
             "bare-rust",
             "tokio-tungstenite: split frames, parse JSON, ACK (the ceiling)",
+            false,
         ),
         (
             "bare-rust-noack",
             "the same under ack:auto, no ACKs (loses messages on a crash): the broker's delivery ceiling",
+            true,
         ),
         (
             "feed-only",
             "alarm-tray's Saveris feed, deliveries confirmed at once (no engine): the feed's share",
+            true,
         ),
         (
             "node-stompjs",
             "@stomp/stompjs + ws (Saveris docs' sample stack), default: permessage-deflate",
+            false,
         ),
         (
             "node-stompjs-nodeflate",
             "@stomp/stompjs + ws, permessage-deflate off",
+            true,
         ),
     ];
-    for (round, (name, what)) in contenders.iter().enumerate() {
-        // BENCH_INGEST=alarm-tray,bare-rust runs only those.
-        if let Ok(only) = std::env::var("BENCH_INGEST") {
-            if !only.split(',').any(|o| o.trim() == *name) {
-                continue;
-            }
+    let only = std::env::var("BENCH_INGEST").unwrap_or_default();
+    for (round, (name, what, diagnostic)) in contenders.iter().enumerate() {
+        // BENCH_INGEST=alarm-tray,bare-rust runs only those; =all runs every one.
+        let wanted = match only.trim() {
+            "" => !diagnostic,
+            "all" => true,
+            list => list.split(',').any(|o| o.trim() == *name),
+        };
+        if !wanted {
+            continue;
         }
         if !cfg.node_available() && name.starts_with("node") {
             println!(
