@@ -450,13 +450,21 @@ pub fn run(
         open["processes"].as_array().map(|a| a.len()).unwrap_or(0)
     );
 
-    // Closed as a close button does; the window process and WebKit go away.
-    if x11::close_titled(WINDOW_TITLE) == 0 {
-        return Err("no window to close".into());
+    // Closed as a close button does; the window process and WebKit go away. In one of five
+    // runs on 12-07 (not reproduced in the rerun) the window stayed after the close
+    // request: it gets a second one, and the report says how many it took and what stayed.
+    let mut close_requests = 0;
+    let mut gone = false;
+    while !gone && close_requests < 2 {
+        if x11::close_titled(WINDOW_TITLE) == 0 && close_requests == 0 {
+            return Err("no window to close".into());
+        }
+        close_requests += 1;
+        gone = procs::wait_until(Duration::from_secs(20), || {
+            procs::descendants(m.pid()).is_empty()
+        });
     }
-    let gone = procs::wait_until(Duration::from_secs(20), || {
-        procs::descendants(m.pid()).is_empty()
-    });
+    out["close_requests"] = json!(close_requests);
     if !gone {
         out["window_children_left"] = json!(procs::descendants(m.pid()));
     }

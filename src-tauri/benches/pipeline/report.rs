@@ -196,6 +196,20 @@ pub fn table(r: &Value) -> String {
             verdict(fp["idle_cpu_secs_per_min"].as_f64().map(|x| x < 0.5)),
             f(&fp["startup_to_live_ms"], 0),
         );
+        if let Some(left) = fp["window_children_left"].as_array() {
+            let _ = writeln!(
+                s,
+                "   the window did not close after {} close requests: {} of its processes are in the \"tray alone\" figures",
+                fp["close_requests"],
+                left.len()
+            );
+        } else if fp["close_requests"].as_u64().is_some_and(|n| n > 1) {
+            let _ = writeln!(
+                s,
+                "   the window closed only after {} close requests",
+                fp["close_requests"]
+            );
+        }
         let _ = writeln!(s, "   note: {}", fp["caveat"].as_str().unwrap_or(""));
     } else if let Some(e) = fp["error"].as_str() {
         let _ = writeln!(s, "\n3. Footprint: FAILED: {e}");
