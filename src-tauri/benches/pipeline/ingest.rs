@@ -267,6 +267,7 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
         ),
     ];
     let only = std::env::var("BENCH_INGEST").unwrap_or_default();
+    let mut skipped = Vec::new();
     for (round, (name, what, diagnostic)) in contenders.iter().enumerate() {
         // BENCH_INGEST=alarm-tray,bare-rust runs only those; =all runs every one.
         let wanted = match only.trim() {
@@ -275,6 +276,7 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
             list => list.split(',').any(|o| o.trim() == *name),
         };
         if !wanted {
+            skipped.push(*name);
             continue;
         }
         if !cfg.node_available() && name.starts_with("node") {
@@ -316,13 +318,13 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
                 c
             }
             "bare-rust" | "bare-rust-noack" => {
-                let kind = if *name == "bare-rust" {
-                    "bare"
+                let ack = if *name == "bare-rust" {
+                    "client-individual"
                 } else {
-                    "bare-noack"
+                    "auto"
                 };
                 let mut c = Command::new(bench_exe()?);
-                c.args(["--child", kind, &url, &dest, &n.to_string()]);
+                c.args(["--child", "bare", &url, &dest, &n.to_string(), ack]);
                 c
             }
             _ => {
@@ -372,6 +374,6 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
         "cpu_per_msg_vs_node_default": ratio(get("alarm-tray", "cpu_us_per_msg"), get("node-stompjs", "cpu_us_per_msg")),
     });
     Ok(
-        json!({"messages": n, "bytes_per_message": sample.len(), "sensors": sensors, "runs": rows, "ratios": summary}),
+        json!({"messages": n, "bytes_per_message": sample.len(), "sensors": sensors, "runs": rows, "skipped": skipped, "ratios": summary}),
     )
 }

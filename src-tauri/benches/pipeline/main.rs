@@ -126,12 +126,11 @@ fn child(args: &[String]) -> i32 {
         }
     };
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
-    // Both: <kind> <ws url> <user or destination> <messages> [history file]
+    // <kind> <ws url> <user or destination> <messages> [history file (ours) or ack mode (bare)]
     let n: usize = arg(3).parse().unwrap_or(0);
     let r = match arg(0) {
         "ours" => rt.block_on(ingest::child_ours(arg(1), arg(2), n, Path::new(arg(4)))),
-        "bare" => rt.block_on(ingest::child_bare(arg(1), arg(2), n, "client-individual")),
-        "bare-noack" => rt.block_on(ingest::child_bare(arg(1), arg(2), n, "auto")),
+        "bare" => rt.block_on(ingest::child_bare(arg(1), arg(2), n, arg(4))),
         "feed" => rt.block_on(ingest::child_feed(arg(1), arg(2), n)),
         other => Err(format!("unknown child {other:?}")),
     };
@@ -191,7 +190,7 @@ fn run(cfg: &Config) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let mut report = json!({"machine": machine(), "quick": cfg.quick});
+    let mut report = json!({"machine": machine(), "quick": cfg.quick, "section_secs": []});
     let needs_broker = cfg.wants("ingest") || cfg.wants("latency") || cfg.wants("footprint");
     let broker = if needs_broker {
         let t = Instant::now();
@@ -209,7 +208,10 @@ fn run(cfg: &Config) -> Result<(), String> {
     let mut section_start = Instant::now();
     // Each section's wall time goes into the report (`section_secs`): what a run spends where.
     let mut section = |name: &str, r: Result<Value, String>, report: &mut Value| {
-        report["section_secs"][name] = json!(section_start.elapsed().as_secs_f64());
+        // A list, not an object: the table prints them in the order they ran.
+        if let Some(list) = report["section_secs"].as_array_mut() {
+            list.push(json!({"section": name, "secs": section_start.elapsed().as_secs_f64()}));
+        }
         section_start = Instant::now();
         match r {
             Ok(v) => report[name] = v,
@@ -230,7 +232,7 @@ fn run(cfg: &Config) -> Result<(), String> {
     }
     // gotify-tray's idle minute (footprint) passes while history and ELEMENT measure: it
     // only sleeps and they do not use the display; ~40 s less per run.
-    let mut gotify =
+    let gotify =
         (cfg.wants("footprint") && broker.is_some()).then(|| footprint::Gotify::start(cfg));
     if cfg.wants("history") {
         let r = history::run(cfg);
@@ -240,10 +242,8 @@ fn run(cfg: &Config) -> Result<(), String> {
         let r = rt.block_on(element::run(cfg));
         section("element", r, &mut report);
     }
-    if let (true, Some(b)) = (cfg.wants("footprint"), broker.as_ref()) {
-        let g = gotify
-            .take()
-            .unwrap_or_else(|| footprint::Gotify::start(cfg));
+    // `gotify` is there exactly when the footprint section is wanted and has a broker.
+    if let (Some(g), Some(b)) = (gotify, broker.as_ref()) {
         let r = footprint::run(cfg, b, &rt, g);
         section("footprint", r, &mut report);
     }

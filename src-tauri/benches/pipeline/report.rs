@@ -87,10 +87,12 @@ pub fn table(r: &Value) -> String {
                 f(&q["vs_node_nodeflate_throughput"], 2),
             );
         }
-        if runs.len() < 6 {
+        if let Some(skipped) = ing["skipped"].as_array().filter(|a| !a.is_empty()) {
+            let names: Vec<&str> = skipped.iter().filter_map(Value::as_str).collect();
             let _ = writeln!(
                 s,
-                "   (BENCH_INGEST=all adds the diagnostics: a consumer that confirms nothing, the feed alone, Node without deflate)"
+                "   (not run: {}; BENCH_INGEST=all runs every contender)",
+                names.join(", ")
             );
         }
         if !q["vs_bare_noack_throughput"].is_null() {
@@ -266,12 +268,20 @@ pub fn table(r: &Value) -> String {
     } else if let Some(e) = el["error"].as_str() {
         let _ = writeln!(s, "\n5. ELEMENT: FAILED: {e}");
     }
-    // In the order the sections run (the JSON object keeps its keys sorted).
-    let parts: Vec<String> = ["ingest", "latency", "history", "element", "footprint"]
-        .iter()
-        .filter(|k| !r["section_secs"][**k].is_null())
-        .map(|k| format!("{k} {} s", f(&r["section_secs"][*k], 0)))
-        .collect();
+    let parts: Vec<String> = r["section_secs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    format!(
+                        "{} {} s",
+                        x["section"].as_str().unwrap_or("?"),
+                        f(&x["secs"], 0)
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         s,
         "\ntotal {} s ({})",
