@@ -1,5 +1,7 @@
 //! Real peers for the integration tests, run as child processes on 127.0.0.1 with all state
-//! in temp dirs: RabbitMQ with Web-STOMP, and moto as a Cognito IdP.
+//! in temp dirs: RabbitMQ with Web-STOMP, and moto as a Cognito IdP. Beside them, one
+//! in-process peer: a Data-API-style login and STOMP broker whose short-lived tokens
+//! expire mid-session (`token_broker`).
 //!
 //! Children are spawned from one thread that lives as long as the test binary, with
 //! `PR_SET_PDEATHSIG`: the kernel kills them when the binary exits, even when it is killed
@@ -8,6 +10,7 @@
 
 pub mod moto;
 pub mod rabbit;
+pub mod token_broker;
 
 use std::io;
 use std::net::TcpListener;

@@ -1,0 +1,431 @@
+//! Links that fail without saying so, and a network that is not there: a half-open link
+//! noticed within two heart-beats (case 2), a wall-clock jump (suspend/resume) cutting a
+//! long backoff short (case 6), and retries at a bounded rate while nothing answers at
+//! start (case 7).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alarm_tray::event::FeedState;
+use alarm_tray::feeds::element::{self, ElementFeedConfig, Timing};
+use alarm_tray::feeds::saveris::{self, SaverisFeedConfig};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use super::harness::{
+    closed_port, element_account, element_server, element_timing, loss_and_duplicates, ms, report,
+    saveris_key, soak, wait_for, JumpClock, Proxy, Stack, KEY,
+};
+use crate::peers::rabbit::Broker;
+use crate::peers::unique;
+use crate::saveris::{alarm_body, fast, rabbit_account, rabbit_publish};
+
+// ---------------------------------------------------------------- case 2
+
+/// A half-open link (proxy stops forwarding, keeps the sockets): the missing heart-beats
+/// are noticed within 2× the interval (+ one check tick), the feed reconnects, and what
+/// the broker sent into the dead link comes again and is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_2_half_open_link_is_detected_within_two_heartbeats() {
+    let rounds = if soak() { 10 } else { 2 };
+    let per_round = 50usize;
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let proxy = Proxy::start(broker.ws_port).await;
+    let user = unique("f2");
+    let account = rabbit_account(&format!("ws://127.0.0.1:{}/ws", proxy.port), &user);
+    let dest = format!("/queue/{user}.alarms");
+    let heart_beat = Duration::from_millis(1000);
+    let mut cfg = fast(SaverisFeedConfig::new(
+        account.clone(),
+        None,
+        Some("guest".into()),
+    ));
+    cfg.heart_beat = (1000, 1000);
+    let stack = Stack::new();
+    let feed = saveris::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    let mut expected = Vec::new();
+    let mut detections = Vec::new();
+    let mut recoveries = Vec::new();
+    let mut sent = 0usize;
+    wait_for("live", Duration::from_secs(30), || {
+        stack.last_state() == Some(FeedState::Live)
+    })
+    .await;
+    for round in 0..rounds {
+        let before: Vec<String> = (0..per_round).map(|i| format!("f2-{round}-a{i}")).collect();
+        rabbit_publish(
+            &broker.ws_url(),
+            &dest,
+            &before.iter().map(|u| alarm_body(u)).collect::<Vec<_>>(),
+        )
+        .await;
+        sent += per_round;
+        expected.extend(before.iter().map(|u| saveris_key(&account, u)));
+        wait_for("stored before the freeze", Duration::from_secs(30), || {
+            stack.stored() >= sent as i64
+        })
+        .await;
+
+        proxy.freeze_current();
+        let frozen_at = Instant::now();
+        // Sent into the dead link: the broker hands them to a consumer that never sees them.
+        let during: Vec<String> = (0..per_round).map(|i| format!("f2-{round}-b{i}")).collect();
+        rabbit_publish(
+            &broker.ws_url(),
+            &dest,
+            &during.iter().map(|u| alarm_body(u)).collect::<Vec<_>>(),
+        )
+        .await;
+        sent += per_round;
+        expected.extend(during.iter().map(|u| saveris_key(&account, u)));
+        wait_for("the dead link noticed", Duration::from_secs(15), || {
+            stack
+                .first_state_after(frozen_at, |s| *s != FeedState::Live)
+                .is_some()
+        })
+        .await;
+        let detected = stack
+            .first_state_after(frozen_at, |s| *s != FeedState::Live)
+            .unwrap()
+            - frozen_at;
+        wait_for(
+            "the messages of the dead link stored",
+            Duration::from_secs(60),
+            || stack.stored() >= sent as i64,
+        )
+        .await;
+        detections.push(ms(detected));
+        recoveries.push(ms(frozen_at.elapsed()));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys = stack.keys();
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    let (notified, dup_popups) = stack.popups();
+    report(
+        "2 half-open link",
+        json!({"runs": rounds, "sent": sent, "stored": keys.len(), "lost": lost, "duplicates": dups,
+               "duplicate_popups": dup_popups, "notified": notified, "heart_beat_ms": ms(heart_beat),
+               "detection_ms": detections, "recovery_ms": recoveries,
+               "redelivered": stack.redelivered.load(Ordering::Relaxed)}),
+    );
+    assert_eq!((lost, dups, dup_popups), (0, 0, 0));
+    // Silence counts after 2 intervals; the check runs every interval/4; 1 s for a loaded
+    // CI machine's scheduler.
+    let limit = 2 * heart_beat + heart_beat / 4 + Duration::from_secs(1);
+    for d in &detections {
+        assert!(
+            Duration::from_millis(*d) <= limit,
+            "detected after {d} ms, more than 2× the heart-beat: {detections:?}"
+        );
+        assert!(
+            Duration::from_millis(*d) >= heart_beat,
+            "declared dead before a heart-beat was even due: {detections:?}"
+        );
+    }
+    feed.stop().await;
+    stack.shutdown().await;
+}
+
+// ---------------------------------------------------------------- case 6
+
+/// Waits until the feed reports a backoff of at least `min_secs` (full jitter may draw a
+/// short one first); returns when that wait would end without a resume.
+async fn long_wait(stack: &Stack, min_secs: u64) -> (Instant, u64) {
+    let mut found = None;
+    wait_for("a long backoff", Duration::from_secs(120), || {
+        found = stack
+            .states
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|(t, _, s)| match s {
+                FeedState::Waiting { secs, .. } if *secs >= min_secs => Some((*t, *secs)),
+                _ => None,
+            });
+        found.is_some() && matches!(stack.last_state(), Some(FeedState::Waiting { .. }))
+    })
+    .await;
+    let (at, secs) = found.unwrap();
+    (at + Duration::from_secs(secs), secs)
+}
+
+/// Suspend/resume during a long Saveris backoff: the wall clock jumps an hour while the
+/// monotonic timers stood still. The feed must reconnect at once, not sleep out the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_6_clock_jump_cuts_a_saveris_backoff_short() {
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let port = closed_port();
+    let user = unique("f6s");
+    let account = rabbit_account(&format!("ws://127.0.0.1:{port}/ws"), &user);
+    let dest = format!("/queue/{user}.alarms");
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = SaverisFeedConfig::new(account.clone(), None, Some("guest".into()));
+    cfg.backoff_base = Duration::from_secs(300);
+    cfg.backoff_max = Duration::from_secs(300);
+    cfg.clock = clock.clone();
+    let stack = Stack::new();
+    let feed = saveris::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    let (would_end, secs) = long_wait(&stack, 30).await;
+    // The network is back (the peer listens again) and the machine wakes up.
+    let _proxy = Proxy::on(
+        TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
+        broker.ws_port,
+    );
+    let woke = Instant::now();
+    clock.jump(3600);
+    let left = would_end.saturating_duration_since(woke);
+    wait_for(
+        "live right after the resume",
+        left.saturating_sub(Duration::from_secs(5)),
+        || {
+            stack
+                .first_state_after(woke, |s| *s == FeedState::Live)
+                .is_some()
+        },
+    )
+    .await;
+    let recovery = stack
+        .first_state_after(woke, |s| *s == FeedState::Live)
+        .unwrap()
+        - woke;
+    let uuids: Vec<String> = (0..20).map(|i| format!("f6-{i}")).collect();
+    rabbit_publish(
+        &broker.ws_url(),
+        &dest,
+        &uuids.iter().map(|u| alarm_body(u)).collect::<Vec<_>>(),
+    )
+    .await;
+    wait_for("stored after the resume", Duration::from_secs(30), || {
+        stack.stored() >= 20
+    })
+    .await;
+    let expected: Vec<String> = uuids.iter().map(|u| saveris_key(&account, u)).collect();
+    let (lost, dups) = loss_and_duplicates(&expected, &stack.keys());
+    report(
+        "6 clock jump during a Saveris backoff",
+        json!({"runs": 1, "sent": 20, "stored": stack.stored(), "lost": lost, "duplicates": dups,
+               "backoff_s": secs, "backoff_left_ms": ms(left), "recovery_ms": ms(recovery)}),
+    );
+    assert_eq!((lost, dups), (0, 0));
+    feed.stop().await;
+    stack.shutdown().await;
+}
+
+/// The same for ELEMENT: a long backoff, the server back, the clock jumps → live at once,
+/// and the readings stored meanwhile are replayed with `after=`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_6_clock_jump_cuts_an_element_backoff_short() {
+    let srv = element_server().await;
+    let first = srv.push_reading("d1", json!({"n": 0}));
+    srv.stop_listening().await;
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = ElementFeedConfig::new(
+        element_account(srv.base_url(), 1),
+        KEY.into(),
+        HashMap::new(),
+    );
+    cfg.timing = element_timing();
+    cfg.timing.backoff_base = Duration::from_secs(300);
+    cfg.timing.backoff_max = Duration::from_secs(300);
+    cfg.clock = clock.clone();
+    let stack = Stack::new();
+    let feed = element::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    let (would_end, secs) = long_wait(&stack, 30).await;
+    srv.restart().await.unwrap();
+    let second = srv.push_reading("d1", json!({"n": 1}));
+    let woke = Instant::now();
+    clock.jump(3600);
+    let left = would_end.saturating_duration_since(woke);
+    wait_for(
+        "live right after the resume",
+        left.saturating_sub(Duration::from_secs(5)),
+        || {
+            stack
+                .first_state_after(woke, |s| *s == FeedState::Live)
+                .is_some()
+        },
+    )
+    .await;
+    let recovery = stack
+        .first_state_after(woke, |s| *s == FeedState::Live)
+        .unwrap()
+        - woke;
+    wait_for("both readings stored", Duration::from_secs(10), || {
+        stack.stored() >= 2
+    })
+    .await;
+    let expected = vec![
+        format!("element:acc:reading:{first}"),
+        format!("element:acc:reading:{second}"),
+    ];
+    let keys = stack.keys();
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    report(
+        "6 clock jump during an ELEMENT backoff",
+        json!({"runs": 1, "sent": 2, "stored": keys.len(), "lost": lost, "duplicates": dups,
+               "backoff_s": secs, "backoff_left_ms": ms(left), "recovery_ms": ms(recovery)}),
+    );
+    assert_eq!((lost, dups), (0, 0));
+    feed.stop().await;
+    stack.shutdown().await;
+    srv.stop().await;
+}
+
+// ---------------------------------------------------------------- case 7
+
+/// (outage, backoff base, backoff max) of case 7: scaled down for `make test`, the real
+/// defaults for minutes in `make soak`.
+fn outage_plan(real_base: Duration, real_max: Duration) -> (Duration, Duration, Duration) {
+    if soak() {
+        (Duration::from_secs(180), real_base, real_max)
+    } else {
+        (
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        )
+    }
+}
+
+/// An upper bound for connection attempts in `outage` with full-jitter backoff: the steps
+/// up to the cap, then (on average one per max/2) at most one per max/4, plus slack.
+fn attempt_bound(outage: Duration, base: Duration, max: Duration) -> usize {
+    let steps = (max.as_secs_f64() / base.as_secs_f64()).log2().ceil() as usize + 1;
+    steps + (outage.as_secs_f64() / (max.as_secs_f64() / 4.0)).ceil() as usize + 5
+}
+
+fn count_connecting_until(stack: &Stack, until: Instant) -> usize {
+    stack
+        .states
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _, s)| *t < until && *s == FeedState::Connecting)
+        .count()
+}
+
+/// No network at start (connection refused) for a while: the Saveris feed retries at a
+/// bounded rate, and is live within one backoff step after the peer appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_7_saveris_no_network_at_start_retries_at_a_bounded_rate() {
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let port = closed_port();
+    let user = unique("f7s");
+    let account = rabbit_account(&format!("ws://127.0.0.1:{port}/ws"), &user);
+    let defaults = SaverisFeedConfig::new(account.clone(), None, Some("guest".into()));
+    let (outage, base, max) = outage_plan(defaults.backoff_base, defaults.backoff_max);
+    let mut cfg = defaults;
+    cfg.backoff_base = base;
+    cfg.backoff_max = max;
+    let stack = Stack::new();
+    let started = Instant::now();
+    let feed = saveris::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    tokio::time::sleep(outage).await;
+    let _proxy = Proxy::on(
+        TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
+        broker.ws_port,
+    );
+    let appeared = Instant::now();
+    let attempts = count_connecting_until(&stack, appeared);
+    wait_for(
+        "live after the peer appeared",
+        max + Duration::from_secs(30),
+        || {
+            stack
+                .first_state_after(appeared, |s| *s == FeedState::Live)
+                .is_some()
+        },
+    )
+    .await;
+    let recovery = stack
+        .first_state_after(appeared, |s| *s == FeedState::Live)
+        .unwrap()
+        - appeared;
+    let bound = attempt_bound(outage, base, max);
+    report(
+        "7 Saveris: no network at start",
+        json!({"runs": 1, "outage_ms": ms(appeared - started),
+               "attempts": attempts, "attempt_bound": bound, "backoff_max_ms": ms(max),
+               "recovery_ms": ms(recovery), "lost": 0, "duplicates": 0}),
+    );
+    assert!(attempts >= 3, "it kept trying: {attempts}");
+    assert!(
+        attempts <= bound,
+        "{attempts} attempts in {outage:?}: more than {bound}"
+    );
+    // One backoff step (at most `max`) plus the time to connect.
+    assert!(
+        recovery <= max + Duration::from_secs(3),
+        "live {recovery:?} after the peer appeared"
+    );
+    feed.stop().await;
+    stack.shutdown().await;
+}
+
+/// The same for ELEMENT, with a reading stored upstream while unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_7_element_no_network_at_start_retries_at_a_bounded_rate() {
+    let srv = element_server().await;
+    srv.stop_listening().await;
+    let defaults = Timing::default();
+    let (outage, base, max) = outage_plan(defaults.backoff_base, defaults.backoff_max);
+    let mut cfg = ElementFeedConfig::new(
+        element_account(srv.base_url(), 1),
+        KEY.into(),
+        HashMap::new(),
+    );
+    cfg.timing = element_timing();
+    cfg.timing.backoff_base = base;
+    cfg.timing.backoff_max = max;
+    let stack = Stack::new();
+    let feed = element::spawn(cfg, stack.deliveries.clone(), stack.statuses.clone());
+    let id = srv.push_reading("d2", json!({"n": 1}));
+    tokio::time::sleep(outage).await;
+    srv.restart().await.unwrap();
+    let appeared = Instant::now();
+    let attempts = count_connecting_until(&stack, appeared);
+    wait_for(
+        "live after the peer appeared",
+        max + Duration::from_secs(30),
+        || {
+            stack
+                .first_state_after(appeared, |s| *s == FeedState::Live)
+                .is_some()
+        },
+    )
+    .await;
+    let recovery = stack
+        .first_state_after(appeared, |s| *s == FeedState::Live)
+        .unwrap()
+        - appeared;
+    wait_for("the reading stored", Duration::from_secs(10), || {
+        stack.stored() >= 1
+    })
+    .await;
+    let bound = attempt_bound(outage, base, max);
+    let keys = stack.keys();
+    let (lost, dups) = loss_and_duplicates(&[format!("element:acc:reading:{id}")], &keys);
+    report(
+        "7 ELEMENT: no network at start",
+        json!({"runs": 1, "outage_ms": ms(outage), "attempts": attempts, "attempt_bound": bound,
+               "backoff_max_ms": ms(max), "recovery_ms": ms(recovery), "sent": 1,
+               "stored": keys.len(), "lost": lost, "duplicates": dups}),
+    );
+    assert_eq!((lost, dups), (0, 0));
+    assert!(attempts >= 3, "it kept trying: {attempts}");
+    assert!(
+        attempts <= bound,
+        "{attempts} attempts in {outage:?}: more than {bound}"
+    );
+    assert!(
+        recovery <= max + Duration::from_secs(3),
+        "live {recovery:?} after the peer appeared"
+    );
+    feed.stop().await;
+    stack.shutdown().await;
+    srv.stop().await;
+}
