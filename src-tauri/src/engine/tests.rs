@@ -6,10 +6,10 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
+use super::model::{AlarmFilter, TrayState};
 use super::*;
-use crate::event::{Ack, AckMsg};
-use crate::ipc::protocol::AlarmFilter;
-use crate::notify::RecordingNotifier;
+use crate::event::{Ack, AckMsg, EventKind, FeedState, Severity, Source};
+use crate::notify::{RecordingNotifier, Urgency};
 use crate::settings::{Limit, SensorPrefs, ThresholdRule};
 
 const T0: i64 = 1_700_000_000_000; // 2023-11-14 22:13:20 UTC
