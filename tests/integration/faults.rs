@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alarm_tray::clock::Clock;
 use alarm_tray::engine::{self, Decision, EngineHandle, History, Output};
 use alarm_tray::event::{Delivery, FeedState, FeedStatus};
 use alarm_tray::feeds::element::{self, ElementFeedConfig, Timing};
@@ -485,13 +486,7 @@ impl JumpClock {
     }
 }
 
-impl saveris::Clock for JumpClock {
-    fn now(&self) -> jiff::Timestamp {
-        JumpClock::now(self)
-    }
-}
-
-impl element::Clock for JumpClock {
+impl Clock for JumpClock {
     fn now(&self) -> jiff::Timestamp {
         JumpClock::now(self)
     }

@@ -10,7 +10,6 @@
 //! a slow D-Bus never stalls storage), summaries of alarm storms, popups held back in quiet
 //! hours or pause, repeats of unacknowledged alarms, and feeds that went silent.
 
-pub mod clock;
 pub mod history;
 pub mod policy;
 pub mod rules;
@@ -22,12 +21,12 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::clock::{Clock, SystemClock};
 use crate::event::{Delivery, Event, EventKind, FeedState, FeedStatus, Severity, Source};
 use crate::ipc::protocol::{AlarmRow, LatestValue, Status, TrayState};
 use crate::notify::{Notifier, Popup, PopupAction, Urgency};
 use crate::settings::Settings;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use history::{History, HistoryError};
 
 use history::NewAlarm;

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::clock::ManualClock;
 use crate::event::{Ack, AckMsg};
 use crate::ipc::protocol::AlarmFilter;
 use crate::notify::RecordingNotifier;

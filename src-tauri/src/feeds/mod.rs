@@ -2,24 +2,42 @@
 //! They know nothing of rules, notifications or windows, and never touch the keyring:
 //! the root reads secrets and hands them in.
 
-pub mod backoff;
+pub mod connector;
 pub mod element;
 pub mod saveris;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// A running feed: stop it and wait for it to finish.
+use crate::event::FeedStatus;
+
+/// A running feed: watch its status, stop it and wait for it to finish.
 #[derive(Debug)]
 pub struct FeedHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    statuses: Vec<watch::Receiver<FeedStatus>>,
 }
 
 impl FeedHandle {
-    /// Wraps a feed task that watches `stop` (it returns when the value becomes `true`).
-    pub fn new(stop: watch::Sender<bool>, task: JoinHandle<()>) -> Self {
-        FeedHandle { stop, task }
+    /// Wraps a feed task that watches `stop` (it returns when the value becomes `true`);
+    /// `statuses` are its connections' watched statuses.
+    pub fn new(
+        stop: watch::Sender<bool>,
+        task: JoinHandle<()>,
+        statuses: Vec<watch::Receiver<FeedStatus>>,
+    ) -> Self {
+        FeedHandle {
+            stop,
+            task,
+            statuses,
+        }
+    }
+
+    /// The current status of each connection (ELEMENT: one per subscription), as watched
+    /// values.
+    pub fn statuses(&self) -> &[watch::Receiver<FeedStatus>] {
+        &self.statuses
     }
 
     /// A stop signal pair for a feed task to watch.
