@@ -3,7 +3,6 @@
 //! frame means, when to ACK, send a heart-beat, renew the token or give the link up) are the
 //! state machine's; the reconnect loop around it is the shared [`Connector`].
 
-use std::collections::VecDeque;
 use std::iter;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,10 +47,8 @@ pub struct Link {
     decoder: Decoder,
     /// The CONNECTED frame's `server` header.
     pub server: String,
-    send_every: Option<Duration>,
-    expect_within: Option<Duration>,
-    /// Frames that arrived together with CONNECTED.
-    early: VecDeque<Frame>,
+    /// Negotiated heart-beats: (we send every, the server's interval).
+    heart_beats: (Option<Duration>, Option<Duration>),
 }
 
 /// The WebSocket handshake (tungstenite); the frames after it are read by [`Wire`], which
@@ -126,17 +123,12 @@ pub async fn open(
             {
                 match frame.command {
                     Command::Connected => {
-                        let (send_every, expect_within) = negotiate_heartbeat(
+                        let heart_beats = negotiate_heartbeat(
                             heart_beat,
                             parse_heartbeat(frame.header("heart-beat")),
                         );
-                        let mut early = VecDeque::new();
-                        while let Some(f) = decoder
-                            .next_frame()
-                            .map_err(|e| LinkError::Protocol(e.to_string()))?
-                        {
-                            early.push_back(f);
-                        }
+                        // Frames that came together with CONNECTED stay in the decoder:
+                        // the session reads them first.
                         let server = frame
                             .header("server")
                             .unwrap_or("a STOMP server")
@@ -145,9 +137,7 @@ pub async fn open(
                             ws,
                             decoder,
                             server,
-                            send_every,
-                            expect_within,
-                            early,
+                            heart_beats,
                         });
                     }
                     Command::Error => {
@@ -391,29 +381,18 @@ impl Session {
     async fn serve(&mut self, conn: &Connector, link: Link) -> ConnEnd {
         let clock = conn.clock().clone();
         let (state, acks, deliveries) = (&mut self.state, &mut self.acks, &self.deliveries);
-        let heart_beats = (link.send_every, link.expect_within);
         let dests = &self.endpoint.destinations;
-        let subscribe = state.connected(link.decoder, heart_beats, dests, clock.now());
+        let mut actions = state.connected(link.decoder, link.heart_beats, dests, clock.now());
         let mut io = LinkIo {
             ws: link.ws,
             renewal: None,
         };
-        for frame in &subscribe {
-            if let Err(e) = send_frame(&mut io.ws, frame).await {
-                return ConnEnd::Lost(e.to_string());
-            }
-        }
-        let mut actions: Vec<Action> = (link.early.into_iter())
-            .flat_map(|f| state.on_frame(f, clock.now()))
-            .collect();
         let mut tick = tokio::time::interval(state.tick_every());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop = conn.stop_signal();
         let end = loop {
-            if let Some(end) = io
-                .carry_out(actions, self.login.as_ref(), &conn.status)
-                .await
-            {
+            let login = self.login.as_ref();
+            if let Some(end) = io.carry_out(actions, login, &conn.status).await {
                 break end;
             }
             actions = tokio::select! {
@@ -421,7 +400,7 @@ impl Session {
                 _ = until_stopped(&mut stop) => {
                     // Confirmations already in hand are stored events: ACK them on the way out.
                     let owed = state.on_stop(iter::from_fn(|| acks.try_recv().ok()));
-                    let _ = send_acks(&mut io.ws, owed).await;
+                    let _ = send_frames(&mut io.ws, owed).await;
                     break ConnEnd::Stop;
                 }
                 Some(a) = acks.recv() => {
@@ -450,16 +429,8 @@ impl Session {
                 _ = tick_or(&mut tick, state.wake_in(clock.now())) => state.on_tick(clock.now()),
             };
         };
-        if let Some(r) = io.renewal.take() {
-            r.abort();
-        }
         state.disconnected();
-        match &end {
-            ConnEnd::ErrorFrame(_) | ConnEnd::LinkDead | ConnEnd::Lost(_) => {
-                close_quietly(&mut io.ws).await
-            }
-            ConnEnd::Stop | ConnEnd::Renew => disconnect(&mut io.ws).await,
-        }
+        io.close(&end).await;
         end
     }
 }
@@ -480,7 +451,7 @@ impl LinkIo {
     ) -> Option<ConnEnd> {
         for action in actions {
             let sent = match action {
-                Action::SendAcks(ids) => send_acks(&mut self.ws, ids).await,
+                Action::Send(frames) => send_frames(&mut self.ws, frames).await,
                 Action::SendHeartbeat => self.ws.send(b"\n").await,
                 Action::RenewToken => {
                     self.renewal = login.map(|l| tokio::spawn(l.clone().fetch()));
@@ -507,17 +478,28 @@ impl LinkIo {
         }
         None
     }
+
+    /// Ends the link: politely when we chose to, briefly when it is broken anyway.
+    async fn close(mut self, end: &ConnEnd) {
+        if let Some(r) = self.renewal.take() {
+            r.abort();
+        }
+        match end {
+            ConnEnd::ErrorFrame(_) | ConnEnd::LinkDead | ConnEnd::Lost(_) => {
+                close_quietly(&mut self.ws).await
+            }
+            ConnEnd::Stop | ConnEnd::Renew => disconnect(&mut self.ws).await,
+        }
+    }
 }
 
-/// ACK frames for `ids`, in one write.
-async fn send_acks(ws: &mut Ws, ids: Vec<String>) -> Result<(), WireError> {
-    if ids.is_empty() {
+/// `frames` in one write.
+async fn send_frames(ws: &mut Ws, frames: Vec<Frame>) -> Result<(), WireError> {
+    if frames.is_empty() {
         return Ok(());
     }
-    for id in ids {
-        ws.buffer(&stomp::encode(
-            &Frame::new(Command::Ack).with_header("id", id),
-        ))?;
+    for frame in &frames {
+        ws.buffer(&stomp::encode(frame))?;
     }
     ws.flush().await
 }

@@ -30,8 +30,8 @@ const RENEW_RETRY: SignedDuration = SignedDuration::from_secs(30);
 /// What the I/O loop is to do, in order.
 #[derive(Debug)]
 pub enum Action {
-    /// Write ACK frames for these `ack` ids, in one write.
-    SendAcks(Vec<String>),
+    /// Write these frames (SUBSCRIBEs, ACKs), in one write.
+    Send(Vec<Frame>),
     /// Write a heart-beat (a bare EOL).
     SendHeartbeat,
     /// Fetch a fresh token in the background; the answer goes to [`SessionState::on_token`].
@@ -151,14 +151,15 @@ impl SessionState {
     }
 
     /// A new connection passed the handshake: `heart_beats` = (we send every, the server's
-    /// interval), `decoder` holds what arrived after CONNECTED. Returns the SUBSCRIBE frames.
+    /// interval), `decoder` holds what arrived after CONNECTED. Subscribes first, then
+    /// reads what came early.
     pub fn connected(
         &mut self,
         decoder: Decoder,
         heart_beats: (Option<Duration>, Option<Duration>),
         destinations: &[(Channel, String)],
         now: Timestamp,
-    ) -> Vec<Frame> {
+    ) -> Vec<Action> {
         self.generation += 1;
         self.decoder = decoder;
         (self.send_every, self.expect_within) = heart_beats;
@@ -166,9 +167,7 @@ impl SessionState {
         self.renew_retry_at = None;
         self.disconnected();
         self.subs.clear();
-        destinations
-            .iter()
-            .enumerate()
+        let subscribe = (destinations.iter().enumerate())
             .map(|(i, (channel, dest))| {
                 let id = format!("sub-{i}");
                 self.subs.insert(id.clone(), *channel);
@@ -177,7 +176,12 @@ impl SessionState {
                     .with_header("destination", dest.clone())
                     .with_header("ack", "client-individual")
             })
-            .collect()
+            .collect();
+        let mut actions = vec![Action::Send(subscribe)];
+        actions.extend(self.on_bytes(&[], now));
+        // Going live was reported already.
+        self.status_dirty = false;
+        actions
     }
 
     /// The connection is gone. Deliveries not yet handed over are dropped unconfirmed (the
@@ -254,14 +258,6 @@ impl SessionState {
         Vec::new()
     }
 
-    /// One decoded frame (those that came together with CONNECTED).
-    pub fn on_frame(&mut self, frame: Frame, now: Timestamp) -> Vec<Action> {
-        self.take_frame(frame, false, now)
-            .map(Action::End)
-            .into_iter()
-            .collect()
-    }
-
     /// Turns a MESSAGE into a pending delivery; an ERROR ends the connection.
     fn take_frame(&mut self, frame: Frame, oversized: bool, now: Timestamp) -> Option<ConnEnd> {
         match frame.command {
@@ -328,12 +324,19 @@ impl SessionState {
         let mut actions = Vec::new();
         if !self.acks_out.is_empty() {
             self.last_tx = now;
-            actions.push(Action::SendAcks(std::mem::take(&mut self.acks_out)));
+            actions.push(Action::Send(self.take_acks()));
         }
         if self.drain_until.is_some() && self.inflight.is_empty() && self.pending.is_empty() {
             actions.push(Action::End(ConnEnd::Renew));
         }
         actions
+    }
+
+    /// The ACK frames owed.
+    fn take_acks(&mut self) -> Vec<Frame> {
+        (self.acks_out.drain(..))
+            .map(|id| Frame::new(Command::Ack).with_header("id", id))
+            .collect()
     }
 
     fn take_ack(&mut self, a: AckMsg) {
@@ -346,12 +349,13 @@ impl SessionState {
         }
     }
 
-    /// Asked to stop: the ACKs still owed for `acks` (stored events) go out on the way.
-    pub fn on_stop(&mut self, acks: impl IntoIterator<Item = AckMsg>) -> Vec<String> {
+    /// Asked to stop: the ACK frames still owed for `acks` (stored events), to send on the
+    /// way out.
+    pub fn on_stop(&mut self, acks: impl IntoIterator<Item = AckMsg>) -> Vec<Frame> {
         for a in acks {
             self.take_ack(a);
         }
-        std::mem::take(&mut self.acks_out)
+        self.take_acks()
     }
 
     /// The token renewal's answer (`Err` holds why it failed).
@@ -583,9 +587,13 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut s = SessionState::new("acc", "saveris:acc", 1024, Duration::from_secs(5), tx);
         let dests = [(Channel::Alarms, "/queue/alice/alarms".to_string())];
-        let subs = s.connected(Decoder::with_limit(1024), (every, expect), &dests, at(0.0));
-        assert_eq!(subs.len(), 1);
-        assert_eq!(subs[0].header("ack"), Some("client-individual"));
+        let a = s.connected(Decoder::with_limit(1024), (every, expect), &dests, at(0.0));
+        let [Action::Send(subscribe)] = &a[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(subscribe.len(), 1);
+        assert_eq!(subscribe[0].command, Command::Subscribe);
+        assert_eq!(subscribe[0].header("ack"), Some("client-individual"));
         (s, rx)
     }
 
@@ -624,11 +632,17 @@ mod tests {
         })
     }
 
+    fn ids(frames: &[Frame]) -> Vec<String> {
+        (frames.iter())
+            .inspect(|f| assert_eq!(f.command, Command::Ack))
+            .filter_map(|f| f.header("id").map(str::to_string))
+            .collect()
+    }
+
     fn acks_sent(actions: &[Action]) -> Vec<String> {
-        actions
-            .iter()
+        (actions.iter())
             .flat_map(|a| match a {
-                Action::SendAcks(ids) => ids.clone(),
+                Action::Send(frames) => ids(frames),
                 _ => Vec::new(),
             })
             .collect()
@@ -798,9 +812,17 @@ mod tests {
                 reason: "rate limit".into()
             }
         );
-        // Frames that came with CONNECTED are judged the same way.
-        let a = s.on_frame(error, at(1.0));
-        assert!(matches!(ends(&a), Some(ConnEnd::ErrorFrame(_))));
+        // Frames that came together with CONNECTED are read right after subscribing.
+        let mut early = Decoder::with_limit(1024);
+        early.push(&stomp::encode(&error));
+        let a = s.connected(early, (None, None), &[], at(1.0));
+        assert!(
+            matches!(
+                a[..],
+                [Action::Send(_), Action::End(ConnEnd::ErrorFrame(_))]
+            ),
+            "{a:?}"
+        );
         let a = s.on_bytes(b"NOT STOMP\n\n\0", at(1.0));
         assert!(
             matches!(ends(&a), Some(ConnEnd::Lost(why)) if why.starts_with("protocol error")),
@@ -817,7 +839,7 @@ mod tests {
             ack(g, "a2", false),
             ack(g - 1, "a0", true),
         ]);
-        assert_eq!(owed, ["a1"]);
+        assert_eq!(ids(&owed), ["a1"]);
     }
 
     #[test]
