@@ -56,3 +56,29 @@ impl FeedHandle {
         self.task.is_finished()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use crate::event::FeedState;
+    use crate::settings::SaverisAccount;
+
+    #[tokio::test]
+    async fn a_feed_status_is_watched_and_sent_to_the_engine() {
+        let (deliveries, _) = mpsc::channel(1);
+        let (statuses, mut engine) = mpsc::unbounded_channel();
+        // No user name: the feed stops at once and says why.
+        let cfg = super::saveris::SaverisFeedConfig::new(SaverisAccount::default(), None, None);
+        let handle = super::saveris::spawn(cfg, deliveries, statuses);
+        let mut watched = handle.statuses()[0].clone();
+        let sent = engine.recv().await.unwrap();
+        assert!(matches!(sent.state, FeedState::Stopped { .. }), "{sent:?}");
+        let seen = watched.wait_for(|s| s.state == sent.state).await;
+        assert!(
+            seen.is_ok(),
+            "the watched value shows what the engine was sent"
+        );
+        handle.stop().await;
+    }
+}

@@ -38,7 +38,7 @@ pub enum Action {
     Ping,
     /// Send the text `ping` (for servers that answer only that).
     TextPing,
-    Deliver(Delivery),
+    Deliver(Box<Delivery>),
     /// A message arrived at `last_message_at`; `publish`: the engine is due to hear of it.
     Report {
         last_message_at: Timestamp,
@@ -255,7 +255,7 @@ impl LinkState {
                 });
             }
             let ack = Ack::new(self.ack_tx.clone(), self.generation, token);
-            out.push(Action::Deliver(Delivery { event, ack }));
+            out.push(Action::Deliver(Box::new(Delivery { event, ack })));
         }
         out
     }
@@ -409,7 +409,7 @@ mod tests {
         actions
             .into_iter()
             .filter_map(|a| match a {
-                Action::Deliver(d) => Some(d),
+                Action::Deliver(d) => Some(*d),
                 _ => None,
             })
             .collect()

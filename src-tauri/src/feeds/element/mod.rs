@@ -3,7 +3,9 @@
 //! - [`payload`]: the tolerant frame parser.
 //! - [`mapping`]: parsed readings/packets → normalized [`crate::event::Event`]s.
 //! - [`socket`]: socket URLs (with `auth=` redacted wherever shown) and the per-subscription
-//!   loop: keep-alive, replay with `after=`, dedupe, backoff, status.
+//!   I/O loop, run by the shared [`crate::feeds::connector`] (backoff, status).
+//! - [`link`]: one link's decisions as a state machine: keep-alive, replay with `after=`,
+//!   dedupe, where to resume.
 //! - [`rest`]: discovery of devices and tags for the settings pickers.
 //!
 //! The API key travels in the URL (the vendor's design); it never appears in a log line,

@@ -312,7 +312,7 @@ impl Subscription {
                     Action::Deliver(d) => {
                         tokio::select! {
                             // An error: the engine is gone, nothing can be stored any more.
-                            r = self.deliveries.send(d) => if r.is_err() { return LinkEnd::Stopped },
+                            r = self.deliveries.send(*d) => if r.is_err() { return LinkEnd::Stopped },
                             _ = until_stopped(&mut stop) => return LinkEnd::Stopped,
                         }
                         conn.proven();
