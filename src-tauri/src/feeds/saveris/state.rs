@@ -36,7 +36,7 @@ pub enum Action {
     SendHeartbeat,
     /// Fetch a fresh token in the background; the answer goes to [`SessionState::on_token`].
     RenewToken,
-    /// Status news for the engine.
+    /// Status news for the engine: the newest message's time, and a new problem if any.
     Report {
         last_message_at: Option<Timestamp>,
         last_error: Option<String>,
@@ -78,6 +78,8 @@ pub struct SessionState {
     drain_until: Option<Timestamp>,
     unparsed: u64,
     last_message_at: Option<Timestamp>,
+    /// A problem not reported yet (a reconnect clears the status' last error; an old
+    /// problem must not come back with the next report).
     last_error: Option<String>,
     status_dirty: bool,
 
@@ -423,7 +425,7 @@ impl SessionState {
         if std::mem::take(&mut self.status_dirty) {
             actions.push(Action::Report {
                 last_message_at: self.last_message_at,
-                last_error: self.last_error.clone(),
+                last_error: self.last_error.take(),
             });
         }
         actions
@@ -866,6 +868,18 @@ mod tests {
             "{a:?}"
         );
         assert!(s.on_tick(at(2.0)).is_empty(), "reported once");
+        s.on_bytes(b"\n", at(2.5));
+        let a = s.on_tick(at(3.0));
+        assert!(
+            matches!(
+                &a[..],
+                [Action::Report {
+                    last_error: None,
+                    ..
+                }]
+            ),
+            "an old problem is not reported again: {a:?}"
+        );
         let g = s.generation;
         let a = s.on_acks([ack(g, "a1", true), ack(g, "a2", true)], at(2.0));
         assert_eq!(acks_sent(&a), ["a1", "a2"]);
