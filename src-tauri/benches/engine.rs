@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use alarm_tray::engine::{self, wording::Locale, History, ManualClock};
+use alarm_tray::clock::ManualClock;
+use alarm_tray::engine::{self, wording::Locale, History};
 use alarm_tray::event::{Ack, Delivery, Event, EventKind, Severity, Source};
 use alarm_tray::notify::RecordingNotifier;
 use alarm_tray::settings::{Limit, Settings, ThresholdRule};

@@ -4,6 +4,7 @@
 //! Flow (see ARCHITECTURE.md): `feeds` → [`event::Delivery`] → `engine` → decisions →
 //! sinks (`notify`, tray, window, `watch`). Only `gui` imports tauri.
 
+pub mod clock;
 pub mod engine;
 pub mod event;
 pub mod feeds;

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alarm_tray::clock::Clock;
 use alarm_tray::event::{Delivery, Event, EventKind, FeedState, FeedStatus};
 use alarm_tray::feeds::element::{self, rest, ElementError, ElementFeedConfig, Timing};
 use alarm_tray::feeds::FeedHandle;
@@ -861,7 +862,7 @@ struct JumpClock {
     offset_secs: std::sync::atomic::AtomicI64,
 }
 
-impl element::Clock for JumpClock {
+impl Clock for JumpClock {
     fn now(&self) -> jiff::Timestamp {
         let off = self.offset_secs.load(std::sync::atomic::Ordering::Relaxed);
         jiff::Timestamp::now() + jiff::SignedDuration::from_secs(off)

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alarm_tray::clock::Clock;
 use alarm_tray::event::{Delivery, EventKind, FeedState, FeedStatus};
 use alarm_tray::feeds::saveris::auth::{self, AuthError, TokenSource};
 use alarm_tray::feeds::saveris::stomp::{self, Command, Decoder, Frame};
@@ -1038,7 +1039,7 @@ async fn sim_token_expiry_renews_ahead_without_losing_a_message() {
 #[derive(Debug, Default)]
 struct JumpClock(std::sync::atomic::AtomicI64);
 
-impl saveris::Clock for JumpClock {
+impl Clock for JumpClock {
     fn now(&self) -> jiff::Timestamp {
         let off = jiff::SignedDuration::from_secs(self.0.load(std::sync::atomic::Ordering::SeqCst));
         jiff::Timestamp::now().checked_add(off).unwrap()

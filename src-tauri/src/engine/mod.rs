@@ -15,7 +15,6 @@
 //! (transactions and the alarm lifecycle), `popups` (popup policy), `health` (feed health
 //! and the status) and `worker` (the popup thread).
 
-pub mod clock;
 mod health;
 pub mod history;
 pub mod model;
@@ -32,11 +31,11 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::clock::{Clock, SystemClock};
 use crate::event::{Delivery, Event, FeedStatus};
 use crate::notify::{Notifier, Popup, PopupAction};
 use crate::settings::Settings;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use history::{History, HistoryError};
 pub use popups::urgency;
 

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use super::model::{AlarmFilter, TrayState};
 use super::*;
+use crate::clock::ManualClock;
 use crate::event::{Ack, AckMsg, EventKind, FeedState, Severity, Source};
 use crate::notify::{RecordingNotifier, Urgency};
 use crate::settings::{Limit, SensorPrefs, ThresholdRule};

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alarm_tray::clock::Clock;
 use alarm_tray::engine::{self, EngineHandle, History};
 use alarm_tray::event::{Delivery, FeedState, FeedStatus};
-use alarm_tray::feeds::element::{self, Timing};
-use alarm_tray::feeds::saveris;
+use alarm_tray::feeds::element::Timing;
 use alarm_tray::feeds::saveris::stomp::{self, Command as StompCommand, Decoder, Frame};
 use alarm_tray::notify::RecordingNotifier;
 use alarm_tray::settings::{ElementAccount, ElementKind, ElementScope, ElementSubscription};
@@ -485,13 +485,7 @@ impl JumpClock {
     }
 }
 
-impl saveris::Clock for JumpClock {
-    fn now(&self) -> jiff::Timestamp {
-        JumpClock::now(self)
-    }
-}
-
-impl element::Clock for JumpClock {
+impl Clock for JumpClock {
     fn now(&self) -> jiff::Timestamp {
         JumpClock::now(self)
     }

@@ -3,12 +3,15 @@
 //! - [`payload`]: the tolerant frame parser.
 //! - [`mapping`]: parsed readings/packets → normalized [`crate::event::Event`]s.
 //! - [`socket`]: socket URLs (with `auth=` redacted wherever shown) and the per-subscription
-//!   loop: keep-alive, replay with `after=`, dedupe, backoff, status.
+//!   I/O loop, run by the shared [`crate::feeds::connector`] (backoff, status).
+//! - [`link`]: one link's decisions as a state machine: keep-alive, replay with `after=`,
+//!   dedupe, where to resume.
 //! - [`rest`]: discovery of devices and tags for the settings pickers.
 //!
 //! The API key travels in the URL (the vendor's design); it never appears in a log line,
 //! an error message, a status text or a `Debug` output of this module.
 
+pub mod link;
 pub mod mapping;
 pub mod payload;
 pub mod rest;
@@ -18,10 +21,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use tokio::sync::mpsc;
 
+use crate::clock::{Clock, SystemClock};
 use crate::event::{Delivery, FeedStatus};
+use crate::feeds::connector::{self, Status};
 use crate::feeds::FeedHandle;
 use crate::settings::{ElementAccount, ElementKind, ElementScope, ElementSubscription};
 
@@ -61,21 +65,6 @@ impl ElementError {
     }
 }
 
-/// Wall-clock time, injectable so a test can simulate a suspend/resume jump.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now(&self) -> Timestamp;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
-
 /// Timing knobs of the socket loop; the defaults suit the real service.
 #[derive(Debug, Clone)]
 pub struct Timing {
@@ -101,7 +90,7 @@ impl Default for Timing {
             connect_timeout: Duration::from_secs(15),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
-            stable_after: Duration::from_secs(10),
+            stable_after: connector::STABLE_AFTER,
         }
     }
 }
@@ -175,9 +164,9 @@ pub fn spawn(
     status: mpsc::UnboundedSender<FeedStatus>,
 ) -> FeedHandle {
     let (stop_tx, stop_rx) = FeedHandle::channel();
-    let task = tokio::spawn(async move {
-        let mut set = tokio::task::JoinSet::new();
-        for sub in cfg.account.subscriptions.iter().filter(|s| s.enabled) {
+    let runs: Vec<(socket::SubscriptionRun, Status)> = (cfg.account.subscriptions.iter())
+        .filter(|s| s.enabled)
+        .map(|sub| {
             let run = socket::SubscriptionRun {
                 account: cfg.account.clone(),
                 sub: sub.clone(),
@@ -186,10 +175,18 @@ pub fn spawn(
                 timing: cfg.timing.clone(),
                 clock: cfg.clock.clone(),
             };
+            let first = FeedStatus::new(feed_id(&cfg.account, sub), label(&cfg.account, sub));
+            (run, Status::new(first, status.clone()))
+        })
+        .collect();
+    let watched = runs.iter().map(|(_, s)| s.subscribe()).collect();
+    let task = tokio::spawn(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for (run, status) in runs {
             set.spawn(socket::run(
                 run,
                 deliveries.clone(),
-                status.clone(),
+                status,
                 stop_rx.clone(),
             ));
         }
@@ -200,7 +197,7 @@ pub fn spawn(
             }
         }
     });
-    FeedHandle::new(stop_tx, task)
+    FeedHandle::new(stop_tx, task, watched)
 }
 
 /// Opens the first enabled subscription's socket (or the mandate readings socket when

@@ -5,8 +5,10 @@
 //! them, so a crash loses nothing and the broker redelivers what was not stored.
 
 pub mod auth;
+pub mod endpoint;
 pub mod payload;
 pub mod session;
+pub mod state;
 pub mod stomp;
 pub mod wire;
 
@@ -14,31 +16,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use tokio::sync::mpsc;
 
+use crate::clock::{Clock, SystemClock};
 use crate::event::{Delivery, FeedStatus};
+use crate::feeds::connector::{self, Status};
 use crate::feeds::FeedHandle;
 use crate::settings::SaverisAccount;
 
 pub use auth::{AuthError, Token};
-
-/// Where the session reads the time. Wall-clock time, so that a suspend/resume jump shows
-/// up (a tokio `Instant` stands still while the machine sleeps); tests inject a clock that
-/// jumps.
-pub trait Clock: Send + Sync + fmt::Debug {
-    fn now(&self) -> Timestamp;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
 
 /// Everything one feed needs. `Debug` hides the secrets.
 #[derive(Clone)]
@@ -56,6 +42,8 @@ pub struct SaverisFeedConfig {
     pub max_frame: usize,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// A link up at least this long resets the backoff.
+    pub stable_after: Duration,
     /// Wait after a rate or connection limit that names no figure.
     pub default_wait: Duration,
     /// Token renewal: how long to wait for in-flight confirmations before reconnecting.
@@ -94,6 +82,7 @@ impl SaverisFeedConfig {
             max_frame: stomp::DEFAULT_MAX_FRAME,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
+            stable_after: connector::STABLE_AFTER,
             default_wait: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(5),
             http_timeout: Duration::from_secs(15),
@@ -121,16 +110,21 @@ pub enum SaverisError {
     Config(String),
 }
 
-/// Starts the feed task. Statuses go to `status`; deliveries to `deliveries` (bounded:
-/// back-pressure slows reading, never drops).
+/// Starts the feed task. Statuses go to `status` (and to the handle's watchers);
+/// deliveries to `deliveries` (bounded: back-pressure slows reading, never drops).
 pub fn spawn(
     cfg: SaverisFeedConfig,
     deliveries: mpsc::Sender<Delivery>,
     status: mpsc::UnboundedSender<FeedStatus>,
 ) -> FeedHandle {
     let (stop_tx, stop_rx) = FeedHandle::channel();
+    let status = Status::new(
+        FeedStatus::new(format!("saveris:{}", cfg.account.id), cfg.account.label()),
+        status,
+    );
+    let watched = vec![status.subscribe()];
     let task = tokio::spawn(session::run(cfg, deliveries, status, stop_rx));
-    FeedHandle::new(stop_tx, task)
+    FeedHandle::new(stop_tx, task, watched)
 }
 
 /// Logs in and opens a STOMP session, then disconnects: `Ok("Connected to <server> as

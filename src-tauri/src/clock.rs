@@ -1,15 +1,23 @@
-//! Time for the engine, injected so tests control it (feed silence, quiet hours, minimum
-//! durations, grouping windows).
+//! The one clock of the crate: wall-clock time and the user's time zone, injected so tests
+//! control it — the engine's feed silence, quiet hours, minimum durations and grouping
+//! windows, and the feeds' heart-beats, token renewal and suspend detection.
+//!
+//! Wall-clock time on purpose: a suspend/resume shows up as a jump (a tokio `Instant`
+//! stands still while the machine sleeps), and tests inject a clock that jumps.
 
+use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + fmt::Debug {
     fn now(&self) -> Timestamp;
-    /// The user's time zone, for quiet hours and the times in popups.
-    fn tz(&self) -> TimeZone;
+    /// The user's time zone, for quiet hours and the times in popups: the system's unless
+    /// a test fixes one.
+    fn tz(&self) -> TimeZone {
+        TimeZone::system()
+    }
 }
 
 /// The system clock and time zone.
@@ -19,9 +27,6 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
-    }
-    fn tz(&self) -> TimeZone {
-        TimeZone::system()
     }
 }
 

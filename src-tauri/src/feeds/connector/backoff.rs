@@ -1,8 +1,9 @@
-//! Exponential backoff with full jitter, shared by both feeds.
+//! Exponential backoff with full jitter.
 //!
 //! Written here rather than taken from a crate because the feeds need two things the usual
 //! crates don't give together: "full jitter" (a uniform draw in `[0, cap]`, which spreads a
-//! fleet of clients after a server restart) and a reset the moment a link has been live.
+//! fleet of clients after a server restart; `backon` adds its jitter on top of the delay
+//! instead) and a reset the moment a link has proved stable.
 
 use std::time::Duration;
 
