@@ -166,8 +166,8 @@ export type ConnectionTest =
   | { kind: "saveris"; account: SaverisAccount; password: string | null; passcode?: string | null }
   | { kind: "element"; account: ElementAccount; api_key: string | null };
 
-export interface Tested {
-  ok: boolean;
+/** A connection test that got through; a failed one rejects with a `MonitorError`. */
+export interface Connected {
   message: string;
 }
 
@@ -236,3 +236,22 @@ export type Push =
   | { type: "status"; data: Status }
   | { type: "history_changed" }
   | { type: "focus"; data: { page: Page; alarm_id: number | null } };
+
+// ---- ipc/error.rs ----
+/** Why a command failed: `kind` is for code to branch on, `message` for people. */
+export type MonitorError =
+  | { kind: "monitor_not_running"; message: string }
+  | { kind: "protocol_mismatch"; message: string }
+  | { kind: "monitor_connection"; message: string }
+  | { kind: "timeout"; message: string }
+  | { kind: "invalid_input"; message: string }
+  | { kind: "not_found"; message: string }
+  | { kind: "secret_missing"; message: string }
+  | { kind: "storage"; message: string }
+  | { kind: "keyring"; message: string }
+  | { kind: "login_failed"; message: string }
+  | { kind: "connection_rejected"; message: string }
+  | { kind: "network"; message: string }
+  | { kind: "bad_response"; message: string }
+  | { kind: "desktop"; message: string }
+  | { kind: "internal"; message: string };
