@@ -204,7 +204,7 @@ async fn throughput(n: usize) {
     let _ = producer.await;
     engine.poke().await;
     let events = history.event_count().expect("count");
-    let all = alarm_tray::ipc::protocol::AlarmFilter {
+    let all = alarm_tray::engine::model::AlarmFilter {
         limit: 10_000,
         ..Default::default()
     };

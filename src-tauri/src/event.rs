@@ -28,6 +28,15 @@ impl Source {
             Source::App => "app",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "saveris" => Source::Saveris,
+            "element" => Source::Element,
+            "app" => Source::App,
+            _ => return None,
+        })
+    }
 }
 
 /// What an event says.
@@ -333,6 +342,17 @@ impl FeedStatus {
     }
 }
 
+/// Something a feed lists by id and name (ELEMENT devices and tags, for discovery).
+///
+/// Here rather than in the engine's model: feeds produce it and the window shows it, and
+/// feeds may not import the engine (nor the engine the feeds); this module is the one both
+/// rest on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedItem {
+    pub id: String,
+    pub name: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +406,14 @@ mod tests {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(EventKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn source_names_round_trip() {
+        for s in [Source::Saveris, Source::Element, Source::App] {
+            assert_eq!(Source::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(Source::parse("nope"), None);
     }
 }

@@ -21,6 +21,9 @@ pub mod settings;
 pub mod simulate;
 pub mod watch;
 
+#[cfg(test)]
+mod architecture_tests;
+
 /// The version shown in `--version`, the settings window and the package.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The app's identifier (data dir name, D-Bus names, keyring service).

@@ -2,9 +2,27 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use alarm_tray::ipc::protocol::Page;
+
+/// `--page`: the CLI's names for the window's pages (the protocol does not know clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PageArg {
+    Settings,
+    History,
+    Dashboard,
+}
+
+impl From<PageArg> for Page {
+    fn from(p: PageArg) -> Self {
+        match p {
+            PageArg::Settings => Page::Settings,
+            PageArg::History => Page::History,
+            PageArg::Dashboard => Page::Dashboard,
+        }
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,8 +49,8 @@ struct Cli {
 enum Command {
     /// The settings/history/dashboard window (started by the monitor; exits when closed).
     Window {
-        #[arg(long, value_enum, default_value_t = Page::Settings)]
-        page: Page,
+        #[arg(long, value_enum, default_value_t = PageArg::Settings)]
+        page: PageArg,
         /// Show this alarm.
         #[arg(long)]
         alarm: Option<i64>,
@@ -105,7 +123,9 @@ fn main() -> ExitCode {
             };
             alarm_tray::gui::monitor_app::run(opts)
         }
-        Some(Command::Window { page, alarm }) => alarm_tray::gui::window_app::run(page, alarm),
+        Some(Command::Window { page, alarm }) => {
+            alarm_tray::gui::window_app::run(page.into(), alarm)
+        }
         Some(Command::Watch {
             settings,
             for_secs,
@@ -124,6 +144,20 @@ fn main() -> ExitCode {
         }
         Some(Command::Simulate { seed, for_secs }) => {
             block_on(alarm_tray::watch::simulate(seed, for_secs))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_names_are_the_ones_the_monitor_passes() {
+        // The monitor starts the window with `--page <Page::as_str()>`.
+        for p in PageArg::value_variants() {
+            let name = p.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(name.as_deref(), Some(Page::from(*p).as_str()));
         }
     }
 }

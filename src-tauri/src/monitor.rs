@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::ipc::protocol::{Connected, Info, Page, Push, Request, Response, Status};
+use crate::engine::model::Status;
+use crate::ipc::protocol::{Connected, Info, Page, Push, Request, Response};
 use crate::ipc::server::Handler;
 use crate::ipc::Error;
 use crate::notify::{Notifier, Popup, PopupAction, Urgency};

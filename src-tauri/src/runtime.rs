@@ -6,9 +6,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::engine::{EngineHandle, History};
-use crate::event::{Delivery, FeedState, FeedStatus, Source};
+use crate::event::{Delivery, FeedState, FeedStatus, NamedItem, Source};
 use crate::feeds::{element, saveris, FeedHandle};
-use crate::ipc::protocol::{ConnectionTest, Discover, NamedItem};
+use crate::ipc::protocol::{ConnectionTest, Discover};
 use crate::ipc::Error;
 use crate::notify::Notifier;
 use crate::secrets::{SecretKey, SecretStore};

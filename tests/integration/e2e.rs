@@ -626,9 +626,9 @@ fn pss_kb(pid: u32) -> u64 {
 /// 24 h of readings for `sensors` sensors, one every `step_ms`, written into the profile's
 /// history database before the monitor starts. Returns the last value of sensor 0.
 fn seed_history(profile: &Profile, sensors: usize, per_sensor: usize, step_ms: i64) -> f64 {
+    use alarm_tray::engine::model::LatestValue;
     use alarm_tray::engine::History;
     use alarm_tray::event::{Event, EventKind, Source};
-    use alarm_tray::ipc::protocol::LatestValue;
     let h = History::open(&profile.data_dir().join("history.sqlite3")).unwrap();
     let now = jiff::Timestamp::now().as_millisecond();
     let value = |s: usize, i: usize| {
@@ -659,7 +659,7 @@ fn seed_history(profile: &Profile, sensors: usize, per_sensor: usize, step_ms: i
             w.set_last_value(&LatestValue {
                 sensor,
                 name: Some(format!("Cold room {s:02}")),
-                source: "saveris".into(),
+                source: Source::Saveris,
                 quantity: Some("Temperature".into()),
                 value: value(s, per_sensor - 1),
                 unit: Some("°C".into()),

@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use alarm_tray::engine::model::{AlarmFilter, TrayState};
 use alarm_tray::engine::{self, Decision, History, Output};
 use alarm_tray::event::{Ack, AckMsg, Delivery, Event, EventKind, Severity, Source};
-use alarm_tray::ipc::protocol::{AlarmFilter, TrayState};
 use alarm_tray::notify::{DesktopNotifier, RecordingNotifier};
 use alarm_tray::settings::Settings;
 use tokio::sync::mpsc;

@@ -9,9 +9,9 @@
 use std::time::Instant;
 
 use alarm_tray::engine::history::NewAlarm;
+use alarm_tray::engine::model::{AlarmFilter, LatestValue};
 use alarm_tray::engine::History;
 use alarm_tray::event::{Event, EventKind, Severity, Source};
-use alarm_tray::ipc::protocol::{AlarmFilter, LatestValue};
 use serde_json::{json, Value};
 
 use crate::Config;
@@ -104,7 +104,7 @@ pub fn run(cfg: &Config) -> Result<Value, String> {
                         w.set_last_value(&LatestValue {
                             sensor: e.sensor.clone().unwrap_or_default(),
                             name: e.name.clone(),
-                            source: "saveris".into(),
+                            source: Source::Saveris,
                             quantity: e.quantity.clone(),
                             value: v,
                             unit: e.unit.clone(),
@@ -181,7 +181,7 @@ pub fn run(cfg: &Config) -> Result<Value, String> {
     let filtered = AlarmFilter {
         state: "cleared".into(),
         severity: Some(Severity::Alarm),
-        source: "saveris".into(),
+        source: Some(Source::Saveris),
         device: "6000042".into(),
         from_ms: Some(end_ms - 3 * 86_400_000),
         to_ms: Some(end_ms),

@@ -110,7 +110,7 @@ pub async fn child_ours(
     feed.stop().await;
     engine.poke().await;
     let alarms = history
-        .alarms(&alarm_tray::ipc::protocol::AlarmFilter {
+        .alarms(&alarm_tray::engine::model::AlarmFilter {
             limit: 1,
             ..Default::default()
         })

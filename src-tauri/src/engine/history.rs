@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 
+use super::model::{AlarmFilter, AlarmRow, LatestValue, UnparsedRow};
 use crate::event::{Event, Severity, Source};
-use crate::ipc::protocol::{AlarmFilter, AlarmRow, LatestValue, UnparsedRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -172,6 +172,14 @@ fn parse_severity(s: &str) -> Severity {
         "warning" => Severity::Warning,
         _ => Severity::Info,
     }
+}
+
+/// The source column; a name this version does not know (a newer version wrote it) reads
+/// as the app's own, as an unknown severity reads as info: one odd row must not hide the
+/// others.
+fn source_at(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Source> {
+    let s: String = r.get(idx)?;
+    Ok(Source::parse(&s).unwrap_or(Source::App))
 }
 
 fn is_corrupt(e: &rusqlite::Error) -> bool {
@@ -355,8 +363,12 @@ impl History {
                 severity_str(s).to_string().into(),
             );
         }
-        if !f.source.is_empty() {
-            cond(&mut sql, " AND source = ?{n}", f.source.clone().into());
+        if let Some(s) = f.source {
+            cond(
+                &mut sql,
+                " AND source = ?{n}",
+                s.as_str().to_string().into(),
+            );
         }
         if !f.device.is_empty() {
             // instr, not LIKE: `%` and `_` typed by the user are plain characters.
@@ -399,7 +411,7 @@ impl History {
             Ok(LatestValue {
                 sensor: r.get(0)?,
                 name: r.get(1)?,
-                source: r.get(2)?,
+                source: source_at(r, 2)?,
                 quantity: if q.is_empty() { None } else { Some(q) },
                 value: r.get(4)?,
                 unit: r.get(5)?,
@@ -428,7 +440,7 @@ impl History {
         let rows = st.query_map(params![limit.max(1)], |r| {
             Ok(UnparsedRow {
                 id: r.get(0)?,
-                source: r.get(1)?,
+                source: source_at(r, 1)?,
                 account: r.get(2)?,
                 received_ms: r.get(3)?,
                 raw: r.get(4)?,
@@ -651,7 +663,7 @@ fn alarm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
     let sev: String = r.get(7)?;
     Ok(AlarmRow {
         id: r.get(0)?,
-        source: r.get(1)?,
+        source: source_at(r, 1)?,
         account: r.get(2)?,
         device: r.get(3)?,
         sensor: r.get(4)?,
@@ -760,7 +772,7 @@ impl<'a> Writer<'a> {
             v.sensor,
             v.quantity.as_deref().unwrap_or(""),
             v.name,
-            v.source,
+            v.source.as_str(),
             v.value,
             v.unit,
             v.at_ms
@@ -856,7 +868,7 @@ mod tests {
             let lv = |v: f64, at: i64| LatestValue {
                 sensor: "s1".into(),
                 name: None,
-                source: "saveris".into(),
+                source: Source::Saveris,
                 quantity: Some("Temperature".into()),
                 value: v,
                 unit: None,
@@ -947,12 +959,12 @@ mod tests {
         let f = AlarmFilter {
             from_ms: Some(1500),
             to_ms: Some(2500),
-            source: "saveris".into(),
+            source: Some(Source::Saveris),
             ..Default::default()
         };
         assert_eq!(h.alarms(&f).unwrap().len(), 1);
         let f = AlarmFilter {
-            source: "element".into(),
+            source: Some(Source::Element),
             ..Default::default()
         };
         assert!(h.alarms(&f).unwrap().is_empty());

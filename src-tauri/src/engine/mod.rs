@@ -12,6 +12,7 @@
 
 pub mod clock;
 pub mod history;
+pub mod model;
 pub mod policy;
 pub mod rules;
 pub mod wording;
@@ -23,7 +24,6 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::event::{Delivery, Event, EventKind, FeedState, FeedStatus, Severity, Source};
-use crate::ipc::protocol::{AlarmRow, LatestValue, Status, TrayState};
 use crate::notify::{Notifier, Popup, PopupAction, Urgency};
 use crate::settings::Settings;
 
@@ -31,6 +31,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use history::{History, HistoryError};
 
 use history::NewAlarm;
+use model::{AlarmRow, LatestValue, Status, TrayState};
 use policy::{Admit, Grouper};
 use rules::{RuleOutcome, Rules};
 use wording::Locale;
@@ -429,17 +430,12 @@ impl Engine {
         let untold = self.reload_active();
         if let Ok(latest) = self.history.latest_values() {
             for lv in latest {
-                let mut e = Event::new(Source::App, "", "", EventKind::Measurement, String::new());
+                let mut e = Event::new(lv.source, "", "", EventKind::Measurement, String::new());
                 e.sensor = Some(lv.sensor);
                 e.name = lv.name;
                 e.value = Some(lv.value);
                 e.unit = lv.unit;
                 e.quantity = lv.quantity;
-                e.source = match lv.source.as_str() {
-                    "saveris" => Source::Saveris,
-                    "element" => Source::Element,
-                    _ => Source::App,
-                };
                 e.measured_at = jiff::Timestamp::from_millisecond(lv.at_ms).ok();
                 self.rules.seed_seen(&e);
             }
@@ -794,7 +790,7 @@ impl Engine {
         let id = w.raise_alarm(&a)?;
         let row = AlarmRow {
             id,
-            source: a.source.as_str().to_string(),
+            source: a.source,
             account: a.account,
             device: a.device,
             sensor: a.sensor,
@@ -1436,7 +1432,7 @@ fn collect_last_values<'a>(e: &'a Event, last: &mut HashMap<(&'a str, &'a str), 
             .or_insert_with(|| LatestValue {
                 sensor: sensor.to_string(),
                 name: None,
-                source: e.source.as_str().to_string(),
+                source: e.source,
                 quantity: (!quantity.is_empty()).then(|| quantity.to_string()),
                 value,
                 unit: None,

@@ -6,9 +6,9 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
+use super::model::AlarmFilter;
 use super::*;
 use crate::event::{Ack, AckMsg};
-use crate::ipc::protocol::AlarmFilter;
 use crate::notify::RecordingNotifier;
 use crate::settings::{Limit, SensorPrefs, ThresholdRule};
 

@@ -4,8 +4,8 @@
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
+use super::model::AlarmRow;
 use crate::event::{FeedStatus, Severity};
-use crate::ipc::protocol::AlarmRow;
 
 /// How numbers and times are written for the user.
 #[derive(Debug, Clone)]
@@ -220,7 +220,7 @@ mod tests {
     fn row() -> AlarmRow {
         AlarmRow {
             id: 1,
-            source: "saveris".into(),
+            source: crate::event::Source::Saveris,
             account: "a".into(),
             device: None,
             sensor: Some("s".into()),

@@ -10,9 +10,10 @@ use tauri_plugin_store::StoreExt;
 use tokio::sync::broadcast;
 
 use super::tray::{self, Tray};
+use crate::engine::model::Status;
 use crate::engine::History;
 use crate::instance;
-use crate::ipc::protocol::{Info, Page, Push, Request, Status};
+use crate::ipc::protocol::{Info, Page, Push, Request};
 use crate::monitor::{Monitor, SettingsPersister, Shell};
 use crate::notify::DesktopNotifier;
 use crate::runtime::Runtime;

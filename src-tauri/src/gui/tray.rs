@@ -6,7 +6,7 @@ use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Wry};
 
-use crate::ipc::protocol::{Status, TrayState};
+use crate::engine::model::{Status, TrayState};
 
 pub const ID_OPEN: &str = "open";
 pub const ID_HISTORY: &str = "history";

@@ -10,9 +10,15 @@
 use serde::{Deserialize, Serialize};
 
 use super::Error;
-use crate::event::{FeedStatus, Severity};
 use crate::secrets::SecretKey;
 use crate::settings::Settings;
+
+// The engine owns the rows, filters and status it stores and decides on; the wire carries
+// them as they are (their serde names are part of this protocol).
+pub use crate::engine::model::{
+    AlarmFilter, AlarmRow, LatestValue, Status, TrayState, UnparsedRow,
+};
+pub use crate::event::NamedItem;
 
 /// Bumped on any incompatible change of the types below (2: errors as `{kind, message}`,
 /// a connection test's failure as an error, `RemoveAccount`).
@@ -33,7 +39,7 @@ pub struct Welcome {
 }
 
 /// Which page a window shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Page {
     #[default]
@@ -50,24 +56,6 @@ impl Page {
             Page::Dashboard => "dashboard",
         }
     }
-}
-
-/// Filters of the alarms table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct AlarmFilter {
-    /// "active", "cleared" or empty for all.
-    pub state: String,
-    pub severity: Option<Severity>,
-    /// "saveris", "element", "app" or empty.
-    pub source: String,
-    /// Substring of device, sensor or name.
-    pub device: String,
-    /// Unix ms, inclusive.
-    pub from_ms: Option<i64>,
-    pub to_ms: Option<i64>,
-    pub limit: u32,
-    pub offset: u32,
 }
 
 /// Saveris or ELEMENT account to try with the settings as typed (not yet saved).
@@ -162,52 +150,6 @@ pub struct Envelope {
     pub request: Request,
 }
 
-/// A row of the alarms table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlarmRow {
-    pub id: i64,
-    pub source: String,
-    pub account: String,
-    pub device: Option<String>,
-    pub sensor: Option<String>,
-    pub name: Option<String>,
-    pub condition: Option<String>,
-    pub severity: Severity,
-    pub value: Option<f64>,
-    pub unit: Option<String>,
-    pub limit: Option<String>,
-    pub raised_ms: i64,
-    pub cleared_ms: Option<i64>,
-    pub acknowledged_ms: Option<i64>,
-    pub acknowledged_by: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LatestValue {
-    pub sensor: String,
-    pub name: Option<String>,
-    pub source: String,
-    pub quantity: Option<String>,
-    pub value: f64,
-    pub unit: Option<String>,
-    pub at_ms: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UnparsedRow {
-    pub id: i64,
-    pub source: String,
-    pub account: String,
-    pub received_ms: i64,
-    pub raw: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NamedItem {
-    pub id: String,
-    pub name: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Info {
     pub version: String,
@@ -216,27 +158,6 @@ pub struct Info {
     pub demo: bool,
     /// Something the user must read (e.g. the settings file was corrupt).
     pub notice: Option<String>,
-}
-
-/// The tray's look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum TrayState {
-    #[default]
-    Ok,
-    Alarm,
-    Problem,
-    Paused,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Status {
-    pub tray: TrayState,
-    /// One line, as in the tooltip.
-    pub summary: String,
-    pub paused: bool,
-    pub active_alarms: u32,
-    pub feeds: Vec<FeedStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

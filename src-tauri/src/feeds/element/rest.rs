@@ -12,7 +12,7 @@ use url::Url;
 
 use super::socket::{base, scrub};
 use super::ElementError;
-use crate::ipc::protocol::NamedItem;
+use crate::event::NamedItem;
 
 /// Page size: the API's maximum.
 pub const PAGE_LIMIT: u32 = 100;

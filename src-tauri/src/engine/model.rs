@@ -1,0 +1,148 @@
+//! What the engine stores and decides on: alarm rows and their filter, latest values,
+//! unparsed bodies, the status and the tray's look.
+//!
+//! The window protocol (`ipc/`) re-exports these types as they are; their serde names are
+//! the wire format, so a rename here is a protocol change (`PROTOCOL_VERSION`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{FeedStatus, Severity, Source};
+
+/// Filters of the alarms table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AlarmFilter {
+    /// "active", "cleared" or empty for all.
+    pub state: String,
+    pub severity: Option<Severity>,
+    /// None for all; on the wire the empty string, as the window sends it.
+    #[serde(with = "source_or_empty")]
+    pub source: Option<Source>,
+    /// Substring of device, sensor or name.
+    pub device: String,
+    /// Unix ms, inclusive.
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// `Option<Source>` written as `""` for None, so the wire keeps the window's "all sources".
+mod source_or_empty {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::event::Source;
+
+    pub fn serialize<S: Serializer>(v: &Option<Source>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.map_or("", Source::as_str))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Source>, D::Error> {
+        let text = Option::<String>::deserialize(d)?.unwrap_or_default();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        Source::parse(&text).map(Some).ok_or_else(|| {
+            serde::de::Error::unknown_variant(&text, &["", "saveris", "element", "app"])
+        })
+    }
+}
+
+/// A row of the alarms table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmRow {
+    pub id: i64,
+    pub source: Source,
+    pub account: String,
+    pub device: Option<String>,
+    pub sensor: Option<String>,
+    pub name: Option<String>,
+    pub condition: Option<String>,
+    pub severity: Severity,
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub limit: Option<String>,
+    pub raised_ms: i64,
+    pub cleared_ms: Option<i64>,
+    pub acknowledged_ms: Option<i64>,
+    pub acknowledged_by: Option<String>,
+}
+
+/// The newest value of one (sensor, quantity).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatestValue {
+    pub sensor: String,
+    pub name: Option<String>,
+    pub source: Source,
+    pub quantity: Option<String>,
+    pub value: f64,
+    pub unit: Option<String>,
+    pub at_ms: i64,
+}
+
+/// A body that could not be parsed, kept so the user can see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnparsedRow {
+    pub id: i64,
+    pub source: Source,
+    pub account: String,
+    pub received_ms: i64,
+    pub raw: String,
+}
+
+/// The tray's look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TrayState {
+    #[default]
+    Ok,
+    Alarm,
+    Problem,
+    Paused,
+}
+
+/// What the tray, the window and `watch` show of the engine's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub tray: TrayState,
+    /// One line, as in the tooltip.
+    pub summary: String,
+    pub paused: bool,
+    pub active_alarms: u32,
+    pub feeds: Vec<FeedStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_source_is_the_empty_string_for_all() {
+        let all = serde_json::to_value(AlarmFilter::default()).unwrap();
+        assert_eq!(all["source"], "");
+        let f: AlarmFilter = serde_json::from_str(r#"{"source":""}"#).unwrap();
+        assert_eq!(f.source, None);
+        let f: AlarmFilter = serde_json::from_str(r#"{"source":"element"}"#).unwrap();
+        assert_eq!(f.source, Some(Source::Element));
+        assert_eq!(serde_json::to_value(&f).unwrap()["source"], "element");
+        // Missing and null mean "all", as the struct's defaults do.
+        let f: AlarmFilter = serde_json::from_str(r#"{"source":null}"#).unwrap();
+        assert_eq!(f.source, None);
+        let f: AlarmFilter = serde_json::from_str("{}").unwrap();
+        assert_eq!(f.source, None);
+        assert!(serde_json::from_str::<AlarmFilter>(r#"{"source":"mqtt"}"#).is_err());
+    }
+
+    #[test]
+    fn row_source_is_the_lowercase_name() {
+        let v = serde_json::to_value(UnparsedRow {
+            id: 1,
+            source: Source::Saveris,
+            account: "a".into(),
+            received_ms: 0,
+            raw: String::new(),
+        })
+        .unwrap();
+        assert_eq!(v["source"], "saveris");
+    }
+}
