@@ -27,7 +27,7 @@ struct WindowState {
 type Res<T> = Result<T, Error>;
 
 /// The page the window was opened on (`alarm-tray window --page … --alarm …`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct InitialPage {
     pub page: Page,
     pub alarm_id: Option<i64>,

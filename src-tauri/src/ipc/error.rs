@@ -19,8 +19,9 @@ use crate::secrets::SecretError;
 use crate::settings::SettingsError;
 
 /// What went wrong at the monitor boundary, by kind; each variant holds the sentence.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+#[ts(rename = "MonitorError")]
 #[non_exhaustive]
 pub enum Error {
     /// No monitor answers on the socket, or it went away.

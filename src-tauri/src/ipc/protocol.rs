@@ -39,7 +39,7 @@ pub struct Welcome {
 }
 
 /// Which page a window shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Page {
     #[default]
@@ -59,7 +59,7 @@ impl Page {
 }
 
 /// Saveris or ELEMENT account to try with the settings as typed (not yet saved).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ConnectionTest {
     Saveris {
@@ -67,6 +67,7 @@ pub enum ConnectionTest {
         password: Option<String>,
         /// STOMP passcode of a custom endpoint, as typed (None = the stored one).
         #[serde(default)]
+        #[ts(optional = nullable)]
         passcode: Option<String>,
     },
     Element {
@@ -76,7 +77,7 @@ pub enum ConnectionTest {
 }
 
 /// What ELEMENT discovery lists.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "what", content = "id", rename_all = "snake_case")]
 pub enum Discover {
     Devices,
@@ -150,7 +151,7 @@ pub struct Envelope {
     pub request: Request,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Info {
     pub version: String,
     pub data_dir: String,
@@ -178,7 +179,7 @@ pub enum Response {
 }
 
 /// A connection test that got through: what it reached, in words.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Connected {
     pub message: String,
 }
@@ -190,7 +191,7 @@ pub struct Reply {
 }
 
 /// Live events pushed to a subscribed window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum Push {
     Status(Status),
