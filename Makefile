@@ -13,12 +13,13 @@ APT_PKGS := build-essential pkg-config file curl libwebkit2gtk-4.1-dev libxdo-de
   gnome-keyring libsecret-tools dunst imagemagick xdotool webkit2gtk-driver at-spi2-core \
   libglib2.0-bin rabbitmq-server python3-venv python3-pip openssl
 
-.PHONY: help deps deps-system deps-tools deps-ui ui build demo test test-rust test-ui check fmt clippy bench fuzz soak clean-tools
+.PHONY: help deps deps-system deps-tools deps-ui ui build demo test test-rust test-ui check fmt clippy bench fuzz soak clean-tools bindings
 
 help:
 	@echo "make demo   - install what is missing, build, start Alarm Tray in demo mode"
 	@echo "make test   - install what is missing, run every test (Rust, UI, end-to-end, package)"
-	@echo "make check  - fmt, clippy, UI type check"
+	@echo "make check  - fmt, clippy, UI type check, UI bindings up to date"
+	@echo "make bindings - write ui/src/bindings.ts from the Rust types (ts-rs)"
 
 deps: deps-system deps-tools deps-ui
 
@@ -78,6 +79,12 @@ check: deps-ui
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd ui && npm run check
+	# ui/src/bindings.ts is generated from the Rust types: fails while it is out of date.
+	cargo test -p alarm-tray --lib gui::bindings
+
+# Writes ui/src/bindings.ts anew from the Rust types the window receives and sends.
+bindings:
+	ALARM_TRAY_WRITE_BINDINGS=1 cargo test -p alarm-tray --lib gui::bindings
 
 fmt:
 	cargo fmt --all

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 /// Which upstream an event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Saveris,
@@ -88,7 +88,9 @@ impl EventKind {
 }
 
 /// How serious an event is. Ordered: `Info < Warning < Alarm`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -260,7 +262,7 @@ pub struct Delivery {
 }
 
 /// The state of one feed connection as the user should read it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum FeedState {
     /// Not started yet or disabled.
@@ -315,7 +317,7 @@ fn human_secs(secs: u64) -> String {
 }
 
 /// A status report of one feed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct FeedStatus {
     /// `saveris:<account>` or `element:<account>:<subscription>`.
     pub feed: String,
@@ -347,7 +349,7 @@ impl FeedStatus {
 /// Here rather than in the engine's model: feeds produce it and the window shows it, and
 /// feeds may not import the engine (nor the engine the feeds); this module is the one both
 /// rest on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct NamedItem {
     pub id: String,
     pub name: String,

@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::engine::model::Status;
-use crate::ipc::protocol::{Info, Page, Push, Request, Response};
+use crate::ipc::protocol::{Connected, Info, Page, Push, Request, Response};
 use crate::ipc::server::Handler;
+use crate::ipc::Error;
 use crate::notify::{Notifier, Popup, PopupAction, Urgency};
 use crate::runtime::Runtime;
 use crate::secrets::{SecretKey, SecretStore};
@@ -131,22 +132,22 @@ impl Monitor {
     }
 
     /// Applies and persists new settings. Nothing is stored unless it validates.
-    async fn save_settings(&self, new: Settings) -> Result<(), String> {
-        new.validate().map_err(|e| e.to_string())?;
+    async fn save_settings(&self, new: Settings) -> Result<(), Error> {
+        new.validate()?;
         self.persister
             .save(&new)
-            .map_err(|e| format!("The settings could not be saved: {e}"))?;
+            .map_err(|e| Error::Storage(format!("The settings could not be saved: {e}")))?;
         let old = std::mem::replace(
             &mut *self
                 .settings
                 .write()
-                .map_err(|_| "settings lock poisoned")?,
+                .map_err(|_| Error::Internal("settings lock poisoned".into()))?,
             new.clone(),
         );
         if old.autostart != new.autostart {
             self.shell
                 .set_autostart(new.autostart)
-                .map_err(|e| format!("Autostart could not be changed: {e}"))?;
+                .map_err(|e| Error::Desktop(format!("Autostart could not be changed: {e}")))?;
         }
         self.runtime.apply(&old, &new).await;
         self.shell.show_status(&self.status());
@@ -157,18 +158,19 @@ impl Monitor {
     async fn secret<T: Send + 'static>(
         &self,
         f: impl FnOnce(SecretStore) -> Result<T, crate::secrets::SecretError> + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, Error> {
         let store = self.secrets.clone();
         // Keyring calls block on D-Bus: never on the async workers.
-        tokio::task::spawn_blocking(move || f(store))
+        Ok(tokio::task::spawn_blocking(move || f(store))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+            .map_err(|e| Error::Internal(e.to_string()))??)
     }
 
-    async fn set_secret(&self, key: SecretKey, value: String) -> Result<(), String> {
+    async fn set_secret(&self, key: SecretKey, value: String) -> Result<(), Error> {
         if value.is_empty() {
-            return Err("An empty secret cannot be stored; use Remove instead.".into());
+            return Err(Error::InvalidInput(
+                "An empty secret cannot be stored; use Remove instead.".into(),
+            ));
         }
         let k = key.clone();
         self.secret(move |s| s.set(&k, &value)).await?;
@@ -177,7 +179,31 @@ impl Monitor {
         Ok(())
     }
 
-    fn test_popup(&self) -> Result<(), String> {
+    /// Removes an account and everything the keyring holds for it. The secrets go first: if
+    /// the keyring refuses, the account stays listed and Remove can be tried again, instead
+    /// of leaving entries behind that no account names any more. An id no account has is
+    /// not an error: its leftover secrets are removed all the same.
+    async fn remove_account(&self, account_id: String) -> Result<(), Error> {
+        let keys = [
+            SecretKey::SaverisPassword(account_id.clone()),
+            SecretKey::StompPasscode(account_id.clone()),
+            SecretKey::ElementApiKey(account_id.clone()),
+        ];
+        self.secret(move |s| keys.iter().try_for_each(|k| s.delete(k)))
+            .await?;
+        let old = self.settings();
+        let mut new = old.clone();
+        new.saveris.retain(|a| a.id != account_id);
+        new.element.retain(|a| a.id != account_id);
+        if new != old {
+            // Feeds restart without the account, as after any save of the accounts.
+            self.save_settings(new).await?;
+        }
+        tracing::info!(account = %account_id, "account and its secrets removed");
+        Ok(())
+    }
+
+    fn test_popup(&self) -> Result<(), Error> {
         let popup = Popup {
             tag: "test".into(),
             summary: "Alarm Tray test notification".into(),
@@ -186,10 +212,10 @@ impl Monitor {
             alarm_id: None,
             actions: false,
         };
-        self.notifier.show(&popup).map_err(|e| e.to_string())
+        Ok(self.notifier.show(&popup)?)
     }
 
-    async fn set_paused(&self, paused: bool) -> Result<(), String> {
+    async fn set_paused(&self, paused: bool) -> Result<(), Error> {
         let mut s = self.settings();
         s.notifications.paused = paused;
         self.save_settings(s).await
@@ -208,12 +234,12 @@ impl Monitor {
     }
 }
 
-fn db<T>(r: Result<T, crate::engine::HistoryError>) -> Result<T, String> {
-    r.map_err(|e| format!("The history could not be read: {e}"))
+fn db<T>(r: Result<T, crate::engine::HistoryError>) -> Result<T, Error> {
+    r.map_err(|e| Error::Storage(format!("The history could not be read: {e}")))
 }
 
 impl Handler for Monitor {
-    async fn handle(&self, request: Request) -> Result<Response, String> {
+    async fn handle(&self, request: Request) -> Result<Response, Error> {
         let history = self.runtime.engine().history().clone();
         match request {
             Request::Info => Ok(Response::Info(self.info.clone())),
@@ -229,14 +255,17 @@ impl Handler for Monitor {
                 self.runtime.secrets_changed(&self.settings()).await;
                 Ok(Response::Ok)
             }
+            Request::RemoveAccount { account_id } => {
+                self.remove_account(account_id).await.map(|_| Response::Ok)
+            }
             Request::HasSecret { key } => self
                 .secret(move |s| s.exists(&key))
                 .await
                 .map(Response::Bool),
             Request::Status => Ok(Response::Status(self.status())),
             Request::TestConnection { test } => {
-                let (ok, message) = self.runtime.test_connection(test).await;
-                Ok(Response::Tested { ok, message })
+                let message = self.runtime.test_connection(test).await?;
+                Ok(Response::Connected(Connected { message }))
             }
             Request::Discover { account, what } => self
                 .runtime
@@ -248,8 +277,7 @@ impl Handler for Monitor {
                 self.runtime
                     .engine()
                     .acknowledge(alarm_id, "window")
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 let _ = self.pushes.send(Push::HistoryChanged);
                 Ok(Response::Ok)
             }

@@ -9,6 +9,7 @@ use crate::engine::{EngineHandle, History};
 use crate::event::{Delivery, FeedState, FeedStatus, NamedItem, Source};
 use crate::feeds::{element, saveris, FeedHandle};
 use crate::ipc::protocol::{ConnectionTest, Discover};
+use crate::ipc::Error;
 use crate::notify::Notifier;
 use crate::secrets::{SecretKey, SecretStore};
 use crate::settings::Settings;
@@ -140,8 +141,8 @@ impl Runtime {
     }
 
     /// Logs in / connects with the account as typed; a stored secret is used when none was
-    /// typed. The answer is a sentence for people either way.
-    pub async fn test_connection(&self, test: ConnectionTest) -> (bool, String) {
+    /// typed. What it reached, in words; a failure is an error of its kind.
+    pub async fn test_connection(&self, test: ConnectionTest) -> Result<String, Error> {
         match test {
             ConnectionTest::Saveris {
                 account,
@@ -162,12 +163,10 @@ impl Runtime {
                             .await
                     }
                 };
-                match saveris::test_connection(&account, password.as_deref(), passcode.as_deref())
-                    .await
-                {
-                    Ok(m) => (true, m),
-                    Err(e) => (false, e.to_string()),
-                }
+                Ok(
+                    saveris::test_connection(&account, password.as_deref(), passcode.as_deref())
+                        .await?,
+                )
             }
             ConnectionTest::Element { account, api_key } => {
                 let key = match api_key {
@@ -178,12 +177,9 @@ impl Runtime {
                     }
                 };
                 let Some(key) = key else {
-                    return (false, "Enter the API key first.".into());
+                    return Err(Error::SecretMissing("Enter the API key first.".into()));
                 };
-                match element::test_connection(&account, &key).await {
-                    Ok(m) => (true, m),
-                    Err(e) => (false, e.to_string()),
-                }
+                Ok(element::test_connection(&account, &key).await?)
             }
         }
     }
@@ -194,16 +190,16 @@ impl Runtime {
         settings: &Settings,
         account: &str,
         what: Discover,
-    ) -> Result<Vec<NamedItem>, String> {
+    ) -> Result<Vec<NamedItem>, Error> {
         let acc = settings
             .element
             .iter()
             .find(|a| a.id == account)
-            .ok_or("Save the ELEMENT account first.")?;
+            .ok_or_else(|| Error::NotFound("Save the ELEMENT account first.".into()))?;
         let key = self
             .read_secret(SecretKey::ElementApiKey(acc.id.clone()))
             .await
-            .ok_or("No API key is stored for this account.")?;
+            .ok_or_else(|| Error::SecretMissing("No API key is stored for this account.".into()))?;
         let r = match what {
             Discover::Devices => element::rest::devices(&acc.base_url, &key).await,
             Discover::Tags => element::rest::tags(&acc.base_url, &key).await,
@@ -211,7 +207,7 @@ impl Runtime {
                 element::rest::tag_devices(&acc.base_url, &key, &tag).await
             }
         };
-        r.map_err(|e| e.to_string())
+        Ok(r?)
     }
 
     /// Stops the feeds (nothing further is acknowledged), then lets the engine flush.

@@ -20,7 +20,7 @@ pub enum SecretError {
 
 /// Which secret. Its string form is the keyring entry's user name, e.g.
 /// `saveris:acc1:password` — an id, never the secret.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", content = "account", rename_all = "snake_case")]
 pub enum SecretKey {
     SaverisPassword(String),

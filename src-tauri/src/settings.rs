@@ -36,7 +36,7 @@ pub enum SettingsError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Region {
     #[default]
@@ -56,7 +56,7 @@ impl Region {
 }
 
 /// Saveris environment: `i` (integration) or `p` (production).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     Integration,
@@ -80,7 +80,7 @@ impl Environment {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum LoginMethod {
     /// `POST https://data-api.{region}.{env}.savr.saveris.net/v1/token`.
@@ -90,7 +90,7 @@ pub enum LoginMethod {
     Cognito,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct Channels {
     pub alarms: bool,
@@ -110,7 +110,7 @@ impl Default for Channels {
 
 /// Staging and on-premise brokers, and the tests: everything the cloud derives from
 /// region/environment, given explicitly.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
 #[serde(default)]
 pub struct CustomEndpoint {
     /// `ws://` or `wss://` URL of the STOMP WebSocket endpoint.
@@ -124,7 +124,7 @@ pub struct CustomEndpoint {
     pub stomp_login: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct SaverisAccount {
     /// Stable id, used for keyring entries and history.
@@ -173,7 +173,7 @@ impl SaverisAccount {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum ElementScope {
     Device(String),
@@ -183,7 +183,7 @@ pub enum ElementScope {
     Mandate,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ElementKind {
     #[default]
@@ -200,7 +200,7 @@ impl ElementKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct ElementSubscription {
     pub id: String,
@@ -226,7 +226,7 @@ impl Default for ElementSubscription {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct ElementAccount {
     pub id: String,
@@ -251,7 +251,7 @@ impl Default for ElementAccount {
 }
 
 /// What a threshold rule looks at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum RuleTarget {
     #[default]
@@ -262,7 +262,7 @@ pub enum RuleTarget {
     Tag(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Limit {
     Above {
@@ -281,7 +281,7 @@ pub enum Limit {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct ThresholdRule {
     pub id: String,
@@ -350,7 +350,7 @@ impl ThresholdRule {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct QuietHours {
     pub enabled: bool,
@@ -373,7 +373,7 @@ impl Default for QuietHours {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct Notifications {
     pub paused: bool,
@@ -401,7 +401,7 @@ impl Default for Notifications {
 }
 
 /// What the user chose for one sensor seen so far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct SensorPrefs {
     pub name: String,
@@ -417,7 +417,7 @@ impl Default for SensorPrefs {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct Settings {
     pub version: u32,

@@ -81,6 +81,25 @@ fn e2e_settings_secret_and_restart() {
     );
     d.screenshot("settings-general");
 
+    // Only what capabilities/window.json grants answers: a granted command works; a command
+    // the app never declared, and a core command not granted, are refused by Tauri's ACL
+    // before any handler runs.
+    let probe = d.execute_async(
+        r#"const done = arguments[arguments.length - 1];
+           const invoke = window.__TAURI_INTERNALS__.invoke;
+           Promise.allSettled([
+             invoke("info"),
+             invoke("get_secret", { key: { kind: "saveris_password", account: "x" } }),
+             invoke("plugin:event|emit", { event: "x", payload: null }),
+           ]).then((r) => done(r.map((x) => (x.status === "fulfilled" ? "ok" : String(x.reason)))));"#,
+        serde_json::json!([]),
+    );
+    let probe: Vec<String> = serde_json::from_value(probe).expect("three outcomes");
+    assert_eq!(probe[0], "ok", "{probe:?}");
+    for refused in &probe[1..] {
+        assert!(refused.contains("not allowed"), "{probe:?}");
+    }
+
     // A Saveris account with a password typed into the write-only field.
     let password = "E2e-s3cret-Pa55word";
     d.click("section-accounts");

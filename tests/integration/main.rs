@@ -6,5 +6,6 @@ mod e2e;
 mod element;
 mod engine;
 mod faults;
+mod monitor;
 mod peers;
 mod saveris;

@@ -7,7 +7,7 @@ const state = flags.has("empty") ? emptyState() : demoState();
 if (flags.has("history")) state.page = { page: "history", alarm_id: flags.has("focus") ? 1 : null };
 if (flags.has("dashboard")) state.page = { page: "dashboard", alarm_id: null };
 if (flags.has("notrunning")) {
-  for (const c of ["info", "status", "get_settings", "alarms", "latest_values"]) state.fail[c] = "Alarm Tray is not running. Start it from the application menu.";
+  for (const c of ["info", "status", "get_settings", "alarms", "latest_values"]) state.fail[c] = { kind: "monitor_not_running", message: "Alarm Tray is not running. Start it from the application menu." };
 }
 if (flags.has("notice")) state.info.notice = "The settings file was unusable: not valid JSON; it was kept as settings.json.broken-1700000000. Alarm Tray started with default settings.";
 if (flags.has("many")) {

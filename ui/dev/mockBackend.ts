@@ -2,7 +2,7 @@
 // tests and the dev-only mock page (ui/mock.html). Never part of the app build.
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { InvokeArgs } from "@tauri-apps/api/core";
-import type { AlarmFilter, AlarmRow, Info, LatestValue, Settings, Status, UnparsedRow } from "../src/types";
+import type { AlarmFilter, AlarmRow, Info, LatestValue, MonitorError, Settings, Status, UnparsedRow } from "../src/types";
 
 export interface MockState {
   info: Info;
@@ -17,8 +17,8 @@ export interface MockState {
   series: Record<string, [number, number][]>;
   unparsed: UnparsedRow[];
   calls: { cmd: string; args: InvokeArgs | undefined }[];
-  /** Commands that fail with this message (e.g. "Alarm Tray is not running"). */
-  fail: Record<string, string>;
+  /** Commands that fail with this error (e.g. kind `monitor_not_running`). */
+  fail: Record<string, MonitorError>;
   /** Custom handlers that win over the defaults. */
   handlers: Record<string, (args: any) => unknown>;
 }
@@ -82,7 +82,7 @@ export function installMock(state: MockState = emptyState()): MockState {
   mockIPC(
     (cmd, args) => {
       state.calls.push({ cmd, args });
-      if (state.fail[cmd]) throw { message: state.fail[cmd] };
+      if (state.fail[cmd]) throw state.fail[cmd];
       if (state.handlers[cmd]) return state.handlers[cmd](args as any);
       const a = (args ?? {}) as any;
       switch (cmd) {
@@ -96,9 +96,9 @@ export function installMock(state: MockState = emptyState()): MockState {
           const s = a.settings as Settings;
           for (const r of s.rules) {
             if (r.limit.type === "outside" && !(r.limit.low < r.limit.high))
-              throw { message: `invalid settings: rule "${r.name}": the lower limit must be below the upper limit` };
+              throw { kind: "invalid_input", message: `invalid settings: rule "${r.name}": the lower limit must be below the upper limit` };
           }
-          if (s.retention_days < 1) throw { message: "invalid settings: history must be kept at least one day" };
+          if (s.retention_days < 1) throw { kind: "invalid_input", message: "invalid settings: history must be kept at least one day" };
           state.settings = structuredClone(s);
           return null;
         }
@@ -111,17 +111,23 @@ export function installMock(state: MockState = emptyState()): MockState {
           return null;
         case "has_secret":
           return state.secrets.has(secretName(a.key));
+        case "remove_account":
+          for (const kind of ["saveris_password", "stomp_passcode", "element_api_key"])
+            state.secrets.delete(secretName({ kind, account: a.accountId }));
+          state.settings.saveris = state.settings.saveris.filter((x) => x.id !== a.accountId);
+          state.settings.element = state.settings.element.filter((x) => x.id !== a.accountId);
+          return null;
         case "status":
           return state.status;
         case "test_connection": {
           const t = a.test;
           if (t.kind === "saveris") {
             const pw = t.password ?? (state.secrets.has(`saveris_password:${t.account.id}`) ? "stored" : null);
-            if (!pw) return { ok: false, message: "No password is stored for this account; enter one." };
-            if (pw === "wrong") return { ok: false, message: "Login failed: the user name or password is wrong." };
-            return { ok: true, message: `Logged in as ${t.account.username} and subscribed to the alarms channel.` };
+            if (!pw) throw { kind: "secret_missing", message: "No password is stored for this account; enter one." };
+            if (pw === "wrong") throw { kind: "login_failed", message: "Login failed: the user name or password is wrong." };
+            return { message: `Logged in as ${t.account.username} and subscribed to the alarms channel.` };
           }
-          return { ok: true, message: "Connected to ELEMENT: 3 devices visible with this API key." };
+          return { message: "Connected to ELEMENT: 3 devices visible with this API key." };
         }
         case "discover":
           if (a.what.what === "tags") return [{ id: "tag-cold", name: "Cold rooms" }, { id: "tag-lab", name: "Lab" }];
@@ -135,7 +141,7 @@ export function installMock(state: MockState = emptyState()): MockState {
           return state.alarms.filter((r) => matches(r, a.filter)).slice(0, a.filter.limit || 500);
         case "acknowledge": {
           const r = state.alarms.find((x) => x.id === a.alarmId);
-          if (!r) throw { message: "There is no alarm with this id." };
+          if (!r) throw { kind: "not_found", message: "There is no alarm with this id." };
           r.acknowledged_ms = Date.now();
           r.acknowledged_by = "you";
           return null;
@@ -154,7 +160,7 @@ export function installMock(state: MockState = emptyState()): MockState {
         case "start_monitor":
           return null;
         default:
-          throw { message: `unknown command ${cmd}` };
+          throw `unknown command ${cmd}`;
       }
     },
     { shouldMockEvents: true },

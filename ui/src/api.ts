@@ -5,31 +5,52 @@ import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   AlarmFilter,
   AlarmRow,
+  Connected,
   ConnectionTest,
   Discover,
   Info,
   InitialPage,
   LatestValue,
+  MonitorError,
   NamedItem,
   Push,
   SecretKey,
   Settings,
   Status,
-  Tested,
   UnparsedRow,
 } from "./types";
 
-/** The start of every error that means the monitor process is not reachable. */
-export const NOT_RUNNING = "Alarm Tray is not running";
+export type ErrorKind = MonitorError["kind"];
 
-/** An error from a command, as the sentence to show. */
+/**
+ * An error from a command: its `kind` for code to branch on, its message (the sentence to
+ * show) as `message`. Code never reads the sentence.
+ */
 export class CommandError extends Error {
-  readonly notRunning: boolean;
-  constructor(message: string) {
+  readonly kind: ErrorKind;
+  constructor(kind: ErrorKind, message: string) {
     super(message);
     this.name = "CommandError";
-    this.notRunning = message.startsWith(NOT_RUNNING);
+    this.kind = kind;
   }
+  /** The monitor process is not reachable: the window offers to start it. */
+  get notRunning(): boolean {
+    return this.kind === "monitor_not_running";
+  }
+}
+
+/**
+ * The command's rejection as a `CommandError`. The app's commands reject with
+ * `{kind, message}`; Tauri itself rejects with a plain string (a command not granted, an
+ * argument of the wrong shape), which is a fault of the window: `internal`.
+ */
+export function commandError(e: unknown): CommandError {
+  if (e instanceof CommandError) return e;
+  const kind =
+    e && typeof e === "object" && "kind" in e && typeof (e as { kind: unknown }).kind === "string"
+      ? ((e as { kind: string }).kind as ErrorKind)
+      : "internal";
+  return new CommandError(kind, errorText(e));
 }
 
 /** Turns whatever a command rejected with into a sentence; never a debug dump. */
@@ -60,7 +81,7 @@ async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> 
     if (!LOCAL_COMMANDS.has(cmd)) runningListeners.forEach((l) => l(false));
     return r;
   } catch (e) {
-    const err = new CommandError(errorText(e));
+    const err = commandError(e);
     if (err.notRunning) runningListeners.forEach((l) => l(true));
     throw err;
   }
@@ -74,8 +95,10 @@ export const api = {
   setSecret: (key: SecretKey, value: string) => call<null>("set_secret", { key, value }),
   deleteSecret: (key: SecretKey) => call<null>("delete_secret", { key }),
   hasSecret: (key: SecretKey) => call<boolean>("has_secret", { key }),
+  /** Removes the account from the settings and its secrets from the keyring, in one request. */
+  removeAccount: (accountId: string) => call<null>("remove_account", { accountId }),
   status: () => call<Status>("status"),
-  testConnection: (test: ConnectionTest) => call<Tested>("test_connection", { test }),
+  testConnection: (test: ConnectionTest) => call<Connected>("test_connection", { test }),
   discover: (account: string, what: Discover) => call<NamedItem[]>("discover", { account, what }),
   alarms: (filter: AlarmFilter) => call<AlarmRow[]>("alarms", { filter }),
   acknowledge: (alarmId: number) => call<null>("acknowledge", { alarmId }),

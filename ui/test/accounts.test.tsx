@@ -76,7 +76,7 @@ describe("accounts and write-only secrets", () => {
 
   it("shows a rejected test as its sentence, not a dump", async () => {
     const m = installMock(demoState());
-    m.fail.test_connection = "Could not reach element-iot.com: connection refused.";
+    m.fail.test_connection = { kind: "network", message: "Could not reach element-iot.com: connection refused." };
     await renderApp();
     fireEvent.click(await findId("account-edit-e1"));
     expect((await findId("element-api-key-stored")).textContent).toContain("stored in the system keyring");
@@ -86,7 +86,7 @@ describe("accounts and write-only secrets", () => {
     expect((m.calls.find((c) => c.cmd === "test_connection")?.args as any).test.api_key).toBeNull();
   });
 
-  it("removing an account deletes its secrets too", async () => {
+  it("removing an account deletes its secrets too, in one request to the monitor", async () => {
     const m = installMock(demoState());
     await renderApp();
     fireEvent.click(await findId("account-remove-s1"));
@@ -94,5 +94,20 @@ describe("accounts and write-only secrets", () => {
     await waitFor(() => expect(m.settings.saveris).toHaveLength(0));
     await waitFor(() => expect(m.secrets.has("saveris_password:s1")).toBe(false));
     expect(m.secrets.has("element_api_key:e1")).toBe(true);
+    // The window does not delete secrets one by one (a window closed halfway would orphan them).
+    expect(m.calls.filter((c) => c.cmd === "remove_account").map((c) => c.args)).toEqual([{ accountId: "s1" }]);
+    expect(m.calls.some((c) => c.cmd === "delete_secret" || c.cmd === "save_settings")).toBe(false);
+    await waitFor(() => expect(screen.queryByTestId("account-s1")).toBeNull());
+  });
+
+  it("shows why a removal failed and keeps the account", async () => {
+    const m = installMock(demoState());
+    m.fail.remove_account = { kind: "keyring", message: "the system keyring is not available: locked" };
+    await renderApp();
+    fireEvent.click(await findId("account-remove-e1"));
+    fireEvent.click(await findId("account-remove-confirm-e1"));
+    await waitFor(() => expect(byId("accounts-error").textContent).toBe("the system keyring is not available: locked"));
+    expect(m.settings.element).toHaveLength(1);
+    expect(screen.queryByTestId("not-running-banner")).toBeNull();
   });
 });

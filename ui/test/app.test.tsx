@@ -2,14 +2,14 @@ import { fireEvent, screen, waitFor } from "@testing-library/preact";
 import { emit } from "@tauri-apps/api/event";
 import { describe, expect, it } from "vitest";
 import { demoState, emptyState, installMock } from "../dev/mockBackend";
-import { errorText } from "../src/api";
+import { commandError, errorText } from "../src/api";
 import { byId, findId, renderApp } from "./helpers";
 
 describe("window", () => {
   it("shows the start banner when the monitor is not running, and starts it", async () => {
     const m = installMock(emptyState());
-    m.fail.get_settings = "Alarm Tray is not running.";
-    m.fail.status = "Alarm Tray is not running.";
+    m.fail.get_settings = { kind: "monitor_not_running", message: "Alarm Tray is not running." };
+    m.fail.status = { kind: "monitor_not_running", message: "Alarm Tray is not running." };
     await renderApp();
     expect((await findId("not-running-banner")).textContent).toContain("Alarm Tray is not running");
     delete m.fail.get_settings;
@@ -59,6 +59,30 @@ describe("window", () => {
     fireEvent.keyDown(byId("tab-dashboard"), { key: "ArrowLeft" });
     await findId("page-history");
     expect(byId("tab-history").getAttribute("aria-selected")).toBe("true");
+  });
+
+  it("decides 'not running' by the error's kind, never by its sentence", async () => {
+    const m = installMock(demoState());
+    // A sentence that reads like "not running" but is another kind: no banner.
+    m.fail.status = { kind: "storage", message: "Alarm Tray is not running out of disk, but the history is locked." };
+    await renderApp();
+    await findId("add-saveris");
+    expect(screen.queryByTestId("not-running-banner")).toBeNull();
+    // The kind alone brings it, whatever the words.
+    m.fail.get_settings = { kind: "monitor_not_running", message: "Keine Verbindung." };
+    fireEvent.click(byId("tab-history"));
+    fireEvent.click(byId("tab-settings"));
+    await findId("not-running-banner");
+  });
+
+  it("keeps a command's kind and sentence apart", () => {
+    const e = commandError({ kind: "login_failed", message: "Saveris rejected the user name or password." });
+    expect(e.kind).toBe("login_failed");
+    expect(e.message).toBe("Saveris rejected the user name or password.");
+    expect(e.notRunning).toBe(false);
+    // Tauri's own rejections are plain strings (e.g. a command not granted).
+    expect(commandError("Command x not allowed by ACL").kind).toBe("internal");
+    expect(commandError({ kind: "monitor_not_running", message: "" }).notRunning).toBe(true);
   });
 
   it("turns any rejection into a sentence", () => {

@@ -49,7 +49,7 @@ describe("settings", () => {
 
   it("shows the backend's sentence when it rejects a save", async () => {
     const m = installMock(demoState());
-    m.fail.save_settings = "The settings could not be written: disk full.";
+    m.fail.save_settings = { kind: "storage", message: "The settings could not be written: disk full." };
     await renderApp();
     fireEvent.click(await findId("section-general"));
     fireEvent.input(await findId("retention-days"), { target: { value: "31" } });

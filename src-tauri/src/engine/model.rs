@@ -9,14 +9,16 @@ use serde::{Deserialize, Serialize};
 use crate::event::{FeedStatus, Severity, Source};
 
 /// Filters of the alarms table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ts_rs::TS)]
 #[serde(default)]
 pub struct AlarmFilter {
     /// "active", "cleared" or empty for all.
+    #[ts(type = "\"\" | \"active\" | \"cleared\"")]
     pub state: String,
     pub severity: Option<Severity>,
     /// None for all; on the wire the empty string, as the window sends it.
     #[serde(with = "source_or_empty")]
+    #[ts(type = "\"\" | Source")]
     pub source: Option<Source>,
     /// Substring of device, sensor or name.
     pub device: String,
@@ -49,7 +51,7 @@ mod source_or_empty {
 }
 
 /// A row of the alarms table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct AlarmRow {
     pub id: i64,
     pub source: Source,
@@ -69,7 +71,7 @@ pub struct AlarmRow {
 }
 
 /// The newest value of one (sensor, quantity).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct LatestValue {
     pub sensor: String,
     pub name: Option<String>,
@@ -81,7 +83,7 @@ pub struct LatestValue {
 }
 
 /// A body that could not be parsed, kept so the user can see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct UnparsedRow {
     pub id: i64,
     pub source: Source,
@@ -91,7 +93,7 @@ pub struct UnparsedRow {
 }
 
 /// The tray's look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum TrayState {
     #[default]
@@ -102,7 +104,7 @@ pub enum TrayState {
 }
 
 /// What the tray, the window and `watch` show of the engine's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Status {
     pub tray: TrayState,
     /// One line, as in the tooltip.

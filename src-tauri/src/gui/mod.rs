@@ -1,6 +1,9 @@
 //! The only module that imports tauri: the monitor's tray and shell, and the window
 //! process with its thin commands.
 
+/// `ui/src/bindings.ts` from the Rust types: written and checked by tests only.
+#[cfg(test)]
+mod bindings;
 pub mod monitor_app;
 pub mod process;
 pub mod tray;

@@ -5,29 +5,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::{json, Value};
 use tauri::{Emitter, Manager, State, WebviewUrl, WebviewWindowBuilder};
 
 use crate::instance;
 use crate::ipc::client::Client;
-use crate::ipc::protocol::{AlarmFilter, ConnectionTest, Discover, Page, Push, Request, Response};
-use crate::ipc::IpcError;
+use crate::ipc::protocol::{
+    AlarmFilter, AlarmRow, Connected, ConnectionTest, Discover, Info, LatestValue, NamedItem, Page,
+    Push, Request, Response, Status, UnparsedRow,
+};
+use crate::ipc::Error;
 use crate::secrets::SecretKey;
 use crate::settings::Settings;
-
-/// What the web UI receives when a command fails: a sentence to show as it is.
-#[derive(Debug, Serialize)]
-pub struct CmdError {
-    message: String,
-}
-
-impl From<IpcError> for CmdError {
-    fn from(e: IpcError) -> Self {
-        CmdError {
-            message: e.to_string(),
-        }
-    }
-}
 
 struct WindowState {
     client: Client,
@@ -35,111 +23,122 @@ struct WindowState {
     alarm_id: Option<i64>,
 }
 
-type Res = Result<Value, CmdError>;
+/// What a command answers: its own type, or the boundary's `{kind, message}` error.
+type Res<T> = Result<T, Error>;
 
-/// Sends one request and gives the UI the answer's data as plain JSON.
-async fn ask(state: &State<'_, WindowState>, request: Request) -> Res {
-    let response = state.client.request(request).await?;
-    let value = match response {
-        Response::Ok => Value::Null,
-        Response::Info(v) => json!(v),
-        Response::Settings(v) => json!(v),
-        Response::Bool(v) => json!(v),
-        Response::Status(v) => json!(v),
-        Response::Tested { ok, message } => json!({ "ok": ok, "message": message }),
-        Response::Items(v) => json!(v),
-        Response::Alarms(v) => json!(v),
-        Response::Latest(v) => json!(v),
-        Response::Series(v) => json!(v),
-        Response::Unparsed(v) => json!(v),
-    };
-    Ok(value)
+/// The page the window was opened on (`alarm-tray window --page … --alarm …`).
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct InitialPage {
+    pub page: Page,
+    pub alarm_id: Option<i64>,
+}
+
+/// Sends one request and takes the answer as the type the command returns.
+async fn ask<T: TryFrom<Response, Error = Error>>(
+    state: &State<'_, WindowState>,
+    request: Request,
+) -> Res<T> {
+    state.client.ask(request).await
 }
 
 #[tauri::command]
-async fn info(state: State<'_, WindowState>) -> Res {
+async fn info(state: State<'_, WindowState>) -> Res<Info> {
     ask(&state, Request::Info).await
 }
 #[tauri::command]
-async fn initial_page(state: State<'_, WindowState>) -> Res {
-    Ok(json!({ "page": state.page, "alarm_id": state.alarm_id }))
+async fn initial_page(state: State<'_, WindowState>) -> Res<InitialPage> {
+    Ok(InitialPage {
+        page: state.page,
+        alarm_id: state.alarm_id,
+    })
 }
 #[tauri::command]
-async fn get_settings(state: State<'_, WindowState>) -> Res {
+async fn get_settings(state: State<'_, WindowState>) -> Res<Settings> {
     ask(&state, Request::GetSettings).await
 }
 #[tauri::command]
-async fn save_settings(state: State<'_, WindowState>, settings: Settings) -> Res {
+async fn save_settings(state: State<'_, WindowState>, settings: Settings) -> Res<()> {
     ask(&state, Request::SaveSettings { settings }).await
 }
 #[tauri::command]
-async fn set_secret(state: State<'_, WindowState>, key: SecretKey, value: String) -> Res {
+async fn set_secret(state: State<'_, WindowState>, key: SecretKey, value: String) -> Res<()> {
     ask(&state, Request::SetSecret { key, value }).await
 }
 #[tauri::command]
-async fn delete_secret(state: State<'_, WindowState>, key: SecretKey) -> Res {
+async fn delete_secret(state: State<'_, WindowState>, key: SecretKey) -> Res<()> {
     ask(&state, Request::DeleteSecret { key }).await
 }
 #[tauri::command]
-async fn has_secret(state: State<'_, WindowState>, key: SecretKey) -> Res {
+async fn has_secret(state: State<'_, WindowState>, key: SecretKey) -> Res<bool> {
     ask(&state, Request::HasSecret { key }).await
 }
 #[tauri::command]
-async fn status(state: State<'_, WindowState>) -> Res {
+async fn remove_account(state: State<'_, WindowState>, account_id: String) -> Res<()> {
+    ask(&state, Request::RemoveAccount { account_id }).await
+}
+#[tauri::command]
+async fn status(state: State<'_, WindowState>) -> Res<Status> {
     ask(&state, Request::Status).await
 }
 #[tauri::command]
-async fn test_connection(state: State<'_, WindowState>, test: ConnectionTest) -> Res {
+async fn test_connection(state: State<'_, WindowState>, test: ConnectionTest) -> Res<Connected> {
     ask(&state, Request::TestConnection { test }).await
 }
 #[tauri::command]
-async fn discover(state: State<'_, WindowState>, account: String, what: Discover) -> Res {
+async fn discover(
+    state: State<'_, WindowState>,
+    account: String,
+    what: Discover,
+) -> Res<Vec<NamedItem>> {
     ask(&state, Request::Discover { account, what }).await
 }
 #[tauri::command]
-async fn alarms(state: State<'_, WindowState>, filter: AlarmFilter) -> Res {
+async fn alarms(state: State<'_, WindowState>, filter: AlarmFilter) -> Res<Vec<AlarmRow>> {
     ask(&state, Request::Alarms { filter }).await
 }
 #[tauri::command]
-async fn acknowledge(state: State<'_, WindowState>, alarm_id: i64) -> Res {
+async fn acknowledge(state: State<'_, WindowState>, alarm_id: i64) -> Res<()> {
     ask(&state, Request::Acknowledge { alarm_id }).await
 }
 #[tauri::command]
-async fn latest_values(state: State<'_, WindowState>) -> Res {
+async fn latest_values(state: State<'_, WindowState>) -> Res<Vec<LatestValue>> {
     ask(&state, Request::LatestValues).await
 }
 #[tauri::command]
-async fn series(state: State<'_, WindowState>, sensor: String, since_ms: i64) -> Res {
+async fn series(
+    state: State<'_, WindowState>,
+    sensor: String,
+    since_ms: i64,
+) -> Res<Vec<(i64, f64)>> {
     ask(&state, Request::Series { sensor, since_ms }).await
 }
 #[tauri::command]
-async fn unparsed(state: State<'_, WindowState>, limit: u32) -> Res {
+async fn unparsed(state: State<'_, WindowState>, limit: u32) -> Res<Vec<UnparsedRow>> {
     ask(&state, Request::Unparsed { limit }).await
 }
 #[tauri::command]
-async fn send_test_notification(state: State<'_, WindowState>) -> Res {
+async fn send_test_notification(state: State<'_, WindowState>) -> Res<()> {
     ask(&state, Request::SendTestNotification).await
 }
 #[tauri::command]
-async fn set_paused(state: State<'_, WindowState>, paused: bool) -> Res {
+async fn set_paused(state: State<'_, WindowState>, paused: bool) -> Res<()> {
     ask(&state, Request::SetPaused { paused }).await
 }
 /// "Alarm Tray is not running — Start it": starts the monitor detached and waits until it
 /// answers.
 #[tauri::command]
-async fn start_monitor(state: State<'_, WindowState>) -> Res {
-    super::process::spawn_detached(&["--hidden".to_string()]).map_err(|e| CmdError {
-        message: format!("Alarm Tray could not be started: {e}"),
-    })?;
+async fn start_monitor(state: State<'_, WindowState>) -> Res<()> {
+    super::process::spawn_detached(&["--hidden".to_string()])
+        .map_err(|e| Error::Desktop(format!("Alarm Tray could not be started: {e}")))?;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if state.client.request(Request::Info).await.is_ok() {
-            return Ok(Value::Null);
+            return Ok(());
         }
     }
-    Err(CmdError {
-        message: "Alarm Tray was started but does not answer yet; try again in a moment.".into(),
-    })
+    Err(Error::Timeout(
+        "Alarm Tray was started but does not answer yet; try again in a moment.".into(),
+    ))
 }
 
 /// Runs the window until it is closed. If a window is open already, asks the monitor to
@@ -184,6 +183,7 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
             set_secret,
             delete_secret,
             has_secret,
+            remove_account,
             status,
             test_connection,
             discover,
@@ -250,5 +250,49 @@ async fn forward_pushes(app: tauri::AppHandle, client: Client) {
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The quoted names between `start` and the next `]`.
+    fn quoted_after<'a>(text: &'a str, start: &str) -> Vec<&'a str> {
+        let from = text.find(start).expect("list start") + start.len();
+        let body = &text[from..from + text[from..].find(']').expect("list end")];
+        body.split('"').skip(1).step_by(2).collect()
+    }
+
+    /// `build.rs` declares the window's commands, `capabilities/window.json` grants each by
+    /// name and `generate_handler!` registers each: one list in three places, kept equal. A
+    /// command missing from the first two is refused by Tauri at run time.
+    #[test]
+    fn declared_granted_and_registered_commands_agree() {
+        let declared = quoted_after(include_str!("../../build.rs"), "COMMANDS: &[&str] = &[");
+        assert!(declared.len() >= 19, "{declared:?}");
+        let capability: serde_json::Value =
+            serde_json::from_str(include_str!("../../capabilities/window.json")).unwrap();
+        let granted: Vec<String> = capability["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str()?.strip_prefix("allow-").map(str::to_owned))
+            .collect();
+        let wanted: Vec<String> = declared.iter().map(|c| c.replace('_', "-")).collect();
+        assert_eq!(
+            granted, wanted,
+            "window.json grants the declared commands, one by one"
+        );
+        let source = include_str!("window_app.rs");
+        let from = source.find("generate_handler![").unwrap();
+        let handler = &source[from..from + source[from..].find(']').unwrap()];
+        let registered: Vec<&str> = handler["generate_handler![".len()..]
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert_eq!(
+            registered, declared,
+            "generate_handler! registers the declared commands"
+        );
     }
 }

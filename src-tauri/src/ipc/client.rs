@@ -11,7 +11,7 @@ use tokio::io::BufReader;
 
 use super::protocol::{Envelope, Hello, Push, Request, Response, ServerLine, PROTOCOL_VERSION};
 use super::server::{read_line, write_line};
-use super::IpcError;
+use super::Error;
 
 /// How long a request may take. Connection tests reach the network: allow for a slow login.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(45);
@@ -33,14 +33,18 @@ impl Client {
         }
     }
 
-    async fn open(&self) -> Result<Conn, IpcError> {
-        let name = super::socket_name(&self.path)?;
+    async fn open(&self) -> Result<Conn, Error> {
+        let not_running = || {
+            Error::MonitorNotRunning(format!(
+                "Alarm Tray is not running (no monitor answers on {})",
+                self.path.display()
+            ))
+        };
+        let name = super::socket_name(&self.path).map_err(connection_failed)?;
         let stream = match tokio::time::timeout(Duration::from_secs(3), Stream::connect(name)).await
         {
             Ok(Ok(s)) => s,
-            Ok(Err(_)) | Err(_) => {
-                return Err(IpcError::NotRunning(self.path.display().to_string()))
-            }
+            Ok(Err(_)) | Err(_) => return Err(not_running()),
         };
         let (recv, send) = stream.split();
         let mut conn = Conn {
@@ -54,43 +58,51 @@ impl Client {
                 client: format!("window {}", crate::VERSION),
             },
         )
-        .await?;
+        .await
+        .map_err(connection_failed)?;
         match next_line(&mut conn.recv).await? {
             ServerLine::Welcome(w) if w.protocol == PROTOCOL_VERSION => Ok(conn),
-            ServerLine::Welcome(w) => Err(IpcError::Version {
-                ours: PROTOCOL_VERSION,
-                theirs: w.protocol,
-            }),
-            ServerLine::Refused(e) => Err(IpcError::Remote(e.message)),
-            other => Err(IpcError::Protocol(format!(
-                "expected welcome, got {other:?}"
+            ServerLine::Welcome(w) => Err(Error::ProtocolMismatch(format!(
+                "the Alarm Tray monitor speaks protocol {}, this window {PROTOCOL_VERSION}: restart Alarm Tray",
+                w.protocol
             ))),
+            ServerLine::Refused(e) => Err(e),
+            other => Err(unexpected(format!("expected welcome, got {other:?}"))),
         }
     }
 
     /// Sends one request and waits for its reply.
-    pub async fn request(&self, request: Request) -> Result<Response, IpcError> {
+    pub async fn request(&self, request: Request) -> Result<Response, Error> {
         tokio::time::timeout(REQUEST_TIMEOUT, async {
             let mut conn = self.open().await?;
-            write_line(&mut conn.send, &Envelope { id: 1, request }).await?;
+            write_line(&mut conn.send, &Envelope { id: 1, request })
+                .await
+                .map_err(connection_failed)?;
             match next_line(&mut conn.recv).await? {
-                ServerLine::Reply(r) if r.id == 1 => {
-                    r.result.map_err(|e| IpcError::Remote(e.message))
-                }
-                ServerLine::Reply(r) => Err(IpcError::Remote(
-                    r.result.err().map(|e| e.message).unwrap_or_default(),
-                )),
-                other => Err(IpcError::Protocol(format!(
-                    "expected a reply, got {other:?}"
-                ))),
+                ServerLine::Reply(r) if r.id == 1 => r.result,
+                // Id 0: the monitor could not read the request and says why.
+                ServerLine::Reply(r) => Err(r
+                    .result
+                    .err()
+                    .unwrap_or_else(|| unexpected(format!("a reply to request {}", r.id)))),
+                other => Err(unexpected(format!("expected a reply, got {other:?}"))),
             }
         })
         .await
-        .map_err(|_| IpcError::Timeout)?
+        .map_err(|_| Error::Timeout("the Alarm Tray monitor did not answer in time".into()))?
+    }
+
+    /// Sends one request and takes its answer as the type the request gives, e.g.
+    /// `Info` for [`Request::Info`] or `()` for a request answered [`Response::Ok`].
+    pub async fn ask<T: TryFrom<Response, Error = Error>>(
+        &self,
+        request: Request,
+    ) -> Result<T, Error> {
+        T::try_from(self.request(request).await?)
     }
 
     /// Opens the push stream: the receiver yields pushes until the monitor goes away.
-    pub async fn subscribe(&self) -> Result<tokio::sync::mpsc::Receiver<Push>, IpcError> {
+    pub async fn subscribe(&self) -> Result<tokio::sync::mpsc::Receiver<Push>, Error> {
         let mut conn = self.open().await?;
         write_line(
             &mut conn.send,
@@ -99,14 +111,11 @@ impl Client {
                 request: Request::Subscribe,
             },
         )
-        .await?;
+        .await
+        .map_err(connection_failed)?;
         match next_line(&mut conn.recv).await? {
             ServerLine::Reply(r) if r.result.is_ok() => {}
-            other => {
-                return Err(IpcError::Protocol(format!(
-                    "subscription refused: {other:?}"
-                )))
-            }
+            other => return Err(unexpected(format!("subscription refused: {other:?}"))),
         }
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
@@ -122,14 +131,27 @@ impl Client {
     }
 }
 
-async fn next_line(recv: &mut BufReader<RecvHalf>) -> Result<ServerLine, IpcError> {
+async fn next_line(recv: &mut BufReader<RecvHalf>) -> Result<ServerLine, Error> {
     let mut line = String::new();
-    match read_line(recv, &mut line).await? {
-        None => Err(IpcError::Protocol(
-            "the monitor closed the connection".into(),
-        )),
-        Some(()) => serde_json::from_str(&line).map_err(|e| IpcError::Protocol(e.to_string())),
+    match read_line(recv, &mut line)
+        .await
+        .map_err(connection_failed)?
+    {
+        None => Err(unexpected("the monitor closed the connection".into())),
+        Some(()) => serde_json::from_str(&line).map_err(|e| unexpected(e.to_string())),
     }
+}
+
+fn connection_failed(e: std::io::Error) -> Error {
+    Error::MonitorConnection(format!(
+        "the connection to the Alarm Tray monitor failed: {e}"
+    ))
+}
+
+fn unexpected(what: String) -> Error {
+    Error::MonitorConnection(format!(
+        "the Alarm Tray monitor sent something unexpected: {what}"
+    ))
 }
 
 #[cfg(test)]
@@ -142,7 +164,7 @@ mod tests {
 
     struct Echo;
     impl Handler for Echo {
-        async fn handle(&self, request: Request) -> Result<Response, String> {
+        async fn handle(&self, request: Request) -> Result<Response, Error> {
             match request {
                 Request::Info => Ok(Response::Info(Info {
                     version: "t".into(),
@@ -151,7 +173,7 @@ mod tests {
                     demo: false,
                     notice: None,
                 })),
-                Request::HasSecret { .. } => Err("keyring locked".into()),
+                Request::HasSecret { .. } => Err(Error::Keyring("keyring locked".into())),
                 _ => Ok(Response::Ok),
             }
         }
@@ -180,7 +202,13 @@ mod tests {
             .request(Request::HasSecret { key })
             .await
             .unwrap_err();
+        assert_eq!(err, Error::Keyring("keyring locked".into()));
         assert_eq!(err.to_string(), "keyring locked");
+        // Typed answers: the shape asked for, or an error when the monitor answers another.
+        let info: Info = client.ask(Request::Info).await.unwrap();
+        assert_eq!(info.version, "t");
+        let wrong = client.ask::<Info>(Request::Status).await.unwrap_err();
+        assert_eq!(wrong.kind(), "internal", "{wrong}");
 
         let mut pushes = client.subscribe().await.unwrap();
         // The subscription is registered once the reply came back; a push now must arrive.
@@ -199,6 +227,7 @@ mod tests {
             .request(Request::Info)
             .await
             .unwrap_err();
+        assert_eq!(err.kind(), "monitor_not_running", "{err}");
         assert!(
             err.to_string().starts_with("Alarm Tray is not running"),
             "{err}"

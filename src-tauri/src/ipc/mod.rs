@@ -3,30 +3,15 @@
 //! `interprocess`). Used by nothing else.
 
 pub mod client;
+pub mod error;
 pub mod protocol;
 pub mod server;
+
+pub use error::Error;
 
 use std::path::Path;
 
 use interprocess::local_socket::Name;
-
-#[derive(Debug, thiserror::Error)]
-pub enum IpcError {
-    #[error("Alarm Tray is not running (no monitor answers on {0})")]
-    NotRunning(String),
-    #[error("the connection to the Alarm Tray monitor failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error(
-        "the Alarm Tray monitor speaks protocol {theirs}, this window {ours}: restart Alarm Tray"
-    )]
-    Version { ours: u32, theirs: u32 },
-    #[error("the Alarm Tray monitor sent something unexpected: {0}")]
-    Protocol(String),
-    #[error("the Alarm Tray monitor did not answer in time")]
-    Timeout,
-    #[error("{0}")]
-    Remote(String),
-}
 
 /// The platform name of the socket at `path`.
 pub fn socket_name(path: &Path) -> std::io::Result<Name<'static>> {

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Error;
 use crate::secrets::SecretKey;
 use crate::settings::Settings;
 
@@ -19,8 +20,9 @@ pub use crate::engine::model::{
 };
 pub use crate::event::NamedItem;
 
-/// Bumped on any incompatible change of the types below.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any incompatible change of the types below (2: errors as `{kind, message}`,
+/// a connection test's failure as an error, `RemoveAccount`).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// A line longer than this is a protocol error (a settings object is a few KB).
 pub const MAX_LINE: usize = 4 * 1024 * 1024;
 
@@ -37,7 +39,7 @@ pub struct Welcome {
 }
 
 /// Which page a window shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Page {
     #[default]
@@ -57,7 +59,7 @@ impl Page {
 }
 
 /// Saveris or ELEMENT account to try with the settings as typed (not yet saved).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ConnectionTest {
     Saveris {
@@ -65,6 +67,7 @@ pub enum ConnectionTest {
         password: Option<String>,
         /// STOMP passcode of a custom endpoint, as typed (None = the stored one).
         #[serde(default)]
+        #[ts(optional = nullable)]
         passcode: Option<String>,
     },
     Element {
@@ -74,7 +77,7 @@ pub enum ConnectionTest {
 }
 
 /// What ELEMENT discovery lists.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "what", content = "id", rename_all = "snake_case")]
 pub enum Discover {
     Devices,
@@ -98,6 +101,10 @@ pub enum Request {
     },
     DeleteSecret {
         key: SecretKey,
+    },
+    /// Removes the account from the settings and every secret stored for it, in one go.
+    RemoveAccount {
+        account_id: String,
     },
     HasSecret {
         key: SecretKey,
@@ -144,7 +151,7 @@ pub struct Envelope {
     pub request: Request,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Info {
     pub version: String,
     pub data_dir: String,
@@ -162,11 +169,8 @@ pub enum Response {
     Settings(Settings),
     Bool(bool),
     Status(Status),
-    /// A connection test's outcome in words.
-    Tested {
-        ok: bool,
-        message: String,
-    },
+    /// A connection test that succeeded (a failed one is an [`Error`]).
+    Connected(Connected),
     Items(Vec<NamedItem>),
     Alarms(Vec<AlarmRow>),
     Latest(Vec<LatestValue>),
@@ -174,20 +178,20 @@ pub enum Response {
     Unparsed(Vec<UnparsedRow>),
 }
 
-/// An error the window shows as it is: a sentence for people.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorReply {
+/// A connection test that got through: what it reached, in words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct Connected {
     pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reply {
     pub id: u64,
-    pub result: Result<Response, ErrorReply>,
+    pub result: Result<Response, Error>,
 }
 
 /// Live events pushed to a subscribed window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum Push {
     Status(Status),
@@ -209,5 +213,54 @@ pub enum ServerLine {
     Reply(Reply),
     Push(Push),
     /// The connection is refused (wrong protocol version).
-    Refused(ErrorReply),
+    Refused(Error),
+}
+
+/// Takes the answer of the shape a request expects: `Response::Info(i)` → `Info`, and so on.
+/// Any other shape is the monitor's fault, an [`Error::Internal`].
+macro_rules! answers {
+    ($($variant:ident => $ty:ty),* $(,)?) => {$(
+        impl TryFrom<Response> for $ty {
+            type Error = Error;
+            fn try_from(r: Response) -> Result<Self, Error> {
+                match r {
+                    Response::$variant(v) => Ok(v),
+                    other => Err(unexpected(&other)),
+                }
+            }
+        }
+    )*};
+}
+
+answers! {
+    Info => Info,
+    Settings => Settings,
+    Bool => bool,
+    Status => Status,
+    Connected => Connected,
+    Items => Vec<NamedItem>,
+    Alarms => Vec<AlarmRow>,
+    Latest => Vec<LatestValue>,
+    Series => Vec<(i64, f64)>,
+    Unparsed => Vec<UnparsedRow>,
+}
+
+impl TryFrom<Response> for () {
+    type Error = Error;
+    fn try_from(r: Response) -> Result<Self, Error> {
+        match r {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(r: &Response) -> Error {
+    let shape = serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    Error::Internal(format!(
+        "the Alarm Tray monitor answered with {shape:?}, not what was asked"
+    ))
 }

@@ -12,16 +12,15 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::broadcast;
 
 use super::protocol::{
-    Envelope, ErrorReply, Hello, Push, Reply, Request, ServerLine, Welcome, MAX_LINE,
+    Envelope, Hello, Push, Reply, Request, Response, ServerLine, Welcome, MAX_LINE,
     PROTOCOL_VERSION,
 };
+use super::Error;
 
-/// Answers the window's requests. Errors are sentences the window shows as they are.
+/// Answers the window's requests. An error's kind is for the window's code, its message
+/// for people.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        request: Request,
-    ) -> impl Future<Output = Result<super::protocol::Response, String>> + Send;
+    fn handle(&self, request: Request) -> impl Future<Output = Result<Response, Error>> + Send;
 }
 
 /// Binds the monitor's socket (mode 0600). The caller holds the single-instance lock, so a
@@ -105,17 +104,17 @@ async fn connection<H: Handler>(
     let hello: Hello = match serde_json::from_str(&line) {
         Ok(h) => h,
         Err(e) => {
-            let msg = format!("expected a hello line ({e})");
-            write_line(&mut send, &ServerLine::Refused(ErrorReply { message: msg })).await?;
+            let refusal = Error::MonitorConnection(format!("expected a hello line ({e})"));
+            write_line(&mut send, &ServerLine::Refused(refusal)).await?;
             return Ok(());
         }
     };
     if hello.protocol != PROTOCOL_VERSION {
-        let message = format!(
+        let refusal = Error::ProtocolMismatch(format!(
             "protocol {} is not supported (monitor speaks {PROTOCOL_VERSION})",
             hello.protocol
-        );
-        write_line(&mut send, &ServerLine::Refused(ErrorReply { message })).await?;
+        ));
+        write_line(&mut send, &ServerLine::Refused(refusal)).await?;
         return Ok(());
     }
     write_line(
@@ -136,9 +135,7 @@ async fn connection<H: Handler>(
                 // An id we cannot read: answer with id 0 so the client sees why.
                 let reply = Reply {
                     id: 0,
-                    result: Err(ErrorReply {
-                        message: format!("unreadable request ({e})"),
-                    }),
+                    result: Err(Error::InvalidInput(format!("unreadable request ({e})"))),
                 };
                 write_line(&mut send, &ServerLine::Reply(reply)).await?;
                 continue;
@@ -147,15 +144,12 @@ async fn connection<H: Handler>(
         if matches!(env.request, Request::Subscribe) {
             let reply = Reply {
                 id: env.id,
-                result: Ok(super::protocol::Response::Ok),
+                result: Ok(Response::Ok),
             };
             write_line(&mut send, &ServerLine::Reply(reply)).await?;
             return stream_pushes(recv, send, &mut pushes).await;
         }
-        let result = handler
-            .handle(env.request)
-            .await
-            .map_err(|message| ErrorReply { message });
+        let result = handler.handle(env.request).await;
         write_line(&mut send, &ServerLine::Reply(Reply { id: env.id, result })).await?;
     }
 }

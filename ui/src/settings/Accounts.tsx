@@ -5,7 +5,7 @@ import { useApp } from "../context";
 import { newId } from "../lib/ids";
 import { tid } from "../lib/testid";
 import { validateElement, validateSaveris, type Errors } from "../lib/validate";
-import type { ElementAccount, SaverisAccount, SecretKey, SecretKind, Settings, Tested } from "../types";
+import type { Connected, ElementAccount, SaverisAccount, Settings } from "../types";
 import { Button, Check, Choice, Field, Message } from "../widgets";
 import { FeedList, feedsOf } from "./feeds";
 import { SecretField } from "./SecretField";
@@ -39,19 +39,6 @@ export function newElement(): ElementAccount {
   return { id: newId("e"), enabled: true, base_url: "https://element-iot.com", subscriptions: [], text_ping: false };
 }
 
-const SECRET_KINDS: Record<"saveris" | "element", SecretKind[]> = {
-  saveris: ["saveris_password", "stomp_passcode"],
-  element: ["element_api_key"],
-};
-
-/** Deletes every secret an account may have; an account's removal leaves nothing behind. */
-async function deleteSecretsOf(kind: "saveris" | "element", account: string): Promise<void> {
-  for (const k of SECRET_KINDS[kind]) {
-    const key: SecretKey = { kind: k, account };
-    if (await api.hasSecret(key)) await api.deleteSecret(key);
-  }
-}
-
 type Editing = { kind: "saveris"; account: SaverisAccount; isNew: boolean } | { kind: "element"; account: ElementAccount; isNew: boolean };
 
 export function Accounts({ settings, reload }: { settings: Settings; reload: () => void }) {
@@ -60,14 +47,12 @@ export function Accounts({ settings, reload }: { settings: Settings; reload: () 
   const [confirm, setConfirm] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
 
-  const remove = async (kind: "saveris" | "element", id: string) => {
+  // One request: the monitor removes the account and its secrets together, so a window
+  // closed halfway leaves nothing behind in the keyring.
+  const remove = async (id: string) => {
     setError(null);
     try {
-      await updateSettings((s) => {
-        if (kind === "saveris") s.saveris = s.saveris.filter((a) => a.id !== id);
-        else s.element = s.element.filter((a) => a.id !== id);
-      });
-      await deleteSecretsOf(kind, id);
+      await api.removeAccount(id);
       setConfirm(null);
       reload();
     } catch (e) {
@@ -94,7 +79,7 @@ export function Accounts({ settings, reload }: { settings: Settings; reload: () 
         {confirm === id ? (
           <>
             <span>Remove this account and its stored secrets?</span>
-            <Button testid={`account-remove-confirm-${tid(id)}`} kind="danger" onClick={() => remove(kind, id)}>
+            <Button testid={`account-remove-confirm-${tid(id)}`} kind="danger" onClick={() => remove(id)}>
               Yes, remove
             </Button>
             <Button testid={`account-remove-cancel-${tid(id)}`} onClick={() => setConfirm(null)}>
@@ -161,15 +146,15 @@ interface EditorProps<A> {
   onCancel: () => void;
 }
 
-/** Test-connection state shared by both editors. */
+/** Test-connection state shared by both editors: a failed test is a rejected command. */
 function useTester() {
-  const [result, setResult] = useState<Tested | null>(null);
+  const [result, setResult] = useState<{ ok: boolean; message: string } | null>(null);
   const [busy, setBusy] = useState(false);
-  const run = async (f: () => Promise<Tested>) => {
+  const run = async (f: () => Promise<Connected>) => {
     setBusy(true);
     setResult({ ok: true, message: "Testing…" });
     try {
-      setResult(await f());
+      setResult({ ok: true, message: (await f()).message });
     } catch (e) {
       setResult({ ok: false, message: errorText(e) });
     } finally {

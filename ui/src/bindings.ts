@@ -1,0 +1,276 @@
+// Generated from the Rust types by ts-rs (src-tauri/src/gui/bindings.rs): do not edit.
+// `make bindings` writes it anew; `make test` and `make check` fail while it is out of date.
+
+export type Region = "eu" | "am" | "ap";
+
+/**
+ * Saveris environment: `i` (integration) or `p` (production).
+ */
+export type Environment = "integration" | "production";
+
+export type LoginMethod = "data_api" | "cognito";
+
+export type Channels = { alarms: boolean, measurements: boolean, measurements_v2: boolean, };
+
+/**
+ * Staging and on-premise brokers, and the tests: everything the cloud derives from
+ * region/environment, given explicitly.
+ */
+export type CustomEndpoint = { 
+/**
+ * `ws://` or `wss://` URL of the STOMP WebSocket endpoint.
+ */
+ws_url: string, 
+/**
+ * Destination with `{username}` and `{channel}` placeholders;
+ * empty means the Saveris form `/queue/{username}/{channel}`.
+ */
+destination_pattern: string, 
+/**
+ * Token endpoint (Data API style); empty means: no token, use STOMP login/passcode.
+ */
+token_url: string, 
+/**
+ * STOMP `login`; the passcode is a secret ([`crate::secrets::SecretKey::StompPasscode`]).
+ */
+stomp_login: string, };
+
+export type SaverisAccount = { 
+/**
+ * Stable id, used for keyring entries and history.
+ */
+id: string, enabled: boolean, username: string, region: Region, environment: Environment, login: LoginMethod, 
+/**
+ * Cognito endpoint; empty = `https://cognito-idp.eu-central-1.amazonaws.com/`.
+ */
+cognito_endpoint: string, cognito_client_id: string, channels: Channels, custom: CustomEndpoint | null, };
+
+export type ElementScope = { "type": "device", "id": string } | { "type": "tag", "id": string } | { "type": "stream", "id": string } | { "type": "mandate" };
+
+export type ElementKind = "readings" | "packets";
+
+export type ElementSubscription = { id: string, enabled: boolean, scope: ElementScope, kind: ElementKind, 
+/**
+ * `preload=` values (`device`, `device.fields`, `packet`, …).
+ */
+preload: Array<string>, 
+/**
+ * On the very first start: replay this many hours (0 = live only).
+ */
+catch_up_hours: number, };
+
+export type ElementAccount = { id: string, enabled: boolean, 
+/**
+ * Instance base URL, e.g. `https://element-iot.com`.
+ */
+base_url: string, subscriptions: Array<ElementSubscription>, 
+/**
+ * Send the text `ping` as well as WebSocket Ping frames.
+ */
+text_ping: boolean, };
+
+/**
+ * What a threshold rule looks at.
+ */
+export type RuleTarget = { "type": "all" } | { "type": "sensor", "id": string } | { "type": "device", "id": string } | { "type": "tag", "id": string };
+
+export type Limit = { "type": "above", value: number, } | { "type": "below", value: number, } | { "type": "outside", low: number, high: number, } | { "type": "no_data", minutes: number, };
+
+export type ThresholdRule = { id: string, name: string, enabled: boolean, target: RuleTarget, 
+/**
+ * Quantity or field name (case-insensitive); empty = any.
+ */
+quantity: string, limit: Limit, 
+/**
+ * Clears only once back past limit ∓ hysteresis.
+ */
+hysteresis: number, 
+/**
+ * Consecutive breaching values needed before raising (≥ 1).
+ */
+min_count: number, 
+/**
+ * Seconds the breach must last before raising (0 = at once).
+ */
+min_duration_secs: number, };
+
+export type QuietHours = { enabled: boolean, 
+/**
+ * "22:00"
+ */
+start: string, 
+/**
+ * "07:00"
+ */
+end: string, 
+/**
+ * Critical popups still show during quiet hours and pause.
+ */
+allow_critical: boolean, };
+
+export type Notifications = { paused: boolean, quiet_hours: QuietHours, 
+/**
+ * Storm control: more than `group_max` new alarms within this window → one summary.
+ */
+group_window_secs: number, group_max: number, 
+/**
+ * Re-show an unacknowledged active alarm after this many minutes (0 = never).
+ */
+repeat_mins: number, 
+/**
+ * A feed not live for this long raises its own popup.
+ */
+feed_silence_mins: number, };
+
+/**
+ * What the user chose for one sensor seen so far.
+ */
+export type SensorPrefs = { name: string, notify: boolean, };
+
+export type Settings = { version: number, saveris: Array<SaverisAccount>, element: Array<ElementAccount>, rules: Array<ThresholdRule>, notifications: Notifications, 
+/**
+ * Keyed by sensor identity.
+ */
+sensors: { [key in string]: SensorPrefs }, retention_days: number, autostart: boolean, };
+
+/**
+ * Which secret. Its string form is the keyring entry's user name, e.g.
+ * `saveris:acc1:password` — an id, never the secret.
+ */
+export type SecretKey = { "kind": "saveris_password", "account": string } | { "kind": "stomp_passcode", "account": string } | { "kind": "element_api_key", "account": string };
+
+/**
+ * Which upstream an event came from.
+ */
+export type Source = "saveris" | "element" | "app";
+
+/**
+ * How serious an event is. Ordered: `Info < Warning < Alarm`.
+ */
+export type Severity = "info" | "warning" | "alarm";
+
+/**
+ * The state of one feed connection as the user should read it.
+ */
+export type FeedState = { "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, };
+
+/**
+ * A status report of one feed.
+ */
+export type FeedStatus = { 
+/**
+ * `saveris:<account>` or `element:<account>:<subscription>`.
+ */
+feed: string, 
+/**
+ * For people: "Saveris eu/production (alice)".
+ */
+label: string, last_message_at: string | null, 
+/**
+ * When the feed was last live (for "not connected since 14:02").
+ */
+live_since: string | null, last_error: string | null, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, });
+
+/**
+ * Something a feed lists by id and name (ELEMENT devices and tags, for discovery).
+ *
+ * Here rather than in the engine's model: feeds produce it and the window shows it, and
+ * feeds may not import the engine (nor the engine the feeds); this module is the one both
+ * rest on.
+ */
+export type NamedItem = { id: string, name: string, };
+
+/**
+ * Filters of the alarms table.
+ */
+export type AlarmFilter = { 
+/**
+ * "active", "cleared" or empty for all.
+ */
+state: "" | "active" | "cleared", severity: Severity | null, 
+/**
+ * None for all; on the wire the empty string, as the window sends it.
+ */
+source: "" | Source, 
+/**
+ * Substring of device, sensor or name.
+ */
+device: string, 
+/**
+ * Unix ms, inclusive.
+ */
+from_ms: number | null, to_ms: number | null, limit: number, offset: number, };
+
+/**
+ * A row of the alarms table.
+ */
+export type AlarmRow = { id: number, source: Source, account: string, device: string | null, sensor: string | null, name: string | null, condition: string | null, severity: Severity, value: number | null, unit: string | null, limit: string | null, raised_ms: number, cleared_ms: number | null, acknowledged_ms: number | null, acknowledged_by: string | null, };
+
+/**
+ * The newest value of one (sensor, quantity).
+ */
+export type LatestValue = { sensor: string, name: string | null, source: Source, quantity: string | null, value: number, unit: string | null, at_ms: number, };
+
+/**
+ * A body that could not be parsed, kept so the user can see it.
+ */
+export type UnparsedRow = { id: number, source: Source, account: string, received_ms: number, raw: string, };
+
+/**
+ * The tray's look.
+ */
+export type TrayState = "ok" | "alarm" | "problem" | "paused";
+
+/**
+ * What the tray, the window and `watch` show of the engine's state.
+ */
+export type Status = { tray: TrayState, 
+/**
+ * One line, as in the tooltip.
+ */
+summary: string, paused: boolean, active_alarms: number, feeds: Array<FeedStatus>, };
+
+/**
+ * Which page a window shows.
+ */
+export type Page = "settings" | "history" | "dashboard";
+
+/**
+ * The page the window was opened on (`alarm-tray window --page … --alarm …`).
+ */
+export type InitialPage = { page: Page, alarm_id: number | null, };
+
+/**
+ * Saveris or ELEMENT account to try with the settings as typed (not yet saved).
+ */
+export type ConnectionTest = { "kind": "saveris", account: SaverisAccount, password: string | null, 
+/**
+ * STOMP passcode of a custom endpoint, as typed (None = the stored one).
+ */
+passcode?: string | null, } | { "kind": "element", account: ElementAccount, api_key: string | null, };
+
+/**
+ * A connection test that got through: what it reached, in words.
+ */
+export type Connected = { message: string, };
+
+/**
+ * What ELEMENT discovery lists.
+ */
+export type Discover = { "what": "devices" } | { "what": "tags" } | { "what": "tag_devices", "id": string };
+
+export type Info = { version: string, data_dir: string, log_dir: string, demo: boolean, 
+/**
+ * Something the user must read (e.g. the settings file was corrupt).
+ */
+notice: string | null, };
+
+/**
+ * Live events pushed to a subscribed window.
+ */
+export type Push = { "type": "status", "data": Status } | { "type": "history_changed" } | { "type": "focus", "data": { page: Page, alarm_id: number | null, } };
+
+/**
+ * What went wrong at the monitor boundary, by kind; each variant holds the sentence.
+ */
+export type MonitorError = { "kind": "monitor_not_running", "message": string } | { "kind": "protocol_mismatch", "message": string } | { "kind": "monitor_connection", "message": string } | { "kind": "timeout", "message": string } | { "kind": "invalid_input", "message": string } | { "kind": "not_found", "message": string } | { "kind": "secret_missing", "message": string } | { "kind": "storage", "message": string } | { "kind": "keyring", "message": string } | { "kind": "login_failed", "message": string } | { "kind": "connection_rejected", "message": string } | { "kind": "network", "message": string } | { "kind": "bad_response", "message": string } | { "kind": "desktop", "message": string } | { "kind": "internal", "message": string };
