@@ -180,10 +180,31 @@ fn security_tauri_csp_and_capabilities_admit_nothing_remote() {
             permissions.push(p.as_str().unwrap_or("(object)").to_string());
         }
     }
-    permissions.sort();
+    // Core permissions carry a plugin prefix; the app's own are `allow-<command>` for the
+    // commands build.rs declares, granted one by one (never a wildcard or a default set).
+    let (mut core, own): (Vec<String>, Vec<String>) =
+        permissions.into_iter().partition(|p| p.contains(':'));
+    core.sort();
     assert_eq!(
-        permissions,
+        core,
         vec!["core:event:allow-listen", "core:event:allow-unlisten"],
         "every permission is listed with its reason in docs/RELIABILITY.md"
     );
+    let build_rs = std::fs::read_to_string(root.join("build.rs")).unwrap();
+    let declared = build_rs
+        .split_once("const COMMANDS")
+        .and_then(|(_, rest)| rest.split_once("];"))
+        .map(|(list, _)| list)
+        .expect("build.rs declares COMMANDS");
+    let mut declared: Vec<String> = declared
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(|c| format!("allow-{}", c.replace('_', "-")))
+        .collect();
+    declared.sort();
+    let mut own = own;
+    own.sort();
+    assert!(!declared.is_empty(), "no command found in build.rs");
+    assert_eq!(own, declared, "the window is granted exactly its declared commands");
 }
