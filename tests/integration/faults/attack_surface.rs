@@ -206,5 +206,8 @@ fn security_tauri_csp_and_capabilities_admit_nothing_remote() {
     let mut own = own;
     own.sort();
     assert!(!declared.is_empty(), "no command found in build.rs");
-    assert_eq!(own, declared, "the window is granted exactly its declared commands");
+    assert_eq!(
+        own, declared,
+        "the window is granted exactly its declared commands"
+    );
 }
