@@ -55,6 +55,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Talk to the running monitor over its local socket (scripts, tests): one JSON request
+    /// per line on stdin (`{"type":"status"}`, `{"type":"quit"}`, …), one JSON answer per
+    /// line on stdout (`{"ok":…}` or `{"error":"…"}`). Secrets go in on stdin, never as
+    /// arguments, and never come back out.
+    Ipc,
     /// Run the demo servers and scenario standalone; prints their URLs and credentials.
     Simulate {
         #[arg(long, default_value_t = 1)]
@@ -93,6 +98,48 @@ fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
+/// `alarm-tray ipc`: each stdin line is a request to the profile's monitor; each answer is
+/// printed as one line. Fails (exit 1) on the first line that is not a request, or when no
+/// monitor answers; a request the monitor refuses is an answer like any other.
+async fn ipc_lines() -> ExitCode {
+    use alarm_tray::ipc::{client::Client, protocol::Request, IpcError};
+    use std::io::{BufRead, Write};
+    let client = Client::new(&alarm_tray::paths::socket_path());
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("alarm-tray ipc: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let request: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("alarm-tray ipc: not a request ({e})");
+                return ExitCode::FAILURE;
+            }
+        };
+        let answer = match client.request(request).await {
+            Ok(response) => serde_json::json!({ "ok": response }),
+            Err(IpcError::Remote(message)) => serde_json::json!({ "error": message }),
+            Err(e) => {
+                eprintln!("alarm-tray ipc: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -122,6 +169,7 @@ fn main() -> ExitCode {
             };
             block_on(alarm_tray::watch::run(opts))
         }
+        Some(Command::Ipc) => block_on(ipc_lines()),
         Some(Command::Simulate { seed, for_secs }) => {
             block_on(alarm_tray::watch::simulate(seed, for_secs))
         }

@@ -8,3 +8,4 @@ mod engine;
 mod faults;
 mod peers;
 mod saveris;
+mod windows;
