@@ -1,5 +1,11 @@
 //! `alarm-tray`: the monitor with its tray (default), the window, and the headless modes.
 
+// On Windows a console program gets a console window of its own when started from the
+// Start menu or the login entry, and the monitor would keep it open all day (closing it ends
+// the monitor). As a GUI program it gets none; the modes that print attach to the terminal
+// they were started from (`attach_console`).
+#![cfg_attr(windows, windows_subsystem = "windows")]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -140,8 +146,44 @@ async fn ipc_lines() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Windows: lets `--help`, `--version`, `watch`, `simulate` and `ipc` print to the terminal
+/// that started them. Output that is already redirected (a pipe or file) is left alone.
+#[cfg(windows)]
+fn attach_console() {
+    use std::ffi::c_void;
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetStdHandle(which: u32) -> *mut c_void;
+        fn AttachConsole(process_id: u32) -> i32;
+    }
+    const STD_OUTPUT_HANDLE: u32 = -11i32 as u32;
+    const ATTACH_PARENT_PROCESS: u32 = u32::MAX;
+    // SAFETY: plain Win32 calls without pointers; failure (no parent console) changes nothing.
+    unsafe {
+        if GetStdHandle(STD_OUTPUT_HANDLE).is_null() {
+            AttachConsole(ATTACH_PARENT_PROCESS);
+        }
+    }
+}
+
+#[cfg(not(windows))]
+fn attach_console() {}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help, --version or a usage error: said on the terminal.
+            attach_console();
+            e.exit()
+        }
+    };
+    if matches!(
+        cli.command,
+        Some(Command::Watch { .. } | Command::Simulate { .. } | Command::Ipc)
+    ) {
+        attach_console();
+    }
     match cli.command {
         None => {
             let _profile = if cli.demo { use_demo_profile() } else { None };

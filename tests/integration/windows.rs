@@ -336,6 +336,23 @@ struct Ran {
     took: Duration,
 }
 
+/// The `Subsystem` field of a PE image's optional header (2: GUI, 3: console).
+fn pe_subsystem(exe: &Path) -> u16 {
+    let b = std::fs::read(exe).unwrap();
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
+    let pe = u32_at(0x3c);
+    assert_eq!(
+        &b[pe..pe + 4],
+        b"PE\0\0",
+        "not a PE image: {}",
+        exe.display()
+    );
+    // The optional header follows the 4-byte signature and the 20-byte file header; the
+    // subsystem sits at offset 68 in both PE32 and PE32+.
+    let at = pe + 24 + 68;
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
 fn read_text(p: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
 }
@@ -438,6 +455,11 @@ fn windows_exe_version_and_no_monitor() {
         ran.stderr
     );
     assert_eq!(ran.stdout, String::from_utf8_lossy(&linux.stdout));
+    assert_eq!(
+        pe_subsystem(&exe()),
+        2,
+        "a GUI program (2), not a console one (3): the tray app must not open a console window"
+    );
     eprintln!("WINE-FIGURES --version in {:.1} s", ran.took.as_secs_f64());
 
     // A profile of its own: no monitor runs for it.
