@@ -1,5 +1,11 @@
 //! `alarm-tray`: the monitor with its tray (default), the window, and the headless modes.
 
+// On Windows a console program gets a console window of its own when started from the
+// Start menu or the login entry, and the monitor would keep it open all day (closing it ends
+// the monitor). As a GUI program it gets none; the modes that print attach to the terminal
+// they were started from (`attach_console`).
+#![cfg_attr(windows, windows_subsystem = "windows")]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -73,6 +79,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Talk to the running monitor over its local socket (scripts, tests): one JSON request
+    /// per line on stdin (`{"type":"status"}`, `{"type":"quit"}`, …), one JSON answer per
+    /// line on stdout (`{"ok":…}` or `{"error":"…"}`). Secrets go in on stdin, never as
+    /// arguments, and never come back out.
+    Ipc,
     /// Run the demo servers and scenario standalone; prints their URLs and credentials.
     Simulate {
         #[arg(long, default_value_t = 1)]
@@ -111,8 +122,92 @@ fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
+/// `alarm-tray ipc`: each stdin line is a request to the profile's monitor; each answer is
+/// printed as one line. Fails (exit 1) on the first line that is not a request, or when no
+/// monitor answers; a request the monitor refuses is an answer like any other.
+async fn ipc_lines() -> ExitCode {
+    use alarm_tray::ipc::{client::Client, protocol::Request, Error};
+    use std::io::{BufRead, Write};
+    let client = Client::new(&alarm_tray::paths::socket_path());
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("alarm-tray ipc: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let request: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("alarm-tray ipc: not a request ({e})");
+                return ExitCode::FAILURE;
+            }
+        };
+        let answer = match client.request(request).await {
+            Ok(response) => serde_json::json!({ "ok": response }),
+            // No monitor, or no usable link to it: nothing more can be asked.
+            Err(
+                e @ (Error::MonitorNotRunning(_)
+                | Error::ProtocolMismatch(_)
+                | Error::MonitorConnection(_)),
+            ) => {
+                eprintln!("alarm-tray ipc: {e}");
+                return ExitCode::FAILURE;
+            }
+            // The monitor answered with a refusal: an answer like any other.
+            Err(e) => serde_json::json!({ "error": e.to_string(), "kind": e.kind() }),
+        };
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Windows: lets `--help`, `--version`, `watch`, `simulate` and `ipc` print to the terminal
+/// that started them. Output that is already redirected (a pipe or file) is left alone.
+#[cfg(windows)]
+fn attach_console() {
+    use std::ffi::c_void;
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetStdHandle(which: u32) -> *mut c_void;
+        fn AttachConsole(process_id: u32) -> i32;
+    }
+    const STD_OUTPUT_HANDLE: u32 = -11i32 as u32;
+    const ATTACH_PARENT_PROCESS: u32 = u32::MAX;
+    // SAFETY: plain Win32 calls without pointers; failure (no parent console) changes nothing.
+    unsafe {
+        if GetStdHandle(STD_OUTPUT_HANDLE).is_null() {
+            AttachConsole(ATTACH_PARENT_PROCESS);
+        }
+    }
+}
+
+#[cfg(not(windows))]
+fn attach_console() {}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help, --version or a usage error: said on the terminal.
+            attach_console();
+            e.exit()
+        }
+    };
+    if matches!(
+        cli.command,
+        Some(Command::Watch { .. } | Command::Simulate { .. } | Command::Ipc)
+    ) {
+        attach_console();
+    }
     match cli.command {
         None => {
             let _profile = if cli.demo { use_demo_profile() } else { None };
@@ -142,6 +237,7 @@ fn main() -> ExitCode {
             };
             block_on(alarm_tray::watch::run(opts))
         }
+        Some(Command::Ipc) => block_on(ipc_lines()),
         Some(Command::Simulate { seed, for_secs }) => {
             block_on(alarm_tray::watch::simulate(seed, for_secs))
         }

@@ -24,6 +24,9 @@ pub trait Shell: Send + Sync + 'static {
     fn show_status(&self, status: &Status);
     /// Writes or removes the login autostart entry.
     fn set_autostart(&self, enabled: bool) -> Result<(), String>;
+    /// Ends the monitor as the tray's Quit does (after the reply was sent). Shells with no
+    /// process of their own to end (tests) keep the default.
+    fn quit(&self) {}
 }
 
 /// Where settings are written (tauri-plugin-store in the monitor, a plain file for demo
@@ -292,6 +295,11 @@ impl Handler for Monitor {
             Request::SetPaused { paused } => self.set_paused(paused).await.map(|_| Response::Ok),
             Request::OpenWindow { page, alarm_id } => {
                 self.shell.open_window(page, alarm_id);
+                Ok(Response::Ok)
+            }
+            Request::Quit => {
+                tracing::info!("quit asked over the local socket");
+                self.shell.quit();
                 Ok(Response::Ok)
             }
             // Handled by the server before it reaches here.

@@ -39,6 +39,12 @@ pub fn socket_path() -> PathBuf {
 /// The socket of the monitor whose data dir is overridden to `data_dir` (`None`: the
 /// user's own monitor). Tests use it to reach a profile's monitor.
 pub fn socket_path_for(data_dir: Option<&std::path::Path>) -> PathBuf {
+    // Windows has no XDG_RUNTIME_DIR, but Wine passes the Linux one through: there the lock
+    // and the pipe's name would depend on how the program was started. The per-user temp
+    // dir is the same for every start.
+    #[cfg(windows)]
+    let base = std::env::temp_dir();
+    #[cfg(not(windows))]
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);

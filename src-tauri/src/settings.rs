@@ -487,6 +487,11 @@ pub fn from_store_json(text: &str) -> Result<Settings, String> {
     let root: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
     let Some(obj) = root.get(STORE_KEY) else {
+        // The store plugin writes `{}` on exit when nothing was ever saved (a first start
+        // ended with Quit): nothing to read, nothing broken.
+        if root.as_object().is_some_and(|o| o.is_empty()) {
+            return Ok(Settings::default());
+        }
         return Err("no settings object in the file".into());
     };
     let version = obj.get("version").and_then(|v| v.as_u64()).unwrap_or(1);
@@ -660,6 +665,23 @@ mod tests {
         assert_eq!(
             std::fs::read(backups[0].path()).unwrap(),
             b"{\"settings\": {\"version\": 2, \"saveris\": [tru"
+        );
+    }
+
+    #[test]
+    fn empty_store_file_of_a_first_start_is_not_broken() {
+        // What the store plugin leaves after a first start ended with Quit (found under
+        // Wine, the same on Linux): no notice, file kept.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, b"{}").unwrap();
+        let loaded = load(&path);
+        assert_eq!(loaded.settings, Settings::default());
+        assert_eq!(loaded.notice, None);
+        assert!(path.exists(), "nothing to move aside");
+        assert!(
+            from_store_json(r#"{"other":1}"#).is_err(),
+            "other content is still unusable"
         );
     }
 

@@ -9,3 +9,4 @@ mod faults;
 mod monitor;
 mod peers;
 mod saveris;
+mod windows;

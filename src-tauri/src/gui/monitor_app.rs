@@ -2,6 +2,7 @@
 //! a webview (ARCHITECTURE.md: a process that made one keeps ~130 MB after closing it).
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tauri::{AppHandle, Manager, RunEvent};
@@ -33,6 +34,8 @@ struct GuiShell {
     window_pid: Arc<Mutex<Option<u32>>>,
     pushes: broadcast::Sender<Push>,
     tooltip_prefix: String,
+    /// Set by the first Quit (tray menu or IPC); later ones do nothing.
+    quitting: AtomicBool,
 }
 
 impl Shell for GuiShell {
@@ -55,7 +58,13 @@ impl Shell for GuiShell {
                 let slot = self.window_pid.clone();
                 // Reap the window when it exits, or it lingers as <defunct>.
                 std::thread::spawn(move || {
-                    let _ = child.wait();
+                    // A window that could not open says why in its own log; say here that
+                    // it failed (an exit by signal is the monitor ending it).
+                    if let Ok(status) = child.wait() {
+                        if status.code().is_some_and(|c| c != 0) {
+                            tracing::warn!(%status, "the window process failed");
+                        }
+                    }
                     if let Ok(mut p) = slot.lock() {
                         if *p == Some(pid) {
                             *p = None;
@@ -86,6 +95,30 @@ impl Shell for GuiShell {
             add_try_exec(&self.app.package_info().name)?;
         }
         Ok(())
+    }
+
+    fn quit(&self) {
+        if self.quitting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.end_window();
+        let handle = self.app.clone();
+        let monitor = handle
+            .try_state::<Arc<Monitor>>()
+            .map(|m| m.inner().clone());
+        tauri::async_runtime::spawn(async move {
+            if let Some(m) = monitor {
+                // Bounded: a hung feed must not keep a quitting app alive.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), m.shutdown()).await;
+            }
+            let _ = std::fs::remove_file(crate::paths::socket_path());
+            // A demo profile is throwaway: tauri's exit ends the process without
+            // running destructors, so remove it here.
+            if handle.try_state::<crate::simulate::demo::Demo>().is_some() {
+                let _ = std::fs::remove_dir_all(crate::paths::data_dir());
+            }
+            handle.exit(0);
+        });
     }
 }
 
@@ -211,6 +244,7 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
                 } else {
                     "Alarm Tray: ".into()
                 },
+                quitting: AtomicBool::new(false),
             });
             app.manage(shell.clone());
             let settings = loaded.settings.clone();
@@ -265,10 +299,9 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let quitting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let demo = opts.demo.is_some();
     app.run(move |handle, event| match event {
-        RunEvent::MenuEvent(e) => on_menu(handle, e.id().as_ref(), &quitting),
+        RunEvent::MenuEvent(e) => on_menu(handle, e.id().as_ref()),
         // Last chance before the process ends (tauri exits without running destructors).
         RunEvent::Exit if demo => {
             let _ = std::fs::remove_dir_all(crate::paths::data_dir());
@@ -337,7 +370,7 @@ async fn start_core(
     Some(monitor)
 }
 
-fn on_menu(handle: &AppHandle, id: &str, quitting: &Arc<std::sync::atomic::AtomicBool>) {
+fn on_menu(handle: &AppHandle, id: &str) {
     let shell = handle.state::<Arc<GuiShell>>().inner().clone();
     match id {
         tray::ID_OPEN => shell.open_window(Page::Settings, None),
@@ -349,29 +382,8 @@ fn on_menu(handle: &AppHandle, id: &str, quitting: &Arc<std::sync::atomic::Atomi
             }
         }
         tray::ID_QUIT => {
-            if quitting.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                return;
-            }
             tracing::info!("quit from the tray menu");
-            shell.end_window();
-            let monitor = handle
-                .try_state::<Arc<Monitor>>()
-                .map(|m| m.inner().clone());
-            let handle = handle.clone();
-            tauri::async_runtime::spawn(async move {
-                if let Some(m) = monitor {
-                    // Bounded: a hung feed must not keep a quitting app alive.
-                    let _ =
-                        tokio::time::timeout(std::time::Duration::from_secs(5), m.shutdown()).await;
-                }
-                let _ = std::fs::remove_file(crate::paths::socket_path());
-                // A demo profile is throwaway: tauri's exit ends the process without
-                // running destructors, so remove it here.
-                if handle.try_state::<crate::simulate::demo::Demo>().is_some() {
-                    let _ = std::fs::remove_dir_all(crate::paths::data_dir());
-                }
-                handle.exit(0);
-            });
+            shell.quit()
         }
         _ => {}
     }

@@ -141,6 +141,12 @@ async fn start_monitor(state: State<'_, WindowState>) -> Res<()> {
     ))
 }
 
+/// What a person needs to know when no webview could be made.
+#[cfg(windows)]
+const WEBVIEW_HINT: &str = " (the window needs the Microsoft Edge WebView2 Runtime)";
+#[cfg(not(windows))]
+const WEBVIEW_HINT: &str = "";
+
 /// Runs the window until it is closed. If a window is open already, asks the monitor to
 /// bring it forward instead.
 pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
@@ -197,7 +203,7 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
             start_monitor
         ])
         .setup(move |app| {
-            let window =
+            let built =
                 WebviewWindowBuilder::new(app, "main", WebviewUrl::App("index.html".into()))
                     .title("Alarm Tray")
                     .inner_size(980.0, 720.0)
@@ -205,7 +211,18 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
                     // WebKit's caches and storage go into the profile too, so a demo or test
                     // profile leaves nothing in the user's data dir.
                     .data_directory(crate::paths::data_dir().join("webview"))
-                    .build()?;
+                    .build();
+            let window = match built {
+                Ok(w) => w,
+                Err(e) => {
+                    // An error returned from setup makes tauri panic: say it and exit instead.
+                    // Seen on Windows without the WebView2 runtime (and under Wine).
+                    tracing::error!(error = %e, "the window could not open");
+                    eprintln!("alarm-tray: the window could not open: {e}{WEBVIEW_HINT}");
+                    app.handle().exit(1);
+                    return Ok(());
+                }
+            };
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move { forward_pushes(handle, client).await });
             let _ = window.set_focus();

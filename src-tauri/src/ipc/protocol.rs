@@ -142,6 +142,8 @@ pub enum Request {
     },
     /// Start receiving [`Push`] lines on this connection.
     Subscribe,
+    /// End the monitor as the tray's Quit does (scripts, tests, an uninstaller).
+    Quit,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -30,8 +30,22 @@ impl Notifier for DesktopNotifier {
             .body(&plain_text(&popup.body))
             .show()
             .map(|_| ())
-            .map_err(|e| NotifyError::Show(e.to_string()))
+            .map_err(|e| NotifyError::Show(describe(&e.to_string())))
     }
 
     fn close(&self, _tag: &str) {}
+}
+
+/// The notifier's error as a sentence. Windows without the toast service (Wine, some
+/// stripped-down Windows editions) answers "class not registered" (HRESULT 0x80040154),
+/// which says nothing to a person.
+fn describe(error: &str) -> String {
+    if cfg!(windows) && error.contains("0x80040154") {
+        format!(
+            "this Windows has no notification (toast) service, so alarms show in the tray \
+             and the window only ({error})"
+        )
+    } else {
+        error.to_string()
+    }
 }
