@@ -4,7 +4,8 @@
     ipc.py SOCKET info | settings | has-secret ACCOUNT | set-secret ACCOUNT VALUE
     ipc.py SOCKET set ATTR JSON_VALUE        # GetSettings, settings[ATTR] = value, SaveSettings
 
-Prints the reply's data as JSON; exits 1 with the monitor's message on an error reply.
+Prints the reply's data as JSON; exits 1 with the monitor's error (kind and message) on an
+error reply.
 The protocol is the one in src-tauri/src/ipc/protocol.rs: newline-delimited JSON, a Hello,
 then {"id": n, "type": ...} requests answered by {"reply": {"id": n, "result": ...}}.
 """
@@ -13,7 +14,8 @@ import json
 import socket
 import sys
 
-PROTOCOL = 1
+# Must equal PROTOCOL_VERSION in protocol.rs: the monitor refuses any other version.
+PROTOCOL = 2
 
 
 class Conn:
@@ -48,7 +50,8 @@ class Conn:
                 break
         result = reply["result"]
         if "Err" in result:
-            sys.exit(f"error reply: {result['Err'].get('message')}")
+            err = result["Err"]
+            sys.exit(f"error reply ({err.get('kind')}): {err.get('message')}")
         return result["Ok"].get("data")
 
 

@@ -266,3 +266,21 @@ fn unexpected(r: &Response) -> Error {
         "the Alarm Tray monitor answered with {shape:?}, not what was asked"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PROTOCOL_VERSION;
+
+    /// The package test's own client (packaging/ipc.py) must speak this version: the monitor
+    /// refuses any other, and the package test then fails for a reason far from its cause.
+    #[test]
+    fn the_package_tests_client_speaks_this_protocol() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/ipc.py");
+        let text = std::fs::read_to_string(path).expect("packaging/ipc.py");
+        let declared = text
+            .lines()
+            .find_map(|l| l.strip_prefix("PROTOCOL = "))
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        assert_eq!(declared, Some(PROTOCOL_VERSION), "PROTOCOL in packaging/ipc.py");
+    }
+}
