@@ -281,6 +281,10 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix("PROTOCOL = "))
             .and_then(|v| v.trim().parse::<u32>().ok());
-        assert_eq!(declared, Some(PROTOCOL_VERSION), "PROTOCOL in packaging/ipc.py");
+        assert_eq!(
+            declared,
+            Some(PROTOCOL_VERSION),
+            "PROTOCOL in packaging/ipc.py"
+        );
     }
 }
