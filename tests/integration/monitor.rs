@@ -9,7 +9,7 @@ use alarm_tray::ipc::protocol::Request;
 use alarm_tray::secrets::SecretKey;
 use alarm_tray::settings::{ElementAccount, SaverisAccount, Settings};
 
-use crate::desktop::{self, Profile};
+use crate::desktop::{self, Proc, Profile};
 
 fn keyring_lookup(key: &SecretKey) -> Option<String> {
     let out = Command::new("secret-tool")
@@ -54,6 +54,19 @@ fn stored_account_ids(profile: &Profile) -> (Vec<String>, Vec<String>) {
     (ids("saveris"), ids("element"))
 }
 
+/// The real monitor (`--hidden`) in a fresh profile, a runtime to ask it from, and a client
+/// on its socket. Keep the process handle alive for as long as the monitor is needed.
+fn monitor_in_private_profile() -> (Profile, Proc, tokio::runtime::Runtime, Client) {
+    let profile = Profile::new();
+    let monitor = profile.start_monitor();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = Client::new(&profile.socket());
+    (profile, monitor, rt, client)
+}
+
 /// One `RemoveAccount` request takes the account out of the settings (file and monitor)
 /// and every secret stored under its id out of the keyring, while another account and its
 /// key stay. Removing an id that is gone already is not an error.
@@ -61,13 +74,7 @@ fn stored_account_ids(profile: &Profile) -> (Vec<String>, Vec<String>) {
 fn remove_account_takes_settings_and_keyring_entries_in_one_request() {
     desktop::require_desktop();
     let _serial = desktop::serial();
-    let profile = Profile::new();
-    let _monitor = profile.start_monitor();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = Client::new(&profile.socket());
+    let (profile, _monitor, rt, client) = monitor_in_private_profile();
 
     let gone = crate::peers::unique("rm-s");
     let kept = crate::peers::unique("rm-e");
@@ -159,13 +166,7 @@ fn remove_account_takes_settings_and_keyring_entries_in_one_request() {
 fn monitor_errors_carry_a_kind() {
     desktop::require_desktop();
     let _serial = desktop::serial();
-    let profile = Profile::new();
-    let _monitor = profile.start_monitor();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = Client::new(&profile.socket());
+    let (_profile, _monitor, rt, client) = monitor_in_private_profile();
     let mut settings: Settings = rt.block_on(client.ask(Request::GetSettings)).unwrap();
     settings.retention_days = 0;
     let e = rt

@@ -153,6 +153,30 @@ async fn long_wait(stack: &Stack, min_secs: u64) -> (Instant, u64) {
     (at + Duration::from_secs(secs), secs)
 }
 
+/// The machine wakes: the wall clock jumps an hour. The feed must be live again at least 5 s
+/// before its backoff would have ended on its own. Returns what was left of the backoff at the
+/// jump and how long after the jump the feed was live.
+async fn resume(stack: &Stack, clock: &JumpClock, would_end: Instant) -> (Duration, Duration) {
+    let woke = Instant::now();
+    clock.jump(3600);
+    let left = would_end.saturating_duration_since(woke);
+    wait_for(
+        "live right after the resume",
+        left.saturating_sub(Duration::from_secs(5)),
+        || {
+            stack
+                .first_state_after(woke, |s| *s == FeedState::Live)
+                .is_some()
+        },
+    )
+    .await;
+    let recovery = stack
+        .first_state_after(woke, |s| *s == FeedState::Live)
+        .unwrap()
+        - woke;
+    (left, recovery)
+}
+
 /// Suspend/resume during a long Saveris backoff: the wall clock jumps an hour while the
 /// monotonic timers stood still. The feed must reconnect at once, not sleep out the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,23 +199,7 @@ async fn fault_6_clock_jump_cuts_a_saveris_backoff_short() {
         TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
         broker.ws_port,
     );
-    let woke = Instant::now();
-    clock.jump(3600);
-    let left = would_end.saturating_duration_since(woke);
-    wait_for(
-        "live right after the resume",
-        left.saturating_sub(Duration::from_secs(5)),
-        || {
-            stack
-                .first_state_after(woke, |s| *s == FeedState::Live)
-                .is_some()
-        },
-    )
-    .await;
-    let recovery = stack
-        .first_state_after(woke, |s| *s == FeedState::Live)
-        .unwrap()
-        - woke;
+    let (left, recovery) = resume(&stack, &clock, would_end).await;
     let uuids: Vec<String> = (0..20).map(|i| format!("f6-{i}")).collect();
     rabbit_publish(
         &broker.ws_url(),
@@ -237,23 +245,7 @@ async fn fault_6_clock_jump_cuts_an_element_backoff_short() {
     let (would_end, secs) = long_wait(&stack, 30).await;
     srv.restart().await.unwrap();
     let second = srv.push_reading("d1", json!({"n": 1}));
-    let woke = Instant::now();
-    clock.jump(3600);
-    let left = would_end.saturating_duration_since(woke);
-    wait_for(
-        "live right after the resume",
-        left.saturating_sub(Duration::from_secs(5)),
-        || {
-            stack
-                .first_state_after(woke, |s| *s == FeedState::Live)
-                .is_some()
-        },
-    )
-    .await;
-    let recovery = stack
-        .first_state_after(woke, |s| *s == FeedState::Live)
-        .unwrap()
-        - woke;
+    let (left, recovery) = resume(&stack, &clock, would_end).await;
     wait_for("both readings stored", Duration::from_secs(10), || {
         stack.stored() >= 2
     })
