@@ -142,10 +142,15 @@ pub struct Event {
     pub severity: Severity,
     pub measured_at: Option<Timestamp>,
     pub received_at: Timestamp,
-    /// Delivered as part of a catch-up (ELEMENT `after=` replay, Saveris redelivery of a
-    /// backlog): summarised instead of popped one by one.
+    /// Delivered as part of a catch-up (ELEMENT `after=` replay, a first start's backlog):
+    /// summarised instead of popped one by one.
     #[serde(default)]
     pub replayed: bool,
+    /// The broker delivered it before and it was not acknowledged (STOMP `redelivered:
+    /// true`, after a crash or a dropped connection). Not a catch-up: such an alarm may
+    /// never have been shown, so it pops like a live one (deduplicated by `key`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redelivered: bool,
     /// The subscription's position after this event (ELEMENT: `inserted_at`), stored with
     /// the event in one transaction so a reconnect resumes exactly after it.
     pub cursor: Option<String>,
@@ -181,6 +186,7 @@ impl Event {
             measured_at: None,
             received_at: Timestamp::now(),
             replayed: false,
+            redelivered: false,
             cursor: None,
             raw: String::new(),
         }

@@ -3,10 +3,12 @@
 //!
 //! One writer (the engine) and a separate read connection for the UI's queries, so a query
 //! never waits for a write batch (WAL mode). Writes go through [`History::write`]: one
-//! transaction per batch of deliveries, so the feed's ack follows one commit, not one fsync
-//! per event (`synchronous=NORMAL` in WAL mode: a crash of the app loses nothing committed;
-//! a power cut may lose the last batches, which were then not acked either... or were: the
-//! broker redelivers unacked ones, and dedupe by `Event::key` keeps replays out).
+//! transaction per batch of deliveries, so the feed's ack follows one commit and one fsync,
+//! not one per event. The writer runs `synchronous=FULL` in WAL mode: each commit returns
+//! only after the log is on disk, so when the engine confirms a delivery (and the feed sends
+//! its ACK) the event survives a power cut or a kernel crash too, not only a crash of the
+//! app. The cost is one fsync per batch; batches grow when the disk is slow (the engine
+//! takes all that waits, up to `BATCH`), so the fsync is shared by more events under load.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 
-use super::model::{AlarmFilter, AlarmRow, LatestValue, UnparsedRow};
+use super::model::{AlarmFilter, AlarmRow, LatestValue, SeverityStep, UnparsedRow};
 use crate::event::{Event, Severity, Source};
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,14 @@ CREATE TABLE IF NOT EXISTS alarms (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_active ON alarms(alarm_key) WHERE cleared_ms IS NULL;
 CREATE INDEX IF NOT EXISTS alarms_raised ON alarms(raised_ms);
+CREATE TABLE IF NOT EXISTS alarm_steps (
+    id INTEGER PRIMARY KEY,
+    alarm_id INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    event_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS alarm_steps_alarm ON alarm_steps(alarm_id);
 CREATE TABLE IF NOT EXISTS acknowledgements (
     id INTEGER PRIMARY KEY,
     alarm_id INTEGER NOT NULL,
@@ -244,8 +254,9 @@ impl History {
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
         read.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Checkpoints (the only fsyncs in WAL mode with synchronous=NORMAL) run on their own
-        // thread, so a slow disk never stalls the writer between a commit and the acks.
+        // Checkpoints (copying the log into the database, with their own fsyncs) run on
+        // their own thread, so only the commit's one log fsync stands between a commit and
+        // the acks.
         // No journal_size_limit: it shrinks the log file inside the writer's commit, which
         // stalled popups under load; the checkpointer shrinks it while nothing is written.
         write.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
@@ -280,7 +291,9 @@ impl History {
             // journal_mode answers with a row; a garbage file fails here with NotADatabase.
             let _mode: String = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         }
-        c.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;")?;
+        // FULL: a commit is on disk (the log fsynced) before it returns, and the engine
+        // confirms deliveries only after it returns (durable before ACK).
+        c.execute_batch("PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;")?;
         c.execute_batch(SCHEMA)?;
         c.set_prepared_statement_cache_capacity(64);
         Ok(())
@@ -341,10 +354,7 @@ impl History {
     }
 
     pub fn alarms(&self, f: &AlarmFilter) -> Result<Vec<AlarmRow>, HistoryError> {
-        let mut sql = String::from(
-            "SELECT id, source, account, device, sensor, name, condition, severity, value, unit, limit_text, \
-             raised_ms, cleared_ms, acknowledged_ms, acknowledged_by FROM alarms WHERE 1=1",
-        );
+        let mut sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE 1=1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         // Every condition uses a numbered parameter: `?{n}` is the next argument's number.
         let mut cond = |sql: &mut String, text: &str, v: rusqlite::types::Value| {
@@ -475,6 +485,10 @@ impl History {
             "DELETE FROM acknowledgements WHERE alarm_id IN (SELECT id FROM alarms WHERE cleared_ms < ?1)",
             params![cutoff_ms],
         )?;
+        c.execute(
+            "DELETE FROM alarm_steps WHERE alarm_id IN (SELECT id FROM alarms WHERE cleared_ms < ?1)",
+            params![cutoff_ms],
+        )?;
         total += c.execute(
             "DELETE FROM alarms WHERE cleared_ms < ?1",
             params![cutoff_ms],
@@ -489,17 +503,16 @@ impl History {
     /// Active (not cleared) alarms, for the engine's start.
     pub fn active_alarms(&self) -> Result<Vec<ActiveAlarm>, HistoryError> {
         let c = lock(&self.inner.write);
-        let mut st = c.prepare_cached(
-            "SELECT id, source, account, device, sensor, name, condition, severity, value, unit, limit_text, \
-             raised_ms, cleared_ms, acknowledged_ms, acknowledged_by, alarm_key, rule_id, notified_ms \
-             FROM alarms WHERE cleared_ms IS NULL ORDER BY id",
-        )?;
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {ALARM_COLUMNS}, alarm_key, rule_id, notified_ms \
+             FROM alarms WHERE cleared_ms IS NULL ORDER BY id"
+        ))?;
         let rows = st.query_map([], |r| {
             Ok(ActiveAlarm {
                 row: alarm_row(r)?,
-                alarm_key: r.get(15)?,
-                rule_id: r.get(16)?,
-                notified_ms: r.get(17)?,
+                alarm_key: r.get(16)?,
+                rule_id: r.get(17)?,
+                notified_ms: r.get(18)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -508,10 +521,8 @@ impl History {
     /// One alarm by id.
     pub fn alarm(&self, id: i64) -> Result<Option<AlarmRow>, HistoryError> {
         let c = self.read_conn();
-        let mut st = c.prepare_cached(
-            "SELECT id, source, account, device, sensor, name, condition, severity, value, unit, limit_text, \
-             raised_ms, cleared_ms, acknowledged_ms, acknowledged_by FROM alarms WHERE id = ?1",
-        )?;
+        let mut st =
+            c.prepare_cached(&format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?1"))?;
         Ok(st.query_row(params![id], alarm_row).optional()?)
     }
 
@@ -659,6 +670,31 @@ fn wal_file_len(c: &Connection) -> u64 {
         .map_or(0, |m| m.len())
 }
 
+/// The columns [`alarm_row`] reads, in its order: the row, then its severity steps as
+/// `at_ms:severity,…` (group_concat; no JSON functions needed).
+const ALARM_COLUMNS: &str = "id, source, account, device, sensor, name, condition, severity, value, unit, limit_text, \
+     raised_ms, cleared_ms, acknowledged_ms, acknowledged_by, \
+     (SELECT group_concat(s.at_ms || ':' || s.severity, ',') FROM alarm_steps s WHERE s.alarm_id = alarms.id)";
+
+/// `at_ms:severity,…` → steps, oldest first (a malformed part is skipped).
+fn parse_steps(text: Option<String>) -> Vec<SeverityStep> {
+    let mut steps: Vec<SeverityStep> = text
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|part| {
+            let (at, sev) = part.split_once(':')?;
+            Some(SeverityStep {
+                at_ms: at.parse().ok()?,
+                severity: parse_severity(sev),
+            })
+        })
+        .collect();
+    // Stable: steps of one millisecond keep the order they were written in.
+    steps.sort_by_key(|s| s.at_ms);
+    steps
+}
+
 fn alarm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
     let sev: String = r.get(7)?;
     Ok(AlarmRow {
@@ -677,6 +713,7 @@ fn alarm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
         cleared_ms: r.get(12)?,
         acknowledged_ms: r.get(13)?,
         acknowledged_by: r.get(14)?,
+        steps: parse_steps(r.get(15)?),
     })
 }
 
@@ -801,7 +838,50 @@ impl<'a> Writer<'a> {
             a.event_id,
             a.raised_ms
         ])?;
-        Ok(self.tx.last_insert_rowid())
+        let id = self.tx.last_insert_rowid();
+        self.add_step(id, a.raised_ms, a.severity, a.event_id)?;
+        Ok(id)
+    }
+
+    fn add_step(
+        &mut self,
+        alarm_id: i64,
+        at_ms: i64,
+        severity: Severity,
+        event_id: Option<i64>,
+    ) -> Result<(), HistoryError> {
+        let mut st = self.tx.prepare_cached(
+            "INSERT INTO alarm_steps (alarm_id, at_ms, severity, event_id) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        st.execute(params![alarm_id, at_ms, severity.as_str(), event_id])?;
+        Ok(())
+    }
+
+    /// An active alarm's severity changed upstream (Warning → Alarm or back): the row takes
+    /// the new severity and value, and a step records when. `reopen` clears the
+    /// acknowledgement (it was given to the milder state; the acknowledgements table
+    /// keeps it).
+    pub fn change_severity(
+        &mut self,
+        id: i64,
+        severity: Severity,
+        value: Option<f64>,
+        at_ms: i64,
+        event_id: Option<i64>,
+        reopen: bool,
+    ) -> Result<(), HistoryError> {
+        let mut st = self.tx.prepare_cached(
+            "UPDATE alarms SET severity = ?2, value = coalesce(?3, value), \
+             acknowledged_ms = CASE WHEN ?4 THEN NULL ELSE acknowledged_ms END, \
+             acknowledged_by = CASE WHEN ?4 THEN NULL ELSE acknowledged_by END WHERE id = ?1",
+        )?;
+        st.execute(params![
+            id,
+            severity.as_str(),
+            value.filter(|v| v.is_finite()),
+            reopen
+        ])?;
+        self.add_step(id, at_ms, severity, event_id)
     }
 
     /// A new value for an alarm that is still active (raised again upstream).

@@ -1,10 +1,13 @@
 //! The engine: dedupe, history, rules, decisions.
 //!
 //! One task owns all state. It takes every delivery available (up to [`BATCH`]), stores the
-//! batch in ONE transaction (dedupe by `Event::key`, alarm raise/clear, rule alarms, cursors,
-//! last values), and only after the commit confirms each delivery's ack — duplicates too, as
-//! they were stored before. On a storage error it rejects the acks (the feed keeps the
-//! messages upstream) and reports the problem as a status; it never panics.
+//! batch in ONE transaction (dedupe by `Event::key`, alarm raise/clear and severity steps,
+//! rule alarms, cursors, last values), and only after the commit is on disk confirms each
+//! delivery's ack — duplicates too, as they were stored before. On a storage error it
+//! reports the problem at once, keeps the batch in memory unconfirmed and tries it again
+//! with backoff (0.5 s doubling to 5 s) before taking anything new; stored, it is confirmed
+//! as usual. After a minute of failures it rejects the acks (the feed then has the upstream
+//! deliver them again) and goes on with the next batch. It never panics.
 //!
 //! Then it decides what the user sees: popups (through a [`Notifier`] on its own thread, so
 //! a slow D-Bus never stalls storage), summaries of alarm storms, popups held back in quiet
@@ -32,7 +35,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::clock::{Clock, SystemClock};
-use crate::event::{Delivery, Event, FeedStatus};
+use crate::event::{Delivery, Event, FeedStatus, Severity};
 use crate::notify::{Notifier, Popup, PopupAction};
 use crate::settings::Settings;
 
@@ -77,6 +80,12 @@ pub enum Decision {
     /// An active alarm cleared.
     AlarmCleared {
         alarm: AlarmRow,
+    },
+    /// An active alarm's severity changed (`alarm.severity` is the new one, its last step
+    /// says when). Worse pops again ("got worse: now Alarm"); milder is quiet.
+    SeverityChanged {
+        alarm: AlarmRow,
+        from: Severity,
     },
     Acknowledged {
         alarm_id: i64,
@@ -129,6 +138,7 @@ pub enum Decision {
 /// {"type":"decision","decision":{"kind":"grouped","alarm_id":7}}
 /// {"type":"decision","decision":{"kind":"held_back","popup":{…},"reason":"quiet hours"}}
 /// {"type":"decision","decision":{"kind":"closed","tag":"alarm:3"}}
+/// {"type":"decision","decision":{"kind":"severity_changed","alarm":{…,"severity":"alarm","steps":[…]},"from":"warning"}}
 /// {"type":"decision","decision":{"kind":"alarm_cleared","alarm":{…,"cleared_ms":1714557600000}}}
 /// {"type":"decision","decision":{"kind":"acknowledged","alarm_id":3,"by":"popup"}}
 /// {"type":"decision","decision":{"kind":"storage_failed","message":"…","events":12}}
@@ -251,6 +261,14 @@ pub fn route_popup_actions(
     })
 }
 
+/// Sleeps for `wait`, or forever when there is nothing to wait for.
+async fn sleep_or_never(wait: Option<std::time::Duration>) {
+    match wait {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Starts the engine with the system clock.
 pub fn spawn(
     settings: Settings,
@@ -317,6 +335,8 @@ struct Engine {
     out: broadcast::Sender<Output>,
     status_tx: Option<watch::Sender<Status>>,
     storage_error: Option<String>,
+    /// A batch that failed to store, tried again with backoff before anything new.
+    retry: Option<store::Retry>,
     last_prune_ms: i64,
     /// Alarms told to the user (shown, held back, grouped) since the last write of that fact.
     notified: Vec<i64>,
@@ -350,6 +370,7 @@ impl Engine {
             out,
             status_tx: None,
             storage_error: None,
+            retry: None,
             last_prune_ms: 0,
             notified: Vec::new(),
             held_back: BTreeSet::new(),
@@ -392,6 +413,7 @@ impl Engine {
                     }
                     Some(Command::Shutdown(done)) => {
                         self.drain(&mut deliveries, &mut batch);
+                        self.drop_held();
                         self.write_notified(self.now_ms());
                         self.popups.flush(done);
                         return;
@@ -399,10 +421,12 @@ impl Engine {
                     // Every handle is gone: nobody can ask for anything any more.
                     None => {
                         self.drain(&mut deliveries, &mut batch);
+                        self.drop_held();
                         return;
                     }
                 },
-                n = deliveries.recv_many(&mut batch, BATCH), if deliveries_open => {
+                _ = sleep_or_never(self.retry_wait()) => self.retry_held(false),
+                n = deliveries.recv_many(&mut batch, BATCH), if deliveries_open && self.retry.is_none() => {
                     if n == 0 {
                         deliveries_open = false;
                     } else {
@@ -418,8 +442,14 @@ impl Engine {
         }
     }
 
+    /// Stores everything queued. A held batch is tried first (now); while it still fails
+    /// the rest stays queued.
     fn drain(&mut self, deliveries: &mut mpsc::Receiver<Delivery>, batch: &mut Vec<Delivery>) {
+        self.retry_held(true);
         loop {
+            if self.retry.is_some() {
+                return;
+            }
             while batch.len() < BATCH {
                 match deliveries.try_recv() {
                     Ok(d) => batch.push(d),

@@ -68,6 +68,18 @@ pub struct AlarmRow {
     pub cleared_ms: Option<i64>,
     pub acknowledged_ms: Option<i64>,
     pub acknowledged_by: Option<String>,
+    /// The alarm's severity over its life, oldest first: the raise, then every change
+    /// (Warning → Alarm on the same sensor and condition, and back). Empty for alarms
+    /// stored before the history kept steps.
+    #[serde(default)]
+    pub steps: Vec<SeverityStep>,
+}
+
+/// One step of an alarm's life: from `at_ms` on, its severity was `severity`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct SeverityStep {
+    pub at_ms: i64,
+    pub severity: Severity,
 }
 
 /// The newest value of one (sensor, quantity).

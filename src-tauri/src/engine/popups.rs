@@ -94,6 +94,37 @@ impl Engine {
         }
     }
 
+    /// An active alarm got worse (Warning → Alarm): it pops on its own at once, replacing
+    /// its earlier popup, whatever the storm window holds (the user knows the alarm; what
+    /// is new is that it got worse). Muted sensors, pause and quiet hours still apply.
+    pub(super) fn consider_worse(&mut self, key: &str, from: Severity, now: i64) {
+        let Some(a) = self.active.get(key) else {
+            return;
+        };
+        let id = a.row.id;
+        let display = self.display_name(&a.row);
+        let (summary, body) = wording::worse_text(&a.row, &display, from, &self.locale, now);
+        let popup = Popup {
+            tag: a.tag(),
+            summary,
+            body,
+            urgency: urgency(a.row.severity),
+            alarm_id: Some(id),
+            actions: true,
+        };
+        self.notified.push(id);
+        if self.sensor_muted(&a.row) {
+            self.mark_considered(key, now, false);
+            self.decide(Decision::HeldBack {
+                popup,
+                reason: "sensor muted".into(),
+            });
+            return;
+        }
+        let shown = self.show(popup, false);
+        self.mark_considered(key, now, shown);
+    }
+
     fn mark_considered(&mut self, key: &str, now: i64, shown: bool) {
         if let Some(a) = self.active.get_mut(key) {
             a.last_considered_ms = Some(now);

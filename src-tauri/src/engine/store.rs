@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::history::{self, HistoryError, NewAlarm};
-use super::model::{AlarmRow, LatestValue};
+use super::model::{AlarmRow, LatestValue, SeverityStep};
 use super::rules::RuleOutcome;
 use super::{Decision, Engine, EngineError, Output};
 use crate::event::{Delivery, Event, EventKind, Severity, Source};
@@ -31,10 +31,38 @@ impl Active {
     }
 }
 
+/// First wait before a batch that failed to store is tried again; it doubles per attempt.
+pub(super) const RETRY_FIRST_MS: i64 = 500;
+/// Longest wait between two attempts: storage that works again is used within this.
+pub(super) const RETRY_MAX_MS: i64 = 5_000;
+/// How long a batch is tried (about 15 attempts): then it is rejected and the feed has the
+/// upstream send it again (Saveris: the connection closes and the broker redelivers).
+pub(super) const RETRY_GIVE_UP_MS: i64 = 60_000;
+
+/// A batch that could not be stored, held in memory (unconfirmed) and tried again with
+/// backoff. While it is held the engine takes no new deliveries: they wait in the channel
+/// and, behind it, upstream.
+pub(super) struct Retry {
+    pub(super) batch: Vec<Delivery>,
+    /// Failed attempts so far.
+    pub(super) attempts: u32,
+    pub(super) first_failed_ms: i64,
+    pub(super) next_ms: i64,
+}
+
 /// What happened to alarms inside a transaction; acted on after the commit.
 pub(super) enum Effect {
-    Raised { key: String, replayed: bool },
+    Raised {
+        key: String,
+        replayed: bool,
+    },
     Cleared(Box<Active>),
+    /// An active upstream alarm changed severity; `worse` when it rose (a new popup).
+    SeverityChanged {
+        key: String,
+        from: Severity,
+        worse: bool,
+    },
 }
 
 impl Engine {
@@ -100,9 +128,98 @@ impl Engine {
         untold
     }
 
-    /// Stores a batch in one transaction, then confirms, then decides.
+    /// Stores a batch in one transaction, then confirms, then decides. A batch that cannot
+    /// be stored is kept in memory, unconfirmed, and tried again (see [`Retry`]).
     pub(super) fn process(&mut self, batch: &mut Vec<Delivery>) {
         let now = self.now_ms();
+        if let Err(e) = self.store(batch, now) {
+            let n = batch.len();
+            let message = format!(
+                "events could not be stored; they are kept and tried again, not yet confirmed: {e}"
+            );
+            if self.storage_error.is_none() {
+                tracing::error!("{message}");
+            }
+            self.storage_error = Some(message.clone());
+            self.retry = Some(Retry {
+                batch: std::mem::take(batch),
+                attempts: 1,
+                first_failed_ms: now,
+                next_ms: now.saturating_add(RETRY_FIRST_MS),
+            });
+            self.decide(Decision::StorageFailed { message, events: n });
+            self.publish_status();
+        }
+    }
+
+    /// Tries the held batch again when its time has come (`force`: now). Stored: confirmed
+    /// and decided on as if it had worked the first time. Still failing after
+    /// [`RETRY_GIVE_UP_MS`]: rejected, so the feed lets the upstream deliver it again.
+    pub(super) fn retry_held(&mut self, force: bool) {
+        let now = self.now_ms();
+        let Some(mut r) = self.retry.take() else {
+            return;
+        };
+        // A wall clock set back must not postpone the retry by as much.
+        let due = now >= r.next_ms || r.next_ms - now > RETRY_MAX_MS;
+        if !force && !due {
+            self.retry = Some(r);
+            return;
+        }
+        match self.store(&mut r.batch, now) {
+            Ok(()) => {
+                tracing::info!(attempts = r.attempts + 1, "the held batch was stored");
+            }
+            Err(e) if now.saturating_sub(r.first_failed_ms) >= RETRY_GIVE_UP_MS => {
+                let n = r.batch.len();
+                for d in r.batch.drain(..) {
+                    d.ack.reject();
+                }
+                let message = format!(
+                    "events could not be stored for {} s ({} attempts); they were left upstream \
+                     to be sent again: {e}",
+                    RETRY_GIVE_UP_MS / 1000,
+                    r.attempts + 1
+                );
+                tracing::error!("{message}");
+                self.storage_error = Some(message.clone());
+                self.decide(Decision::StorageFailed { message, events: n });
+                self.publish_status();
+            }
+            Err(_) => {
+                r.attempts += 1;
+                let delay = RETRY_FIRST_MS
+                    .saturating_mul(1 << r.attempts.min(16))
+                    .min(RETRY_MAX_MS);
+                r.next_ms = now.saturating_add(delay);
+                self.retry = Some(r);
+            }
+        }
+    }
+
+    /// The engine stops with a held batch: rejected, the upstream keeps it.
+    pub(super) fn drop_held(&mut self) {
+        if let Some(r) = self.retry.take() {
+            for d in r.batch {
+                d.ack.reject();
+            }
+        }
+    }
+
+    /// When the held batch is due, from now (None: nothing is held).
+    pub(super) fn retry_wait(&self) -> Option<std::time::Duration> {
+        let r = self.retry.as_ref()?;
+        let ms = r
+            .next_ms
+            .saturating_sub(self.now_ms())
+            .clamp(0, RETRY_MAX_MS);
+        Some(std::time::Duration::from_millis(ms as u64))
+    }
+
+    /// One transaction for the batch; on commit confirms every delivery (the commit is on
+    /// disk: `synchronous=FULL`), emits the new events and decides. On error nothing is
+    /// confirmed, memory is reloaded to match the database, and the batch is left as it was.
+    fn store(&mut self, batch: &mut Vec<Delivery>, now: i64) -> Result<(), HistoryError> {
         let history = self.history.clone();
         let mut new_events: Vec<(usize, i64)> = Vec::new();
         let mut effects: Vec<Effect> = Vec::new();
@@ -132,43 +249,30 @@ impl Engine {
             }
             Ok(())
         });
-        match result {
-            Ok(()) => {
-                let recovered = self.storage_error.take().is_some();
-                self.note_messages(batch);
-                if self.out.receiver_count() > 0 {
-                    for (i, id) in &new_events {
-                        self.emit(Output::Event {
-                            id: *id,
-                            event: batch[*i].event.clone(),
-                        });
-                    }
-                }
-                for d in batch.drain(..) {
-                    d.ack.confirm();
-                }
-                self.after_commit(effects, now);
-                if recovered {
-                    tracing::info!("history is writable again");
-                    self.publish_status();
-                }
-            }
-            Err(e) => {
-                let n = batch.len();
-                for d in batch.drain(..) {
-                    d.ack.reject();
-                }
-                let message = format!("events could not be stored, they stay upstream: {e}");
-                if self.storage_error.is_none() {
-                    tracing::error!("{message}");
-                }
-                self.storage_error = Some(message.clone());
-                // The transaction rolled back: memory must match the database again.
-                let _ = self.reload_active();
-                self.decide(Decision::StorageFailed { message, events: n });
-                self.publish_status();
+        if let Err(e) = result {
+            // The transaction rolled back: memory must match the database again.
+            let _ = self.reload_active();
+            return Err(e);
+        }
+        let recovered = self.storage_error.take().is_some();
+        self.note_messages(batch);
+        if self.out.receiver_count() > 0 {
+            for (i, id) in &new_events {
+                self.emit(Output::Event {
+                    id: *id,
+                    event: batch[*i].event.clone(),
+                });
             }
         }
+        for d in batch.drain(..) {
+            d.ack.confirm();
+        }
+        self.after_commit(effects, now);
+        if recovered {
+            tracing::info!("history is writable again");
+            self.publish_status();
+        }
+        Ok(())
     }
 
     /// Alarm logic of one newly stored event, inside the batch's transaction.
@@ -183,7 +287,40 @@ impl Engine {
         match e.kind {
             EventKind::AlarmRaised | EventKind::SystemAlarm => {
                 let key = upstream_alarm_key(e);
+                let severity = if e.severity == Severity::Info {
+                    Severity::Alarm
+                } else {
+                    e.severity
+                };
+                let at_ms = e.measured_at.unwrap_or(e.received_at).as_millisecond();
                 if let Some(a) = self.active.get_mut(&key) {
+                    // The same condition on the same sensor: one alarm. A new severity is a
+                    // step of its life (Warning → Alarm pops again, Alarm → Warning is
+                    // quiet); an older message (out of order, redelivered) changes nothing.
+                    let newest = a.row.steps.last().map_or(a.row.raised_ms, |s| s.at_ms);
+                    if severity != a.row.severity && at_ms >= newest {
+                        let from = a.row.severity;
+                        let worse = severity > from;
+                        w.change_severity(
+                            a.row.id,
+                            severity,
+                            e.value,
+                            at_ms,
+                            Some(event_id),
+                            worse,
+                        )?;
+                        a.row.severity = severity;
+                        a.row.steps.push(SeverityStep { at_ms, severity });
+                        if worse {
+                            a.row.acknowledged_ms = None;
+                            a.row.acknowledged_by = None;
+                        }
+                        if e.value.is_some() {
+                            a.row.value = e.value;
+                        }
+                        effects.push(Effect::SeverityChanged { key, from, worse });
+                        return Ok(());
+                    }
                     // Raised again while active: the same alarm, a newer value.
                     w.update_alarm_value(a.row.id, e.value)?;
                     if e.value.is_some() {
@@ -191,11 +328,6 @@ impl Engine {
                     }
                     return Ok(());
                 }
-                let severity = if e.severity == Severity::Info {
-                    Severity::Alarm
-                } else {
-                    e.severity
-                };
                 let alarm = NewAlarm {
                     alarm_key: key.clone(),
                     source: e.source,
@@ -210,7 +342,7 @@ impl Engine {
                     limit: None,
                     rule_id: None,
                     event_id: Some(event_id),
-                    raised_ms: e.measured_at.unwrap_or(e.received_at).as_millisecond(),
+                    raised_ms: at_ms,
                 };
                 self.insert_alarm(w, alarm, false, e.replayed, effects)?;
             }
@@ -310,6 +442,10 @@ impl Engine {
             cleared_ms: None,
             acknowledged_ms: None,
             acknowledged_by: None,
+            steps: vec![SeverityStep {
+                at_ms: a.raised_ms,
+                severity: a.severity,
+            }],
         };
         self.ids.insert(id, a.alarm_key.clone());
         self.active.insert(
@@ -358,6 +494,17 @@ impl Engine {
                             alarm: a.row.clone(),
                         });
                         self.consider_new(&key, replayed, now);
+                    }
+                }
+                Effect::SeverityChanged { key, from, worse } => {
+                    if let Some(a) = self.active.get(&key) {
+                        self.decide(Decision::SeverityChanged {
+                            alarm: a.row.clone(),
+                            from,
+                        });
+                        if worse {
+                            self.consider_worse(&key, from, now);
+                        }
                     }
                 }
                 Effect::Cleared(a) => {

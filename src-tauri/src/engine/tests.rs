@@ -492,16 +492,14 @@ async fn muted_sensor_goes_to_history_only() {
 }
 
 #[tokio::test]
-async fn storage_failure_rejects_acks_and_reports_a_problem() {
+async fn a_batch_that_failed_to_store_is_retried_from_memory_and_confirmed_once_stored() {
     let history = History::open_in_memory().unwrap();
     let mut rig = Rig::with_history(Settings::default(), history.clone());
     history.break_writes_for_test(true);
     rig.send_all(vec![raise("s1")]).await;
-    let acks = rig.acks();
-    assert_eq!(acks.len(), 1);
     assert!(
-        !acks[0].stored,
-        "not stored: the feed must not confirm upstream"
+        rig.acks().is_empty(),
+        "held in memory: neither confirmed nor given up"
     );
     assert!(rig.notifier.shown().is_empty());
     let status = rig.engine.status();
@@ -515,11 +513,150 @@ async fn storage_failure_rejects_acks_and_reports_a_problem() {
         .decisions()
         .iter()
         .any(|d| matches!(d, Decision::StorageFailed { events: 1, .. })));
+    // More arrives meanwhile: it waits behind the held batch.
+    rig.send_all(vec![raise("s2")]).await;
+    assert!(rig.acks().is_empty());
+
+    // Storage works again: the held batch is stored without being sent again, then the rest.
+    history.break_writes_for_test(false);
+    rig.engine.poke().await;
+    let acks = rig.acks();
+    assert_eq!(
+        acks.iter()
+            .map(|a| (a.token.as_str(), a.stored))
+            .collect::<Vec<_>>(),
+        vec![("raise-s1", true), ("raise-s2", true)]
+    );
+    assert_eq!(rig.notifier.shown().len(), 2);
+    assert_eq!(rig.engine.status().tray, TrayState::Alarm);
+}
+
+#[tokio::test]
+async fn a_batch_that_keeps_failing_is_given_up_after_a_minute_and_left_upstream() {
+    let history = History::open_in_memory().unwrap();
+    let mut rig = Rig::with_history(Settings::default(), history.clone());
+    history.break_writes_for_test(true);
+    rig.send_all(vec![raise("s1")]).await;
+    rig.clock.advance_secs(59);
+    rig.engine.poke().await;
+    assert!(rig.acks().is_empty(), "still tried within the minute");
+    rig.clock.advance_secs(1);
+    rig.engine.poke().await;
+    let acks = rig.acks();
+    assert_eq!(acks.len(), 1);
+    assert!(
+        !acks[0].stored,
+        "given up: the feed must not confirm it, and has the upstream send it again"
+    );
+    let failed = rig
+        .decisions()
+        .into_iter()
+        .filter(|d| matches!(d, Decision::StorageFailed { .. }))
+        .count();
+    assert_eq!(failed, 2, "told when it failed, and when it was given up");
+    assert_eq!(rig.engine.status().tray, TrayState::Problem);
+    // The next delivery is taken (and stored, now that it works).
     history.break_writes_for_test(false);
     rig.send_all(vec![raise("s1")]).await;
     assert!(rig.acks()[0].stored);
     assert_eq!(rig.notifier.shown().len(), 1);
-    assert_eq!(rig.engine.status().tray, TrayState::Alarm);
+}
+
+#[tokio::test]
+async fn warning_then_alarm_pops_again_critical_and_keeps_both_steps() {
+    let mut rig = Rig::new(Settings::default());
+    let warning = alarm("s1", false, Severity::Warning, "w1");
+    let mut worse = alarm("s1", false, Severity::Alarm, "a1");
+    worse.measured_at = Some(Timestamp::from_millisecond(T0 + 60_000).unwrap());
+    worse.value = Some(12.0);
+    rig.send_all(vec![warning]).await;
+    let id = rig
+        .engine
+        .history()
+        .alarms(&AlarmFilter::default())
+        .unwrap()[0]
+        .id;
+    // The user acknowledges the warning; it getting worse must be told anyway.
+    rig.engine.acknowledge(id, "ui").await.unwrap();
+    rig.clock.advance_secs(60);
+    rig.send_all(vec![worse]).await;
+
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert_eq!(shown[0].urgency, Urgency::Normal);
+    assert_eq!(shown[1].urgency, Urgency::Critical);
+    assert_eq!(shown[1].tag, shown[0].tag, "replaces the warning's popup");
+    assert!(
+        shown[1].summary.contains("got worse: now Alarm"),
+        "{}",
+        shown[1].summary
+    );
+    assert!(
+        shown[1].body.contains("Warning since") && shown[1].body.contains("Alarm since"),
+        "{}",
+        shown[1].body
+    );
+    let rows = rig
+        .engine
+        .history()
+        .alarms(&AlarmFilter::default())
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one alarm: same sensor, same condition");
+    let row = &rows[0];
+    assert_eq!(row.severity, Severity::Alarm);
+    assert_eq!(row.value, Some(12.0));
+    assert_eq!(
+        row.acknowledged_ms, None,
+        "worse reopens the acknowledgement"
+    );
+    let steps: Vec<(i64, Severity)> = row.steps.iter().map(|s| (s.at_ms, s.severity)).collect();
+    assert_eq!(
+        steps,
+        vec![(T0, Severity::Warning), (T0 + 60_000, Severity::Alarm)]
+    );
+    assert!(rig.decisions().iter().any(|d| matches!(
+        d,
+        Decision::SeverityChanged { alarm, from: Severity::Warning } if alarm.severity == Severity::Alarm
+    )));
+
+    // Milder again: quiet, but recorded.
+    let mut milder = alarm("s1", false, Severity::Warning, "w2");
+    milder.measured_at = Some(Timestamp::from_millisecond(T0 + 120_000).unwrap());
+    // An old message arriving late changes nothing.
+    let mut stale = alarm("s1", false, Severity::Warning, "w0");
+    stale.measured_at = Some(Timestamp::from_millisecond(T0 - 1).unwrap());
+    rig.send_all(vec![stale, milder]).await;
+    assert_eq!(rig.notifier.shown().len(), 2, "milder is quiet");
+    let row = rig.engine.history().alarm(id).unwrap().unwrap();
+    assert_eq!(row.severity, Severity::Warning);
+    assert_eq!(row.steps.len(), 3);
+    assert_eq!(rig.engine.status().active_alarms, 1);
+
+    // Ok clears the condition.
+    rig.send_all(vec![alarm("s1", true, Severity::Info, "ok1")])
+        .await;
+    let row = rig.engine.history().alarm(id).unwrap().unwrap();
+    assert!(row.cleared_ms.is_some());
+    assert_eq!(rig.engine.status().active_alarms, 0);
+}
+
+#[tokio::test]
+async fn severity_steps_survive_a_restart() {
+    let history = History::open_in_memory().unwrap();
+    let rig = Rig::with_history(Settings::default(), history.clone());
+    rig.send_all(vec![alarm("s1", false, Severity::Warning, "w1")])
+        .await;
+    rig.engine.clone().shutdown().await;
+    let rig = Rig::with_history(Settings::default(), history.clone());
+    let mut worse = alarm("s1", false, Severity::Alarm, "a1");
+    worse.measured_at = Some(Timestamp::from_millisecond(T0 + 1000).unwrap());
+    rig.send_all(vec![worse]).await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0].urgency, Urgency::Critical);
+    let rows = history.alarms(&AlarmFilter::default()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].steps.len(), 2);
 }
 
 #[tokio::test]

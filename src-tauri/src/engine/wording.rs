@@ -161,6 +161,44 @@ pub fn alarm_text(
     (summary, body)
 }
 
+/// The popup of an alarm that got worse: "Fridge 1 got worse: now Alarm", the usual body,
+/// and when each severity began ("Warning since 14:02, Alarm since 14:10").
+pub fn worse_text(
+    row: &AlarmRow,
+    display: &str,
+    from: Severity,
+    loc: &Locale,
+    now_ms: i64,
+) -> (String, String) {
+    let (_, body) = alarm_text(row, display, false, loc, now_ms);
+    let condition = row.condition.as_deref().unwrap_or("");
+    let summary = if condition.is_empty() {
+        format!("{display} got worse: now {}", severity_word(row.severity))
+    } else {
+        format!(
+            "{display} \u{2014} {condition} got worse: now {}",
+            severity_word(row.severity)
+        )
+    };
+    let mut steps: Vec<String> = row
+        .steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{} since {}",
+                severity_word(s.severity),
+                loc.time(s.at_ms, now_ms)
+            )
+        })
+        .collect();
+    if steps.len() < 2 {
+        // Steps were not kept (an alarm from an older history): say where it came from.
+        steps = vec![format!("was {}", severity_word(from))];
+    }
+    let first_line = body.lines().next().unwrap_or("");
+    (summary, format!("{first_line}\n{}", steps.join(", ")))
+}
+
 /// "17 alarms on 5 sensors" and a body naming the first few; `context` ends the summary
 /// ("while disconnected").
 pub fn summary_text(
@@ -234,6 +272,7 @@ mod tests {
             cleared_ms: None,
             acknowledged_ms: None,
             acknowledged_by: None,
+            steps: Vec::new(),
         }
     }
 

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use ts_rs::{Config, TS};
 
 use super::window_app::InitialPage;
-use crate::engine::model::{AlarmFilter, AlarmRow, LatestValue, Status, TrayState, UnparsedRow};
+use crate::engine::model::{
+    AlarmFilter, AlarmRow, LatestValue, SeverityStep, Status, TrayState, UnparsedRow,
+};
 use crate::event::{FeedState, FeedStatus, NamedItem, Severity, Source};
 use crate::ipc::protocol::{Connected, ConnectionTest, Discover, Info, Page, Push};
 use crate::ipc::Error;
@@ -87,6 +89,7 @@ fn declarations() -> Vec<Decl> {
         // engine/model.rs
         AlarmFilter,
         AlarmRow,
+        SeverityStep,
         LatestValue,
         UnparsedRow,
         TrayState,

@@ -16,7 +16,7 @@ use crate::settings::Settings;
 // The engine owns the rows, filters and status it stores and decides on; the wire carries
 // them as they are (their serde names are part of this protocol).
 pub use crate::engine::model::{
-    AlarmFilter, AlarmRow, LatestValue, Status, TrayState, UnparsedRow,
+    AlarmFilter, AlarmRow, LatestValue, SeverityStep, Status, TrayState, UnparsedRow,
 };
 pub use crate::event::NamedItem;
 

@@ -290,7 +290,8 @@ impl SessionState {
         } else {
             payload::to_event(&self.account, channel.as_str(), &frame.body, now)
         };
-        event.replayed = frame.header("redelivered") == Some("true");
+        // A redelivery is not a catch-up: it pops on its own like a live message.
+        event.redelivered = frame.header("redelivered") == Some("true");
         if event.kind == EventKind::Unparsed {
             self.unparsed += 1;
             tracing::warn!(feed = %self.feed, count = self.unparsed, "Saveris message could not be read; stored as unparsed");
@@ -317,8 +318,9 @@ impl SessionState {
         acks: impl IntoIterator<Item = AckMsg>,
         now: Timestamp,
     ) -> Vec<Action> {
+        let mut refused = false;
         for a in acks {
-            self.take_ack(a);
+            refused |= self.take_ack(a);
             if self.acks_out.len() >= ACK_BATCH {
                 break;
             }
@@ -327,6 +329,16 @@ impl SessionState {
         if !self.acks_out.is_empty() {
             self.last_tx = now;
             actions.push(Action::Send(self.take_acks()));
+        }
+        if refused {
+            // The engine gave up storing a message (after its own retries). With
+            // `client-individual` the broker redelivers it only once this connection
+            // closes, so close it: never a live connection holding what nobody retries.
+            actions.push(Action::End(ConnEnd::Lost(
+                "the app could not store some messages; reconnecting so the server sends them again"
+                    .into(),
+            )));
+            return actions;
         }
         if self.drain_until.is_some() && self.inflight.is_empty() && self.pending.is_empty() {
             actions.push(Action::End(ConnEnd::Renew));
@@ -341,21 +353,25 @@ impl SessionState {
             .collect()
     }
 
-    fn take_ack(&mut self, a: AckMsg) {
+    /// Takes one confirmation; true when the engine refused a message of this connection.
+    fn take_ack(&mut self, a: AckMsg) -> bool {
         if a.generation == self.generation {
             self.inflight.remove(&a.token);
             // Not stored: no ACK, the broker keeps it for the next connection.
             if a.stored {
                 self.acks_out.push(a.token);
+            } else {
+                return true;
             }
         }
+        false
     }
 
     /// Asked to stop: the ACK frames still owed for `acks` (stored events), to send on the
     /// way out.
     pub fn on_stop(&mut self, acks: impl IntoIterator<Item = AckMsg>) -> Vec<Frame> {
         for a in acks {
-            self.take_ack(a);
+            let _ = self.take_ack(a);
         }
         self.take_acks()
     }
@@ -686,7 +702,12 @@ mod tests {
         ];
         answers.extend((1..n).map(|i| ack(generation, &format!("a{i}"), true)));
         let mut answers = answers.into_iter();
-        let first = acks_sent(&s.on_acks(&mut answers, at(2.0)));
+        let first_actions = s.on_acks(&mut answers, at(2.0));
+        let first = acks_sent(&first_actions);
+        assert!(
+            matches!(first_actions.last(), Some(Action::End(ConnEnd::Lost(_)))),
+            "a refused message closes the connection, so the broker redelivers it"
+        );
         assert_eq!(
             first.len(),
             ACK_BATCH,
