@@ -405,3 +405,94 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
     router.abort();
     run.engine.shutdown().await;
 }
+
+/// Warning, then Alarm, on one sensor and condition (as Saveris sends them when it gets
+/// worse): two popups reach the daemon, the second critical and saying so; one alarm row
+/// with both steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warning_then_alarm_pops_twice_over_dbus_the_second_critical() {
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        eprintln!(
+            "SKIPPED: no session bus (run under dbus-run-session with dunst, as `make test` does)"
+        );
+        return;
+    }
+    assert!(
+        notification_daemon_running(),
+        "a session bus but no notification daemon (start dunst)"
+    );
+    let monitor = Monitor::start();
+    let marker = format!(
+        "w{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    let (actions_tx, _actions_rx) = mpsc::unbounded_channel();
+    let notifier = Arc::new(DesktopNotifier::new(actions_tx));
+    let history = History::open_in_memory().unwrap();
+    let mut run = start(history.clone(), notifier);
+    let step = |severity: Severity, key: &str, at_s: i64| {
+        let mut e = saveris_alarm("Upper limit");
+        e.key = format!("saveris:acc-1:alarm:{key}");
+        e.name = Some(format!("Fridge {marker}"));
+        e.severity = severity;
+        e.measured_at = Some(jiff::Timestamp::from_second(1_714_557_600 + at_s).unwrap());
+        e
+    };
+    assert!(
+        run.deliver(step(Severity::Warning, "w", 0), "m-1")
+            .await
+            .stored
+    );
+    run.engine.poke().await;
+    assert!(
+        run.deliver(step(Severity::Alarm, "a", 60), "m-2")
+            .await
+            .stored
+    );
+    run.engine.poke().await;
+
+    let ours = |s: &str| -> Vec<String> {
+        s.split("method call")
+            .filter(|block| block.contains("member=Notify") && block.contains(&marker))
+            .map(String::from)
+            .collect()
+    };
+    let seen = monitor.wait_for(|s| ours(s).len() >= 2, "two Notify calls");
+    let calls = ours(&seen);
+    let urgency = |call: &str| -> String {
+        let at = call.find("\"urgency\"").map_or("", |i| &call[i..]);
+        at.lines().nth(1).unwrap_or("").trim().to_string()
+    };
+    assert!(
+        urgency(&calls[0]).contains("byte 1"),
+        "normal first:\n{}",
+        calls[0]
+    );
+    assert!(
+        urgency(&calls[1]).contains("byte 2"),
+        "critical second:\n{}",
+        calls[1]
+    );
+    assert!(
+        calls[1].contains("got worse: now Alarm"),
+        "says it got worse:\n{}",
+        calls[1]
+    );
+    let rows = history.alarms(&AlarmFilter::default()).unwrap();
+    assert_eq!(rows.len(), 1, "one alarm row");
+    assert_eq!(rows[0].severity, Severity::Alarm);
+    let steps: Vec<(i64, Severity)> = rows[0]
+        .steps
+        .iter()
+        .map(|s| (s.at_ms, s.severity))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (1_714_557_600_000, Severity::Warning),
+            (1_714_557_660_000, Severity::Alarm)
+        ]
+    );
+    run.engine.shutdown().await;
+}

@@ -34,8 +34,9 @@ impl Notifier for LineNotifier {
 
 /// The app's core as a child process: the history file, the engine and a Saveris feed,
 /// wired as `runtime.rs` does (the passcode handed in instead of read from the keyring).
-/// Prints `READY`, `STORED <n>` every 100 ms, `REDELIVERED <key>`, `POPUP <tag>`,
-/// `STORAGE_FAILED <events>` and `STATUS <json>` lines.
+/// Prints `PID <pid>`, `READY`, `STORED <n>` every 100 ms, `REDELIVERED <key>`, `POPUP <tag>`,
+/// `STORAGE_FAILED <events>` and `STATUS <json>` lines. While the file named by
+/// `FAULT_CHILD_FAIL_FLAG` exists, every write to the history fails.
 #[test]
 #[ignore = "run as a child process by the SIGKILL and disk-full cases"]
 fn fault_app_child() {
@@ -44,6 +45,8 @@ fn fault_app_child() {
     };
     let ws = std::env::var("FAULT_CHILD_WS").unwrap();
     let user = std::env::var("FAULT_CHILD_USER").unwrap();
+    let fail_flag = std::env::var_os("FAULT_CHILD_FAIL_FLAG").map(std::path::PathBuf::from);
+    println!("PID {}", std::process::id());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -88,7 +91,7 @@ fn fault_app_child() {
         let (dtx, mut drx) = mpsc::channel::<Delivery>(4096);
         tokio::spawn(async move {
             while let Some(d) = drx.recv().await {
-                if d.event.replayed {
+                if d.event.redelivered {
                     println!("REDELIVERED {}", d.event.key);
                 }
                 if etx.send(d).await.is_err() {
@@ -103,11 +106,29 @@ fn fault_app_child() {
             stx,
         );
         println!("READY");
+        let mut failing = false;
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(flag) = &fail_flag {
+                if flag.exists() != failing {
+                    failing = !failing;
+                    history.break_writes_for_test(failing);
+                }
+            }
             println!("STORED {}", history.event_count().unwrap_or(-1));
         }
     });
+}
+
+/// How to start the child.
+#[derive(Default)]
+pub struct ChildOptions {
+    /// RLIMIT_FSIZE (soft; the hard limit stays open so [`AppChild::give_room`] can lift it).
+    pub file_size_limit: Option<u64>,
+    /// While this file exists, the child's history writes fail.
+    pub fail_flag: Option<std::path::PathBuf>,
+    /// Run the child under `strace`, writing the trace to this file.
+    pub strace_to: Option<std::path::PathBuf>,
 }
 
 /// A running [`fault_app_child`] and the lines it printed.
@@ -120,7 +141,39 @@ impl AppChild {
     /// `file_size_limit`: RLIMIT_FSIZE for the child (a full disk for its files); SIGXFSZ
     /// is ignored so an oversized write fails with EFBIG instead of killing it.
     pub fn start(db: &Path, ws: &str, user: &str, file_size_limit: Option<u64>) -> AppChild {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        Self::start_with(
+            db,
+            ws,
+            user,
+            ChildOptions {
+                file_size_limit,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// [`AppChild::start`] with the options of the durability cases.
+    pub fn start_with(db: &Path, ws: &str, user: &str, opts: ChildOptions) -> AppChild {
+        let file_size_limit = opts.file_size_limit;
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = match &opts.strace_to {
+            Some(out) => {
+                // -yy names each descriptor (file path, TCP ends), so the order of log
+                // writes, log syncs and socket writes can be read back.
+                let mut c = Command::new("/usr/bin/strace");
+                c.args(["-f", "-yy", "-s", "64", "-e"])
+                    .arg("trace=fsync,fdatasync,pwrite64,pwritev,write,writev,sendto,sendmsg,recvfrom")
+                    .arg("-o")
+                    .arg(out)
+                    .arg("--")
+                    .arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        if let Some(flag) = &opts.fail_flag {
+            cmd.env("FAULT_CHILD_FAIL_FLAG", flag);
+        }
         cmd.args([
             "faults::app_child::fault_app_child",
             "--exact",
@@ -140,9 +193,10 @@ impl AppChild {
             // SAFETY: setrlimit and signal are async-signal-safe.
             unsafe {
                 cmd.pre_exec(move || {
+                    // The hard limit stays open, so the test can give room back later.
                     let lim = libc::rlimit {
                         rlim_cur: limit,
-                        rlim_max: limit,
+                        rlim_max: libc::RLIM_INFINITY,
                     };
                     if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
                         return Err(std::io::Error::last_os_error());
@@ -184,12 +238,36 @@ impl AppChild {
         self.lines_with("POPUP ")
     }
 
+    /// The app's own process id (under strace the child is strace).
+    pub fn app_pid(&self) -> Option<i32> {
+        self.lines_with("PID ").first()?.trim().parse().ok()
+    }
+
+    /// Lifts the app's file size limit: the disk has room again.
+    pub fn give_room(&self) {
+        let pid = self.app_pid().expect("the app printed its pid");
+        let lim = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: plain system call on another process's limits; no memory is shared.
+        let r = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &lim, std::ptr::null_mut()) };
+        assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    }
+
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// SIGKILL by PID: no destructor, no flush, no ACK.
+    /// SIGKILL by PID: no destructor, no flush, no ACK. Under strace the app is killed by its
+    /// own PID first (strace then exits).
     pub fn kill(&mut self) {
+        if let (Some(pid), Ok(None)) = (self.app_pid(), self.child.try_wait()) {
+            // SAFETY: a signal to the app's process id, which it printed itself.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,7 +1,9 @@
 //! Nothing lost, nothing stored or shown twice, when what carries the alarms dies: the
 //! broker killed and restarted mid-stream (case 1), tokens expiring mid-stream (case 3),
 //! the ELEMENT server killed during a replay (case 4), the app killed during a burst
-//! (case 5), and a full disk (case 8).
+//! (case 5), and a full disk (case 8). Then the edges of issue 18: every ACK follows a sync
+//! of the history (case 9), a storage failure on a live connection heals without a
+//! reconnect (case 10), and what a killed app left unacknowledged pops one by one (case 11).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -16,11 +18,11 @@ use alarm_tray::settings::SaverisAccount;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::app_child::AppChild;
+use super::app_child::{AppChild, ChildOptions};
 use super::harness::{
     alarm_of_sensor, count_events, duplicate_alarm_popups, element_account, element_server,
     element_timing, loss_and_duplicates, ms, pid_listening_on, publish_surely, read_keys, report,
-    saveris_key, soak, wait_for, Rng, Stack, KEY,
+    saveris_key, soak, wait_for, Proxy, Rng, Stack, KEY,
 };
 use crate::peers::rabbit::Broker;
 use crate::peers::token_broker::{TokenBroker, TokenCounts};
@@ -491,4 +493,306 @@ async fn fault_8_full_disk_tells_the_user_and_keeps_messages_upstream() {
                "detection_ms": ms(detected)}),
     );
     assert_eq!((lost, dups, dup_popups), (0, 0, 0));
+}
+
+// ---------------------------------------------------------------- case 9
+
+/// What the trace of the app says about one ACK: the history's log was written, then
+/// synced, then the ACK went out.
+#[derive(Debug, Default)]
+struct AckOrder {
+    acks: usize,
+    acks_after_a_sync: usize,
+    log_writes: usize,
+    log_syncs: usize,
+}
+
+/// Reads an `strace -f -yy` log. Log writes are `pwrite*` on `…-wal`; syncs are
+/// `fsync`/`fdatasync` of `…-wal` that returned 0 (also when strace printed them as
+/// `<unfinished …>` then `<… resumed>`); ACKs are the app's writes of more than a
+/// heart-beat (a masked 1-byte WebSocket frame is 7 bytes) to the broker's port, once the
+/// first MESSAGE arrived (before that it writes the handshake, CONNECT and SUBSCRIBE).
+fn ack_order(trace: &str, broker_port: u16) -> AckOrder {
+    let peer = format!("->127.0.0.1:{broker_port}]>");
+    let mut o = AckOrder::default();
+    let mut receiving = false;
+    // Index of the last log write, and of the last completed log sync.
+    let (mut last_write, mut last_sync) = (None::<usize>, None::<usize>);
+    let mut syncing: Vec<String> = Vec::new();
+    for (i, line) in trace.lines().enumerate() {
+        let pid = line.split_whitespace().next().unwrap_or("").to_string();
+        let result: Option<i64> = line
+            .rsplit_once(") = ")
+            .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok());
+        let is_sync = line.contains("fsync(") || line.contains("fdatasync(");
+        if is_sync && line.contains("-wal>") {
+            if line.contains("<unfinished") {
+                syncing.push(pid);
+            } else if result == Some(0) {
+                last_sync = Some(i);
+                o.log_syncs += 1;
+            }
+        } else if line.contains("sync resumed>") && syncing.contains(&pid) {
+            syncing.retain(|p| *p != pid);
+            if result == Some(0) {
+                last_sync = Some(i);
+                o.log_syncs += 1;
+            }
+        } else if line.contains("pwrite") && line.contains("-wal>") {
+            last_write = Some(i);
+            o.log_writes += 1;
+        } else if line.contains("recvfrom(") && line.contains(&peer) && line.contains("MESSAGE") {
+            receiving = true;
+        } else if receiving
+            && line.contains(&peer)
+            && (line.contains("sendto(") || line.contains("write(") || line.contains("writev("))
+            && result.is_some_and(|n| n > 7)
+        {
+            o.acks += 1;
+            if last_sync.is_some() && last_sync >= last_write {
+                o.acks_after_a_sync += 1;
+            }
+        }
+    }
+    o
+}
+
+/// Durable before ACK: the app runs under strace against RabbitMQ; messages come one at a
+/// time (clears of alarms never raised: stored, acknowledged, nothing else written), and
+/// every ACK it writes to the broker must follow a sync of the history's log that came
+/// after the log's last write. With `synchronous=NORMAL` a commit is not synced at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_9_every_ack_follows_a_sync_of_the_history() {
+    let total = if soak() { 100usize } else { 20 };
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let port: u16 = broker
+        .ws_url()
+        .trim_start_matches("ws://127.0.0.1:")
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite3");
+    let trace = dir.path().join("strace.log");
+    let user = unique("f9");
+    let dest = format!("/queue/{user}.alarms");
+    let mut app = AppChild::start_with(
+        &db,
+        &broker.ws_url(),
+        &user,
+        ChildOptions {
+            strace_to: Some(trace.clone()),
+            ..Default::default()
+        },
+    );
+    wait_for("child ready", Duration::from_secs(60), || {
+        !app.lines_with("READY").is_empty()
+    })
+    .await;
+    for i in 0..total {
+        let body = alarm_body(&format!("f9-{i}"))
+            .replace("\"alarm_status\":\"Alarm\"", "\"alarm_status\":\"Ok\"");
+        rabbit_publish(&broker.ws_url(), &dest, &[body]).await;
+        wait_for("the message stored", Duration::from_secs(30), || {
+            app.stored() > i as i64
+        })
+        .await;
+        // Its ACK goes out within milliseconds of the commit; the next message after it.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    app.kill();
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let o = ack_order(&text, port);
+    report(
+        "9 durable before ACK (strace)",
+        json!({"messages": total, "acks": o.acks, "acks_after_a_log_sync": o.acks_after_a_sync,
+               "log_writes": o.log_writes, "log_syncs": o.log_syncs}),
+    );
+    assert!(
+        o.acks >= total / 2,
+        "the ACKs were found in the trace: {o:?}"
+    );
+    assert_eq!(
+        o.acks_after_a_sync, o.acks,
+        "an ACK went out before the history's log was synced: {o:?}"
+    );
+}
+
+// ---------------------------------------------------------------- case 10
+
+/// Storage fails for 20 s on a live connection (RLIMIT_FSIZE on the app: its files cannot
+/// grow), then there is room again: the batch held in memory and everything behind it is
+/// stored within seconds, on the same connection (the proxy in front of the broker counts
+/// them), each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_10_storage_failing_for_20_s_heals_without_a_reconnect() {
+    let total = 800usize;
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let port: u16 = broker
+        .ws_url()
+        .trim_start_matches("ws://127.0.0.1:")
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let proxy = Proxy::start(port).await;
+    let via_proxy = format!("ws://127.0.0.1:{}/ws", proxy.port);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite3");
+    let user = unique("f10");
+    let account = saveris_account_for(&broker, &user);
+    let dest = format!("/queue/{user}.alarms");
+    let mut app = AppChild::start_with(
+        &db,
+        &via_proxy,
+        &user,
+        ChildOptions {
+            file_size_limit: Some(256 * 1024),
+            ..Default::default()
+        },
+    );
+    wait_for("child ready", Duration::from_secs(60), || {
+        !app.lines_with("READY").is_empty() || !app.lines_with("OPEN_FAILED").is_empty()
+    })
+    .await;
+    assert!(app.lines_with("OPEN_FAILED").is_empty());
+    let uuids: Vec<String> = (0..total).map(|i| format!("f10-{i}")).collect();
+    let expected: Vec<String> = uuids.iter().map(|u| saveris_key(&account, u)).collect();
+    let bodies: Vec<String> = uuids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| alarm_of_sensor(u, i % 25))
+        .collect();
+    for b in bodies.chunks(100) {
+        rabbit_publish(&broker.ws_url(), &dest, b).await;
+    }
+    wait_for("the storage failure", Duration::from_secs(60), || {
+        !app.lines_with("STORAGE_FAILED ").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let stored_while_full = read_keys(&db).len();
+    assert!(app.alive(), "the app must not crash on a full disk");
+    assert!(
+        stored_while_full < total,
+        "the limit was meant to stop writes ({stored_while_full} stored)"
+    );
+    app.give_room();
+    let room_at = Instant::now();
+    wait_for(
+        "everything stored once there is room again",
+        Duration::from_secs(60),
+        || app.stored() >= total as i64,
+    )
+    .await;
+    let healed = room_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let connections = proxy.accepted.load(Ordering::SeqCst);
+    let keys = read_keys(&db);
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    report(
+        "10 storage fails 20 s on a live connection, then recovers",
+        json!({"sent": total, "stored_while_full": stored_while_full,
+               "storage_failed_reports": app.lines_with("STORAGE_FAILED ").len(),
+               "all_stored_after_room_ms": ms(healed), "connections": connections,
+               "lost": lost, "duplicates": dups}),
+    );
+    assert_eq!((lost, dups), (0, 0));
+    assert!(
+        healed < Duration::from_secs(10),
+        "stored {healed:?} after there was room again"
+    );
+    assert_eq!(connections, 1, "healed without a reconnect of the feed");
+    app.kill();
+}
+
+fn saveris_account_for(broker: &Broker, user: &str) -> SaverisAccount {
+    rabbit_account(&broker.ws_url(), user)
+}
+
+// ---------------------------------------------------------------- case 11
+
+/// The app killed while messages it received were not acknowledged (its history refused
+/// writes, so it held them): started again, the broker redelivers them (`redelivered:true`)
+/// and each pops on its own like a live alarm, no summary; nothing pops twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_11_redelivered_alarms_pop_one_by_one_after_a_kill() {
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.sqlite3");
+    let flag = dir.path().join("fail-writes");
+    let user = unique("f11");
+    let account = rabbit_account(&broker.ws_url(), &user);
+    let dest = format!("/queue/{user}.alarms");
+    let body = |i: usize| alarm_of_sensor(&format!("f11-{i}"), i);
+    let expected: Vec<String> = (0..5)
+        .map(|i| saveris_key(&account, &format!("f11-{i}")))
+        .collect();
+
+    let mut first = AppChild::start_with(
+        &db,
+        &broker.ws_url(),
+        &user,
+        ChildOptions {
+            fail_flag: Some(flag.clone()),
+            ..Default::default()
+        },
+    );
+    wait_for("child ready", Duration::from_secs(60), || {
+        !first.lines_with("READY").is_empty()
+    })
+    .await;
+    // Two alarms stored, acknowledged and shown.
+    rabbit_publish(&broker.ws_url(), &dest, &[body(0), body(1)]).await;
+    wait_for("two shown", Duration::from_secs(30), || {
+        first.popups().len() >= 2
+    })
+    .await;
+    // Then the history refuses writes: three more arrive and are held, unacknowledged.
+    std::fs::write(&flag, b"").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rabbit_publish(&broker.ws_url(), &dest, &[body(2), body(3), body(4)]).await;
+    wait_for("the storage failure", Duration::from_secs(30), || {
+        !first.lines_with("STORAGE_FAILED ").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.kill();
+    std::fs::remove_file(&flag).unwrap();
+
+    let second = AppChild::start(&db, &broker.ws_url(), &user, None);
+    wait_for("all five stored", Duration::from_secs(60), || {
+        second.stored() >= 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let redelivered = second.lines_with("REDELIVERED ").len();
+    let after_restart = second.popups();
+    let mut all = first.popups();
+    all.extend(after_restart.clone());
+    let keys = read_keys(&db);
+    let (lost, dups) = loss_and_duplicates(&expected, &keys);
+    report(
+        "11 app killed with unacknowledged alarms, restarted",
+        json!({"sent": 5, "shown_before_kill": first.popups().len(), "redelivered": redelivered,
+               "popups_after_restart": after_restart, "lost": lost, "duplicates": dups,
+               "duplicate_popups": duplicate_alarm_popups(&all)}),
+    );
+    assert_eq!((lost, dups), (0, 0));
+    assert_eq!(redelivered, 3, "the held ones came back from the broker");
+    assert_eq!(
+        after_restart.len(),
+        3,
+        "each redelivered alarm pops on its own: {after_restart:?}"
+    );
+    assert!(
+        after_restart.iter().all(|t| t.starts_with("alarm:")),
+        "no summary: {after_restart:?}"
+    );
+    assert_eq!(
+        duplicate_alarm_popups(&all),
+        0,
+        "nothing pops twice: {all:?}"
+    );
 }

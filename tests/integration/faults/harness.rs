@@ -401,6 +401,8 @@ pub fn pid_listening_on(port: u16) -> Option<i32> {
 /// made later work.
 pub struct Proxy {
     pub port: u16,
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicU64>,
     generation: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -413,9 +415,12 @@ impl Proxy {
     pub fn on(l: TcpListener, upstream: u16) -> Proxy {
         let port = l.local_addr().unwrap().port();
         let generation = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
         let g = generation.clone();
+        let count = accepted.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
                 else {
                     continue;
@@ -453,6 +458,7 @@ impl Proxy {
         });
         Proxy {
             port,
+            accepted,
             generation,
             task,
         }
