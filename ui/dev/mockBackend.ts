@@ -249,10 +249,18 @@ export function demoState(): MockState {
     cleared_ms: null,
     acknowledged_ms: null,
     acknowledged_by: null,
+    steps: [{ at_ms: p.raised_ms ?? now - id * 3600_000, severity: p.severity ?? "alarm" }],
     ...p,
   });
   s.alarms = [
-    mk(1, { raised_ms: now - 5 * 60_000 }),
+    // Warning first, then worse: two steps of one alarm.
+    mk(1, {
+      raised_ms: now - 5 * 60_000,
+      steps: [
+        { at_ms: now - 5 * 60_000, severity: "warning" },
+        { at_ms: now - 2 * 60_000, severity: "alarm" },
+      ],
+    }),
     mk(2, { source: "element", account: "e1", device: "dev-1", sensor: "dev-1:temperature", name: "Cold room 1", condition: "Fridge too warm", value: 9.1, raised_ms: now - 20 * 60_000, acknowledged_ms: now - 10 * 60_000, acknowledged_by: "you" }),
     mk(3, { severity: "warning", condition: "Battery nearly empty", value: null, unit: null, limit: null, cleared_ms: now - 2 * 3600_000 }),
     mk(4, { cleared_ms: now - 3 * 3600_000, acknowledged_ms: now - 3.5 * 3600_000, acknowledged_by: "you" }),

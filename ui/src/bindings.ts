@@ -204,7 +204,18 @@ from_ms: number | null, to_ms: number | null, limit: number, offset: number, };
 /**
  * A row of the alarms table.
  */
-export type AlarmRow = { id: number, source: Source, account: string, device: string | null, sensor: string | null, name: string | null, condition: string | null, severity: Severity, value: number | null, unit: string | null, limit: string | null, raised_ms: number, cleared_ms: number | null, acknowledged_ms: number | null, acknowledged_by: string | null, };
+export type AlarmRow = { id: number, source: Source, account: string, device: string | null, sensor: string | null, name: string | null, condition: string | null, severity: Severity, value: number | null, unit: string | null, limit: string | null, raised_ms: number, cleared_ms: number | null, acknowledged_ms: number | null, acknowledged_by: string | null, 
+/**
+ * The alarm's severity over its life, oldest first: the raise, then every change
+ * (Warning → Alarm on the same sensor and condition, and back). Empty for alarms
+ * stored before the history kept steps.
+ */
+steps: Array<SeverityStep>, };
+
+/**
+ * One step of an alarm's life: from `at_ms` on, its severity was `severity`.
+ */
+export type SeverityStep = { at_ms: number, severity: Severity, };
 
 /**
  * The newest value of one (sensor, quantity).

@@ -15,6 +15,13 @@ async function openHistory() {
 const lastFilter = (m: ReturnType<typeof installMock>) => (m.calls.filter((c) => c.cmd === "alarms").at(-1)?.args as any).filter;
 
 describe("history", () => {
+  it("shows an alarm's severity steps when it changed", async () => {
+    installMock(demoState());
+    await openHistory();
+    const steps = await findId("alarm-steps-1");
+    expect(steps.textContent).toMatch(/^warning .+ → alarm .+$/);
+    expect(screen.queryByTestId("alarm-steps-2")).toBeNull();
+  });
   it("lists alarms and filters them through the backend", async () => {
     const m = installMock(demoState());
     await openHistory();
@@ -110,7 +117,7 @@ describe("csv", () => {
   const row: AlarmRow = {
     id: 7, source: "element", account: "e1", device: "d", sensor: "s", name: 'Room "A", north',
     condition: "=HYPERLINK(1)", severity: "warning", value: -1.5, unit: "°C", limit: "< 0",
-    raised_ms: 0, cleared_ms: null, acknowledged_ms: null, acknowledged_by: null,
+    raised_ms: 0, cleared_ms: null, acknowledged_ms: null, acknowledged_by: null, steps: [],
   };
   it("quotes, escapes and defuses formulas", () => {
     expect(csvField('a,"b"')).toBe('"a,""b"""');

@@ -201,6 +201,15 @@ export function AlarmsView() {
                     </td>
                     <td>
                       <span class={`sev ${r.severity}`}>{r.severity}</span>
+                      {r.steps.length > 1 && (
+                        <div
+                          class="muted small nowrap"
+                          data-testid={`alarm-steps-${r.id}`}
+                          title={r.steps.map((s) => `${s.severity} from ${formatTime(s.at_ms)}`).join("\n")}
+                        >
+                          {r.steps.map((s) => `${s.severity} ${compactTime(s.at_ms)}`).join(" → ")}
+                        </div>
+                      )}
                     </td>
                     <td data-testid={`alarm-sensor-${r.id}`}>
                       <div>{who(r)}</div>
