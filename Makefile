@@ -7,11 +7,12 @@ BIN := $(CURDIR)/target/debug/alarm-tray
 export PATH := $(TOOLS)/bin:$(TOOLS)/venv/bin:$(PATH)
 
 # Debian 12 / Ubuntu 22.04+ packages: build (Tauri 2, WebKitGTK 4.1, appindicator, D-Bus),
-# the desktop under test (Xvfb, keyring, dunst, WebKitWebDriver) and the real peers (RabbitMQ).
+# the desktop under test (Xvfb, keyring, dunst, WebKitWebDriver), the real peers (RabbitMQ)
+# and strace (the durable-before-ACK case reads the app's syscalls).
 APT_PKGS := build-essential pkg-config file curl libwebkit2gtk-4.1-dev libxdo-dev libssl-dev \
   libayatana-appindicator3-dev librsvg2-dev libdbus-1-dev xvfb xauth x11-utils dbus-x11 \
   gnome-keyring libsecret-tools dunst imagemagick xdotool webkit2gtk-driver at-spi2-core \
-  libglib2.0-bin rabbitmq-server python3-venv python3-pip openssl
+  libglib2.0-bin rabbitmq-server python3-venv python3-pip openssl strace
 # The Windows build and its tests under Wine (issue 22): MinGW cross-compiler and Wine 8.
 # `WINE_TEST=0` leaves them out on a machine without Wine (CI never sets it).
 ifneq ($(WINE_TEST),0)

@@ -575,6 +575,13 @@ async fn fault_9_every_ack_follows_a_sync_of_the_history() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("history.sqlite3");
     let trace = dir.path().join("strace.log");
+    let ptrace = std::process::Command::new("/usr/bin/strace")
+        .args(["-f", "-o", "/dev/null", "true"])
+        .status();
+    assert!(
+        ptrace.is_ok_and(|s| s.success()),
+        "this case needs strace (Debian package strace, in `make deps`) and ptrace allowed"
+    );
     let user = unique("f9");
     let dest = format!("/queue/{user}.alarms");
     let mut app = AppChild::start_with(
@@ -598,8 +605,9 @@ async fn fault_9_every_ack_follows_a_sync_of_the_history() {
             app.stored() > i as i64
         })
         .await;
-        // Its ACK goes out within milliseconds of the commit; the next message after it.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Its ACK goes out within milliseconds of the commit; the next message well after
+        // it, so the next commit's log writes never come between a commit and its ACK.
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     app.kill();
     let text = std::fs::read_to_string(&trace).unwrap();
