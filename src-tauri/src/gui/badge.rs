@@ -70,8 +70,10 @@ pub fn draw(rgba: &mut [u8], width: u32, height: u32, count: u32) {
     let cell = if chars.len() == 1 { 3.0 } else { 2.0 } * scale_x.min(scale_y);
     let gap = cell;
     let text_w = chars.len() as f32 * 5.0 * cell + (chars.len() as f32 - 1.0) * gap;
-    let left = cx - text_w / 2.0;
-    let top = cy - 7.0 * cell / 2.0;
+    // On whole pixels: cells straddling pixel edges would each blend half a pixel and
+    // leave seams between them.
+    let left = (cx - text_w / 2.0).round();
+    let top = (cy - 7.0 * cell / 2.0).round();
     for (i, g) in chars.iter().enumerate() {
         let gx = left + i as f32 * (5.0 * cell + gap);
         for (row, bits) in g.iter().enumerate() {
@@ -152,7 +154,7 @@ mod tests {
         assert!(img.iter().all(|&b| b == 0), "no alarms: icon unchanged");
         draw(&mut img, 64, 64, 1);
         // Outside the disc: untouched; its rim: red; the "1"'s stem (column 2 of the
-        // glyph, 3 px per font pixel from x = 48 - 7.5): white.
+        // glyph, 3 px per font pixel from x = round(48 - 7.5)): white.
         assert_eq!(px(&img, 20, 20), [0, 0, 0, 0]);
         assert_eq!(px(&img, 48, 36), [218, 54, 51, 255]);
         assert_eq!(px(&img, 47, 48), [255, 255, 255, 255]);
