@@ -447,6 +447,28 @@ fn tray_item_property(pid: u32, prop: &str) -> Option<String> {
     text.split('"').nth(1).map(str::to_owned)
 }
 
+/// Copies the icon the tray exports now (libayatana writes it to a file and names it in
+/// `IconThemePath`/`IconName`) to `target/screenshots/<name>`, for people to look at.
+fn keep_tray_icon(pid: u32, name: &str) {
+    let (Some(dir), Some(icon)) = (
+        tray_item_property(pid, "IconThemePath"),
+        tray_item_property(pid, "IconName"),
+    ) else {
+        eprintln!("the tray exports no icon file");
+        return;
+    };
+    let file = if icon.ends_with(".png") {
+        icon
+    } else {
+        format!("{icon}.png")
+    };
+    let src = std::path::Path::new(&dir).join(file);
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let copied = std::fs::copy(&src, shots.join(name));
+    eprintln!("tray icon {} kept as {name}: {copied:?}", src.display());
+}
+
 /// Issue 18: the tray menu's first line is the status, disabled, and follows it live — read
 /// over D-Bus (dbusmenu GetLayout) as a desktop reads it: no alarm, then "1 active alarm"
 /// when a Saveris alarm (RabbitMQ) is raised, then back when it clears. The alarm icon the
@@ -494,17 +516,7 @@ fn tray_status_line_follows_alarms_on_dbus() {
     desktop::wait_for(Duration::from_secs(15), "the status line: 1 alarm", || {
         first() == "1 active alarm \u{b7} Saveris live"
     });
-    // The exported icon (libayatana writes it to a file and names it on D-Bus).
-    if let (Some(dir), Some(name)) = (
-        tray_item_property(monitor.pid(), "IconThemePath"),
-        tray_item_property(monitor.pid(), "IconName"),
-    ) {
-        let src = std::path::Path::new(&dir).join(format!("{name}.png"));
-        let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-        std::fs::create_dir_all(&shots).unwrap();
-        let copied = std::fs::copy(&src, shots.join("tray-alarm-count-1.png"));
-        eprintln!("tray icon {} copied: {copied:?}", src.display());
-    }
+    keep_tray_icon(monitor.pid(), "tray-alarm-count-1.png");
     let cleared = crate::saveris::alarm_body(&uuid)
         .replace(r#""alarm_status":"Alarm""#, r#""alarm_status":"Ok""#);
     rt.block_on(crate::saveris::rabbit_publish(
@@ -515,6 +527,7 @@ fn tray_status_line_follows_alarms_on_dbus() {
     desktop::wait_for(Duration::from_secs(15), "the status line: cleared", || {
         first() == "no active alarms \u{b7} Saveris live"
     });
+    keep_tray_icon(monitor.pid(), "tray-cleared.png");
     rt.block_on(client.ask::<()>(Request::RemoveAccount {
         account_id: account.id,
     }))

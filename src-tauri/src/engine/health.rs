@@ -283,3 +283,100 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use jiff::tz::TimeZone;
+    use jiff::Timestamp;
+    use tokio::sync::mpsc;
+
+    use crate::clock::ManualClock;
+    use crate::engine::wording::Locale;
+    use crate::engine::{spawn_with, History};
+    use crate::event::{FeedState, FeedStatus};
+    use crate::notify::RecordingNotifier;
+    use crate::settings::Settings;
+
+    fn unstable(n: &RecordingNotifier) -> Vec<String> {
+        n.shown()
+            .into_iter()
+            .filter(|p| p.tag.starts_with("feed-unstable:"))
+            .map(|p| p.summary)
+            .collect()
+    }
+
+    /// One blip never pops; a link dropped every 30 s pops once when the stretch reaches
+    /// the threshold (5 min), with the drops of the last 5 min counted, and closes after
+    /// a minute of staying live.
+    #[tokio::test]
+    async fn a_blip_is_quiet_a_flapping_feed_pops_once_and_clears_when_stable() {
+        let clock = ManualClock::utc(Timestamp::from_millisecond(1_700_000_000_000).unwrap());
+        let notifier = Arc::new(RecordingNotifier::new());
+        let (_deliveries, drx) = mpsc::channel(8);
+        let (stx, srx) = mpsc::unbounded_channel();
+        let engine = spawn_with(
+            Settings::default(),
+            History::open_in_memory().unwrap(),
+            notifier.clone(),
+            drx,
+            srx,
+            Arc::new(clock.clone()),
+            Locale::plain(TimeZone::UTC),
+        );
+        let send = |state: FeedState| {
+            let mut s =
+                FeedStatus::new("saveris:a1".into(), "Saveris eu/production (alice)".into());
+            s.state = state;
+            stx.send(s).unwrap();
+        };
+        let lost = || FeedState::Waiting {
+            secs: 1,
+            reason: "connection lost".into(),
+        };
+        send(FeedState::Live);
+        engine.poke().await;
+        // One blip, then 10 stable minutes.
+        clock.advance_secs(10);
+        send(lost());
+        engine.poke().await;
+        clock.advance_secs(1);
+        send(FeedState::Live);
+        for _ in 0..20 {
+            clock.advance_secs(30);
+            engine.poke().await;
+        }
+        assert!(unstable(&notifier).is_empty(), "{:?}", unstable(&notifier));
+
+        // Dropped every 30 s (back after 5 s) for 6 minutes.
+        for _ in 0..12 {
+            clock.advance_secs(25);
+            send(lost());
+            engine.poke().await;
+            clock.advance_secs(5);
+            send(FeedState::Live);
+            engine.poke().await;
+        }
+        assert_eq!(
+            unstable(&notifier),
+            vec!["Saveris eu/production (alice) keeps dropping the connection (11 times in 5 min) \u{2014} alarms may be delayed"]
+        );
+        assert!(engine
+            .status()
+            .summary
+            .contains("keeps dropping the connection"));
+        // Live for 50 s: still unstable; at 60 s: closed, once.
+        clock.advance_secs(50);
+        engine.poke().await;
+        assert!(notifier.closed().is_empty(), "{:?}", notifier.closed());
+        clock.advance_secs(10);
+        engine.poke().await;
+        assert_eq!(
+            notifier.closed(),
+            vec!["feed-unstable:saveris:a1".to_string()]
+        );
+        assert_eq!(unstable(&notifier).len(), 1, "no second popup");
+        assert!(!engine.status().summary.contains("keeps dropping"));
+    }
+}
