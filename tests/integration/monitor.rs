@@ -502,9 +502,22 @@ fn tray_status_line_follows_alarms_on_dbus() {
         "the status line: live, no alarm",
         || first() == "no active alarms \u{b7} Saveris live",
     );
-    // The line is not an action.
+    // The line is not an action: its item is disabled (dbusmenu `enabled` false).
     let items = desktop::tray_menu(monitor.pid());
     assert_eq!(items[1].1, "Open Alarm Tray", "{items:?}");
+    let layout = desktop::tray_menu_layout(monitor.pid());
+    // The item's properties: the lines from its `int32 <id>` line to the next item's.
+    let status_item: String = layout
+        .lines()
+        .skip_while(|l| l.trim() != format!("int32 {}", items[0].0))
+        .skip(1)
+        .take_while(|l| !l.trim().starts_with("int32 "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        status_item.contains("\"enabled\"") && status_item.contains("boolean false"),
+        "the status line is disabled: {status_item}"
+    );
 
     let uuid = crate::peers::unique("tray-alarm");
     let queue = format!("/queue/{user}.alarms");
