@@ -17,6 +17,7 @@ pub mod monitor;
 pub mod notify;
 pub mod paths;
 pub mod runtime;
+pub mod secret_binding;
 pub mod secrets;
 pub mod settings;
 pub mod simulate;

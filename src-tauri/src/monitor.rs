@@ -90,17 +90,24 @@ impl Monitor {
     /// the engine and the shell. Runs until the engine stops.
     pub fn spawn_bridges(
         self: &Arc<Self>,
-        mut actions: tokio::sync::mpsc::UnboundedReceiver<PopupAction>,
+        actions: tokio::sync::mpsc::UnboundedReceiver<PopupAction>,
     ) {
         let me = self.clone();
         let mut out = self.runtime.engine().subscribe();
         tokio::spawn(async move {
             me.shell.show_status(&me.status());
             let mut last_history_push = tokio::time::Instant::now() - Duration::from_secs(1);
+            let mut last_active = me.status().active_alarms;
             loop {
                 match out.recv().await {
                     Ok(crate::engine::Output::Status { status }) => {
                         me.shell.show_status(&status);
+                        // Acknowledged from a popup (or cleared): the window's table changes.
+                        if std::mem::replace(&mut last_active, status.active_alarms)
+                            != status.active_alarms
+                        {
+                            let _ = me.pushes.send(Push::HistoryChanged);
+                        }
                         let _ = me.pushes.send(Push::Status(status));
                     }
                     Ok(_) => {
@@ -118,19 +125,12 @@ impl Monitor {
                 }
             }
         });
+        // Clicks go through the engine's one router, as in `watch` and the tests; Open
+        // opens the window on the alarm. An acknowledgement shows as a Status output (the
+        // unacknowledged count changes), which pushes HistoryChanged above.
         let me = self.clone();
-        tokio::spawn(async move {
-            while let Some(action) = actions.recv().await {
-                match action {
-                    PopupAction::Acknowledge(id) => {
-                        if let Err(e) = me.runtime.engine().acknowledge(id, "popup").await {
-                            tracing::warn!(error = %e, "acknowledge from popup failed");
-                        }
-                        let _ = me.pushes.send(Push::HistoryChanged);
-                    }
-                    PopupAction::Open(id) => me.shell.open_window(Page::History, id),
-                }
-            }
+        crate::engine::route_popup_actions(self.runtime.engine().clone(), actions, move |id| {
+            me.shell.open_window(Page::History, id)
         });
     }
 
@@ -176,7 +176,11 @@ impl Monitor {
             ));
         }
         let k = key.clone();
-        self.secret(move |s| s.set(&k, &value)).await?;
+        // Typed now for the account's endpoint as saved: bound to it (the window saves the
+        // settings before the secret).
+        let origin = crate::secret_binding::origin_in(&self.settings(), &key);
+        self.secret(move |s| s.set_bound(&k, &value, origin.as_deref()))
+            .await?;
         tracing::info!(entry = %key.entry_name(), "secret stored in the keyring");
         self.runtime.secrets_changed(&self.settings()).await;
         Ok(())

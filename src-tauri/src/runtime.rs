@@ -11,6 +11,7 @@ use crate::feeds::{element, saveris, FeedHandle};
 use crate::ipc::protocol::{ConnectionTest, Discover};
 use crate::ipc::Error;
 use crate::notify::Notifier;
+use crate::secret_binding::{self, Mismatch};
 use crate::secrets::{SecretKey, SecretStore};
 use crate::settings::Settings;
 
@@ -48,6 +49,17 @@ impl Runtime {
             feeds: Mutex::new(Vec::new()),
             secrets: SecretStore,
         };
+        // Secrets stored before they were bound go where the saved settings send them, and
+        // from now on only there (see `secret_binding`).
+        let (store, saved) = (rt.secrets.clone(), settings.clone());
+        match tokio::task::spawn_blocking(move || secret_binding::bind_unbound(&store, &saved))
+            .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(secrets = n, "stored secrets bound to their endpoints"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "stored secrets could not be bound"),
+            Err(_) => {}
+        }
         rt.restart_feeds(settings).await;
         rt
     }
@@ -76,12 +88,33 @@ impl Runtime {
             f.stop().await;
         }
         for account in settings.saveris.iter().filter(|a| a.enabled) {
-            let password = self
-                .read_secret(SecretKey::SaverisPassword(account.id.clone()))
-                .await;
-            let passcode = self
-                .read_secret(SecretKey::StompPasscode(account.id.clone()))
-                .await;
+            let secrets = (
+                self.stored_secret(
+                    SecretKey::SaverisPassword(account.id.clone()),
+                    secret_binding::saveris_password_origin(account),
+                    None,
+                )
+                .await,
+                self.stored_secret(
+                    SecretKey::StompPasscode(account.id.clone()),
+                    secret_binding::stomp_passcode_origin(account),
+                    None,
+                )
+                .await,
+            );
+            let (password, passcode) = match secrets {
+                (Ok(p), Ok(c)) => (p, c),
+                (Err(m), _) | (_, Err(m)) => {
+                    // Not started: its stored secret would go to a host it was not typed for.
+                    let mut st =
+                        FeedStatus::new(format!("saveris:{}", account.id), account.label());
+                    st.state = FeedState::Stopped {
+                        message: m.to_string(),
+                    };
+                    let _ = self.statuses.send(st);
+                    continue;
+                }
+            };
             let cfg = saveris::SaverisFeedConfig::new(account.clone(), password, passcode);
             feeds.push(saveris::spawn(
                 cfg,
@@ -90,17 +123,25 @@ impl Runtime {
             ));
         }
         for account in settings.element.iter().filter(|a| a.enabled) {
-            let Some(key) = self
-                .read_secret(SecretKey::ElementApiKey(account.id.clone()))
-                .await
-            else {
+            let stored = self
+                .stored_secret(
+                    SecretKey::ElementApiKey(account.id.clone()),
+                    secret_binding::element_key_origin(account),
+                    None,
+                )
+                .await;
+            let Ok(Some(key)) = stored else {
+                let message = match stored {
+                    Err(m) => m.to_string(),
+                    Ok(_) => "no API key stored: enter it in the account settings".into(),
+                };
                 for sub in account.subscriptions.iter().filter(|s| s.enabled) {
                     let mut st = FeedStatus::new(
                         element::feed_id(account, sub),
                         element::label(account, sub),
                     );
                     st.state = FeedState::Stopped {
-                        message: "no API key stored: enter it in the account settings".into(),
+                        message: message.clone(),
                     };
                     let _ = self.statuses.send(st);
                 }
@@ -140,27 +181,76 @@ impl Runtime {
         }
     }
 
+    /// A stored secret for sending to `origin`: refused ([`Mismatch`]) when it was stored
+    /// for another endpoint and `confirmed` does not name this one; `Ok(None)` when none is
+    /// stored or the keyring cannot be read.
+    async fn stored_secret(
+        &self,
+        key: SecretKey,
+        origin: Option<String>,
+        confirmed: Option<&str>,
+    ) -> Result<Option<String>, Mismatch> {
+        let store = self.secrets.clone();
+        let k = key.clone();
+        let bound = tokio::task::spawn_blocking(move || store.binding(&k)).await;
+        let stored_for = match bound {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::warn!(entry = %key.entry_name(), error = %e, "keyring read failed");
+                return Ok(None);
+            }
+            Err(_) => return Ok(None),
+        };
+        let Some(secret) = self.read_secret(key.clone()).await else {
+            return Ok(None);
+        };
+        if let Err(m) =
+            secret_binding::check(&key, stored_for.as_deref(), origin.as_deref(), confirmed)
+        {
+            tracing::warn!(entry = %key.entry_name(), stored_for = %m.stored_for, now = %m.now,
+                "stored secret withheld: the endpoint changed since it was stored");
+            return Err(m);
+        }
+        if let (None, Some(origin)) = (stored_for, origin) {
+            // Unbound (typed before its account was saved): bound to its first endpoint.
+            let store = self.secrets.clone();
+            let _ = tokio::task::spawn_blocking(move || store.bind(&key, &origin)).await;
+        }
+        Ok(Some(secret))
+    }
+
     /// Logs in / connects with the account as typed; a stored secret is used when none was
-    /// typed. What it reached, in words; a failure is an error of its kind.
+    /// typed, and only for the endpoint it was stored for (or the one `send_stored_to`
+    /// confirms). What it reached, in words; a failure is an error of its kind.
     pub async fn test_connection(&self, test: ConnectionTest) -> Result<String, Error> {
         match test {
             ConnectionTest::Saveris {
                 account,
                 password,
                 passcode,
+                send_stored_to,
             } => {
+                let confirmed = send_stored_to.as_deref();
                 let password = match password {
                     Some(p) => Some(p),
                     None => {
-                        self.read_secret(SecretKey::SaverisPassword(account.id.clone()))
-                            .await
+                        self.stored_secret(
+                            SecretKey::SaverisPassword(account.id.clone()),
+                            secret_binding::saveris_password_origin(&account),
+                            confirmed,
+                        )
+                        .await?
                     }
                 };
                 let passcode = match passcode {
                     Some(p) => Some(p),
                     None => {
-                        self.read_secret(SecretKey::StompPasscode(account.id.clone()))
-                            .await
+                        self.stored_secret(
+                            SecretKey::StompPasscode(account.id.clone()),
+                            secret_binding::stomp_passcode_origin(&account),
+                            confirmed,
+                        )
+                        .await?
                     }
                 };
                 Ok(
@@ -168,12 +258,20 @@ impl Runtime {
                         .await?,
                 )
             }
-            ConnectionTest::Element { account, api_key } => {
+            ConnectionTest::Element {
+                account,
+                api_key,
+                send_stored_to,
+            } => {
                 let key = match api_key {
                     Some(k) => Some(k),
                     None => {
-                        self.read_secret(SecretKey::ElementApiKey(account.id.clone()))
-                            .await
+                        self.stored_secret(
+                            SecretKey::ElementApiKey(account.id.clone()),
+                            secret_binding::element_key_origin(&account),
+                            send_stored_to.as_deref(),
+                        )
+                        .await?
                     }
                 };
                 let Some(key) = key else {
@@ -197,8 +295,12 @@ impl Runtime {
             .find(|a| a.id == account)
             .ok_or_else(|| Error::NotFound("Save the ELEMENT account first.".into()))?;
         let key = self
-            .read_secret(SecretKey::ElementApiKey(acc.id.clone()))
-            .await
+            .stored_secret(
+                SecretKey::ElementApiKey(acc.id.clone()),
+                secret_binding::element_key_origin(acc),
+                None,
+            )
+            .await?
             .ok_or_else(|| Error::SecretMissing("No API key is stored for this account.".into()))?;
         let r = match what {
             Discover::Devices => element::rest::devices(&acc.base_url, &key).await,

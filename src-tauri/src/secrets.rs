@@ -36,6 +36,12 @@ impl SecretKey {
             SecretKey::ElementApiKey(a) => format!("element:{a}:api-key"),
         }
     }
+
+    /// The entry beside the secret that holds the endpoint it is bound to
+    /// (`element:e1:api-key:endpoint`); its value is an origin, not a secret.
+    pub fn binding_entry_name(&self) -> String {
+        format!("{}:endpoint", self.entry_name())
+    }
 }
 
 /// Installs the platform's keyring store as the default. Call once at start-up.
@@ -74,7 +80,12 @@ pub fn init() -> Result<(), SecretError> {
 /// Installs the in-memory mock store (unit tests, `--demo`, which must not touch the
 /// user's keyring).
 pub fn init_mock() {
-    keyring_core::set_default_store(keyring_core::mock::Store::new().expect("mock store"));
+    // Once per process: a second store would drop what unit tests running in parallel
+    // stored in the first.
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        keyring_core::set_default_store(keyring_core::mock::Store::new().expect("mock store"));
+    });
 }
 
 /// The keyring, as the monitor uses it. Blocking (D-Bus): call from a blocking thread.
@@ -86,8 +97,53 @@ impl SecretStore {
         Entry::new(SERVICE, &key.entry_name()).map_err(map_err)
     }
 
+    /// Stores a secret bound to no endpoint (the demo, tests): it is bound to its
+    /// account's endpoint when the runtime starts ([`crate::secret_binding::bind_unbound`]).
     pub fn set(&self, key: &SecretKey, value: &str) -> Result<(), SecretError> {
-        Self::entry(key)?.set_password(value).map_err(map_err)
+        Self::entry(key)?.set_password(value).map_err(map_err)?;
+        self.unbind(key)
+    }
+
+    /// Stores a secret bound to `endpoint` (an origin; see [`crate::secret_binding`]), or
+    /// unbound when `None`. The binding is written after the secret: if that fails the
+    /// secret is unbound, which sends it nowhere after start-up.
+    pub fn set_bound(
+        &self,
+        key: &SecretKey,
+        value: &str,
+        endpoint: Option<&str>,
+    ) -> Result<(), SecretError> {
+        self.set(key, value)?;
+        match endpoint {
+            Some(e) => self.bind(key, e),
+            None => Ok(()),
+        }
+    }
+
+    /// The endpoint (origin) the secret is bound to.
+    pub fn binding(&self, key: &SecretKey) -> Result<Option<String>, SecretError> {
+        let entry = Entry::new(SERVICE, &key.binding_entry_name()).map_err(map_err)?;
+        match entry.get_password() {
+            Ok(p) => Ok(Some(p)),
+            Err(keyring_core::Error::NoEntry) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// Binds the stored secret to `endpoint` (an origin).
+    pub fn bind(&self, key: &SecretKey, endpoint: &str) -> Result<(), SecretError> {
+        Entry::new(SERVICE, &key.binding_entry_name())
+            .map_err(map_err)?
+            .set_password(endpoint)
+            .map_err(map_err)
+    }
+
+    fn unbind(&self, key: &SecretKey) -> Result<(), SecretError> {
+        let entry = Entry::new(SERVICE, &key.binding_entry_name()).map_err(map_err)?;
+        match entry.delete_credential() {
+            Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
     }
 
     /// The secret, for the feeds. Never for the window.
@@ -103,11 +159,13 @@ impl SecretStore {
         Ok(self.get(key)?.is_some())
     }
 
+    /// Removes the secret and its binding.
     pub fn delete(&self, key: &SecretKey) -> Result<(), SecretError> {
         match Self::entry(key)?.delete_credential() {
-            Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
-            Err(e) => Err(map_err(e)),
+            Ok(()) | Err(keyring_core::Error::NoEntry) => {}
+            Err(e) => return Err(map_err(e)),
         }
+        self.unbind(key)
     }
 }
 

@@ -90,15 +90,20 @@ pub async fn run(opts: WatchOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (actions_tx, actions_rx) = tokio::sync::mpsc::unbounded_channel();
     let notifier: Arc<dyn Notifier> = if opts.no_notify {
         Arc::new(Silent)
     } else {
-        // Popup actions have no window to open here; acknowledging from a popup still works.
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        Arc::new(DesktopNotifier::new(tx))
+        Arc::new(DesktopNotifier::new(actions_tx))
     };
     let runtime = Runtime::start(&settings, history, notifier).await;
+    // Clicks are routed as in the monitor (the same function): Acknowledge acknowledges in
+    // history ("by": "popup" on stdout). There is no window to open here, so Open only logs.
+    let router = crate::engine::route_popup_actions(runtime.engine().clone(), actions_rx, |id| {
+        tracing::info!(alarm = ?id, "Open clicked on a popup: watch has no window");
+    });
     let code = print_until_stopped(&runtime, opts.for_secs).await;
+    router.abort();
     runtime.shutdown().await;
     if let Some(d) = demo {
         d.stop().await;

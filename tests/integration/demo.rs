@@ -214,3 +214,100 @@ fn desktop_demo_opens_dashboard_and_pops_up() {
         .collect();
     assert!(left.is_empty(), "Quit removes the demo profile: {left:?}");
 }
+
+/// `watch` (here on the demo scenario) with dunst: a click on a popup's Acknowledge — the
+/// daemon's `ActionInvoked` signal — acknowledges the alarm in the history, by "popup",
+/// as the monitor does (issue 18: `watch` used to drop the clicks).
+#[test]
+fn watch_popup_acknowledge_acknowledges_in_history() {
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("watch.out");
+    let notify = NotifyWatch::start();
+    let child = Command::new(desktop::app_bin())
+        .args(["watch", "--demo", "--seed", "1", "--for", "120"])
+        .env_remove("ALARM_TRAY_DATA_DIR")
+        // The throwaway demo profile is made under TMPDIR: here, so the test finds it.
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(tmp.path().join("watch.err")).unwrap())
+        .spawn()
+        .expect("watch --demo");
+    let _watch = Proc { child };
+    let decisions = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&out_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == "decision")
+            .map(|v| v["decision"].clone())
+            .collect()
+    };
+    // The first alarm popup that offers Acknowledge.
+    let mut alarm = None;
+    desktop::wait_for(Duration::from_secs(60), "an alarm popup", || {
+        alarm = decisions().into_iter().find_map(|d| {
+            let p = &d["popup"];
+            (d["kind"] == "popup" && p["actions"] == true && p["alarm_id"].is_i64()).then(|| {
+                (
+                    p["alarm_id"].as_i64().unwrap(),
+                    p["summary"].as_str().unwrap().to_string(),
+                )
+            })
+        });
+        alarm.is_some()
+    });
+    let (alarm_id, summary) = alarm.unwrap();
+    let mut popup = None;
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "the popup's notification id",
+        || {
+            popup = notify.id_of(&summary);
+            popup.is_some()
+        },
+    );
+    let popup = popup.unwrap();
+    let acked = || {
+        decisions()
+            .iter()
+            .any(|d| d["kind"] == "acknowledged" && d["alarm_id"] == alarm_id && d["by"] == "popup")
+    };
+    // The waiter subscribes just after Notify returned: repeat the click until it lands.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !acked() {
+        assert!(
+            Instant::now() < deadline,
+            "Acknowledge on popup {popup} did not acknowledge alarm {alarm_id}:\n{}",
+            std::fs::read_to_string(&out_path).unwrap_or_default()
+        );
+        desktop::invoke_popup_action(popup, "acknowledge");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // In the history itself (read-only, beside the running watch).
+    let profile = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("alarm-tray-demo-")
+        })
+        .expect("the demo profile")
+        .path();
+    let db = rusqlite::Connection::open_with_flags(
+        profile.join("history.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let by: Option<String> = db
+        .query_row(
+            "SELECT acknowledged_by FROM alarms WHERE id = ?1",
+            [alarm_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by.as_deref(), Some("popup"), "alarm {alarm_id} in history");
+}

@@ -190,12 +190,12 @@ pub fn tray_bus_name(pid: u32) -> Option<String> {
 
 const TRAY_PATH: &str = "/org/ayatana/NotificationItem/tray_icon_tray_app_alarm_tray/Menu";
 
-/// The tray menu's items: (dbusmenu id, label).
-pub fn tray_menu(pid: u32) -> Vec<(i32, String)> {
+/// The tray menu's layout as `dbus-send` prints it (GetLayout of the whole menu).
+pub fn tray_menu_layout(pid: u32) -> String {
     let Some(name) = tray_bus_name(pid) else {
-        return vec![];
+        return String::new();
     };
-    let layout = dbus_send(&[
+    dbus_send(&[
         &format!("--dest={name}"),
         TRAY_PATH,
         "com.canonical.dbusmenu.GetLayout",
@@ -203,7 +203,12 @@ pub fn tray_menu(pid: u32) -> Vec<(i32, String)> {
         "int32:-1",
         "array:string:",
     ])
-    .unwrap_or_default();
+    .unwrap_or_default()
+}
+
+/// The tray menu's items: (dbusmenu id, label).
+pub fn tray_menu(pid: u32) -> Vec<(i32, String)> {
+    let layout = tray_menu_layout(pid);
     // The layout prints each item as `int32 <id>` followed by its properties; pick the
     // label following each id.
     let mut items = Vec::new();

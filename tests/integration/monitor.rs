@@ -192,3 +192,357 @@ fn monitor_errors_carry_a_kind() {
     assert_eq!(wire["kind"], "not_found");
     assert_eq!(wire["message"], e.message());
 }
+
+/// A loopback TCP peer that answers every connection with `500` and records every byte it
+/// was sent: where a secret would land if the monitor sent it to a changed host.
+struct RecordingPeer {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RecordingPeer {
+    fn start() -> RecordingPeer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (g, c) = (got.clone(), connections.clone());
+        // Ends with the test process (the thread only accepts).
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        g.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                            let _ = s.write_all(
+                                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        RecordingPeer {
+            port,
+            got,
+            connections,
+        }
+    }
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+    fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    fn saw(&self, secret: &str) -> bool {
+        let got = self.got.lock().unwrap();
+        let text = String::from_utf8_lossy(&got);
+        // In a JSON body, a query string, or form-encoded.
+        text.contains(secret) || text.contains(&secret.replace('!', "%21"))
+    }
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Issue 18: a stored password (Saveris token URL) and a stored API key (ELEMENT base URL)
+/// go only to the endpoint they were stored for. After the endpoint is edited to another
+/// host — in a connection test, or saved — the new host (a recording peer) never gets them;
+/// the test answers `endpoint_changed` and the saved account's feed stops with the sentence.
+/// With the explicit confirm in the request the secret goes there (so the peer would have
+/// seen it), and typing it again binds it to the new host.
+#[test]
+fn stored_secrets_never_reach_a_changed_endpoint() {
+    use alarm_tray::ipc::protocol::{ConnectionTest, Status};
+    use alarm_tray::settings::{CustomEndpoint, ElementSubscription};
+    use std::time::Duration;
+
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let (_profile, _monitor, rt, client) = monitor_in_private_profile();
+    let old = RecordingPeer::start();
+    let new = RecordingPeer::start();
+    let sid = crate::peers::unique("bind-s");
+    let eid = crate::peers::unique("bind-e");
+    const PASSWORD: &str = "Bind-Pw-7Qx!stored";
+    const API_KEY: &str = "bind-key-9Zt3stored";
+
+    let saveris_at = |token_url: String| SaverisAccount {
+        id: sid.clone(),
+        username: "bind-alice".into(),
+        custom: Some(CustomEndpoint {
+            // Nobody listens here: the feed fails after its login, which is all it needs.
+            ws_url: "ws://127.0.0.1:9/ws".into(),
+            token_url,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let element_at = |base_url: String| ElementAccount {
+        id: eid.clone(),
+        base_url,
+        subscriptions: vec![ElementSubscription {
+            id: "all".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    // Saved and typed for the old host.
+    let mut settings: Settings = rt.block_on(client.ask(Request::GetSettings)).unwrap();
+    settings.saveris.push(saveris_at(old.url("/v1/token")));
+    settings.element.push(element_at(old.url("")));
+    rt.block_on(client.ask::<()>(Request::SaveSettings {
+        settings: settings.clone(),
+    }))
+    .unwrap();
+    for (key, value) in [
+        (SecretKey::SaverisPassword(sid.clone()), PASSWORD),
+        (SecretKey::ElementApiKey(eid.clone()), API_KEY),
+    ] {
+        rt.block_on(client.ask::<()>(Request::SetSecret {
+            key,
+            value: value.into(),
+        }))
+        .unwrap();
+    }
+    desktop::wait_for(
+        Duration::from_secs(20),
+        "both secrets at the old host",
+        || old.saw(PASSWORD) && old.saw(API_KEY),
+    );
+
+    // 1. Test connection with the endpoint edited, nothing typed: refused by kind.
+    let tests = [
+        ConnectionTest::Saveris {
+            account: saveris_at(new.url("/v1/token")),
+            password: None,
+            passcode: None,
+            send_stored_to: None,
+        },
+        ConnectionTest::Element {
+            account: element_at(new.url("")),
+            api_key: None,
+            send_stored_to: None,
+        },
+    ];
+    for test in &tests {
+        let e = rt
+            .block_on(client.request(Request::TestConnection { test: test.clone() }))
+            .expect_err("a stored secret for a changed host");
+        assert_eq!(e.kind(), "endpoint_changed", "{e}");
+        assert!(
+            e.message().contains(&old.origin()) && e.message().contains(&new.origin()),
+            "the sentence names both hosts: {e}"
+        );
+    }
+    // A confirm naming another host does not count either.
+    let mut wrong = tests[1].clone();
+    if let ConnectionTest::Element { send_stored_to, .. } = &mut wrong {
+        *send_stored_to = Some("http://127.0.0.1:1".into());
+    }
+    let e = rt
+        .block_on(client.request(Request::TestConnection { test: wrong }))
+        .unwrap_err();
+    assert_eq!(e.kind(), "endpoint_changed");
+
+    // 2. Saved with the new host: the feeds do not start with the stored secrets.
+    let mut edited = settings.clone();
+    edited.saveris.retain(|a| a.id != sid);
+    edited.element.retain(|a| a.id != eid);
+    edited.saveris.push(saveris_at(new.url("/v1/token")));
+    edited.element.push(element_at(new.url("")));
+    rt.block_on(client.ask::<()>(Request::SaveSettings { settings: edited }))
+        .unwrap();
+    let mut status = None;
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "both feeds stopped with the sentence",
+        || {
+            let s: Status = rt.block_on(client.ask(Request::Status)).unwrap();
+            let stopped = |id: &str| {
+                s.feeds.iter().any(|f| {
+                    f.feed.contains(id)
+                        && serde_json::to_string(&f.state)
+                            .unwrap()
+                            .contains("was saved for")
+                })
+            };
+            let both = stopped(&sid) && stopped(&eid);
+            status = Some(s);
+            both
+        },
+    );
+    // Time for a feed that would (wrongly) log in or connect.
+    std::thread::sleep(Duration::from_secs(3));
+    let report = format!(
+        "new host: {} connections, saw password {}, saw key {}",
+        new.connections(),
+        new.saw(PASSWORD),
+        new.saw(API_KEY)
+    );
+    eprintln!(
+        "SECRET-BINDING {report}; status {:?}",
+        status.map(|s| s.summary)
+    );
+    assert!(!new.saw(PASSWORD) && !new.saw(API_KEY), "{report}");
+    assert_eq!(
+        new.connections(),
+        0,
+        "nothing at all went to the new host: {report}"
+    );
+
+    // 3. The explicit confirm carried in the request: the peer gets it (it would have
+    // recorded a leak above).
+    let mut confirmed = tests[1].clone();
+    if let ConnectionTest::Element { send_stored_to, .. } = &mut confirmed {
+        *send_stored_to = Some(new.origin());
+    }
+    let _ = rt.block_on(client.request(Request::TestConnection { test: confirmed }));
+    assert!(new.saw(API_KEY), "confirmed: sent to {}", new.origin());
+    assert!(!new.saw(PASSWORD));
+
+    // 4. Typed again: bound to the new host, the feed logs in there.
+    rt.block_on(client.ask::<()>(Request::SetSecret {
+        key: SecretKey::SaverisPassword(sid.clone()),
+        value: PASSWORD.into(),
+    }))
+    .unwrap();
+    desktop::wait_for(
+        Duration::from_secs(20),
+        "the password typed again reaches the new host",
+        || new.saw(PASSWORD),
+    );
+    rt.block_on(client.ask::<()>(Request::RemoveAccount { account_id: sid }))
+        .unwrap();
+    rt.block_on(client.ask::<()>(Request::RemoveAccount { account_id: eid }))
+        .unwrap();
+}
+
+/// A property of the monitor's StatusNotifierItem (e.g. `IconName`), as dbus-send prints it.
+fn tray_item_property(pid: u32, prop: &str) -> Option<String> {
+    let name = desktop::tray_bus_name(pid)?;
+    let out = Command::new("dbus-send")
+        .args([
+            "--session",
+            "--print-reply",
+            "--reply-timeout=800",
+            &format!("--dest={name}"),
+            "/org/ayatana/NotificationItem/tray_icon_tray_app_alarm_tray",
+            "org.freedesktop.DBus.Properties.Get",
+            "string:org.kde.StatusNotifierItem",
+            &format!("string:{prop}"),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split('"').nth(1).map(str::to_owned)
+}
+
+/// Copies the icon the tray exports now (libayatana writes it to a file and names it in
+/// `IconThemePath`/`IconName`) to `target/screenshots/<name>`, for people to look at.
+fn keep_tray_icon(pid: u32, name: &str) {
+    let (Some(dir), Some(icon)) = (
+        tray_item_property(pid, "IconThemePath"),
+        tray_item_property(pid, "IconName"),
+    ) else {
+        eprintln!("the tray exports no icon file");
+        return;
+    };
+    let file = if icon.ends_with(".png") {
+        icon
+    } else {
+        format!("{icon}.png")
+    };
+    let src = std::path::Path::new(&dir).join(file);
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let copied = std::fs::copy(&src, shots.join(name));
+    eprintln!("tray icon {} kept as {name}: {copied:?}", src.display());
+}
+
+/// Issue 18: the tray menu's first line is the status, disabled, and follows it live — read
+/// over D-Bus (dbusmenu GetLayout) as a desktop reads it: no alarm, then "1 active alarm"
+/// when a Saveris alarm (RabbitMQ) is raised, then back when it clears. The alarm icon the
+/// tray exports is kept in `target/screenshots/` for people to look at.
+#[test]
+fn tray_status_line_follows_alarms_on_dbus() {
+    use std::time::Duration;
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let (_profile, monitor, rt, client) = monitor_in_private_profile();
+    let broker = crate::peers::rabbit::Broker::shared();
+    let user = crate::peers::unique("traybob");
+    let account = crate::saveris::rabbit_account(&broker.ws_url(), &user);
+    let mut settings: Settings = rt.block_on(client.ask(Request::GetSettings)).unwrap();
+    settings.saveris.push(account.clone());
+    rt.block_on(client.ask::<()>(Request::SaveSettings { settings }))
+        .unwrap();
+    rt.block_on(client.ask::<()>(Request::SetSecret {
+        key: SecretKey::StompPasscode(account.id.clone()),
+        value: "guest".into(),
+    }))
+    .unwrap();
+    let first = || {
+        desktop::tray_menu(monitor.pid())
+            .first()
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default()
+    };
+    desktop::wait_for(
+        Duration::from_secs(30),
+        "the status line: live, no alarm",
+        || first() == "no active alarms \u{b7} Saveris live",
+    );
+    // The line is not an action: its item is disabled (dbusmenu `enabled` false).
+    let items = desktop::tray_menu(monitor.pid());
+    assert_eq!(items[1].1, "Open Alarm Tray", "{items:?}");
+    let layout = desktop::tray_menu_layout(monitor.pid());
+    // The item's properties: the lines from its `int32 <id>` line to the next item's.
+    let status_item: String = layout
+        .lines()
+        .skip_while(|l| l.trim() != format!("int32 {}", items[0].0))
+        .skip(1)
+        .take_while(|l| !l.trim().starts_with("int32 "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        status_item.contains("\"enabled\"") && status_item.contains("boolean false"),
+        "the status line is disabled: {status_item}"
+    );
+
+    let uuid = crate::peers::unique("tray-alarm");
+    let queue = format!("/queue/{user}.alarms");
+    rt.block_on(crate::saveris::rabbit_publish(
+        &broker.ws_url(),
+        &queue,
+        &[crate::saveris::alarm_body(&uuid)],
+    ));
+    desktop::wait_for(Duration::from_secs(15), "the status line: 1 alarm", || {
+        first() == "1 active alarm \u{b7} Saveris live"
+    });
+    keep_tray_icon(monitor.pid(), "tray-alarm-count-1.png");
+    let cleared = crate::saveris::alarm_body(&uuid)
+        .replace(r#""alarm_status":"Alarm""#, r#""alarm_status":"Ok""#);
+    rt.block_on(crate::saveris::rabbit_publish(
+        &broker.ws_url(),
+        &queue,
+        &[cleared],
+    ));
+    desktop::wait_for(Duration::from_secs(15), "the status line: cleared", || {
+        first() == "no active alarms \u{b7} Saveris live"
+    });
+    keep_tray_icon(monitor.pid(), "tray-cleared.png");
+    rt.block_on(client.ask::<()>(Request::RemoveAccount {
+        account_id: account.id,
+    }))
+    .unwrap();
+}

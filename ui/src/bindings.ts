@@ -258,7 +258,16 @@ export type ConnectionTest = { "kind": "saveris", account: SaverisAccount, passw
 /**
  * STOMP passcode of a custom endpoint, as typed (None = the stored one).
  */
-passcode?: string | null, } | { "kind": "element", account: ElementAccount, api_key: string | null, };
+passcode?: string | null, 
+/**
+ * The user's confirm to send the stored password or passcode to this endpoint
+ * (an origin or URL) although it was stored for another one.
+ */
+send_stored_to?: string | null, } | { "kind": "element", account: ElementAccount, api_key: string | null, 
+/**
+ * As for Saveris: confirms sending the stored API key to this endpoint.
+ */
+send_stored_to?: string | null, };
 
 /**
  * A connection test that got through: what it reached, in words.
@@ -284,4 +293,4 @@ export type Push = { "type": "status", "data": Status } | { "type": "history_cha
 /**
  * What went wrong at the monitor boundary, by kind; each variant holds the sentence.
  */
-export type MonitorError = { "kind": "monitor_not_running", "message": string } | { "kind": "protocol_mismatch", "message": string } | { "kind": "monitor_connection", "message": string } | { "kind": "timeout", "message": string } | { "kind": "invalid_input", "message": string } | { "kind": "not_found", "message": string } | { "kind": "secret_missing", "message": string } | { "kind": "storage", "message": string } | { "kind": "keyring", "message": string } | { "kind": "login_failed", "message": string } | { "kind": "connection_rejected", "message": string } | { "kind": "network", "message": string } | { "kind": "bad_response", "message": string } | { "kind": "desktop", "message": string } | { "kind": "internal", "message": string };
+export type MonitorError = { "kind": "monitor_not_running", "message": string } | { "kind": "protocol_mismatch", "message": string } | { "kind": "monitor_connection", "message": string } | { "kind": "timeout", "message": string } | { "kind": "invalid_input", "message": string } | { "kind": "not_found", "message": string } | { "kind": "secret_missing", "message": string } | { "kind": "storage", "message": string } | { "kind": "keyring", "message": string } | { "kind": "endpoint_changed", "message": string } | { "kind": "login_failed", "message": string } | { "kind": "connection_rejected", "message": string } | { "kind": "network", "message": string } | { "kind": "bad_response", "message": string } | { "kind": "desktop", "message": string } | { "kind": "internal", "message": string };

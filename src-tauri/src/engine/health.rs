@@ -1,5 +1,16 @@
 //! Feed health and the tray's text: what each feed last reported, when the engine last
-//! heard from it, a popup for a feed silent too long, and the one-line [`Status`].
+//! heard from it, a popup for a feed silent too long, a popup for a feed that keeps
+//! dropping its connection, and the one-line [`Status`].
+//!
+//! Stability, not the last state: a feed that reconnects every 30 s reports Live after
+//! each reconnect, so "not live for the silence threshold" never holds for it. Each drop
+//! (live → not live) therefore starts or extends an *unstable stretch*; when a stretch has
+//! lasted the silence threshold (`feed_silence_mins`, 5 min by default) with at least two
+//! drops in it, one popup says "… keeps dropping the connection (12 times in 5 min) —
+//! alarms may be delayed". The stretch ends, and the popup closes, once the feed has
+//! stayed live for a fifth of the threshold (1 min by default, [`stable_after_ms`]).
+
+use std::collections::VecDeque;
 
 use super::model::{Status, TrayState};
 use super::{wording, Decision, Engine, Output};
@@ -11,6 +22,52 @@ pub(super) struct FeedWatch {
     /// Since when the feed is not live (None while live or idle).
     pub(super) not_live_since_ms: Option<i64>,
     pub(super) silence_popup: bool,
+    /// Since when the feed is live without a break (None while not live).
+    live_since_ms: Option<i64>,
+    /// When the current unstable stretch began (its first drop); None while stable.
+    unstable_since_ms: Option<i64>,
+    /// Drops of the current stretch within the last silence threshold, oldest first.
+    drops: VecDeque<i64>,
+    /// The "keeps dropping" popup of this stretch was shown.
+    unstable_popup: bool,
+}
+
+impl FeedWatch {
+    fn new(status: FeedStatus) -> Self {
+        FeedWatch {
+            status,
+            not_live_since_ms: None,
+            silence_popup: false,
+            live_since_ms: None,
+            unstable_since_ms: None,
+            drops: VecDeque::new(),
+            unstable_popup: false,
+        }
+    }
+
+    /// Notes a state change at `now`: a drop when a live feed stops being live.
+    fn note_state(&mut self, live: bool, now: i64) {
+        match (live, self.live_since_ms.is_some()) {
+            (true, false) => self.live_since_ms = Some(now),
+            (false, true) => {
+                self.live_since_ms = None;
+                self.drops.push_back(now);
+                self.unstable_since_ms.get_or_insert(now);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How long a feed must stay live for its unstable stretch to end: a fifth of the silence
+/// threshold (1 min of the default 5), at least a second.
+pub(super) fn stable_after_ms(limit_ms: i64) -> i64 {
+    (limit_ms / 5).max(1_000)
+}
+
+/// The tag of a feed's "keeps dropping" popup.
+fn unstable_tag(feed: &str) -> String {
+    format!("feed-unstable:{feed}")
 }
 
 impl Engine {
@@ -41,11 +98,8 @@ impl Engine {
         let w = self
             .feeds
             .entry(s.feed.clone())
-            .or_insert_with(|| FeedWatch {
-                status: s.clone(),
-                not_live_since_ms: None,
-                silence_popup: false,
-            });
+            .or_insert_with(|| FeedWatch::new(s.clone()));
+        w.note_state(matches!(s.state, FeedState::Live | FeedState::Idle), now);
         match s.state {
             FeedState::Live | FeedState::Idle => w.not_live_since_ms = None,
             _ => {
@@ -72,6 +126,7 @@ impl Engine {
                 .saturating_mul(60_000),
         )
         .unwrap_or(i64::MAX);
+        self.check_feed_stability(now, limit);
         let mut due = Vec::new();
         for w in self.feeds.values_mut() {
             if let Some(since) = w.not_live_since_ms {
@@ -98,12 +153,59 @@ impl Engine {
         }
     }
 
+    /// Ends unstable stretches of feeds that stayed live long enough (closing their popup),
+    /// and raises the "keeps dropping" popup once for a stretch as long as the threshold.
+    fn check_feed_stability(&mut self, now: i64, limit: i64) {
+        let stable = stable_after_ms(limit);
+        let mut due = Vec::new();
+        let mut closed = Vec::new();
+        for w in self.feeds.values_mut() {
+            let Some(since) = w.unstable_since_ms else {
+                continue;
+            };
+            while w.drops.front().is_some_and(|&t| now - t > limit) {
+                w.drops.pop_front();
+            }
+            if w.live_since_ms.is_some_and(|l| now - l >= stable) {
+                w.unstable_since_ms = None;
+                w.drops.clear();
+                if std::mem::take(&mut w.unstable_popup) {
+                    closed.push(unstable_tag(&w.status.feed));
+                }
+            } else if !w.unstable_popup
+                && !w.silence_popup
+                && now - since >= limit
+                && w.drops.len() >= 2
+            {
+                w.unstable_popup = true;
+                due.push((w.status.clone(), w.drops.len()));
+            }
+        }
+        for tag in closed {
+            self.popups.close(tag.clone());
+            self.decide(Decision::Closed { tag });
+        }
+        let mins = limit / 60_000;
+        for (status, drops) in due {
+            let (summary, body) = wording::feed_unstable_text(&status, drops, mins);
+            let popup = Popup {
+                tag: unstable_tag(&status.feed),
+                summary,
+                body,
+                urgency: Urgency::Normal,
+                alarm_id: None,
+                actions: true,
+            };
+            self.show(popup, false);
+        }
+    }
+
     pub(super) fn compute_status(&self) -> Status {
         let unacked = self.active.values().filter(|a| !a.acked()).count() as u32;
         let problems: Vec<&FeedWatch> = self
             .feeds
             .values()
-            .filter(|w| w.status.state.is_problem() || w.silence_popup)
+            .filter(|w| w.status.state.is_problem() || w.silence_popup || w.unstable_popup)
             .collect();
         let paused = self.settings.notifications.paused || self.in_quiet_hours();
         let tray = if unacked > 0 {
@@ -125,7 +227,12 @@ impl Engine {
             parts.push(format!("{acked} acknowledged"));
         }
         for w in &problems {
-            parts.push(format!("{}: {}", w.status.label, w.status.state.describe()));
+            let state = if w.unstable_popup && !w.status.state.is_problem() {
+                "keeps dropping the connection".to_string()
+            } else {
+                w.status.state.describe()
+            };
+            parts.push(format!("{}: {state}", w.status.label));
         }
         if self.storage_error.is_some() {
             parts.push("history cannot be written".into());
@@ -174,5 +281,102 @@ impl Engine {
         if changed {
             self.emit(Output::Status { status });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use jiff::tz::TimeZone;
+    use jiff::Timestamp;
+    use tokio::sync::mpsc;
+
+    use crate::clock::ManualClock;
+    use crate::engine::wording::Locale;
+    use crate::engine::{spawn_with, History};
+    use crate::event::{FeedState, FeedStatus};
+    use crate::notify::RecordingNotifier;
+    use crate::settings::Settings;
+
+    fn unstable(n: &RecordingNotifier) -> Vec<String> {
+        n.shown()
+            .into_iter()
+            .filter(|p| p.tag.starts_with("feed-unstable:"))
+            .map(|p| p.summary)
+            .collect()
+    }
+
+    /// One blip never pops; a link dropped every 30 s pops once when the stretch reaches
+    /// the threshold (5 min), with the drops of the last 5 min counted, and closes after
+    /// a minute of staying live.
+    #[tokio::test]
+    async fn a_blip_is_quiet_a_flapping_feed_pops_once_and_clears_when_stable() {
+        let clock = ManualClock::utc(Timestamp::from_millisecond(1_700_000_000_000).unwrap());
+        let notifier = Arc::new(RecordingNotifier::new());
+        let (_deliveries, drx) = mpsc::channel(8);
+        let (stx, srx) = mpsc::unbounded_channel();
+        let engine = spawn_with(
+            Settings::default(),
+            History::open_in_memory().unwrap(),
+            notifier.clone(),
+            drx,
+            srx,
+            Arc::new(clock.clone()),
+            Locale::plain(TimeZone::UTC),
+        );
+        let send = |state: FeedState| {
+            let mut s =
+                FeedStatus::new("saveris:a1".into(), "Saveris eu/production (alice)".into());
+            s.state = state;
+            stx.send(s).unwrap();
+        };
+        let lost = || FeedState::Waiting {
+            secs: 1,
+            reason: "connection lost".into(),
+        };
+        send(FeedState::Live);
+        engine.poke().await;
+        // One blip, then 10 stable minutes.
+        clock.advance_secs(10);
+        send(lost());
+        engine.poke().await;
+        clock.advance_secs(1);
+        send(FeedState::Live);
+        for _ in 0..20 {
+            clock.advance_secs(30);
+            engine.poke().await;
+        }
+        assert!(unstable(&notifier).is_empty(), "{:?}", unstable(&notifier));
+
+        // Dropped every 30 s (back after 5 s) for 6 minutes.
+        for _ in 0..12 {
+            clock.advance_secs(25);
+            send(lost());
+            engine.poke().await;
+            clock.advance_secs(5);
+            send(FeedState::Live);
+            engine.poke().await;
+        }
+        assert_eq!(
+            unstable(&notifier),
+            vec!["Saveris eu/production (alice) keeps dropping the connection (11 times in 5 min) \u{2014} alarms may be delayed"]
+        );
+        assert!(engine
+            .status()
+            .summary
+            .contains("keeps dropping the connection"));
+        // Live for 50 s: still unstable; at 60 s: closed, once.
+        clock.advance_secs(50);
+        engine.poke().await;
+        assert!(notifier.closed().is_empty(), "{:?}", notifier.closed());
+        clock.advance_secs(10);
+        engine.poke().await;
+        assert_eq!(
+            notifier.closed(),
+            vec!["feed-unstable:saveris:a1".to_string()]
+        );
+        assert_eq!(unstable(&notifier).len(), 1, "no second popup");
+        assert!(!engine.status().summary.contains("keeps dropping"));
     }
 }

@@ -251,6 +251,20 @@ pub fn feed_silence_text(
     (summary, body)
 }
 
+/// "Saveris eu/production (alice) keeps dropping the connection (12 times in 5 min) —
+/// alarms may be delayed".
+pub fn feed_unstable_text(status: &FeedStatus, drops: usize, mins: i64) -> (String, String) {
+    let summary = format!(
+        "{} keeps dropping the connection ({drops} times in {mins} min) \u{2014} alarms may be delayed",
+        status.label
+    );
+    let body = format!(
+        "Now: {}\nIt reconnects each time, but alarms can arrive late while the link is unstable.",
+        status.state.describe()
+    );
+    (summary, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The only module that imports tauri: the monitor's tray and shell, and the window
 //! process with its thin commands.
 
+mod badge;
 /// `ui/src/bindings.ts` from the Rust types: written and checked by tests only.
 #[cfg(test)]
 mod bindings;

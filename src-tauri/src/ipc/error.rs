@@ -51,6 +51,10 @@ pub enum Error {
     /// The system keyring is unavailable or refused.
     #[error("{0}")]
     Keyring(String),
+    /// A stored secret would go to an endpoint other than the one it was stored for: type
+    /// it again, or confirm sending it there (`send_stored_to` in a connection test).
+    #[error("{0}")]
+    EndpointChanged(String),
     /// The credentials were rejected (user name, password, API key).
     #[error("{0}")]
     LoginFailed(String),
@@ -84,6 +88,7 @@ impl Error {
             Error::SecretMissing(_) => "secret_missing",
             Error::Storage(_) => "storage",
             Error::Keyring(_) => "keyring",
+            Error::EndpointChanged(_) => "endpoint_changed",
             Error::LoginFailed(_) => "login_failed",
             Error::ConnectionRejected(_) => "connection_rejected",
             Error::Network(_) => "network",
@@ -105,6 +110,7 @@ impl Error {
             | Error::SecretMissing(m)
             | Error::Storage(m)
             | Error::Keyring(m)
+            | Error::EndpointChanged(m)
             | Error::LoginFailed(m)
             | Error::ConnectionRejected(m)
             | Error::Network(m)
@@ -121,6 +127,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl From<SecretError> for Error {
     fn from(e: SecretError) -> Self {
         Error::Keyring(e.to_string())
+    }
+}
+
+impl From<crate::secret_binding::Mismatch> for Error {
+    fn from(e: crate::secret_binding::Mismatch) -> Self {
+        Error::EndpointChanged(e.to_string())
     }
 }
 
@@ -228,6 +240,7 @@ mod tests {
             Error::SecretMissing(String::new()),
             Error::Storage(String::new()),
             Error::Keyring(String::new()),
+            Error::EndpointChanged(String::new()),
             Error::LoginFailed(String::new()),
             Error::ConnectionRejected(String::new()),
             Error::Network(String::new()),

@@ -69,10 +69,19 @@ pub enum ConnectionTest {
         #[serde(default)]
         #[ts(optional = nullable)]
         passcode: Option<String>,
+        /// The user's confirm to send the stored password or passcode to this endpoint
+        /// (an origin or URL) although it was stored for another one.
+        #[serde(default)]
+        #[ts(optional = nullable)]
+        send_stored_to: Option<String>,
     },
     Element {
         account: crate::settings::ElementAccount,
         api_key: Option<String>,
+        /// As for Saveris: confirms sending the stored API key to this endpoint.
+        #[serde(default)]
+        #[ts(optional = nullable)]
+        send_stored_to: Option<String>,
     },
 }
 

@@ -421,3 +421,172 @@ async fn fault_7_element_no_network_at_start_retries_at_a_bounded_rate() {
     stack.shutdown().await;
     srv.stop().await;
 }
+
+// ---------------------------------------------------------------- a flapping link (issue 18)
+
+/// A loopback proxy whose [`DroppingProxy::drop_all`] closes every connection it carries
+/// (the peer and the feed both see the link end, as after a NAT timeout or a broker
+/// restart); new connections work at once.
+struct DroppingProxy {
+    port: u16,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DroppingProxy {
+    async fn start(upstream: u16) -> DroppingProxy {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let ls = links.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = l.accept().await {
+                let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                // Aborting the task drops both sockets: the link is closed on both sides.
+                ls.lock().unwrap().push(tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }));
+            }
+        });
+        DroppingProxy { port, links, task }
+    }
+
+    fn drop_all(&self) {
+        for t in self.links.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for DroppingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.drop_all();
+    }
+}
+
+/// Engine time running `factor` times faster than real time: six minutes of a flapping
+/// link pass in twelve seconds, with the default thresholds (5 min silence, 1 min stable).
+#[derive(Debug)]
+struct FastClock {
+    start: jiff::Timestamp,
+    real: std::time::Instant,
+    factor: u32,
+}
+
+impl alarm_tray::clock::Clock for FastClock {
+    fn now(&self) -> jiff::Timestamp {
+        let elapsed = self.real.elapsed() * self.factor;
+        self.start + jiff::SignedDuration::try_from(elapsed).unwrap()
+    }
+}
+
+/// Issue 18: a Saveris link through RabbitMQ that drops every 30 s (engine time) for 6 min
+/// raises "keeps dropping the connection (N times in 5 min)" exactly once, and the popup
+/// closes once the link stayed up for the stable time (1 min). Before, every reconnect
+/// reported Live and reset the silence clock: no popup at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flapping_saveris_link_raises_keeps_dropping_once_then_clears() {
+    use alarm_tray::engine::{self, History};
+    use alarm_tray::notify::RecordingNotifier;
+    use alarm_tray::settings::Settings;
+
+    const FACTOR: u32 = 30;
+    let engine_secs = |s: u64| Duration::from_millis(s * 1000 / u64::from(FACTOR));
+    let broker = tokio::task::spawn_blocking(Broker::shared).await.unwrap();
+    let proxy = DroppingProxy::start(broker.ws_port).await;
+    let user = unique("flap");
+    let account = rabbit_account(&format!("ws://127.0.0.1:{}/ws", proxy.port), &user);
+    let dir = tempfile::tempdir().unwrap();
+    let notifier = Arc::new(RecordingNotifier::new());
+    let (dtx, drx) = tokio::sync::mpsc::channel(1024);
+    let (stx, srx) = tokio::sync::mpsc::unbounded_channel();
+    let clock = Arc::new(FastClock {
+        start: jiff::Timestamp::now(),
+        real: std::time::Instant::now(),
+        factor: FACTOR,
+    });
+    let settings = Settings::default();
+    assert_eq!(
+        settings.notifications.feed_silence_mins, 5,
+        "the default threshold"
+    );
+    let engine = engine::spawn_with(
+        settings,
+        History::open(&dir.path().join("history.sqlite3")).unwrap(),
+        notifier.clone(),
+        drx,
+        srx,
+        clock,
+        engine::wording::Locale {
+            decimal_comma: false,
+            tz: jiff::tz::TimeZone::UTC,
+        },
+    );
+    let cfg = fast(SaverisFeedConfig::new(
+        account.clone(),
+        None,
+        Some("guest".into()),
+    ));
+    let feed = saveris::spawn(cfg, dtx, stx);
+    let unstable = |n: &RecordingNotifier| -> Vec<alarm_tray::notify::Popup> {
+        n.shown()
+            .into_iter()
+            .filter(|p| p.tag.starts_with("feed-unstable:"))
+            .collect()
+    };
+    let live =
+        |e: &engine::EngineHandle| e.status().feeds.iter().any(|f| f.state == FeedState::Live);
+    wait_for("live", Duration::from_secs(30), || live(&engine)).await;
+
+    // Six minutes of a link dropped every 30 s.
+    let started = Instant::now();
+    let mut drops = 0;
+    while started.elapsed() < engine_secs(360) {
+        tokio::time::sleep(engine_secs(30)).await;
+        proxy.drop_all();
+        drops += 1;
+    }
+    let after_flapping = unstable(&notifier);
+    let status_line = engine.status().summary;
+    // Then the link stays up: after a minute of it the popup closes.
+    let up = Instant::now();
+    wait_for("the popup closed", engine_secs(180), || {
+        notifier
+            .closed()
+            .iter()
+            .any(|t| t.starts_with("feed-unstable:"))
+    })
+    .await;
+    let closed_after = up.elapsed();
+    let at_end = unstable(&notifier);
+    report(
+        "issue18_flapping_link",
+        json!({"drops": drops, "popups_while_flapping": after_flapping.len(),
+               "summary": after_flapping.first().map(|p| p.summary.clone()),
+               "status": status_line,
+               "closed_after_engine_s": closed_after.as_secs_f64() * f64::from(FACTOR)}),
+    );
+    assert_eq!(after_flapping.len(), 1, "one popup: {after_flapping:?}");
+    let summary = &after_flapping[0].summary;
+    assert!(
+        summary.contains("keeps dropping the connection (")
+            && summary.contains("times in 5 min) \u{2014} alarms may be delayed"),
+        "{summary}"
+    );
+    assert!(
+        status_line.contains("keeps dropping the connection"),
+        "{status_line}"
+    );
+    assert_eq!(at_end.len(), 1, "no second popup after the link came back");
+    assert!(
+        !engine.status().summary.contains("keeps dropping"),
+        "{}",
+        engine.status().summary
+    );
+    feed.stop().await;
+    engine.shutdown().await;
+}

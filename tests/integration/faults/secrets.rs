@@ -290,6 +290,7 @@ impl MonitorChild {
                         account: acc.clone(),
                         password: None,
                         passcode: None,
+                        send_stored_to: None,
                     },
                 },
             )
@@ -302,6 +303,7 @@ impl MonitorChild {
                     account: settings.saveris[1].clone(),
                     password: Some(SECRET_PASSWORD.into()),
                     passcode: Some(SECRET_PASSCODE.into()),
+                    send_stored_to: None,
                 },
             },
         )
@@ -313,6 +315,7 @@ impl MonitorChild {
                     test: ConnectionTest::Element {
                         account: acc.clone(),
                         api_key: None,
+                        send_stored_to: None,
                     },
                 },
             )
@@ -334,6 +337,7 @@ impl MonitorChild {
                 test: ConnectionTest::Element {
                     account: settings.element[1].clone(),
                     api_key: Some(SECRET_KEY_BAD.into()),
+                    send_stored_to: None,
                 },
             },
         )
