@@ -535,7 +535,7 @@ fn e2e_full_stack_saveris_element_rules() {
     d.click("saveris-test");
     d.wait_text(
         "saveris-test-result",
-        "Saveris rejected the user name or password.",
+        "Saveris rejected the user name or password (Saveris said: “Incorrect username or password”).",
     );
     d.screenshot("accounts-wrong-password");
     d.click("saveris-cancel");
