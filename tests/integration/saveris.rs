@@ -1408,3 +1408,125 @@ async fn rabbit_wrong_passcode_stops_the_feed() {
     assert_eq!(feed.statuses.all().len(), n, "no retry loop");
     feed.handle.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_one_reading_on_both_measurement_queues_is_stored_and_evaluated_once() {
+    use alarm_tray::engine::{self, History};
+    use alarm_tray::notify::RecordingNotifier;
+    use alarm_tray::settings::{Limit, Settings, ThresholdRule};
+
+    let server = sim(&["vera"]).await;
+    let mut account = sim_account(&server, "vera");
+    // During the 4 h switch both queues deliver (SAVERIS-API.md §2.6).
+    account.channels = Channels {
+        alarms: true,
+        measurements: true,
+        measurements_v2: true,
+    };
+    // Two breaching values in a row raise: a reading evaluated twice would raise at once.
+    let mut settings = Settings::default();
+    settings.rules.push(ThresholdRule {
+        id: "r1".into(),
+        name: "two above 8".into(),
+        limit: Limit::Above { value: 8.0 },
+        min_count: 2,
+        ..Default::default()
+    });
+    let (dtx, drx) = mpsc::channel(64);
+    let (stx, srx) = mpsc::unbounded_channel();
+    let engine = engine::spawn(
+        settings,
+        History::open_in_memory().unwrap(),
+        Arc::new(RecordingNotifier::new()),
+        drx,
+        srx,
+    );
+    let feed = saveris::spawn(
+        fast(SaverisFeedConfig::new(
+            account,
+            Some("pw-vera".into()),
+            None,
+        )),
+        dtx,
+        stx,
+    );
+    // One reading as each version documents it: different uuids and ids, same sensor,
+    // quantity and time (v2's time with milliseconds).
+    let v1 = r#"{"uuid":"k-1","device_uuid":"d","sensor_uuid":"s-9","channel_id":1913253106,"device_serial_no":"555","sensor_serial_no":"777","timestamp":"2024-05-01T10:00:00Z","measurement":9.5,"physical_property_name":"Temperature","physical_unit":"°C","physical_extension":"Air Temperature"}"#;
+    let v2 = r#"{"uuid":"f-2","customer_site":"site-42","sensor_uuid":"s-9","channel_no":1,"physical_property_name":"Temperature","physical_extension":"Air Temperature","physical_unit":"°C","timestamp":"2024-05-01T10:00:00.000Z","measurement":"9.5","serial_no":"777","model_code":"0572 0001"}"#;
+    server.publish("vera", "measurements", v1.to_string());
+    server.publish("vera", "measurements-v2", v2.to_string());
+    wait_until("both acked", T, || {
+        server.acks() == 2
+            && server.unacked("vera", "measurements") == 0
+            && server.unacked("vera", "measurements-v2") == 0
+    })
+    .await;
+    assert_eq!(engine.history().event_count().unwrap(), 1, "one history row");
+    assert!(
+        engine.history().active_alarms().unwrap().is_empty(),
+        "one rule evaluation: a single breaching value does not raise"
+    );
+    // The next reading (a minute later, on v2 only) is the second breaching value.
+    server.publish(
+        "vera",
+        "measurements-v2",
+        v2.replace("10:00:00.000Z", "10:01:00.000Z")
+            .replace("f-2", "f-3"),
+    );
+    wait_until("the rule raises", T, || {
+        engine.history().active_alarms().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(engine.history().event_count().unwrap(), 2);
+    feed.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_two_sensors_alarms_with_empty_sources_are_raised_and_cleared_independently() {
+    use alarm_tray::engine::{self, History};
+    use alarm_tray::notify::RecordingNotifier;
+    use alarm_tray::settings::Settings;
+
+    let server = sim(&["wes"]).await;
+    let (dtx, drx) = mpsc::channel(64);
+    let (stx, srx) = mpsc::unbounded_channel();
+    let engine = engine::spawn(
+        Settings::default(),
+        History::open_in_memory().unwrap(),
+        Arc::new(RecordingNotifier::new()),
+        drx,
+        srx,
+    );
+    let feed = saveris::spawn(sim_cfg(&server, "wes"), dtx, stx);
+    // AsyncAPI 1.3.0: a measurement alarm's source is "the sensor_uuid or empty".
+    let alarm = |uuid: &str, serial: &str, status: &str| {
+        alarm_body(uuid)
+            .replace("\"alarm_source_uuid\":\"sensor-1\"", "\"alarm_source_uuid\":\"\"")
+            .replace("\"serial_number\":\"4711\"", &format!("\"serial_number\":\"{serial}\""))
+            .replace("\"alarm_status\":\"Alarm\"", &format!("\"alarm_status\":\"{status}\""))
+    };
+    server.publish("wes", "alarms", alarm("e-1", "111", "Alarm"));
+    server.publish("wes", "alarms", alarm("e-2", "222", "Alarm"));
+    wait_until("two raised", T, || {
+        engine.history().active_alarms().unwrap().len() == 2
+    })
+    .await;
+    // Sensor 111 back to normal: only its alarm clears.
+    server.publish("wes", "alarms", alarm("e-3", "111", "Ok"));
+    wait_until("one cleared", T, || {
+        engine.history().active_alarms().unwrap().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = engine.history().active_alarms().unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(
+        left[0].alarm_key.contains("serial:222"),
+        "sensor 222's alarm is still active: {}",
+        left[0].alarm_key
+    );
+    feed.stop().await;
+    server.stop().await;
+}
