@@ -1462,7 +1462,11 @@ async fn sim_one_reading_on_both_measurement_queues_is_stored_and_evaluated_once
             && server.unacked("vera", "measurements-v2") == 0
     })
     .await;
-    assert_eq!(engine.history().event_count().unwrap(), 1, "one history row");
+    assert_eq!(
+        engine.history().event_count().unwrap(),
+        1,
+        "one history row"
+    );
     assert!(
         engine.history().active_alarms().unwrap().is_empty(),
         "one rule evaluation: a single breaching value does not raise"
@@ -1503,9 +1507,18 @@ async fn sim_two_sensors_alarms_with_empty_sources_are_raised_and_cleared_indepe
     // AsyncAPI 1.3.0: a measurement alarm's source is "the sensor_uuid or empty".
     let alarm = |uuid: &str, serial: &str, status: &str| {
         alarm_body(uuid)
-            .replace("\"alarm_source_uuid\":\"sensor-1\"", "\"alarm_source_uuid\":\"\"")
-            .replace("\"serial_number\":\"4711\"", &format!("\"serial_number\":\"{serial}\""))
-            .replace("\"alarm_status\":\"Alarm\"", &format!("\"alarm_status\":\"{status}\""))
+            .replace(
+                "\"alarm_source_uuid\":\"sensor-1\"",
+                "\"alarm_source_uuid\":\"\"",
+            )
+            .replace(
+                "\"serial_number\":\"4711\"",
+                &format!("\"serial_number\":\"{serial}\""),
+            )
+            .replace(
+                "\"alarm_status\":\"Alarm\"",
+                &format!("\"alarm_status\":\"{status}\""),
+            )
     };
     server.publish("wes", "alarms", alarm("e-1", "111", "Alarm"));
     server.publish("wes", "alarms", alarm("e-2", "222", "Alarm"));
