@@ -1543,3 +1543,70 @@ async fn sim_two_sensors_alarms_with_empty_sources_are_raised_and_cleared_indepe
     feed.stop().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_speaks_like_activemq_escaped_ids_and_one_frame_per_message() {
+    let server = sim(&["xena"]).await;
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(server.token_url())
+        .json(&serde_json::json!({"username": "xena", "password": "pw-xena"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = token["IdToken"].as_str().unwrap().to_string();
+    let mut req = server.ws_url().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "v12.stomp".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let next_text = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> String {
+        loop {
+            match tokio::time::timeout(T, ws.next()).await.unwrap() {
+                Some(Ok(Message::Text(t))) if t.as_str() != "\n" => return t.to_string(),
+                Some(Ok(Message::Close(_))) | None => return String::new(),
+                _ => {}
+            }
+        }
+    };
+    let connect = Frame::new(Command::Connect)
+        .with_header("accept-version", "1.2")
+        .with_header("Authorization", format!("Bearer {bearer}"));
+    ws.send(Message::binary(stomp::encode(&connect)))
+        .await
+        .unwrap();
+    assert!(next_text(&mut ws).await.starts_with("CONNECTED\n"));
+    let subscribe = Frame::new(Command::Subscribe)
+        .with_header("id", "sub-0")
+        .with_header("destination", "/queue/xena/alarms")
+        .with_header("ack", "client-individual");
+    ws.send(Message::binary(stomp::encode(&subscribe)))
+        .await
+        .unwrap();
+    server.publish("xena", "alarms", alarm_body("x-1"));
+    let raw = next_text(&mut ws).await;
+    // ActiveMQ's ids, with the colons escaped as STOMP 1.2 wants in MESSAGE headers.
+    assert!(raw.contains("\nack:ID\\csaveris-sim-"), "{raw}");
+    assert!(raw.contains("\nmessage-id:ID\\csaveris-sim-"), "{raw}");
+    let mut dec = Decoder::new();
+    dec.push(raw.as_bytes());
+    let msg = dec.next_frame().unwrap().unwrap();
+    let ack = msg.header("ack").unwrap().to_string();
+    assert!(
+        ack.starts_with("ID:saveris-sim-") && ack.ends_with(":1:1:1:1"),
+        "{ack}"
+    );
+    // Two frames in one WebSocket message: ERROR, then the server closes.
+    let mut two = stomp::encode(&Frame::new(Command::Ack).with_header("id", ack));
+    two.extend(stomp::encode(&Frame::new(Command::Disconnect)));
+    ws.send(Message::binary(two)).await.unwrap();
+    let error = next_text(&mut ws).await;
+    assert!(
+        error.starts_with("ERROR\n") && error.contains("More than one STOMP frame"),
+        "{error}"
+    );
+    assert_eq!(next_text(&mut ws).await, "", "closed after the ERROR");
+    assert_eq!(server.acks(), 0, "nothing of the bundled message was taken");
+    server.stop().await;
+}
