@@ -645,8 +645,14 @@ pub fn read(path: &Path) -> Result<Settings, String> {
         Ok(bytes) => {
             let text = String::from_utf8(bytes)
                 .map_err(|_| format!("the settings file {} is not UTF-8 text", path.display()))?;
-            from_store_json(&text)
-                .map_err(|why| format!("the settings file {} is unusable: {why}", path.display()))
+            let mut settings = from_store_json(&text).map_err(|why| {
+                format!("the settings file {} is unusable: {why}", path.display())
+            })?;
+            // As at the monitor's start, but the file is not written: `watch` only says so.
+            if let Some(notice) = retire_missing_environments(&mut settings) {
+                tracing::warn!("{notice}");
+            }
+            Ok(settings)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
         Err(e) => Err(format!(
