@@ -335,6 +335,17 @@ pub struct FeedStatus {
     /// When the feed was last live (for "not connected since 14:02").
     pub live_since: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// Channels the server refused for this user (Saveris `subscription refused`): left
+    /// out of the connection until the user turns them on again.
+    #[serde(default)]
+    pub refused: Vec<ChannelRefusal>,
+}
+
+/// A channel the server refused, and the sentence to show next to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct ChannelRefusal {
+    pub channel: String,
+    pub message: String,
 }
 
 impl FeedStatus {
@@ -346,6 +357,7 @@ impl FeedStatus {
             last_message_at: None,
             live_since: None,
             last_error: None,
+            refused: Vec::new(),
         }
     }
 }

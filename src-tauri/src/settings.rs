@@ -45,6 +45,20 @@ pub enum Region {
     Ap,
 }
 
+/// The Saveris environments the vendor lists (SAVERIS-API.md §1.1): `eu.i`, `eu.p`,
+/// `am.p`, `ap.p`. America and Asia-Pacific have no integration stage.
+pub const SAVERIS_ENVIRONMENTS: [(Region, Environment); 4] = [
+    (Region::Eu, Environment::Integration),
+    (Region::Eu, Environment::Production),
+    (Region::Am, Environment::Production),
+    (Region::Ap, Environment::Production),
+];
+
+/// Whether Saveris offers this region/environment pair.
+pub fn saveris_environment_exists(region: Region, environment: Environment) -> bool {
+    SAVERIS_ENVIRONMENTS.contains(&(region, environment))
+}
+
 impl Region {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -470,6 +484,15 @@ impl Settings {
                 )));
             }
         }
+        for a in self.saveris.iter().filter(|a| a.custom.is_none()) {
+            if !saveris_environment_exists(a.region, a.environment) {
+                return Err(SettingsError::Invalid(format!(
+                    "Saveris has no {}.{} environment (only eu.i, eu.p, am.p, ap.p)",
+                    a.region.as_str(),
+                    a.environment.letter()
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -505,6 +528,32 @@ pub fn from_store_json(text: &str) -> Result<Settings, String> {
         serde_json::from_value(migrated).map_err(|e| format!("unexpected content ({e})"))?;
     s.version = SCHEMA_VERSION;
     Ok(s)
+}
+
+/// Accounts saved for `am`/`ap` integration, which Saveris does not offer (older builds
+/// offered six pairs): each now points at its region's production and is turned off, so
+/// nothing connects with integration credentials to production unasked. The sentence for
+/// the user, if any account was changed.
+pub fn retire_missing_environments(s: &mut Settings) -> Option<String> {
+    let mut names = Vec::new();
+    for a in s.saveris.iter_mut() {
+        if a.custom.is_none() && !saveris_environment_exists(a.region, a.environment) {
+            let was = format!("{}.{}", a.region.as_str(), a.environment.letter());
+            a.environment = Environment::Production;
+            a.enabled = false;
+            names.push(format!(
+                "“{}” ({was} → {}.p)",
+                a.username,
+                a.region.as_str()
+            ));
+        }
+    }
+    (!names.is_empty()).then(|| {
+        format!(
+            "Saveris offers only the environments eu.i, eu.p, am.p and ap.p. These Saveris accounts were set to one that does not exist: {}. Each now points at its region's production and is turned off: check it in Settings → Accounts and turn it on.",
+            names.join(", ")
+        )
+    })
 }
 
 /// Schema 1 (0.0.x) kept a single `paused` flag and `quiet_start`/`quiet_end` at the top
@@ -561,10 +610,10 @@ pub fn load(path: &Path) -> Loaded {
         .map_err(|_| "not UTF-8 text".to_string())
         .and_then(|t| from_store_json(&t));
     match parsed {
-        Ok(settings) => Loaded {
-            settings,
-            notice: None,
-        },
+        Ok(mut settings) => {
+            let notice = retire_missing_environments(&mut settings);
+            Loaded { settings, notice }
+        }
         Err(why) => {
             let backup = backup_path(path);
             let kept = match std::fs::rename(path, &backup) {
@@ -596,8 +645,14 @@ pub fn read(path: &Path) -> Result<Settings, String> {
         Ok(bytes) => {
             let text = String::from_utf8(bytes)
                 .map_err(|_| format!("the settings file {} is not UTF-8 text", path.display()))?;
-            from_store_json(&text)
-                .map_err(|why| format!("the settings file {} is unusable: {why}", path.display()))
+            let mut settings = from_store_json(&text).map_err(|why| {
+                format!("the settings file {} is unusable: {why}", path.display())
+            })?;
+            // As at the monitor's start, but the file is not written: `watch` only says so.
+            if let Some(notice) = retire_missing_environments(&mut settings) {
+                tracing::warn!("{notice}");
+            }
+            Ok(settings)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
         Err(e) => Err(format!(
@@ -737,5 +792,37 @@ mod tests {
         let l = load(&path);
         assert!(l.notice.is_none());
         assert_eq!(l.settings.retention_days, 30);
+    }
+
+    #[test]
+    fn am_and_ap_integration_accounts_are_retired_with_a_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut s = Settings::default();
+        for (id, region, environment) in [
+            ("a", Region::Am, Environment::Integration),
+            ("b", Region::Eu, Environment::Integration),
+            ("c", Region::Ap, Environment::Production),
+        ] {
+            s.saveris.push(SaverisAccount {
+                id: id.into(),
+                username: format!("user-{id}"),
+                region,
+                environment,
+                ..Default::default()
+            });
+        }
+        std::fs::write(&path, to_store_json(&s).to_string()).unwrap();
+        let loaded = load(&path);
+        let notice = loaded.notice.expect("the user is told");
+        assert!(notice.contains("“user-a” (am.i → am.p)"), "{notice}");
+        assert!(
+            !notice.contains("user-b") && !notice.contains("user-c"),
+            "{notice}"
+        );
+        let a = &loaded.settings.saveris[0];
+        assert_eq!((a.environment, a.enabled), (Environment::Production, false));
+        assert!(loaded.settings.saveris[1].enabled && loaded.settings.saveris[2].enabled);
+        assert_eq!(SAVERIS_ENVIRONMENTS.len(), 4);
     }
 }

@@ -535,7 +535,7 @@ fn e2e_full_stack_saveris_element_rules() {
     d.click("saveris-test");
     d.wait_text(
         "saveris-test-result",
-        "Saveris rejected the user name or password.",
+        "Saveris rejected the user name or password (Saveris said: “Incorrect username or password”).",
     );
     d.screenshot("accounts-wrong-password");
     d.click("saveris-cancel");
@@ -802,4 +802,79 @@ fn e2e_dashboard_with_thousands_of_readings() {
         })
     );
     d.quit();
+}
+
+/// A channel Saveris refuses for the user (licence missing), through the real window: the
+/// account is set up in the UI against the project's Saveris-compatible server, which
+/// refuses `measurements-v2` at SUBSCRIBE; the refusal shows next to the channel and in the
+/// feed's status, `watch` prints it, and turning the channel off clears the mark.
+#[test]
+fn e2e_saveris_refused_channel_is_marked_in_the_window_and_in_watch() {
+    use alarm_tray::simulate::saveris::SaverisServer;
+
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let user = crate::peers::unique("e2erita");
+    let password = "E2e-Rita-pw-1";
+    let server = rt
+        .block_on(SaverisServer::start(vec![(user.clone(), password.into())]))
+        .unwrap();
+    server.refuse_subscription(&user, "measurements-v2");
+    let profile = Profile::new();
+    let monitor = profile.start_monitor();
+    let d = Driver::launch(&profile, &["--page", "settings"]);
+    d.click("section-accounts");
+    d.click("add-saveris");
+    d.type_into("saveris-username", &user);
+    d.type_into("saveris-password", password);
+    d.click("saveris-advanced");
+    d.click("saveris-custom");
+    d.type_into("saveris-ws-url", &server.ws_url());
+    d.type_into("saveris-token-url", &server.token_url());
+    d.click("saveris-save");
+    d.find_css("[data-testid^='account-edit-']");
+    // Turn measurements-v2 on where the channels are chosen.
+    d.click("section-channels");
+    let v2 = d.testid_of("[data-testid^='channel-'][data-testid$='-measurements_v2']");
+    d.click(&v2);
+    let mark = d.testid_of("[data-testid^='channel-refused-']");
+    assert!(mark.ends_with("-measurements_v2"), "{mark}");
+    let text = d.wait_text(&mark, "Saveris refused measurements-v2 for this user");
+    assert!(text.contains("licence or permission missing"), "{text}");
+    d.find_css("[data-testid^='feed-refused-']");
+    // The alarms channel stays live on the reopened connection.
+    d.find_css("[data-testid^='feed-saveris'][data-state='live']");
+    d.screenshot("channels-saveris-refused");
+
+    // `watch` (its own profile dir, the same settings file and keyring) prints it too.
+    let watch_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(desktop::app_bin())
+        .args(["watch", "--settings"])
+        .arg(profile.settings_file())
+        .args(["--for", "8", "--no-notify"])
+        .env("ALARM_TRAY_DATA_DIR", watch_dir.path())
+        .output()
+        .expect("watch runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "Saveris refused measurements-v2 for this user: licence or permission missing"
+        ),
+        "watch printed: {stdout}"
+    );
+
+    // Turning the channel off restarts the feed without it: the mark goes.
+    d.click(&v2);
+    desktop::wait_for(Duration::from_secs(15), "the mark to go", || {
+        !d.exists_css("[data-testid^='channel-refused-']")
+    });
+    d.find_css("[data-testid^='feed-saveris'][data-state='live']");
+    d.quit();
+    drop(monitor);
+    rt.block_on(server.stop());
 }

@@ -680,7 +680,9 @@ async fn cognito_rejections_are_sentences_and_stop_the_feed() {
         auth::login(&http, &source, "dave", "wrong")
             .await
             .unwrap_err(),
-        AuthError::WrongCredentials
+        AuthError::WrongCredentials {
+            said: "Incorrect username or password.".into()
+        }
     );
 
     let err = saveris::test_connection(&account, Some("wrong-secret"), None)
@@ -698,10 +700,15 @@ async fn cognito_rejections_are_sentences_and_stop_the_feed() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, SaverisError::Auth(AuthError::NewPasswordRequired)),
+        matches!(
+            err,
+            SaverisError::Auth(AuthError::NewPasswordRequired { .. })
+        ),
         "{err}"
     );
-    assert!(err.to_string().contains("temporary password"));
+    assert!(err
+        .to_string()
+        .starts_with("Saveris wants a new password — set it in the Saveris web app"));
 
     let mut bad_client = account.clone();
     bad_client.cognito_client_id = "nosuchclient".into();
@@ -713,21 +720,23 @@ async fn cognito_rejections_are_sentences_and_stop_the_feed() {
         "{err}"
     );
 
-    // A rejected login stops the feed: LoginFailed, and no retry loop afterwards.
-    let feed = run_feed(
-        fast(SaverisFeedConfig::new(
-            account.clone(),
-            Some("wrong".into()),
-            None,
-        )),
-        Policy::ConfirmAll,
-    );
+    // A rejected login stops the feed: LoginFailed, and no retry loop afterwards, not
+    // even 10 minutes later on the feed's (simulated) clock.
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = fast(SaverisFeedConfig::new(
+        account.clone(),
+        Some("wrong".into()),
+        None,
+    ));
+    cfg.clock = clock.clone();
+    let feed = run_feed(cfg, Policy::ConfirmAll);
     wait_until("login failed", T, || {
         matches!(feed.statuses.last(), Some(FeedState::LoginFailed { .. }))
     })
     .await;
     let n = feed.statuses.all().len();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    clock.0.store(10 * 60, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         feed.statuses.all().len(),
         n,
@@ -736,8 +745,23 @@ async fn cognito_rejections_are_sentences_and_stop_the_feed() {
     let Some(FeedState::LoginFailed { message }) = feed.statuses.last() else {
         unreachable!()
     };
-    assert!(message.contains("rejected"), "{message}");
+    assert!(
+        message.contains("rejected") && message.contains("Incorrect username or password"),
+        "the vendor's message in a sentence: {message}"
+    );
     feed.handle.stop().await;
+
+    // Cognito's other refusals are sentences that stop the feed too.
+    let unknown = moto_account(&moto, "fred", "Passw0rd!x", true).await;
+    let err = auth::login(
+        &http,
+        &TokenSource::for_account(&unknown).unwrap(),
+        "nobody-here",
+        "Passw0rd!x",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_rejection(), "{err}");
 }
 
 // ---------------------------------------------------------------- scripted loopback Saveris
@@ -937,26 +961,8 @@ async fn sim_error_frames_each_get_their_treatment() {
         .contains("login failed"));
     f.handle.stop().await;
 
-    // rate limit with a figure: wait as told, shown in the status, then live.
-    server.fail_next_connect_with(ErrorKind::RateLimit {
-        wait_ms: Some(1500),
-    });
-    let f = run_feed(sim_cfg(&server, "u3"), Policy::ConfirmAll);
-    f.wait("live after the wait", T, |f| {
-        f.statuses.last() == Some(FeedState::Live)
-    })
-    .await;
-    assert!(
-        f.statuses.all().contains(&FeedState::Waiting {
-            secs: 2,
-            reason: "rate limit".into()
-        }),
-        "{:?}",
-        f.statuses.all()
-    );
-    f.handle.stop().await;
-
-    // max connections without a figure: 10 minutes, and a stop is still prompt.
+    // max connections: a floor of 60 s, a sentence about the 4 connections, and a stop
+    // is still prompt.
     server.fail_next_connect_with(ErrorKind::MaxConnections);
     let f = run_feed(sim_cfg(&server, "u4"), Policy::ConfirmAll);
     f.wait("waiting", T, |f| {
@@ -967,16 +973,24 @@ async fn sim_error_frames_each_get_their_treatment() {
     assert_eq!(
         w,
         FeedState::Waiting {
-            secs: 600,
+            secs: 60,
             reason: "too many connections".into()
         }
     );
-    assert_eq!(w.describe(), "waiting 10 min (too many connections)");
+    assert_eq!(w.describe(), "waiting 60 s (too many connections)");
+    let errors = f.statuses.1.lock().unwrap().clone();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("Saveris allows 4 parallel connections per user")),
+        "{errors:?}"
+    );
     tokio::time::timeout(Duration::from_secs(5), f.handle.stop())
         .await
         .unwrap();
 
-    // Anything else: backoff, reconnect, resubscribe.
+    // Anything else: backoff, reconnect, resubscribe. (A refusal at CONNECT names no queue
+    // of ours: nothing to drop, so it is retried like any other error.)
     server.fail_next_connect_with(ErrorKind::Unable);
     server.fail_next_connect_with(ErrorKind::SubscriptionRefused);
     let f = run_feed(sim_cfg(&server, "u5"), Policy::ConfirmAll);
@@ -1108,14 +1122,6 @@ async fn sim_slow_engine_applies_back_pressure_without_losing_the_link() {
 async fn sim_test_connection_explains_refusals() {
     let server = sim(&["quinn"]).await;
     let account = sim_account(&server, "quinn");
-    server.fail_next_connect_with(ErrorKind::RateLimit { wait_ms: None });
-    let err = saveris::test_connection(&account, Some("pw-quinn"), None)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "The server refused the connection: rate limit; try again in 600 s."
-    );
     server.fail_next_connect_with(ErrorKind::InvalidAuthorization);
     let err = saveris::test_connection(&account, Some("pw-quinn"), None)
         .await
@@ -1131,18 +1137,184 @@ async fn sim_test_connection_explains_refusals() {
             .starts_with("Could not connect to 127.0.0.1"),
         "{err}"
     );
-    // At most 4 sessions per user, as the real service.
-    let feeds: Vec<Running> = (0..4)
-        .map(|_| run_feed(sim_cfg(&server, "quinn"), Policy::ConfirmAll))
-        .collect();
-    wait_until("4 sessions", T, || server.connections("quinn") == 4).await;
+    // While the account's feed is live, Test connection reports it and opens nothing.
+    let feed = run_feed(sim_cfg(&server, "quinn"), Policy::ConfirmAll);
+    feed.wait("live", T, |f| f.statuses.last() == Some(FeedState::Live))
+        .await;
+    let (opened, tokens) = (server.connections_opened(), server.token_requests());
+    let ok = saveris::test_connection(&account, Some("pw-quinn"), None)
+        .await
+        .unwrap();
+    assert!(
+        ok.starts_with("The feed of this account is live as quinn (no second connection opened)"),
+        "{ok}"
+    );
+    assert_eq!(
+        (server.connections_opened(), server.token_requests()),
+        (opened, tokens)
+    );
+    feed.handle.stop().await;
+    // A rate limit: the answer names the end of the window, and until then no test
+    // connects at all.
+    server.fail_next_connect_with(ErrorKind::RateLimit {
+        wait_ms: Some(5000),
+    });
     let err = saveris::test_connection(&account, Some("pw-quinn"), None)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("too many connections"), "{err}");
-    for f in feeds {
-        f.handle.stop().await;
+    let text = err.to_string();
+    assert!(
+        text.starts_with("The server refused the connection: rate-limited until "),
+        "{text}"
+    );
+    let opened = server.connections_opened();
+    let again = saveris::test_connection(&account, Some("pw-quinn"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(again.to_string(), text);
+    assert_eq!(server.connections_opened(), opened, "nothing opened");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_login_rejections_stop_after_one_attempt() {
+    let server = sim(&["rob", "tina"]).await;
+    // Wrong password, answered as the Data API gateway does (400 Status/Message).
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = sim_cfg(&server, "rob");
+    cfg.password = Some("wrong-secret".into());
+    cfg.clock = clock.clone();
+    let f = run_feed(cfg, Policy::ConfirmAll);
+    f.wait("login failed", T, |f| {
+        matches!(f.statuses.last(), Some(FeedState::LoginFailed { .. }))
+    })
+    .await;
+    // 10 minutes later on the feed's clock: still that one attempt.
+    clock.0.store(10 * 60, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(server.token_requests(), 1, "exactly one login attempt");
+    assert_eq!(server.connections_opened(), 0);
+    let Some(FeedState::LoginFailed { message }) = f.statuses.last() else {
+        panic!("{:?}", f.statuses.all())
+    };
+    assert_eq!(
+        message,
+        "Saveris rejected the user name or password (Saveris said: “Incorrect username or password”)."
+    );
+    assert!(!message.contains("wrong-secret"));
+    f.handle.stop().await;
+
+    // A temporary password: HTTP 200 without a usable IdToken. No connection is tried.
+    server.set_temporary_password("tina");
+    let f = run_feed(sim_cfg(&server, "tina"), Policy::ConfirmAll);
+    f.wait("login failed", T, |f| {
+        matches!(f.statuses.last(), Some(FeedState::LoginFailed { .. }))
+    })
+    .await;
+    let Some(FeedState::LoginFailed { message }) = f.statuses.last() else {
+        unreachable!()
+    };
+    assert_eq!(
+        message,
+        "Saveris wants a new password — set it in the Saveris web app."
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.connections_opened(), 0, "no connection attempted");
+    assert_eq!(server.token_requests(), 2);
+    f.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_refused_channel_is_dropped_and_alarms_keep_flowing() {
+    let server = sim(&["rita"]).await;
+    // Refused at SUBSCRIBE time (after CONNECTED), as when the licence is missing.
+    server.refuse_subscription("rita", "measurements-v2");
+    let feed = run_feed(sim_cfg(&server, "rita"), Policy::ConfirmAll);
+    // Alarms published from the first moment on, across the refusal and the reconnect.
+    for i in 0..40 {
+        server.publish("rita", "alarms", alarm_body(&format!("r-{i}")));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    feed.wait("all 40", T, |f| f.engine.stored_keys().len() == 40)
+        .await;
+    wait_until("all acked", T, || server.unacked("rita", "alarms") == 0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        server.connections_opened() <= 2,
+        "{} connections",
+        server.connections_opened()
+    );
+    assert_eq!(feed.statuses.last(), Some(FeedState::Live));
+    let errors = feed.statuses.1.lock().unwrap().clone();
+    assert!(
+        errors.contains(
+            &"Saveris refused measurements-v2 for this user: licence or permission missing."
+                .to_string()
+        ),
+        "{errors:?}"
+    );
+    let status = feed.handle.statuses()[0].borrow().clone();
+    assert_eq!(status.refused.len(), 1);
+    assert_eq!(status.refused[0].channel, "measurements-v2");
+    assert_eq!(
+        status.refused[0].message,
+        "Saveris refused measurements-v2 for this user: licence or permission missing"
+    );
+    feed.handle.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_rate_limit_keeps_every_connection_away_for_10_minutes() {
+    let server = sim(&["ravi"]).await;
+    server.fail_next_connect_with(ErrorKind::RateLimit {
+        wait_ms: Some(5000),
+    });
+    let clock = Arc::new(JumpClock::default());
+    let mut cfg = sim_cfg(&server, "ravi");
+    cfg.clock = clock.clone();
+    let feed = run_feed(cfg, Policy::ConfirmAll);
+    feed.wait("waiting", T, |f| {
+        matches!(f.statuses.last(), Some(FeedState::Waiting { .. }))
+    })
+    .await;
+    assert_eq!(
+        feed.statuses.last(),
+        Some(FeedState::Waiting {
+            secs: 600,
+            reason: "rate limit".into()
+        }),
+        "the figure (5 s) is below the vendor's 10 minutes"
+    );
+    let (opened, tokens) = (server.connections_opened(), server.token_requests());
+    assert_eq!(opened, 1);
+    // Well past the figure, 5 and then 9 minutes on (a wake from suspend ends the wait
+    // early; the window holds), and Test connection meanwhile: nothing connects.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for minutes in [5, 9] {
+        clock
+            .0
+            .store(minutes * 60, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let err = saveris::test_connection(&sim_account(&server, "ravi"), Some("pw-ravi"), None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("rate-limited until"), "{err}");
+        assert_eq!(
+            (server.connections_opened(), server.token_requests()),
+            (opened, tokens),
+            "no connection of any kind {minutes} min into the window"
+        );
+    }
+    // Past 10 minutes: connected again.
+    clock
+        .0
+        .store(10 * 60 + 5, std::sync::atomic::Ordering::SeqCst);
+    feed.wait("live", T, |f| f.statuses.last() == Some(FeedState::Live))
+        .await;
+    assert_eq!(server.connections_opened(), 2);
+    feed.handle.stop().await;
     server.stop().await;
 }
 
@@ -1237,4 +1409,206 @@ async fn rabbit_wrong_passcode_stops_the_feed() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(feed.statuses.all().len(), n, "no retry loop");
     feed.handle.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_one_reading_on_both_measurement_queues_is_stored_and_evaluated_once() {
+    use alarm_tray::engine::{self, History};
+    use alarm_tray::notify::RecordingNotifier;
+    use alarm_tray::settings::{Limit, Settings, ThresholdRule};
+
+    let server = sim(&["vera"]).await;
+    let mut account = sim_account(&server, "vera");
+    // During the 4 h switch both queues deliver (SAVERIS-API.md §2.6).
+    account.channels = Channels {
+        alarms: true,
+        measurements: true,
+        measurements_v2: true,
+    };
+    // Two breaching values in a row raise: a reading evaluated twice would raise at once.
+    let mut settings = Settings::default();
+    settings.rules.push(ThresholdRule {
+        id: "r1".into(),
+        name: "two above 8".into(),
+        limit: Limit::Above { value: 8.0 },
+        min_count: 2,
+        ..Default::default()
+    });
+    let (dtx, drx) = mpsc::channel(64);
+    let (stx, srx) = mpsc::unbounded_channel();
+    let engine = engine::spawn(
+        settings,
+        History::open_in_memory().unwrap(),
+        Arc::new(RecordingNotifier::new()),
+        drx,
+        srx,
+    );
+    let feed = saveris::spawn(
+        fast(SaverisFeedConfig::new(
+            account,
+            Some("pw-vera".into()),
+            None,
+        )),
+        dtx,
+        stx,
+    );
+    // One reading as each version documents it: different uuids and ids, same sensor,
+    // quantity and time (v2's time with milliseconds).
+    let v1 = r#"{"uuid":"k-1","device_uuid":"d","sensor_uuid":"s-9","channel_id":1913253106,"device_serial_no":"555","sensor_serial_no":"777","timestamp":"2024-05-01T10:00:00Z","measurement":9.5,"physical_property_name":"Temperature","physical_unit":"°C","physical_extension":"Air Temperature"}"#;
+    let v2 = r#"{"uuid":"f-2","customer_site":"site-42","sensor_uuid":"s-9","channel_no":1,"physical_property_name":"Temperature","physical_extension":"Air Temperature","physical_unit":"°C","timestamp":"2024-05-01T10:00:00.000Z","measurement":"9.5","serial_no":"777","model_code":"0572 0001"}"#;
+    server.publish("vera", "measurements", v1.to_string());
+    server.publish("vera", "measurements-v2", v2.to_string());
+    wait_until("both acked", T, || {
+        server.acks() == 2
+            && server.unacked("vera", "measurements") == 0
+            && server.unacked("vera", "measurements-v2") == 0
+    })
+    .await;
+    assert_eq!(
+        engine.history().event_count().unwrap(),
+        1,
+        "one history row"
+    );
+    assert!(
+        engine.history().active_alarms().unwrap().is_empty(),
+        "one rule evaluation: a single breaching value does not raise"
+    );
+    // The next reading (a minute later, on v2 only) is the second breaching value.
+    server.publish(
+        "vera",
+        "measurements-v2",
+        v2.replace("10:00:00.000Z", "10:01:00.000Z")
+            .replace("f-2", "f-3"),
+    );
+    wait_until("the rule raises", T, || {
+        engine.history().active_alarms().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(engine.history().event_count().unwrap(), 2);
+    feed.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_two_sensors_alarms_with_empty_sources_are_raised_and_cleared_independently() {
+    use alarm_tray::engine::{self, History};
+    use alarm_tray::notify::RecordingNotifier;
+    use alarm_tray::settings::Settings;
+
+    let server = sim(&["wes"]).await;
+    let (dtx, drx) = mpsc::channel(64);
+    let (stx, srx) = mpsc::unbounded_channel();
+    let engine = engine::spawn(
+        Settings::default(),
+        History::open_in_memory().unwrap(),
+        Arc::new(RecordingNotifier::new()),
+        drx,
+        srx,
+    );
+    let feed = saveris::spawn(sim_cfg(&server, "wes"), dtx, stx);
+    // AsyncAPI 1.3.0: a measurement alarm's source is "the sensor_uuid or empty".
+    let alarm = |uuid: &str, serial: &str, status: &str| {
+        alarm_body(uuid)
+            .replace(
+                "\"alarm_source_uuid\":\"sensor-1\"",
+                "\"alarm_source_uuid\":\"\"",
+            )
+            .replace(
+                "\"serial_number\":\"4711\"",
+                &format!("\"serial_number\":\"{serial}\""),
+            )
+            .replace(
+                "\"alarm_status\":\"Alarm\"",
+                &format!("\"alarm_status\":\"{status}\""),
+            )
+    };
+    server.publish("wes", "alarms", alarm("e-1", "111", "Alarm"));
+    server.publish("wes", "alarms", alarm("e-2", "222", "Alarm"));
+    wait_until("two raised", T, || {
+        engine.history().active_alarms().unwrap().len() == 2
+    })
+    .await;
+    // Sensor 111 back to normal: only its alarm clears.
+    server.publish("wes", "alarms", alarm("e-3", "111", "Ok"));
+    wait_until("one cleared", T, || {
+        engine.history().active_alarms().unwrap().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = engine.history().active_alarms().unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(
+        left[0].alarm_key.contains("serial:222"),
+        "sensor 222's alarm is still active: {}",
+        left[0].alarm_key
+    );
+    feed.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_speaks_like_activemq_escaped_ids_and_one_frame_per_message() {
+    let server = sim(&["xena"]).await;
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(server.token_url())
+        .json(&serde_json::json!({"username": "xena", "password": "pw-xena"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = token["IdToken"].as_str().unwrap().to_string();
+    let mut req = server.ws_url().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "v12.stomp".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let next_text = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> String {
+        loop {
+            match tokio::time::timeout(T, ws.next()).await.unwrap() {
+                Some(Ok(Message::Text(t))) if t.as_str() != "\n" => return t.to_string(),
+                Some(Ok(Message::Close(_))) | None => return String::new(),
+                _ => {}
+            }
+        }
+    };
+    let connect = Frame::new(Command::Connect)
+        .with_header("accept-version", "1.2")
+        .with_header("Authorization", format!("Bearer {bearer}"));
+    ws.send(Message::binary(stomp::encode(&connect)))
+        .await
+        .unwrap();
+    assert!(next_text(&mut ws).await.starts_with("CONNECTED\n"));
+    let subscribe = Frame::new(Command::Subscribe)
+        .with_header("id", "sub-0")
+        .with_header("destination", "/queue/xena/alarms")
+        .with_header("ack", "client-individual");
+    ws.send(Message::binary(stomp::encode(&subscribe)))
+        .await
+        .unwrap();
+    server.publish("xena", "alarms", alarm_body("x-1"));
+    let raw = next_text(&mut ws).await;
+    // ActiveMQ's ids, with the colons escaped as STOMP 1.2 wants in MESSAGE headers.
+    assert!(raw.contains("\nack:ID\\csaveris-sim-"), "{raw}");
+    assert!(raw.contains("\nmessage-id:ID\\csaveris-sim-"), "{raw}");
+    let mut dec = Decoder::new();
+    dec.push(raw.as_bytes());
+    let msg = dec.next_frame().unwrap().unwrap();
+    let ack = msg.header("ack").unwrap().to_string();
+    assert!(
+        ack.starts_with("ID:saveris-sim-") && ack.ends_with(":1:1:1:1"),
+        "{ack}"
+    );
+    // Two frames in one WebSocket message: ERROR, then the server closes.
+    let mut two = stomp::encode(&Frame::new(Command::Ack).with_header("id", ack));
+    two.extend(stomp::encode(&Frame::new(Command::Disconnect)));
+    ws.send(Message::binary(two)).await.unwrap();
+    let error = next_text(&mut ws).await;
+    assert!(
+        error.starts_with("ERROR\n") && error.contains("More than one STOMP frame"),
+        "{error}"
+    );
+    assert_eq!(next_text(&mut ws).await, "", "closed after the ERROR");
+    assert_eq!(server.acks(), 0, "nothing of the bundled message was taken");
+    server.stop().await;
 }

@@ -220,9 +220,9 @@ export function demoState(): MockState {
     paused: false,
     active_alarms: 2,
     feeds: [
-      { feed: "saveris:s1", label: "Saveris eu/production (alice)", state: "live", last_message_at: new Date(now - 40_000).toISOString(), live_since: new Date(now - 3600_000).toISOString(), last_error: null },
-      { feed: "element:e1:sub1", label: "ELEMENT device dev-1", state: "live", last_message_at: new Date(now - 90_000).toISOString(), live_since: new Date(now - 7200_000).toISOString(), last_error: null },
-      { feed: "element:e1:sub2", label: "ELEMENT tag tag-lab", state: "waiting", secs: 600, reason: "rate limit", last_message_at: null, live_since: null, last_error: "ELEMENT answered 429 Too Many Requests; waiting 10 minutes before the next attempt." },
+      { feed: "saveris:s1", label: "Saveris eu/production (alice)", state: "live", last_message_at: new Date(now - 40_000).toISOString(), live_since: new Date(now - 3600_000).toISOString(), last_error: null, refused: [{ channel: "measurements-v2", message: "Saveris refused measurements-v2 for this user: licence or permission missing" }] },
+      { feed: "element:e1:sub1", label: "ELEMENT device dev-1", state: "live", last_message_at: new Date(now - 90_000).toISOString(), live_since: new Date(now - 7200_000).toISOString(), last_error: null, refused: [] },
+      { feed: "element:e1:sub2", label: "ELEMENT tag tag-lab", state: "waiting", secs: 600, reason: "rate limit", last_message_at: null, live_since: null, last_error: "ELEMENT answered 429 Too Many Requests; waiting 10 minutes before the next attempt.", refused: [] },
     ],
   };
   s.latest = [

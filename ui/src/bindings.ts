@@ -169,7 +169,17 @@ label: string, last_message_at: string | null,
 /**
  * When the feed was last live (for "not connected since 14:02").
  */
-live_since: string | null, last_error: string | null, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, });
+live_since: string | null, last_error: string | null, 
+/**
+ * Channels the server refused for this user (Saveris `subscription refused`): left
+ * out of the connection until the user turns them on again.
+ */
+refused: Array<ChannelRefusal>, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, });
+
+/**
+ * A channel the server refused, and the sentence to show next to it.
+ */
+export type ChannelRefusal = { channel: string, message: string, };
 
 /**
  * Something a feed lists by id and name (ELEMENT devices and tags, for discovery).

@@ -11,7 +11,7 @@ use super::window_app::InitialPage;
 use crate::engine::model::{
     AlarmFilter, AlarmRow, LatestValue, SeverityStep, Status, TrayState, UnparsedRow,
 };
-use crate::event::{FeedState, FeedStatus, NamedItem, Severity, Source};
+use crate::event::{ChannelRefusal, FeedState, FeedStatus, NamedItem, Severity, Source};
 use crate::ipc::protocol::{Connected, ConnectionTest, Discover, Info, Page, Push};
 use crate::ipc::Error;
 use crate::secrets::SecretKey;
@@ -85,6 +85,7 @@ fn declarations() -> Vec<Decl> {
         Severity,
         FeedState,
         FeedStatus,
+        ChannelRefusal,
         NamedItem,
         // engine/model.rs
         AlarmFilter,

@@ -173,10 +173,12 @@ impl From<AuthError> for Error {
     fn from(e: AuthError) -> Self {
         let m = e.to_string();
         match e {
-            AuthError::WrongCredentials
-            | AuthError::UnknownUser
+            AuthError::WrongCredentials { .. }
+            | AuthError::UnknownUser { .. }
+            | AuthError::NotConfirmed { .. }
             | AuthError::UnknownClient
-            | AuthError::NewPasswordRequired => Error::LoginFailed(m),
+            | AuthError::NewPasswordRequired { .. }
+            | AuthError::Challenge { .. } => Error::LoginFailed(m),
             AuthError::MissingPassword => Error::SecretMissing(m),
             AuthError::Unreachable { .. } => Error::Network(m),
             AuthError::BadResponse(_) => Error::BadResponse(m),
@@ -256,7 +258,10 @@ mod tests {
 
     #[test]
     fn feed_errors_land_in_their_kind_with_their_sentence() {
-        let wrong: Error = SaverisError::Auth(AuthError::WrongCredentials).into();
+        let wrong: Error = SaverisError::Auth(AuthError::WrongCredentials {
+            said: String::new(),
+        })
+        .into();
         assert_eq!(wrong.kind(), "login_failed");
         assert_eq!(
             wrong.message(),

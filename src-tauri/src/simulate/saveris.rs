@@ -42,42 +42,45 @@ pub enum ErrorKind {
     InvalidAuthorization,
     /// `error-code: max-connections-reached`.
     MaxConnections,
-    /// `error-code: rate-limit-exceeded`; the text carries the wait in ms when given.
+    /// `error-code: rate-limit-exceeded`; the text carries the wait in ms (10 min when
+    /// none is given: the vendor always names one).
     RateLimit { wait_ms: Option<u64> },
-    /// `message: subscription refused` with a `queue` header.
+    /// `message: subscription refused: …` with a `queue` header (the bare queue name).
     SubscriptionRefused,
     /// `message: Unable to process the request.`
     Unable,
 }
 
 impl ErrorKind {
+    /// The frame with the vendor's texts (AsyncAPI 1.3.0, SAVERIS-API.md §2.5): `message`
+    /// header, the same text as body, `error-code` only for the two limits, `queue` (the
+    /// bare queue name) only for a refused subscription.
     fn frame(&self, queue: &str) -> Frame {
-        let f = Frame::new(Command::Error).with_header("content-type", "text/plain");
-        match self {
-            ErrorKind::InvalidAuthorization => f
-                .with_header("message", "invalid authorization")
-                .with_body("invalid authorization"),
-            ErrorKind::MaxConnections => f
-                .with_header("message", "max connections reached")
-                .with_header("error-code", "max-connections-reached")
-                .with_body("Maximum number of parallel connections reached"),
-            ErrorKind::RateLimit { wait_ms } => {
-                let text = match wait_ms {
-                    Some(ms) => format!("Rate limit exceeded, retry after {ms} ms"),
-                    None => "Rate limit exceeded".to_string(),
-                };
-                f.with_header("message", text.clone())
-                    .with_header("error-code", "rate-limit-exceeded")
-                    .with_body(text)
+        let text = match self {
+            ErrorKind::InvalidAuthorization => "invalid authorization".to_string(),
+            ErrorKind::MaxConnections => {
+                "Maximum parallel connection limit exceeded. Please close other connections."
+                    .to_string()
             }
-            ErrorKind::SubscriptionRefused => f
-                .with_header("message", "subscription refused")
-                .with_header("queue", queue)
-                .with_body("subscription refused"),
-            ErrorKind::Unable => f
-                .with_header("message", "Unable to process the request.")
-                .with_body("Unable to process the request."),
+            ErrorKind::RateLimit { wait_ms } => format!(
+                "Too many connection attempts. Please wait {} ms before retrying.",
+                wait_ms.unwrap_or(600_000)
+            ),
+            ErrorKind::SubscriptionRefused => format!(
+                "subscription refused: missing required permission or license for queue: {queue}"
+            ),
+            ErrorKind::Unable => "Unable to process the request.".to_string(),
+        };
+        let mut f = Frame::new(Command::Error)
+            .with_header("content-type", "text/plain")
+            .with_header("message", text.clone());
+        match self {
+            ErrorKind::MaxConnections => f = f.with_header("error-code", "max-connections-reached"),
+            ErrorKind::RateLimit { .. } => f = f.with_header("error-code", "rate-limit-exceeded"),
+            ErrorKind::SubscriptionRefused => f = f.with_header("queue", queue),
+            _ => {}
         }
+        f.with_body(text)
     }
 }
 
@@ -115,6 +118,10 @@ struct Inner {
     connections: HashMap<String, usize>,
     fail_next: VecDeque<ErrorKind>,
     next_msg: u64,
+    /// Users whose password is temporary (the token endpoint gives no usable IdToken).
+    temporary: std::collections::HashSet<String>,
+    /// Queues whose SUBSCRIBE is refused (no licence or permission), by bare name.
+    refused: std::collections::HashSet<(String, Channel)>,
 }
 
 struct Shared {
@@ -125,6 +132,10 @@ struct Shared {
     /// Close connections whose token has expired (with `invalid authorization`).
     enforce_expiry: AtomicBool,
     tokens_issued: AtomicU64,
+    /// Every request to the token endpoint, refused ones too.
+    token_requests: AtomicU64,
+    /// Every WebSocket upgrade (a connection opened), whatever came of it.
+    opened: AtomicU64,
     connects: AtomicU64,
     acks: AtomicU64,
     next_conn: AtomicU64,
@@ -167,6 +178,8 @@ impl SaverisServer {
             heart_beat: Mutex::new((10_000, 10_000)),
             enforce_expiry: AtomicBool::new(true),
             tokens_issued: AtomicU64::new(0),
+            token_requests: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             acks: AtomicU64::new(0),
             next_conn: AtomicU64::new(1),
@@ -266,6 +279,30 @@ impl SaverisServer {
         self.shared.kick.send_modify(|k| *k += 1);
     }
 
+    /// `username`'s password is temporary: the token endpoint answers 200 with an empty
+    /// `IdToken`, as the real gateway does when Cognito asks for a new password.
+    pub fn set_temporary_password(&self, username: &str) {
+        self.shared.lock().temporary.insert(username.to_string());
+    }
+
+    /// SUBSCRIBE to `username`'s `channel` is refused with the vendor's ERROR (licence or
+    /// permission missing), and the connection closed.
+    pub fn refuse_subscription(&self, username: &str, channel: &str) {
+        if let Some(c) = Channel::parse(channel) {
+            self.shared.lock().refused.insert((username.to_string(), c));
+        }
+    }
+
+    /// Requests to the token endpoint, refused ones included.
+    pub fn token_requests(&self) -> u64 {
+        self.shared.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// WebSocket connections opened, whatever came of them.
+    pub fn connections_opened(&self) -> u64 {
+        self.shared.opened.load(Ordering::SeqCst)
+    }
+
     pub fn tokens_issued(&self) -> u64 {
         self.shared.tokens_issued.load(Ordering::SeqCst)
     }
@@ -309,16 +346,31 @@ fn make_jwt(user: &str, iat: Timestamp, exp: Timestamp) -> String {
     format!("{header}.{}.", b.encode(claims.to_string()))
 }
 
+/// The Data API gateway's 400 template: Cognito's message, capitalised keys, no `__type`.
+fn token_error(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"Status": "Error", "Message": message})),
+    )
+        .into_response()
+}
+
 async fn token(State(s): State<Arc<Shared>>, body: Option<Json<Value>>) -> Response {
-    let body = body.map(|Json(v)| v).unwrap_or(Value::Null);
+    s.token_requests.fetch_add(1, Ordering::SeqCst);
+    let Some(Json(body)) = body else {
+        return token_error("Invalid request body");
+    };
     let user = body.get("username").and_then(Value::as_str).unwrap_or("");
     let pass = body.get("password").and_then(Value::as_str).unwrap_or("");
-    if s.users.get(user).is_none_or(|p| p != pass) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "Incorrect username or password."})),
-        )
-            .into_response();
+    match s.users.get(user) {
+        None => return token_error("User does not exist."),
+        Some(p) if p != pass => return token_error("Incorrect username or password."),
+        Some(_) => {}
+    }
+    // A temporary password: Cognito answers with a challenge, which the gateway's success
+    // template turns into HTTP 200 with no usable IdToken (SAVERIS-API.md §1.2).
+    if s.lock().temporary.contains(user) {
+        return Json(json!({"IdToken": ""})).into_response();
     }
     let lifetime = *s.token_lifetime.lock().unwrap_or_else(|e| e.into_inner());
     let now = Timestamp::now();
@@ -342,11 +394,11 @@ async fn token(State(s): State<Arc<Shared>>, body: Option<Json<Value>>) -> Respo
 async fn upgrade(State(s): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
     ws.protocols(["v12.stomp", "v11.stomp", "v10.stomp"])
         .on_upgrade(move |socket| async move {
+            s.opened.fetch_add(1, Ordering::SeqCst);
             let conn = s.next_conn.fetch_add(1, Ordering::SeqCst);
             let mut c = Conn {
                 s: s.clone(),
                 socket,
-                decoder: Decoder::new(),
                 id: conn,
                 user: None,
                 exp: None,
@@ -359,7 +411,6 @@ async fn upgrade(State(s): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response
 struct Conn {
     s: Arc<Shared>,
     socket: WebSocket,
-    decoder: Decoder,
     id: u64,
     user: Option<String>,
     exp: Option<Timestamp>,
@@ -382,24 +433,27 @@ impl Conn {
         let _ = self.socket.send(Message::Close(None)).await;
     }
 
-    /// The next frame or heart-beat (any bytes count as life).
+    /// The next frame or heart-beat. As ActiveMQ 5.17's WebSocket transport, every text or
+    /// binary message is exactly one STOMP frame (or a heart-beat EOL): a message holding
+    /// more than one frame, or part of one, is answered with ERROR and the connection closes.
     async fn read(&mut self) -> Next {
-        loop {
-            match self.decoder.next_frame() {
-                Ok(Some(f)) => return Next::Frame(f),
-                Ok(None) => {}
-                Err(_) => return Next::Gone,
-            }
-            match self.socket.recv().await {
-                Some(Ok(Message::Text(t))) => {
-                    self.decoder.push(t.as_bytes());
-                    if self.decoder.pending() == 0 {
-                        return Next::Beat;
-                    }
-                }
-                Some(Ok(Message::Binary(b))) => self.decoder.push(&b),
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Next::Gone,
-                Some(Ok(_)) => return Next::Beat,
+        let data: Vec<u8> = match self.socket.recv().await {
+            Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+            Some(Ok(Message::Binary(b))) => b.to_vec(),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Next::Gone,
+            Some(Ok(_)) => return Next::Beat,
+        };
+        match one_frame(&data) {
+            Ok(Some(f)) => Next::Frame(f),
+            Ok(None) => Next::Beat,
+            Err(why) => {
+                let error = Frame::new(Command::Error)
+                    .with_header("content-type", "text/plain")
+                    .with_header("message", why.clone())
+                    .with_body(why);
+                let _ = self.send(&error).await;
+                let _ = self.socket.send(Message::Close(None)).await;
+                Next::Gone
             }
         }
     }
@@ -458,7 +512,10 @@ impl Conn {
             .with_header("version", "1.2")
             .with_header("server", SERVER_NAME)
             .with_header("heart-beat", format!("{sx},{sy}"))
-            .with_header("session", format!("sim-{}", self.id));
+            .with_header(
+                "session",
+                format!("ID:saveris-sim-61616-1700000000000-1:{}", self.id),
+            );
         if !self.send(&connected).await {
             return;
         }
@@ -530,7 +587,9 @@ impl Conn {
                 if self.subscribe(&dest, id, user, wake) {
                     true
                 } else {
-                    self.fail(ErrorKind::SubscriptionRefused, &dest).await;
+                    // The vendor's `queue` header holds the bare name ("measurements").
+                    let queue = dest.rsplit('/').next().unwrap_or("").to_string();
+                    self.fail(ErrorKind::SubscriptionRefused, &queue).await;
                     false
                 }
             }
@@ -565,6 +624,9 @@ impl Conn {
             return false;
         };
         let mut inner = self.s.lock();
+        if inner.refused.contains(&(u.clone(), channel)) {
+            return false;
+        }
         let q = inner.queues.entry((u, channel)).or_default();
         q.subscriber = Some((self.id, id, wake.clone()));
         wake.notify_one();
@@ -610,13 +672,15 @@ impl Conn {
                 }
                 let sub = sub.clone();
                 while let Some(m) = q.ready.pop_front() {
-                    // A new ack id per delivery, as real brokers do.
-                    let ack = format!("ack-{}-{}", self.id, m.id);
+                    // ActiveMQ's ids: `ID:<host>-<port>-<start>-<n>:<conn>:<session>:
+                    // <producer>:<seq>`, the same as `message-id` (the colons go out
+                    // escaped as `\c`, as STOMP 1.2 wants in MESSAGE headers).
+                    let ack = format!("ID:saveris-sim-61616-1700000000000-1:1:1:1:{}", m.id);
                     let mut f = Frame::new(Command::Message)
                         .with_header("destination", format!("/queue/{u}/{}", channel.as_str()))
                         .with_header("content-type", "application/json")
                         .with_header("subscription", sub.clone())
-                        .with_header("message-id", format!("ID:sim-{}-{}", self.id, m.id))
+                        .with_header("message-id", ack.clone())
                         .with_header("ack", ack.clone())
                         .with_header("timestamp", Timestamp::now().as_millisecond().to_string())
                         .with_header("priority", "4")
@@ -671,6 +735,29 @@ impl Conn {
     }
 }
 
+/// The one STOMP frame of a WebSocket message: `Ok(None)` for a heart-beat (EOLs only),
+/// `Err` (the ERROR text) when the message holds anything but exactly one whole frame.
+fn one_frame(data: &[u8]) -> Result<Option<Frame>, String> {
+    let eol = |b: &u8| *b == b'\n' || *b == b'\r';
+    if data.iter().all(eol) {
+        return Ok(None);
+    }
+    let mut decoder = Decoder::new();
+    decoder.push(data);
+    let frame = match decoder.next_frame() {
+        Ok(Some(f)) => f,
+        Ok(None) => return Err("Incomplete STOMP frame in a WebSocket message".into()),
+        Err(e) => return Err(format!("Invalid STOMP frame: {e}")),
+    };
+    // STOMP allows EOLs after a frame's NUL; anything more is a second frame.
+    let rest = decoder.pending();
+    let tail = &data[data.len() - rest..];
+    if !tail.iter().all(eol) {
+        return Err("More than one STOMP frame in a WebSocket message".into());
+    }
+    Ok(Some(frame))
+}
+
 fn parse_hb(v: Option<&str>) -> (u32, u32) {
     let Some(v) = v else { return (0, 0) };
     let mut it = v.split(',').map(|p| p.trim().parse::<u32>().unwrap_or(0));
@@ -703,16 +790,49 @@ mod tests {
         }
         .frame("");
         assert_eq!(rl.header("error-code"), Some("rate-limit-exceeded"));
-        assert!(rl.header("message").unwrap().contains("1500 ms"));
         assert_eq!(
-            ErrorKind::SubscriptionRefused
-                .frame("/queue/x/alarms")
-                .header("queue"),
-            Some("/queue/x/alarms")
+            rl.header("message"),
+            Some("Too many connection attempts. Please wait 1500 ms before retrying.")
+        );
+        let refused = ErrorKind::SubscriptionRefused.frame("measurements-v2");
+        assert_eq!(refused.header("queue"), Some("measurements-v2"));
+        assert_eq!(
+            refused.body_text(),
+            "subscription refused: missing required permission or license for queue: measurements-v2"
         );
         assert_eq!(
             ErrorKind::InvalidAuthorization.frame("").header("message"),
             Some("invalid authorization")
         );
+        assert_eq!(
+            ErrorKind::InvalidAuthorization
+                .frame("")
+                .header("error-code"),
+            None
+        );
+    }
+
+    #[test]
+    fn each_websocket_message_is_exactly_one_frame() {
+        let sub = stomp::encode(
+            &Frame::new(Command::Subscribe)
+                .with_header("id", "sub-0")
+                .with_header("destination", "/queue/a/alarms"),
+        );
+        assert_eq!(
+            one_frame(&sub).unwrap().unwrap().command,
+            Command::Subscribe
+        );
+        let mut with_eols = sub.clone();
+        with_eols.extend_from_slice(b"\r\n\n");
+        assert!(one_frame(&with_eols).unwrap().is_some());
+        assert!(one_frame(b"\n").unwrap().is_none(), "a heart-beat");
+        let mut two = sub.clone();
+        two.extend_from_slice(&sub);
+        assert_eq!(
+            one_frame(&two).unwrap_err(),
+            "More than one STOMP frame in a WebSocket message"
+        );
+        assert!(one_frame(&sub[..sub.len() - 3]).is_err(), "part of a frame");
     }
 }

@@ -249,26 +249,25 @@ function SaverisEditor({ initial, isNew, onDone, onCancel }: EditorProps<Saveris
       </div>
       {!custom && (
         <div class="row">
-          <Choice
-            legend="Region"
-            value={a.region}
-            testid="saveris-region"
-            options={[
-              { value: "eu", label: "Europe (eu)" },
-              { value: "am", label: "Americas (am)" },
-              { value: "ap", label: "Asia-Pacific (ap)" },
-            ]}
-            onChange={(v) => set({ region: v as SaverisAccount["region"] })}
-          />
+          {/* The four environments Saveris offers (eu.i, eu.p, am.p, ap.p): America and
+              Asia-Pacific have no integration stage. */}
           <Choice
             legend="Environment"
-            value={a.environment}
+            value={`${a.region}.${a.environment === "integration" ? "i" : "p"}`}
             testid="saveris-environment"
             options={[
-              { value: "production", label: "Production" },
-              { value: "integration", label: "Integration" },
+              { value: "eu.p", label: "Europe, production (eu.p)" },
+              { value: "eu.i", label: "Europe, integration (eu.i)" },
+              { value: "am.p", label: "Americas, production (am.p)" },
+              { value: "ap.p", label: "Asia-Pacific, production (ap.p)" },
             ]}
-            onChange={(v) => set({ environment: v as SaverisAccount["environment"] })}
+            onChange={(v) => {
+              const [region, stage] = v.split(".");
+              set({
+                region: region as SaverisAccount["region"],
+                environment: stage === "i" ? "integration" : "production",
+              });
+            }}
           />
         </div>
       )}

@@ -41,24 +41,38 @@ export function ChannelsSection({ settings, reload }: { settings: Settings; relo
       {settings.saveris.length === 0 && settings.element.length === 0 && (
         <p class="muted">Add an account under “Accounts” first.</p>
       )}
-      {settings.saveris.map((a) => (
+      {settings.saveris.map((a) => {
+        // Channels Saveris refused for this user (licence or permission missing): the feed
+        // left them out; turning the channel off and on restarts the feed, which clears this.
+        const refused = feedsOf(status?.feeds, a.id).flatMap((f) => f.refused ?? []);
+        return (
         <div class="card" key={a.id} data-testid={`channels-saveris-${tid(a.id)}`} data-account-id={a.id}>
           <h3>{saverisLabel(a)}</h3>
           <fieldset class="inline">
             <legend>Channels</legend>
-            {CHANNELS.map((c) => (
-              <Check
-                key={c.key}
-                label={c.label}
-                checked={a.channels[c.key]}
-                testid={`channel-${tid(a.id)}-${c.key}`}
-                onChange={(v) => toggleChannel(a.id, c.key, v)}
-              />
-            ))}
+            {CHANNELS.map((c) => {
+              const r = refused.find((x) => x.channel === c.key.replace("_", "-"));
+              return (
+                <span key={c.key}>
+                  <Check
+                    label={c.label}
+                    checked={a.channels[c.key]}
+                    testid={`channel-${tid(a.id)}-${c.key}`}
+                    onChange={(v) => toggleChannel(a.id, c.key, v)}
+                  />
+                  {r && (
+                    <span class="feed-error" data-testid={`channel-refused-${tid(a.id)}-${c.key}`} title={r.message}>
+                      {" "}⚠ {r.message}
+                    </span>
+                  )}
+                </span>
+              );
+            })}
           </fieldset>
           <FeedList feeds={feedsOf(status?.feeds, a.id)} empty="No status yet." />
         </div>
-      ))}
+        );
+      })}
       {settings.element.map((a) => (
         <ElementSubscriptions key={a.id} account={a} reload={reload} />
       ))}

@@ -47,6 +47,15 @@ export function FeedLine({ f }: { f: FeedStatus }) {
         {describeFeed(f)}
       </span>
       {last !== null && <span class="muted"> · last message {ago(last)}</span>}
+      {(f.refused ?? []).map((r) => (
+        <div
+          class="feed-error"
+          data-testid={`feed-refused-${safe}-${tid(r.channel)}`}
+          key={r.channel}
+        >
+          {r.message}. Turn the channel off and on in the account's settings to try it again.
+        </div>
+      ))}
       {f.last_error && (
         <div class="feed-error" data-testid={`feed-error-${safe}`}>
           Last error: {f.last_error}

@@ -10,10 +10,14 @@ use base64::Engine as _;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-use crate::settings::{LoginMethod, SaverisAccount};
+use crate::settings::{Environment, LoginMethod, Region, SaverisAccount};
 
 /// The documented Cognito endpoint (only eu-central-1 is published).
 pub const DEFAULT_COGNITO_ENDPOINT: &str = "https://cognito-idp.eu-central-1.amazonaws.com/";
+/// The app client the Data API's own `/v1/token` uses (pool `eu-central-1_NiCXJp90i`), from
+/// the vendor's OpenAPI downloaded from eu.p: EU production's public client id (not a
+/// secret). Other environments publish none: Cognito there needs an endpoint and a client id.
+pub const EU_PRODUCTION_CLIENT_ID: &str = "70pst9n4nc798mrqfo4ujen786";
 /// Assumed lifetime when neither the JWT nor the answer says (the shorter documented one).
 const FALLBACK_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -100,16 +104,25 @@ pub fn jwt_claims(jwt: &str) -> Option<Value> {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("Saveris rejected the user name or password.")]
-    WrongCredentials,
-    #[error("Saveris does not know this user.")]
-    UnknownUser,
+    /// `said`: the vendor's own message, shown in the sentence (never holds the password:
+    /// Cognito's messages do not echo it).
+    #[error("Saveris rejected the user name or password{}.", said_part(.said))]
+    WrongCredentials { said: String },
+    #[error("Saveris does not know this user{}.", said_part(.said))]
+    UnknownUser { said: String },
+    #[error("This Saveris user is not confirmed yet: confirm it from the Saveris invitation first{}.", said_part(.said))]
+    NotConfirmed { said: String },
     #[error(
-        "The Cognito client id is not known at this endpoint: check the client id and the region."
+        "The Cognito client id is not known at this endpoint: check the client id and the region (outside EU production, enter both the Cognito endpoint and the client id)."
     )]
     UnknownClient,
-    #[error("This account still has a temporary password: sign in once on the Saveris website and choose a new password.")]
-    NewPasswordRequired,
+    /// A temporary password (Cognito `NEW_PASSWORD_REQUIRED`, `PasswordResetRequired`, or
+    /// the Data API's 200 with an IdToken that is not a JWT).
+    #[error("Saveris wants a new password — set it in the Saveris web app{}.", said_part(.said))]
+    NewPasswordRequired { said: String },
+    /// Another Cognito challenge (MFA, custom auth…): a step this app cannot take.
+    #[error("Saveris asks for a sign-in step this app cannot do ({challenge}): sign in once in the Saveris web app, or use a user without it.")]
+    Challenge { challenge: String },
     #[error("No password is stored for this account.")]
     MissingPassword,
     #[error("Could not reach the login server {host}: {reason}")]
@@ -118,8 +131,21 @@ pub enum AuthError {
     BadResponse(String),
 }
 
+/// " (Saveris said: “…”)", or nothing when the vendor said nothing.
+fn said_part(said: &str) -> String {
+    let said = said.trim().trim_end_matches('.');
+    if said.is_empty() {
+        String::new()
+    } else {
+        // Bounded: a vendor message is a sentence, not a page.
+        let short: String = said.chars().take(200).collect();
+        format!(" (Saveris said: “{short}”)")
+    }
+}
+
 impl AuthError {
-    /// A rejection the user must fix: the feed stops instead of retrying.
+    /// A rejection the user must fix: the feed stops instead of retrying (retrying a wrong
+    /// password only walks towards Cognito's lockout).
     pub fn is_rejection(&self) -> bool {
         !matches!(
             self,
@@ -157,14 +183,27 @@ impl TokenSource {
                     account.environment.letter()
                 ),
             },
-            LoginMethod::Cognito => TokenSource::Cognito {
-                endpoint: if account.cognito_endpoint.trim().is_empty() {
-                    DEFAULT_COGNITO_ENDPOINT.to_string()
-                } else {
-                    account.cognito_endpoint.trim().to_string()
-                },
-                client_id: account.cognito_client_id.trim().to_string(),
-            },
+            LoginMethod::Cognito => {
+                // EU production's pool and client are known; elsewhere nothing is guessed
+                // (an empty client id stops the feed with "client id not known").
+                let eu_p = account.custom.is_none()
+                    && account.region == Region::Eu
+                    && account.environment == Environment::Production;
+                let endpoint = account.cognito_endpoint.trim();
+                let client_id = account.cognito_client_id.trim();
+                TokenSource::Cognito {
+                    endpoint: match endpoint {
+                        "" if eu_p || account.custom.is_some() => {
+                            DEFAULT_COGNITO_ENDPOINT.to_string()
+                        }
+                        other => other.to_string(),
+                    },
+                    client_id: match client_id {
+                        "" if eu_p => EU_PRODUCTION_CLIENT_ID.to_string(),
+                        other => other.to_string(),
+                    },
+                }
+            }
         })
     }
 }
@@ -216,9 +255,15 @@ async fn data_api_login(
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return Err(classify_message(&body).unwrap_or(AuthError::WrongCredentials));
+        return Err(
+            classify_message(&body).unwrap_or(AuthError::WrongCredentials {
+                said: message_of(&body),
+            }),
+        );
     }
     if !status.is_success() {
+        // The gateway's 400 is `{"Status":"Error","Message":"$root.message"}`: Cognito's
+        // message without its `__type` (SAVERIS-API.md §1.2); read by its words.
         return Err(classify_message(&body)
             .unwrap_or_else(|| AuthError::BadResponse(format!("HTTP {}", status.as_u16()))));
     }
@@ -227,6 +272,14 @@ async fn data_api_login(
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_str))
         .ok_or_else(|| AuthError::BadResponse("no IdToken in the answer".into()))?;
+    // The gateway passes on only `AuthenticationResult.IdToken`: when Cognito answers with
+    // a challenge (a temporary password) there is none, and the template sends an empty
+    // or placeholder text with HTTP 200. Using it would end in `invalid authorization`.
+    if !is_jwt(token) {
+        return Err(AuthError::NewPasswordRequired {
+            said: String::new(),
+        });
+    }
     Ok(Token::from_jwt(
         token.to_string(),
         Timestamp::now(),
@@ -234,24 +287,77 @@ async fn data_api_login(
     ))
 }
 
-/// Reads a Cognito-style or free-text error answer.
-fn classify_message(body: &Value) -> Option<AuthError> {
-    let kind = body.get("__type").and_then(Value::as_str).unwrap_or("");
-    let message = body
-        .get("message")
+/// Three dot-separated base64url parts whose first two are a JSON header and JSON claims
+/// (the signature may be empty: the loopback server's tokens are unsigned).
+pub fn is_jwt(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    let json_part = |p: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p.trim_end_matches('='))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|v| v.is_object())
+    };
+    let b64url = |p: &str| {
+        p.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'=')
+    };
+    parts.len() == 3 && json_part(parts[0]) && json_part(parts[1]) && b64url(parts[2])
+}
+
+/// The vendor's message in an error body: `message` (Cognito, Lambda) or `Message`
+/// (the Data API gateway).
+fn message_of(body: &Value) -> String {
+    body.get("message")
         .or_else(|| body.get("Message"))
         .and_then(Value::as_str)
-        .unwrap_or("");
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Reads a Cognito-style (`__type`) or Data API style (`Status`/`Message`, no type) error
+/// answer; `None` when it is not about the credentials or the client.
+fn classify_message(body: &Value) -> Option<AuthError> {
+    let kind = body.get("__type").and_then(Value::as_str).unwrap_or("");
+    let said = message_of(body);
     let kind = kind.rsplit('#').next().unwrap_or(kind);
-    match kind {
-        "NotAuthorizedException" => Some(AuthError::WrongCredentials),
-        "UserNotFoundException" => Some(AuthError::UnknownUser),
+    let by_type = match kind {
+        "NotAuthorizedException" => Some(AuthError::WrongCredentials { said: said.clone() }),
+        "UserNotFoundException" => Some(AuthError::UnknownUser { said: said.clone() }),
+        "UserNotConfirmedException" => Some(AuthError::NotConfirmed { said: said.clone() }),
+        "PasswordResetRequiredException" => {
+            Some(AuthError::NewPasswordRequired { said: said.clone() })
+        }
         "ResourceNotFoundException" => Some(AuthError::UnknownClient),
-        "InvalidParameterException" if message.to_ascii_lowercase().contains("client") => {
+        "InvalidParameterException" if said.to_ascii_lowercase().contains("client") => {
             Some(AuthError::UnknownClient)
         }
-        "PasswordResetRequiredException" => Some(AuthError::NewPasswordRequired),
         _ => None,
+    };
+    if by_type.is_some() || !kind.is_empty() {
+        return by_type;
+    }
+    // No type: Cognito's messages as the gateway passes them on.
+    let m = said.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| m.contains(w));
+    if has(&["client"]) && has(&["does not exist", "not found", "invalid"]) {
+        Some(AuthError::UnknownClient)
+    } else if has(&["password reset required", "reset password", "new password"]) {
+        Some(AuthError::NewPasswordRequired { said })
+    } else if has(&["not confirmed"]) {
+        Some(AuthError::NotConfirmed { said })
+    } else if has(&["does not exist", "user not found", "unknown user"]) {
+        Some(AuthError::UnknownUser { said })
+    } else if has(&[
+        "incorrect username or password",
+        "password attempts exceeded",
+        "not authorized",
+        "user is disabled",
+        "invalid username or password",
+    ]) {
+        Some(AuthError::WrongCredentials { said })
+    } else {
+        None
     }
 }
 
@@ -262,7 +368,7 @@ async fn cognito_login(
     username: &str,
     password: &str,
 ) -> Result<Token, AuthError> {
-    if client_id.is_empty() {
+    if client_id.is_empty() || endpoint.is_empty() {
         return Err(AuthError::UnknownClient);
     }
     let body = json!({
@@ -289,10 +395,15 @@ async fn cognito_login(
             .unwrap_or_else(|| AuthError::BadResponse(format!("HTTP {}", status.as_u16()))));
     }
     if let Some(challenge) = answer.get("ChallengeName").and_then(Value::as_str) {
+        // Every challenge needs the user, not a retry.
         return Err(if challenge == "NEW_PASSWORD_REQUIRED" {
-            AuthError::NewPasswordRequired
+            AuthError::NewPasswordRequired {
+                said: String::new(),
+            }
         } else {
-            AuthError::BadResponse(format!("unsupported challenge {challenge}"))
+            AuthError::Challenge {
+                challenge: challenge.chars().take(60).collect(),
+            }
         });
     }
     let result = answer
@@ -365,22 +476,35 @@ mod tests {
     fn endpoints_follow_region_and_environment() {
         let mut a = SaverisAccount {
             region: Region::Am,
-            environment: Environment::Integration,
+            environment: Environment::Production,
             ..Default::default()
         };
         assert_eq!(
             TokenSource::for_account(&a),
             Some(TokenSource::DataApi {
-                url: "https://data-api.am.i.savr.saveris.net/v1/token".into()
+                url: "https://data-api.am.p.savr.saveris.net/v1/token".into()
             })
         );
+        // Outside EU production Cognito needs both, given explicitly.
         a.login = LoginMethod::Cognito;
         a.cognito_client_id = "abc".into();
         assert_eq!(
             TokenSource::for_account(&a),
             Some(TokenSource::Cognito {
-                endpoint: DEFAULT_COGNITO_ENDPOINT.into(),
+                endpoint: String::new(),
                 client_id: "abc".into()
+            })
+        );
+        // EU production: the vendor's own client and pool are the default.
+        let eu_p = SaverisAccount {
+            login: LoginMethod::Cognito,
+            ..Default::default()
+        };
+        assert_eq!(
+            TokenSource::for_account(&eu_p),
+            Some(TokenSource::Cognito {
+                endpoint: DEFAULT_COGNITO_ENDPOINT.into(),
+                client_id: EU_PRODUCTION_CLIENT_ID.into()
             })
         );
         a.login = LoginMethod::DataApi;
@@ -397,16 +521,83 @@ mod tests {
     }
 
     #[test]
+    fn data_api_400_bodies_are_read_by_their_words() {
+        // The gateway's 400 template: capitalised keys, no `__type` (SAVERIS-API.md §1.2).
+        let e = classify_message(
+            &json!({"Status":"Error","Message":"Incorrect username or password."}),
+        )
+        .unwrap();
+        assert!(e.is_rejection());
+        assert_eq!(
+            e.to_string(),
+            "Saveris rejected the user name or password (Saveris said: “Incorrect username or password”)."
+        );
+        let cases = [
+            ("User does not exist.", "does not know this user"),
+            ("User is not confirmed.", "not confirmed"),
+            (
+                "Password reset required for the user",
+                "wants a new password",
+            ),
+            ("Password attempts exceeded", "rejected the user name"),
+            ("User pool client abc does not exist.", "client id"),
+        ];
+        for (said, want) in cases {
+            let e = classify_message(&json!({"Status":"Error","Message":said})).unwrap();
+            assert!(e.is_rejection(), "{said}");
+            assert!(e.to_string().contains(want), "{said}: {e}");
+        }
+        // A 400 about our request, not the credentials: not a rejection.
+        assert_eq!(
+            classify_message(&json!({"Status":"Error","Message":"Invalid request body"})),
+            None
+        );
+    }
+
+    #[test]
+    fn only_a_jwt_counts_as_an_id_token() {
+        assert!(is_jwt(&jwt(&json!({"exp": 1}))));
+        assert!(is_jwt(&format!(
+            "{}x",
+            jwt(&json!({"exp": 1})).trim_end_matches("sig")
+        )));
+        for bad in [
+            "",
+            "$root.AuthenticationResult.IdToken",
+            "a.b",
+            "a.b.c",
+            "eyJhbGciOiJub25lIn0.not-json.sig",
+        ] {
+            assert!(!is_jwt(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn cognito_errors_become_sentences() {
         assert_eq!(
             classify_message(&json!({"__type":"NotAuthorizedException","message":"x"})),
-            Some(AuthError::WrongCredentials)
+            Some(AuthError::WrongCredentials { said: "x".into() })
         );
+        assert!(matches!(
+            classify_message(&json!({"__type":"UserNotConfirmedException"})),
+            Some(AuthError::NotConfirmed { .. })
+        ));
+        assert!(matches!(
+            classify_message(&json!({"__type":"PasswordResetRequiredException"})),
+            Some(AuthError::NewPasswordRequired { .. })
+        ));
+        assert!(AuthError::Challenge {
+            challenge: "SMS_MFA".into()
+        }
+        .is_rejection());
         assert_eq!(
             classify_message(&json!({"__type":"ResourceNotFoundException"})),
             Some(AuthError::UnknownClient)
         );
-        assert!(AuthError::NewPasswordRequired.is_rejection());
+        assert!(AuthError::NewPasswordRequired {
+            said: String::new()
+        }
+        .is_rejection());
         assert!(!AuthError::BadResponse("x".into()).is_rejection());
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod endpoint;
+pub mod gate;
 pub mod payload;
 pub mod session;
 pub mod state;
@@ -44,7 +45,8 @@ pub struct SaverisFeedConfig {
     pub backoff_max: Duration,
     /// A link up at least this long resets the backoff.
     pub stable_after: Duration,
-    /// Wait after a rate or connection limit that names no figure.
+    /// The least a rate limit makes us wait (the vendor advises 10 min whatever the figure
+    /// says), and the ceiling of the growing max-connections wait.
     pub default_wait: Duration,
     /// Token renewal: how long to wait for in-flight confirmations before reconnecting.
     pub drain_timeout: Duration,

@@ -1,8 +1,9 @@
 //! Typed Saveris payloads (PROTOCOLS.md) and their mapping to [`Event`]s.
 //!
 //! Upstream evolves: an unknown enum value becomes `Other(text)` and extra fields are kept
-//! in `extra`; neither is an error. Numbers may arrive as JSON numbers or as strings
-//! (`"alarm_value": "22.015625"`), so both are read.
+//! in `extra`; neither is an error. No field is required (AsyncAPI 1.3.0 has no `required`
+//! list). Numbers may arrive as JSON numbers or as strings (`"alarm_value": "22.015625"`),
+//! and text fields as numbers (`"serial_number": 56000000`): both are read, neither fails.
 
 use std::collections::BTreeMap;
 
@@ -41,12 +42,39 @@ impl Channel {
     }
 }
 
+/// A text field as sent: a string, or a number or boolean written out (never an error).
+#[derive(Debug, Clone, Default)]
+pub struct Lenient(pub String);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Lenient(match Value::deserialize(d)? {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }))
+    }
+}
+
+/// `Option<String>` read leniently: `null` is absent, numbers and booleans become text.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.and_then(|v| match v {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        other => Some(other.to_string()),
+    }))
+}
+
 /// Declares a string enum that keeps values it does not know.
 macro_rules! open_enum {
     ($(#[$m:meta])* $name:ident { $($var:ident = $text:literal),* $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-        #[serde(from = "String", into = "String")]
+        #[serde(from = "Lenient", into = "String")]
         pub enum $name {
             $($var,)*
             /// A value this build does not know (kept as sent).
@@ -54,7 +82,9 @@ macro_rules! open_enum {
         }
         impl From<String> for $name {
             fn from(s: String) -> Self {
-                match s.as_str() {
+                // The Data API writes `measurement_alarm` where the Push API writes
+                // `measurement alarm` (SAVERIS-API.md §1.5a): the same value.
+                match s.replace('_', " ").as_str() {
                     $($text => $name::$var,)*
                     _ => $name::Other(s),
                 }
@@ -63,6 +93,11 @@ macro_rules! open_enum {
         impl From<$name> for String {
             fn from(v: $name) -> String {
                 v.as_str().to_string()
+            }
+        }
+        impl From<Lenient> for $name {
+            fn from(l: Lenient) -> Self {
+                $name::from(l.0)
             }
         }
         impl $name {
@@ -94,23 +129,36 @@ open_enum!(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Alarm {
+    #[serde(deserialize_with = "text")]
     pub uuid: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub tenant_uuid: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub alarm_reason: Option<String>,
     pub alarm_status: Option<AlarmStatus>,
+    #[serde(deserialize_with = "text")]
     pub last_status_change_time: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub alarm_time: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub alarm_time_local: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub processed_at: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub alarm_condition_type: Option<String>,
     pub alarm_severity: Option<AlarmSeverity>,
+    #[serde(deserialize_with = "text")]
     pub serial_number: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub alarm_source_uuid: Option<String>,
     pub alarm_type: Option<AlarmType>,
     pub alarm_delay: Option<Value>,
     pub alarm_value: Option<Value>,
+    #[serde(deserialize_with = "text")]
     pub physical_unit: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub physical_value: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub physical_value_extension: Option<String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -120,17 +168,29 @@ pub struct Alarm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct MeasurementV1 {
+    #[serde(deserialize_with = "text")]
     pub uuid: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub device_uuid: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub sensor_uuid: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub device_serial_no: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub sensor_serial_no: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub tenant_uuid: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub timestamp: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub timestamp_local: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub physical_property_name: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub physical_unit: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub physical_extension: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub processed_at: Option<String>,
     pub channel_id: Option<Value>,
     pub measurement: Option<Value>,
@@ -142,19 +202,31 @@ pub struct MeasurementV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct MeasurementV2 {
+    #[serde(deserialize_with = "text")]
     pub uuid: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub customer_site: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub tenant_uuid: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub sensor_uuid: Option<String>,
     pub channel_no: Option<Value>,
+    #[serde(deserialize_with = "text")]
     pub physical_property_name: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub physical_extension: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub physical_unit: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub timestamp: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub timestamp_local: Option<String>,
     pub measurement: Option<Value>,
+    #[serde(deserialize_with = "text")]
     pub serial_no: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub model_code: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub processed_at: Option<String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -224,10 +296,18 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
     let mut ev = match parsed {
         Ok(Payload::Alarm(a)) => alarm_event(account_id, channel, &a, body),
         Ok(Payload::MeasurementV1(m)) => {
-            let key = match &m.uuid {
-                Some(u) => format!("saveris:{account_id}:m:{u}"),
-                None => hashed_key(account_id, channel, body),
-            };
+            let key = reading_key(
+                account_id,
+                channel,
+                body,
+                ReadingId {
+                    sensor: &m.sensor_uuid,
+                    quantity: &m.physical_property_name,
+                    extension: &m.physical_extension,
+                    time: &m.timestamp,
+                    uuid: &m.uuid,
+                },
+            );
             let mut ev = Event::new(
                 Source::Saveris,
                 account_id,
@@ -238,7 +318,9 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
             ev.device = m.device_serial_no.clone().or(m.device_uuid.clone());
             ev.sensor = m.sensor_uuid.clone();
             ev.name = readable_name(
-                m.device_serial_no.as_deref(),
+                m.sensor_serial_no
+                    .as_deref()
+                    .or(m.device_serial_no.as_deref()),
                 m.physical_extension
                     .as_deref()
                     .or(m.physical_property_name.as_deref()),
@@ -250,10 +332,18 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
             ev
         }
         Ok(Payload::MeasurementV2(m)) => {
-            let key = match &m.uuid {
-                Some(u) => format!("saveris:{account_id}:m:{u}"),
-                None => hashed_key(account_id, channel, body),
-            };
+            let key = reading_key(
+                account_id,
+                channel,
+                body,
+                ReadingId {
+                    sensor: &m.sensor_uuid,
+                    quantity: &m.physical_property_name,
+                    extension: &m.physical_extension,
+                    time: &m.timestamp,
+                    uuid: &m.uuid,
+                },
+            );
             let mut ev = Event::new(
                 Source::Saveris,
                 account_id,
@@ -261,8 +351,10 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
                 EventKind::Measurement,
                 key,
             );
-            ev.device = m.serial_no.clone();
-            ev.sensor = m.sensor_uuid.clone();
+            // v2's `serial_no`/`model_code` are the sensor's; v2 names no device.
+            ev.sensor = nonempty(&m.sensor_uuid)
+                .map(str::to_string)
+                .or_else(|| nonempty(&m.serial_no).map(|s| format!("serial:{s}")));
             ev.name = readable_name(
                 m.serial_no.as_deref(),
                 m.physical_extension
@@ -322,13 +414,34 @@ fn alarm_event(account_id: &str, channel: &str, a: &Alarm, body: &[u8]) -> Event
             _ => Severity::Warning,
         },
     };
-    ev.alarm_id = Some(format!(
-        "{}:{}",
-        a.alarm_source_uuid.as_deref().unwrap_or(""),
-        a.alarm_condition_type.as_deref().unwrap_or("")
-    ));
-    ev.sensor = a.alarm_source_uuid.clone();
-    ev.device = a.serial_number.clone();
+    let source = nonempty(&a.alarm_source_uuid);
+    let serial = nonempty(&a.serial_number);
+    let condition = a.alarm_condition_type.as_deref().unwrap_or("");
+    // Whose alarm it is, so that a clear finds its raise and two sensors never share one:
+    // the source uuid; when a measurement alarm comes without one (AsyncAPI 1.3.0: "the
+    // sensor_uuid or empty"), the sensor's serial number + what it measures; with neither,
+    // the message's own uuid (a clear may then not find its raise, but nothing is merged).
+    let owner = match (source, serial) {
+        (Some(src), _) => src.to_string(),
+        (None, Some(serial)) => format!(
+            "serial:{serial}:{}",
+            nonempty(&a.physical_value_extension)
+                .or(nonempty(&a.physical_value))
+                .unwrap_or("")
+        ),
+        (None, None) => format!("uuid:{}", a.uuid.as_deref().unwrap_or("")),
+    };
+    ev.alarm_id = Some(format!("{owner}:{condition}"));
+    // A device system alarm's source is a device; the other alarms' source is a sensor,
+    // and their `serial_number` is that sensor's (the Data API's `serial_no` "of the
+    // sensor which has detected the alarm"): the device is not named.
+    if a.alarm_type == Some(AlarmType::DeviceSystem) {
+        ev.device = source.or(serial).map(str::to_string);
+    } else {
+        ev.sensor = source
+            .map(str::to_string)
+            .or_else(|| serial.map(|s| format!("serial:{s}")));
+    }
     ev.name = readable_name(
         a.serial_number.as_deref(),
         a.physical_value_extension
@@ -348,6 +461,49 @@ fn alarm_event(account_id: &str, channel: &str, a: &Alarm, body: &[u8]) -> Event
         .or(a.last_status_change_time.as_deref())
         .and_then(timestamp);
     ev
+}
+
+/// A text field that is present and not blank.
+fn nonempty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The fields both measurement versions share.
+struct ReadingId<'a> {
+    sensor: &'a Option<String>,
+    quantity: &'a Option<String>,
+    extension: &'a Option<String>,
+    time: &'a Option<String>,
+    uuid: &'a Option<String>,
+}
+
+/// The key of a reading, the same on `measurements` and `measurements-v2`: during the
+/// 4 h switch both queues deliver every reading (SAVERIS-API.md §2.6), and nothing says
+/// the two share a `uuid` (v1 is fed from Kinesis, v2 from Kafka). What both versions do
+/// carry is the sensor, what was measured, and when: one sensor measures one quantity
+/// (+ extension, e.g. "Air Temperature") once at a given time. The time is compared as an
+/// instant, so "…:00Z" and "…:00.000Z" agree. Without sensor or time: the uuid, else a hash.
+fn reading_key(account_id: &str, channel: &str, body: &[u8], id: ReadingId<'_>) -> String {
+    let ReadingId {
+        sensor,
+        quantity,
+        extension,
+        time,
+        uuid,
+    } = id;
+    let at = time.as_deref().and_then(timestamp);
+    match (nonempty(sensor), at) {
+        (Some(sensor), Some(at)) => format!(
+            "saveris:{account_id}:m:{sensor}:{}:{}:{}",
+            nonempty(quantity).unwrap_or(""),
+            nonempty(extension).unwrap_or(""),
+            at.as_millisecond()
+        ),
+        _ => match nonempty(uuid) {
+            Some(u) => format!("saveris:{account_id}:m:{u}"),
+            None => hashed_key(account_id, channel, body),
+        },
+    }
 }
 
 fn readable_name(serial: Option<&str>, what: Option<&str>) -> Option<String> {
@@ -401,7 +557,10 @@ mod tests {
         assert_eq!(ev.severity, Severity::Alarm);
         assert_eq!(ev.alarm_id.as_deref(), Some("s-1:Upper limit"));
         assert_eq!(ev.sensor.as_deref(), Some("s-1"));
-        assert_eq!(ev.device.as_deref(), Some("12345678"));
+        assert_eq!(
+            ev.device, None,
+            "the serial is the sensor's, not a device's"
+        );
         assert_eq!(ev.name.as_deref(), Some("12345678 Air Temperature"));
         assert_eq!(ev.value, Some(25.2));
         assert_eq!(ev.unit.as_deref(), Some("°C"));
@@ -440,7 +599,12 @@ mod tests {
         let ev = to_event("acc", "alarms", body.as_bytes(), now());
         assert_eq!(ev.kind, EventKind::SystemAlarm);
         assert_eq!(ev.severity, Severity::Warning);
-        assert_eq!(ev.sensor.as_deref(), Some("dev-1"));
+        assert_eq!(
+            ev.device.as_deref(),
+            Some("dev-1"),
+            "a device system alarm's source is a device"
+        );
+        assert_eq!(ev.sensor, None);
         let cleared = to_event(
             "acc",
             "alarms",
@@ -456,7 +620,10 @@ mod tests {
         let v1 = r#"{"uuid":"m1","device_uuid":"d","sensor_uuid":"s","device_serial_no":"555","physical_property_name":"Temperature","physical_unit":"°C","physical_extension":"Air Temperature","timestamp":"2024-01-01T00:00:00Z","channel_id":1,"measurement":4.5}"#;
         let ev = to_event("acc", "measurements", v1.as_bytes(), now());
         assert_eq!(ev.kind, EventKind::Measurement);
-        assert_eq!(ev.key, "saveris:acc:m:m1");
+        assert_eq!(
+            ev.key,
+            "saveris:acc:m:s:Temperature:Air Temperature:1704067200000"
+        );
         assert_eq!(ev.value, Some(4.5));
         assert_eq!(ev.sensor.as_deref(), Some("s"));
         assert_eq!(ev.device.as_deref(), Some("555"));
@@ -466,6 +633,8 @@ mod tests {
         assert_eq!(ev.value, Some(55.5));
         assert_eq!(ev.name.as_deref(), Some("777 Humidity"));
         assert_eq!(ev.subscription, "measurements-v2");
+        assert_eq!(ev.sensor.as_deref(), Some("s2"));
+        assert_eq!(ev.device, None, "v2 serial_no is the sensor's");
     }
 
     #[test]
@@ -476,10 +645,10 @@ mod tests {
         assert_eq!(a.key, b.key);
         assert_eq!(a.raw, "not json{");
         assert_ne!(a.key, to_event("acc", "alarms", b"[1,2]", now()).key);
-        assert_eq!(
-            to_event("acc", "alarms", br#"{"uuid":5}"#, now()).kind,
-            EventKind::Unparsed
-        );
+        // No field is required and text may come as a number: still an alarm.
+        let five = to_event("acc", "alarms", br#"{"uuid":5}"#, now());
+        assert_eq!(five.kind, EventKind::AlarmRaised);
+        assert!(five.key.starts_with("saveris:acc:alarm:5:"), "{}", five.key);
     }
 
     #[test]
@@ -487,5 +656,72 @@ mod tests {
         let ev = to_event("acc", "alarms", br#"{"alarm_status":"Alarm"}"#, now());
         assert_eq!(ev.kind, EventKind::AlarmRaised);
         assert!(ev.key.starts_with("saveris:acc:alarms:h:"), "{}", ev.key);
+    }
+
+    #[test]
+    fn text_and_numbers_are_read_either_way_and_unknown_texts_kept() {
+        let body = r#"{"uuid":"n","alarm_status":"Alarm","alarm_type":"measurement_alarm","alarm_severity":7,
+            "serial_number":56000000,"alarm_value":22.5,"alarm_delay":300000,"alarm_source_uuid":null,
+            "alarm_condition_type":"Upper limit","physical_value_extension":"Air Temperature"}"#;
+        let Payload::Alarm(a) = parse(Channel::Alarms, body.as_bytes()).unwrap() else {
+            panic!("not an alarm")
+        };
+        assert_eq!(a.alarm_type, Some(AlarmType::Measurement));
+        assert_eq!(a.alarm_severity, Some(AlarmSeverity::Other("7".into())));
+        assert_eq!(a.serial_number.as_deref(), Some("56000000"));
+        let ev = to_event("acc", "alarms", body.as_bytes(), now());
+        assert_eq!(ev.kind, EventKind::AlarmRaised);
+        assert_eq!(ev.value, Some(22.5));
+        let v2 = r#"{"sensor_uuid":"s","channel_no":"1","measurement":"3.5","timestamp":"2024-01-01T00:00:00Z","serial_no":777}"#;
+        let ev = to_event("acc", "measurements-v2", v2.as_bytes(), now());
+        assert_eq!((ev.kind, ev.value), (EventKind::Measurement, Some(3.5)));
+    }
+
+    #[test]
+    fn alarms_with_an_empty_source_never_share_an_identity() {
+        let of = |serial: &str, status: &str| {
+            let body = MEAS_ALARM
+                .replace(
+                    "\"alarm_source_uuid\":\"s-1\"",
+                    "\"alarm_source_uuid\":\"\"",
+                )
+                .replace("12345678", serial)
+                .replace(
+                    "\"alarm_status\":\"Alarm\"",
+                    &format!("\"alarm_status\":\"{status}\""),
+                );
+            to_event("acc", "alarms", body.as_bytes(), now())
+        };
+        let (a, b) = (of("111", "Alarm"), of("222", "Alarm"));
+        assert_ne!(a.alarm_id, b.alarm_id);
+        assert_eq!(
+            a.alarm_id.as_deref(),
+            Some("serial:111:Air Temperature:Upper limit")
+        );
+        assert_eq!(a.sensor.as_deref(), Some("serial:111"));
+        // The clear of one sensor finds that sensor's raise only.
+        assert_eq!(of("111", "Ok").alarm_id, a.alarm_id);
+        assert_ne!(of("222", "Ok").alarm_id, a.alarm_id);
+    }
+
+    #[test]
+    fn one_reading_on_both_measurement_queues_has_one_key() {
+        // The same reading as the vendor documents both versions; uuids differ.
+        let v1 = r#"{"uuid":"k-1","device_uuid":"d","sensor_uuid":"s-9","channel_id":1913253106,"device_serial_no":"555","sensor_serial_no":"777","timestamp":"2024-05-01T10:00:00Z","measurement":3.25,"physical_property_name":"Temperature","physical_unit":"°C","physical_extension":"Air Temperature"}"#;
+        let v2 = r#"{"uuid":"f-2","customer_site":"site-42","sensor_uuid":"s-9","channel_no":1,"physical_property_name":"Temperature","physical_extension":"Air Temperature","physical_unit":"°C","timestamp":"2024-05-01T10:00:00.000Z","measurement":3.25,"serial_no":"777","model_code":"0572 0001"}"#;
+        let a = to_event("acc", "measurements", v1.as_bytes(), now());
+        let b = to_event("acc", "measurements-v2", v2.as_bytes(), now());
+        assert_eq!(a.key, b.key);
+        assert_eq!(a.sensor, b.sensor);
+        assert_eq!(a.name, b.name);
+        // Another quantity of the same sensor at the same time is another reading.
+        let h = v2.replace(
+            "Temperature\",\"physical_extension\":\"Air Temperature",
+            "Humidity\",\"physical_extension\":\"",
+        );
+        assert_ne!(
+            to_event("acc", "measurements-v2", h.as_bytes(), now()).key,
+            b.key
+        );
     }
 }

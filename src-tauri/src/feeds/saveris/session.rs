@@ -17,19 +17,29 @@ use tokio_tungstenite::MaybeTlsStream;
 
 use super::auth::{self, AuthError, Token, TokenSource};
 use super::endpoint::{Endpoint, StompAuth};
+use super::gate;
+use super::payload::Channel;
 use super::state::{
-    classify_error, negotiate_heartbeat, parse_heartbeat, Action, ConnEnd, ErrorAction,
-    SessionState,
+    classify_error, negotiate_heartbeat, parse_heartbeat, refused_channel, Action, ConnEnd,
+    ErrorAction, SessionState,
 };
 use super::stomp::{self, Command, Decoder, Frame};
 use super::wire::{Wire, WireError};
 use super::{SaverisError, SaverisFeedConfig};
 use crate::clock::Clock;
-use crate::event::{AckMsg, Delivery, FeedState};
+use crate::event::{AckMsg, ChannelRefusal, Delivery, FeedState};
 use crate::feeds::connector::{self, until_stopped, Connector, Outcome, Reconnect, Status};
 use crate::settings::SaverisAccount;
 
 type Ws = Wire<MaybeTlsStream<TcpStream>>;
+
+/// `max-connections-reached`: the first wait, doubled on each repeat up to the rate-limit
+/// floor (10 min). A minute gives the user time to close another client; retrying sooner
+/// only adds to "too many connection attempts".
+const MAX_CONNECTIONS_FLOOR: Duration = Duration::from_secs(60);
+
+/// The sentence for `max-connections-reached` (the vendor's limit, SAVERIS-API.md §2.5).
+pub const MAX_CONNECTIONS_SENTENCE: &str = "Saveris allows 4 parallel connections per user and all 4 are in use: close other Saveris clients logged in as this user (another Alarm Tray, scripts, dashboards)";
 
 /// Why opening a link failed.
 #[derive(Debug)]
@@ -239,6 +249,11 @@ pub(super) async fn run(
         cfg.drain_timeout,
         ack_tx,
     );
+    let host = gate::host_of(&endpoint.ws_url);
+    let registered = gate::register(
+        &gate::connection_key(&endpoint.ws_url, &cfg.account.username),
+        conn.status.subscribe(),
+    );
     let session = Session {
         cfg,
         endpoint,
@@ -247,6 +262,10 @@ pub(super) async fn run(
         acks,
         deliveries,
         auth_retry_used: false,
+        host,
+        refused: Vec::new(),
+        max_connections_streak: 0,
+        _registered: registered,
     };
     conn.run(session).await;
 }
@@ -262,10 +281,30 @@ struct Session {
     deliveries: mpsc::Sender<Delivery>,
     /// "invalid authorization" earns one fresh token; a second one in a row stops the feed.
     auth_retry_used: bool,
+    /// The rate-limit key of the WebSocket host.
+    host: String,
+    /// Channels Saveris refused for this user: left out until the feed restarts (the user
+    /// turns the channel off and on, or saves the account).
+    refused: Vec<Channel>,
+    /// `max-connections-reached` in a row.
+    max_connections_streak: u32,
+    /// Keeps this feed in the registry Test connection reads.
+    _registered: gate::Registered,
 }
 
 impl connector::Session for Session {
     async fn attempt(&mut self, conn: &mut Connector) -> Outcome {
+        // Inside a rate-limit window nothing connects, not even a login (a wake from
+        // suspend or a clock jump ends the wait early; the window holds anyway).
+        let now = conn.clock().now();
+        if let Some(until) = gate::blocked_until(&self.host, now) {
+            let wait = Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO);
+            return Outcome::Retry {
+                error: rate_limit_sentence(until, conn.clock().as_ref()),
+                reason: "rate limit".into(),
+                wait: Some(wait),
+            };
+        }
         let auth = match self.auth(conn).await {
             Ok(auth) => auth,
             Err(outcome) => return outcome,
@@ -286,6 +325,7 @@ impl connector::Session for Session {
         let end = match opened {
             Ok(link) => {
                 self.auth_retry_used = false;
+                self.max_connections_streak = 0;
                 conn.live();
                 self.serve(conn, link).await
             }
@@ -364,11 +404,63 @@ impl Session {
                     message: format!("Saveris refused the login ({msg})"),
                 },
             },
-            ErrorAction::Wait { wait, reason } => Outcome::Retry {
-                error: format!("server said: {reason}"),
-                reason,
-                wait: Some(wait),
-            },
+            ErrorAction::RateLimited { wait } => {
+                let now = conn.clock().now();
+                let until = now
+                    .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
+                    .unwrap_or(now);
+                gate::block(&self.host, until);
+                Outcome::Retry {
+                    error: rate_limit_sentence(until, conn.clock().as_ref()),
+                    reason: "rate limit".into(),
+                    wait: Some(wait),
+                }
+            }
+            ErrorAction::TooManyConnections => {
+                self.max_connections_streak += 1;
+                let wait = (MAX_CONNECTIONS_FLOOR
+                    * 2u32.saturating_pow(self.max_connections_streak.saturating_sub(1).min(8)))
+                .min(self.cfg.default_wait.max(MAX_CONNECTIONS_FLOOR));
+                Outcome::Retry {
+                    error: format!("{MAX_CONNECTIONS_SENTENCE}."),
+                    reason: "too many connections".into(),
+                    wait: Some(wait),
+                }
+            }
+            ErrorAction::SubscriptionRefused { queue, message } => {
+                let channel = refused_channel(&queue, &self.endpoint.destinations)
+                    .filter(|c| !self.refused.contains(c));
+                let Some(channel) = channel else {
+                    // No channel of ours named: nothing to drop; try again later.
+                    tracing::warn!(feed = %conn.status.feed(), error = %message, "Saveris refused a subscription");
+                    return retry(format!("server said: {message}"), "server error");
+                };
+                self.refused.push(channel);
+                let sentence = format!(
+                    "Saveris refused {} for this user: licence or permission missing",
+                    channel.as_str()
+                );
+                tracing::warn!(feed = %conn.status.feed(), channel = channel.as_str(), "Saveris refused a channel; reconnecting without it");
+                conn.status.note(|s| {
+                    s.refused.push(ChannelRefusal {
+                        channel: channel.as_str().to_string(),
+                        message: sentence.clone(),
+                    });
+                    s.last_error = Some(format!("{sentence}."));
+                });
+                let left = (self.endpoint.destinations.iter())
+                    .filter(|(c, _)| !self.refused.contains(c))
+                    .count();
+                if left == 0 {
+                    let message = "Saveris refused every chosen channel for this user: licence or permission missing".to_string();
+                    return Outcome::Halt {
+                        error: message.clone(),
+                        state: FeedState::Stopped { message },
+                    };
+                }
+                // The other channels keep flowing: reconnect at once without this one.
+                Outcome::Again
+            }
             ErrorAction::Retry(msg) => {
                 tracing::warn!(feed = %conn.status.feed(), error = %msg, "Saveris ERROR frame");
                 retry(format!("server said: {msg}"), "server error")
@@ -381,8 +473,11 @@ impl Session {
     async fn serve(&mut self, conn: &Connector, link: Link) -> ConnEnd {
         let clock = conn.clock().clone();
         let (state, acks, deliveries) = (&mut self.state, &mut self.acks, &self.deliveries);
-        let dests = &self.endpoint.destinations;
-        let mut actions = state.connected(link.decoder, link.heart_beats, dests, clock.now());
+        let dests: Vec<(Channel, String)> = (self.endpoint.destinations.iter())
+            .filter(|(c, _)| !self.refused.contains(c))
+            .cloned()
+            .collect();
+        let mut actions = state.connected(link.decoder, link.heart_beats, &dests, clock.now());
         let mut io = LinkIo {
             ws: link.ws,
             renewal: None,
@@ -504,6 +599,18 @@ async fn send_frames(ws: &mut Ws, frames: Vec<Frame>) -> Result<(), WireError> {
     ws.flush().await
 }
 
+/// "Saveris limits connection attempts: no connection before 14:32." (local time).
+fn rate_limit_sentence(until: jiff::Timestamp, clock: &dyn Clock) -> String {
+    format!(
+        "Saveris limits connection attempts: no connection before {}",
+        hh_mm(until, clock)
+    )
+}
+
+fn hh_mm(t: jiff::Timestamp, clock: &dyn Clock) -> String {
+    t.to_zoned(clock.tz()).strftime("%H:%M").to_string()
+}
+
 /// The renewal's answer, once it is there (never, without a renewal).
 async fn renewed(
     renewal: &mut Option<JoinHandle<Result<Token, AuthError>>>,
@@ -554,6 +661,25 @@ pub(super) async fn test_connection(
         passcode.map(str::to_owned),
     );
     let endpoint = Endpoint::resolve(account)?;
+    // The account's feed is live: its state is the answer. A second connection would
+    // count towards the user's 4 and towards the attempt limit.
+    let key = gate::connection_key(&endpoint.ws_url, &account.username);
+    if let Some(live) = gate::live_feed(&key) {
+        return Ok(format!(
+            "The feed of this account is live as {} (no second connection opened){}",
+            account.username.trim(),
+            live.last_message_at
+                .map(|t| format!("; last message at {}", hh_mm(t, cfg.clock.as_ref())))
+                .unwrap_or_default()
+        ));
+    }
+    let host = gate::host_of(&endpoint.ws_url);
+    if let Some(until) = gate::blocked_until(&host, cfg.clock.now()) {
+        return Err(SaverisError::Refused(format!(
+            "rate-limited until {}",
+            hh_mm(until, cfg.clock.as_ref())
+        )));
+    }
     let auth = match &endpoint.token_source {
         None => StompAuth::login(account, passcode),
         Some(source) => StompAuth::Bearer(Login::new(&cfg, source.clone()).fetch().await?.id_token),
@@ -577,11 +703,23 @@ pub(super) async fn test_connection(
         }
         Err(LinkError::ErrorFrame(f)) => Err(match classify_error(&f, cfg.default_wait) {
             ErrorAction::Auth(m) => SaverisError::Refused(format!("the login was refused ({m})")),
-            ErrorAction::Wait { wait, reason } => SaverisError::Refused(format!(
-                "{reason}; try again in {} s",
-                wait.as_secs_f64().ceil() as u64
-            )),
-            ErrorAction::Retry(m) => SaverisError::Refused(m),
+            ErrorAction::RateLimited { wait } => {
+                let now = cfg.clock.now();
+                let until = now
+                    .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
+                    .unwrap_or(now);
+                gate::block(&host, until);
+                SaverisError::Refused(format!(
+                    "rate-limited until {}",
+                    hh_mm(until, cfg.clock.as_ref())
+                ))
+            }
+            ErrorAction::TooManyConnections => {
+                SaverisError::Refused(MAX_CONNECTIONS_SENTENCE.to_string())
+            }
+            ErrorAction::SubscriptionRefused { message, .. } | ErrorAction::Retry(message) => {
+                SaverisError::Refused(message)
+            }
         }),
         Err(LinkError::Timeout) => Err(SaverisError::HandshakeTimeout(
             cfg.connect_timeout.as_secs(),

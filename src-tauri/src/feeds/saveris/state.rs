@@ -467,20 +467,26 @@ pub fn parse_heartbeat(v: Option<&str>) -> (u32, u32) {
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
-/// What an ERROR frame asks of the client.
+/// What an ERROR frame asks of the client (AsyncAPI 1.3.0; SAVERIS-API.md §2.5). The
+/// server closes the WebSocket after every ERROR.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorAction {
-    /// The credentials or token were refused.
+    /// The credentials or token were refused (`invalid authorization`).
     Auth(String),
-    /// The server asks us to stay away for a while.
-    Wait { wait: Duration, reason: String },
+    /// `rate-limit-exceeded`: stay away this long — the figure in the text, but never less
+    /// than the vendor's advice of 10 minutes.
+    RateLimited { wait: Duration },
+    /// `max-connections-reached`: the user's 4 parallel connections are in use.
+    TooManyConnections,
+    /// `subscription refused` for `queue` (bare name): a licence or permission is missing.
+    /// `queue` is empty when the frame named none.
+    SubscriptionRefused { queue: String, message: String },
     /// Anything else: reconnect with backoff.
     Retry(String),
 }
 
-/// Classifies an ERROR frame (PROTOCOLS.md). `default_wait` applies when a rate or
-/// connection limit gives no figure.
-pub fn classify_error(frame: &Frame, default_wait: Duration) -> ErrorAction {
+/// Classifies an ERROR frame. `rate_floor` is the least a rate limit makes us wait.
+pub fn classify_error(frame: &Frame, rate_floor: Duration) -> ErrorAction {
     let message = frame.header("message").unwrap_or("").to_string();
     let code = frame
         .header("error-code")
@@ -491,20 +497,32 @@ pub fn classify_error(frame: &Frame, default_wait: Duration) -> ErrorAction {
     let short = if message.is_empty() {
         body.chars().take(200).collect::<String>()
     } else {
-        message.clone()
+        message.chars().take(200).collect()
     };
-    if all.contains("max-connections-reached") || all.contains("rate-limit-exceeded") {
-        let reason = if all.contains("max-connections-reached") {
-            "too many connections"
-        } else {
-            "rate limit"
-        };
-        let wait = wait_from_text(&message)
-            .or_else(|| wait_from_text(&body))
-            .unwrap_or(default_wait);
-        return ErrorAction::Wait {
-            wait,
-            reason: reason.into(),
+    if code == "rate-limit-exceeded"
+        || (code.is_empty() && all.contains("too many connection attempts"))
+    {
+        let figure = wait_from_text(&message).or_else(|| wait_from_text(&body));
+        // The vendor's guidance is 10 min whatever the figure says (SAVERIS-API.md §2.5).
+        let wait = figure.map_or(rate_floor, |f| f.max(rate_floor));
+        return ErrorAction::RateLimited { wait };
+    }
+    if code == "max-connections-reached" || all.contains("parallel connection limit") {
+        return ErrorAction::TooManyConnections;
+    }
+    if frame.header("queue").is_some() || all.contains("subscription refused") {
+        let queue = frame
+            .header("queue")
+            .map(str::to_string)
+            .or_else(|| {
+                let text = if message.is_empty() { &body } else { &message };
+                text.rsplit_once("queue:")
+                    .map(|(_, q)| q.trim().to_string())
+            })
+            .unwrap_or_default();
+        return ErrorAction::SubscriptionRefused {
+            queue,
+            message: short,
         };
     }
     if all.contains("invalid authorization")
@@ -520,6 +538,25 @@ pub fn classify_error(frame: &Frame, default_wait: Duration) -> ErrorAction {
     } else {
         short
     })
+}
+
+/// The channel a `queue` header names: the bare name ("measurements-v2") as the vendor
+/// sends it, or a full destination ending in it.
+pub fn refused_channel(queue: &str, destinations: &[(Channel, String)]) -> Option<Channel> {
+    let q = queue.trim();
+    if q.is_empty() {
+        return None;
+    }
+    destinations
+        .iter()
+        .find(|(c, d)| q == c.as_str() || q == d.as_str())
+        .or_else(|| {
+            // Longest name first: "measurements-v2" before "measurements".
+            let mut by_len: Vec<&(Channel, String)> = destinations.iter().collect();
+            by_len.sort_by_key(|(c, _)| std::cmp::Reverse(c.as_str().len()));
+            by_len.into_iter().find(|(c, _)| q.ends_with(c.as_str()))
+        })
+        .map(|(c, _)| *c)
 }
 
 /// The first number in `text` as a wait: milliseconds unless followed by "s"/"sec"/"min".
@@ -830,9 +867,8 @@ mod tests {
         };
         assert_eq!(
             classify_error(f, Duration::from_secs(600)),
-            ErrorAction::Wait {
-                wait: Duration::from_secs(5),
-                reason: "rate limit".into()
+            ErrorAction::RateLimited {
+                wait: Duration::from_secs(600)
             }
         );
         // Frames that came together with CONNECTED are read right after subscribing.
@@ -935,31 +971,72 @@ mod tests {
             classify_error(&f("invalid authorization", None, ""), d),
             ErrorAction::Auth(_)
         ));
+        // The vendor's texts (AsyncAPI 1.3.0). A short figure still waits 10 min, a
+        // longer one as long as it says.
+        let rate = |ms: u64| {
+            f(
+                &format!("Too many connection attempts. Please wait {ms} ms before retrying."),
+                Some("rate-limit-exceeded"),
+                "",
+            )
+        };
+        assert_eq!(
+            classify_error(&rate(5000), d),
+            ErrorAction::RateLimited { wait: d }
+        );
+        assert_eq!(
+            classify_error(&rate(900_000), d),
+            ErrorAction::RateLimited {
+                wait: Duration::from_secs(900)
+            }
+        );
         assert_eq!(
             classify_error(
                 &f(
-                    "rate limit exceeded, retry in 30000 ms",
-                    Some("rate-limit-exceeded"),
+                    "Maximum parallel connection limit exceeded. Please close other connections.",
+                    Some("max-connections-reached"),
                     ""
                 ),
                 d
             ),
-            ErrorAction::Wait {
-                wait: Duration::from_secs(30),
-                reason: "rate limit".into()
+            ErrorAction::TooManyConnections
+        );
+        let text = "subscription refused: missing required permission or license for queue: measurements-v2";
+        let refused = f(text, None, text).with_header("queue", "measurements-v2");
+        assert_eq!(
+            classify_error(&refused, d),
+            ErrorAction::SubscriptionRefused {
+                queue: "measurements-v2".into(),
+                message: text.into()
             }
         );
+        // Without the header, the queue is read from the text.
+        assert!(matches!(
+            classify_error(&f(text, None, ""), d),
+            ErrorAction::SubscriptionRefused { queue, .. } if queue == "measurements-v2"
+        ));
         assert_eq!(
-            classify_error(&f("too many", Some("max-connections-reached"), ""), d),
-            ErrorAction::Wait {
-                wait: d,
-                reason: "too many connections".into()
-            }
+            classify_error(&f("Unable to process the request.", None, ""), d),
+            ErrorAction::Retry("Unable to process the request.".into())
+        );
+        let dests = [
+            (Channel::Alarms, "/queue/a/alarms".to_string()),
+            (Channel::Measurements, "/queue/a/measurements".to_string()),
+            (
+                Channel::MeasurementsV2,
+                "/queue/a/measurements-v2".to_string(),
+            ),
+        ];
+        assert_eq!(
+            refused_channel("measurements-v2", &dests),
+            Some(Channel::MeasurementsV2)
         );
         assert_eq!(
-            classify_error(&f("subscription refused", None, ""), d),
-            ErrorAction::Retry("subscription refused".into())
+            refused_channel("/queue/a/measurements", &dests),
+            Some(Channel::Measurements)
         );
+        assert_eq!(refused_channel("", &dests), None);
+        assert_eq!(refused_channel("other", &dests), None);
         assert_eq!(wait_from_text("wait 5 s"), Some(Duration::from_secs(5)));
         assert_eq!(wait_from_text("wait 2 min"), Some(Duration::from_secs(120)));
         assert_eq!(wait_from_text("none"), None);
