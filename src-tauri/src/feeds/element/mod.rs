@@ -1,6 +1,8 @@
 //! ELEMENT IoT WebSocket feed: one socket per enabled subscription of an account.
 //!
-//! - [`payload`]: the tolerant frame parser.
+//! - [`payload`]: the tolerant frame parser; [`scrub`] removes LoRaWAN keys from every body
+//!   before anything keeps it.
+//! - [`fields`]: which `data` numbers are measurements, and a reading's main value.
 //! - [`mapping`]: parsed readings/packets → normalized [`crate::event::Event`]s.
 //! - [`socket`]: socket URLs (with `auth=` redacted wherever shown) and the per-subscription
 //!   I/O loop, run by the shared [`crate::feeds::connector`] (backoff, status).
@@ -11,10 +13,12 @@
 //! The API key travels in the URL (the vendor's design); it never appears in a log line,
 //! an error message, a status text or a `Debug` output of this module.
 
+pub mod fields;
 pub mod link;
 pub mod mapping;
 pub mod payload;
 pub mod rest;
+pub mod scrub;
 pub mod socket;
 
 use std::collections::HashMap;
