@@ -775,7 +775,10 @@ fn open_socket(
             Scope::Mandate => true,
         };
         if !may_read(&d, &role, &scope) {
-            return Err((StatusCode::FORBIDDEN, "api key lacks permission".to_string()));
+            return Err((
+                StatusCode::FORBIDDEN,
+                "api key lacks permission".to_string(),
+            ));
         }
         if !known {
             return Err((StatusCode::NOT_FOUND, "not found".to_string()));
@@ -1225,9 +1228,7 @@ fn page_keyed(mut items: Vec<(String, Value)>, q: &HashMap<String, String>) -> R
         q.get("sort_direction").map(String::as_str),
         Some("asc" | "ascending")
     );
-    items.sort_by(|(ka, a), (kb, b)| {
-        (ka, a["id"].as_str()).cmp(&(kb, b["id"].as_str()))
-    });
+    items.sort_by(|(ka, a), (kb, b)| (ka, a["id"].as_str()).cmp(&(kb, b["id"].as_str())));
     if !ascending {
         items.reverse();
     }

@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(e.quantity.as_deref(), Some("air_temperature"));
         assert_eq!(e.value, Some(22.7));
         let names: Vec<&str> = e.fields.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(names, ["air_humidity", "air_temperature", "battery_voltage"]);
+        assert_eq!(
+            names,
+            ["air_humidity", "air_temperature", "battery_voltage"]
+        );
         assert_eq!(e.measured_at, Some("2024-08-13T13:11:03Z".parse().unwrap()));
     }
 

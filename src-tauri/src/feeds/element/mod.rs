@@ -50,6 +50,13 @@ pub enum ElementError {
     Unreachable(String),
     #[error("the ELEMENT server answered HTTP {0}")]
     Http(u16),
+    /// A 4xx the request itself caused (a bad parameter, a preload the socket does not
+    /// allow): retrying the same request cannot help. Holds the server's own words.
+    #[error("the ELEMENT server refused it (HTTP {0}): {1}")]
+    Refused(u16, String),
+    /// 429: the key's shared budget (50 requests per 10 s) is used up for now.
+    #[error("ELEMENT asks to wait {0} s (rate limit)")]
+    RateLimited(u64),
     #[error("no answer from the ELEMENT server within {0} s")]
     Timeout(u64),
     #[error("unexpected answer from the ELEMENT server: {0}")]
@@ -65,6 +72,7 @@ impl ElementError {
                 | ElementError::Forbidden(_)
                 | ElementError::NotFound(_)
                 | ElementError::InvalidUrl(_)
+                | ElementError::Refused(..)
         )
     }
 }
@@ -225,7 +233,7 @@ pub async fn test_connection(
         });
     let url = socket::socket_url(&account.base_url, &sub.scope, sub.kind, api_key, None, &[])?;
     let timing = Timing::default();
-    let mut ws = socket::connect(&url, &sub.scope, timing.connect_timeout).await?;
+    let (mut ws, _) = socket::connect(&url, &sub.scope, timing.connect_timeout).await?;
     let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
     Ok(format!("Connected: {}", label(account, &sub)))
 }
