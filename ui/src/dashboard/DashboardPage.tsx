@@ -114,7 +114,8 @@ export function DashboardPage() {
         {latest && (
           <span class="muted small" data-testid="dashboard-counts">
             {" "}
-            · {sensorCount} sensors{latest.length > sensorCount ? `, ${latest.length} fields` : ""}
+            · {sensorCount} {sensorCount === 1 ? "sensor" : "sensors"}
+            {latest.length > sensorCount ? `, ${latest.length} fields` : ""}
             {stale > 0 ? `, ${stale} stale` : ""}
           </span>
         )}
@@ -205,7 +206,7 @@ function SensorCard(p: { l: LatestValue; name: string; limits: number[]; now: nu
         {l.quantity && <span class="muted"> {l.quantity}</span>}
         {p.several &&
           (p.main ? (
-            <span class="badge" title="This field stands for the sensor (rules without a field, the first card)" data-testid={`card-main-${id}`}>
+            <span class="badge main-field" title="This field stands for the sensor (rules without a field, the first card)" data-testid={`card-main-${id}`}>
               main
             </span>
           ) : (
