@@ -1159,7 +1159,7 @@ fn rest_guard(
     path: &str,
     q: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<KeyRole, Response> {
+) -> Result<KeyRole, Box<Response>> {
     let mut query: Vec<(String, String)> = q
         .iter()
         .filter(|(k, _)| k.as_str() != "auth")
@@ -1192,12 +1192,12 @@ fn rest_guard(
                 h.insert(k, v);
             }
         }
-        return Err(resp);
+        return Err(Box::new(resp));
     }
     let role = key_of(q, headers).and_then(|k| d.keys.get(&k).cloned());
     let Some(role) = role else {
         record(401);
-        return Err(error(StatusCode::UNAUTHORIZED, "invalid api key"));
+        return Err(Box::new(error(StatusCode::UNAUTHORIZED, "invalid api key")));
     };
     record(200);
     Ok(role)
@@ -1273,7 +1273,7 @@ async fn list_devices(State(s): State<Arc<Shared>>, Query(q): Q, headers: Header
     let mut d = s.data();
     let role = match rest_guard(&mut d, "/api/v1/devices", &q, &headers) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let items = visible_devices(&d, &role)
         .into_iter()
@@ -1291,7 +1291,7 @@ async fn one_device(
     let mut d = s.data();
     let role = match rest_guard(&mut d, &format!("/api/v1/devices/{id}"), &q, &headers) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let found = visible_devices(&d, &role)
         .into_iter()
@@ -1307,7 +1307,7 @@ async fn list_tags(State(s): State<Arc<Shared>>, Query(q): Q, headers: HeaderMap
     let mut d = s.data();
     let role = match rest_guard(&mut d, "/api/v1/tags", &q, &headers) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let items = d
         .tags
@@ -1330,7 +1330,7 @@ async fn list_tag_devices(
     let mut d = s.data();
     let role = match rest_guard(&mut d, &format!("/api/v1/tags/{tag}/devices"), &q, &headers) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if !d.tags.iter().any(|(t, _)| t == &tag) {
         return error(StatusCode::NOT_FOUND, "tag not found");
@@ -1381,7 +1381,7 @@ async fn device_readings(
     let path = format!("/api/v1/devices/{id}/readings");
     let role = match rest_guard(&mut d, &path, &q, &headers) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let scope = Scope::Device(id.clone());
     if !d.devices.iter().any(|x| x.id == id) {
@@ -1403,7 +1403,7 @@ async fn tag_readings(
     let path = format!("/api/v1/tags/{id}/readings");
     let role = match rest_guard(&mut d, &path, &q, &headers) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let scope = Scope::Tag(id.clone());
     if !d.tags.iter().any(|(t, _)| t == &id) {
