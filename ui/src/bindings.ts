@@ -125,7 +125,12 @@ feed_silence_mins: number, };
 /**
  * What the user chose for one sensor seen so far.
  */
-export type SensorPrefs = { name: string, notify: boolean, };
+export type SensorPrefs = { name: string, notify: boolean, 
+/**
+ * The field that stands for this sensor where one value must (a rule without a
+ * field, the first dashboard card); empty = the app's preference, temperature first.
+ */
+main_field: string, };
 
 export type Settings = { version: number, saveris: Array<SaverisAccount>, element: Array<ElementAccount>, rules: Array<ThresholdRule>, notifications: Notifications, 
 /**

@@ -72,3 +72,60 @@ describe("rules form", () => {
     await waitFor(() => expect(m.settings.rules.map((r) => r.id)).toEqual(["r1"]));
   });
 });
+
+describe("fields of an ELEMENT device", () => {
+  /** A climate sensor as ELEMENT sends it: several fields per device. */
+  function climateState() {
+    const s = demoState();
+    const now = Date.now();
+    const v = (quantity: string, value: number, unit: string | null) => ({ sensor: "dev-9", name: "Vaccine fridge", source: "element" as const, quantity, value, unit, at_ms: now - 30_000 });
+    s.latest.push(v("air_humidity", 46.9, null), v("air_temperature", 5.2, null), v("battery_voltage", 3.13, null));
+    s.settings.element[0].subscriptions.push({ id: "sub9", enabled: true, scope: { type: "device", id: "dev-9" }, kind: "readings", preload: [], catch_up_hours: 0 });
+    s.series["dev-9\u0000air_temperature"] = [[now - 60_000, 5.0], [now - 30_000, 5.2]];
+    s.series["dev-9\u0000air_humidity"] = [[now - 60_000, 47.1], [now - 30_000, 46.9]];
+    s.series["dev-9\u0000battery_voltage"] = [[now - 60_000, 3.13], [now - 30_000, 3.13]];
+    return s;
+  }
+
+  it("offers the fields seen for the target with their last values, and warns without one", async () => {
+    const m = installMock(climateState());
+    await renderApp();
+    fireEvent.click(await findId("section-rules"));
+    fireEvent.click(await findId("rule-add"));
+    fireEvent.input(await findId("rule-name"), { target: { value: "Fridge warm" } });
+    fireEvent.change(byId("rule-target"), { target: { value: "device:dev-9" } });
+    const offered = (await findId("rule-fields")).textContent ?? "";
+    expect(offered).toContain("air_temperature");
+    expect(offered).toContain("5.2");
+    expect(offered).toContain("air_humidity");
+    expect(offered).not.toContain("device_id");
+    expect(byId("rule-any-field-warning").textContent).toContain("main value");
+    fireEvent.click(byId("rule-field-air_temperature"));
+    expect((byId("rule-quantity") as HTMLInputElement).value).toBe("air_temperature");
+    await waitFor(() => expect(document.querySelector("[data-testid='rule-any-field-warning']")).toBeNull());
+    fireEvent.click(byId("rule-save"));
+    await waitFor(() => expect(m.settings.rules.at(-1)?.quantity).toBe("air_temperature"));
+  });
+
+  it("draws one card per field, each with its own series, the temperature first", async () => {
+    const m = installMock(climateState());
+    await renderApp();
+    fireEvent.click(byId("tab-dashboard"));
+    const main = await findId("card-dev-9");
+    expect(main.getAttribute("data-quantity")).toBe("air_temperature");
+    expect(byId("card-dev-9-air_humidity").getAttribute("data-main")).toBe("false");
+    expect(byId("card-dev-9-battery_voltage")).toBeTruthy();
+    const cards = [...document.querySelectorAll("article[data-sensor='dev-9']")].map((e) => e.getAttribute("data-quantity"));
+    expect(cards).toEqual(["air_temperature", "air_humidity", "battery_voltage"]);
+    await waitFor(() =>
+      expect(m.calls.filter((c) => c.cmd === "series" && (c.args as any).sensor === "dev-9").map((c) => (c.args as any).quantity).sort()).toEqual([
+        "air_humidity",
+        "air_temperature",
+        "battery_voltage",
+      ]),
+    );
+    // The user makes the humidity the main value of this device.
+    fireEvent.click(byId("card-make-main-dev-9-air_humidity"));
+    await waitFor(() => expect(m.settings.sensors["dev-9"]?.main_field).toBe("air_humidity"));
+  });
+});

@@ -80,9 +80,9 @@ describe("settings", () => {
     const name = (await findId("sensor-name-dev-1_temperature")) as HTMLInputElement;
     fireEvent.input(name, { target: { value: "Fridge 1" } });
     fireEvent.click(byId("sensor-save-dev-1_temperature"));
-    await waitFor(() => expect(m.settings.sensors["dev-1:temperature"]).toEqual({ name: "Fridge 1", notify: true }));
+    await waitFor(() => expect(m.settings.sensors["dev-1:temperature"]).toEqual({ name: "Fridge 1", notify: true, main_field: "" }));
     fireEvent.click(byId("sensor-notify-dev-1_temperature"));
-    await waitFor(() => expect(m.settings.sensors["dev-1:temperature"]).toEqual({ name: "Fridge 1", notify: false }));
+    await waitFor(() => expect(m.settings.sensors["dev-1:temperature"]).toEqual({ name: "Fridge 1", notify: false, main_field: "" }));
   });
 
   it("adds an ELEMENT subscription from the discovered devices", async () => {
@@ -99,5 +99,20 @@ describe("settings", () => {
     expect(sub.scope).toEqual({ type: "device", id: "dev-3" });
     expect(sub.kind).toBe("readings");
     expect(sub.preload).toEqual(["device"]);
+  });
+});
+
+describe("ELEMENT preloads", () => {
+  it("offers per socket kind exactly what the vendor lists", async () => {
+    installMock(demoState());
+    await renderApp();
+    fireEvent.click(await findId("section-channels"));
+    fireEvent.click(await findId("sub-add-e1"));
+    const offered = () => [...document.querySelectorAll("[data-testid^='sub-preload-']")].map((e) => e.getAttribute("data-testid"));
+    await findId("sub-preload-device");
+    expect(offered()).toEqual(["sub-preload-device", "sub-preload-device-fields", "sub-preload-device-interfaces", "sub-preload-packet", "sub-preload-packet-interface"]);
+    fireEvent.click(byId("sub-preload-packet"));
+    fireEvent.click(byId("sub-kind-packets"));
+    await waitFor(() => expect(offered()).toEqual(["sub-preload-device", "sub-preload-device-fields", "sub-preload-device-interfaces"]));
   });
 });

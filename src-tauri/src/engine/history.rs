@@ -442,6 +442,43 @@ impl History {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// (time ms, value) of one quantity/field of a sensor since `since_ms`, oldest first:
+    /// the event's value where its quantity is that name, else that field of its `fields`
+    /// (ELEMENT readings carry every measurement there). Names compare case-insensitively.
+    pub fn field_series(
+        &self,
+        sensor: &str,
+        field: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, f64)>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT at_ms, value, quantity, fields FROM events WHERE sensor = ?1 AND at_ms >= ?2 \
+             AND kind IN ('measurement', 'reading') ORDER BY at_ms LIMIT 100000",
+        )?;
+        let rows = st.query_map(params![sensor, since_ms], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<f64>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, value, quantity, fields) = row?;
+            let own = value.filter(|_| quantity.is_some_and(|q| q.eq_ignore_ascii_case(field)));
+            let v = own.or_else(|| {
+                let list: Vec<(String, f64)> = serde_json::from_str(fields.as_deref()?).ok()?;
+                list.into_iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(field))
+                    .map(|(_, v)| v)
+            });
+            out.extend(v.filter(|v| v.is_finite()).map(|v| (at, v)));
+        }
+        Ok(out)
+    }
+
     pub fn unparsed(&self, limit: u32) -> Result<Vec<UnparsedRow>, HistoryError> {
         let c = self.read_conn();
         let mut st = c.prepare_cached(

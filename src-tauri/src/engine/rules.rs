@@ -83,6 +83,8 @@ pub struct Rules {
     tags: HashMap<(String, String), String>,
     /// Sensor identity → index into `sensors`.
     index: HashMap<Box<str>, u32>,
+    /// Sensor identity → the field the user chose as its main value.
+    main_fields: HashMap<String, String>,
     sensors: Vec<SensorInfo>,
 }
 
@@ -206,6 +208,12 @@ impl Rules {
                 states,
             });
         }
+        self.main_fields = settings
+            .sensors
+            .iter()
+            .filter(|(_, p)| !p.main_field.trim().is_empty())
+            .map(|(s, p)| (s.clone(), p.main_field.trim().to_string()))
+            .collect();
         self.tags.clear();
         for acc in &settings.element {
             for sub in &acc.subscriptions {
@@ -270,7 +278,8 @@ impl Rules {
             if !matches_target(&c.rule, e, &self.tags) {
                 continue;
             }
-            let Some(x) = value_for(&c.rule, e) else {
+            let main = self.main_fields.get(sensor).map(String::as_str);
+            let Some((field, x)) = value_for(&c.rule, e, main) else {
                 continue;
             };
             let rule = &c.rule;
@@ -322,7 +331,7 @@ impl Rules {
                         sensor,
                         info,
                         st,
-                        e.quantity.clone(),
+                        field.map(str::to_string),
                         at,
                     )));
                 }
@@ -424,24 +433,35 @@ fn matches_target(
     }
 }
 
-/// The value a rule looks at: the primary value when the rule names no quantity, else the
-/// quantity (Saveris) or field (ELEMENT reading) of that name, case-insensitive.
-fn value_for(rule: &ThresholdRule, e: &Event) -> Option<f64> {
-    let primary = rule.quantity.is_empty()
-        || (e
-            .quantity
-            .as_deref()
-            .is_some_and(|q| q.eq_ignore_ascii_case(&rule.quantity))
-            && e.value.is_some());
-    let v = if primary {
-        e.value
-    } else {
+/// The (field name, value) a rule looks at: the quantity (Saveris) or field (ELEMENT
+/// reading) the rule names, case-insensitive. A rule without one ("any field", which the
+/// editor warns about) looks at the sensor's main value: the field the user chose for the
+/// sensor if the event has it, else the event's own main value (for ELEMENT chosen by
+/// name, temperature first: `feeds::element::fields`).
+fn value_for<'e>(
+    rule: &ThresholdRule,
+    e: &'e Event,
+    main_field: Option<&str>,
+) -> Option<(Option<&'e str>, f64)> {
+    let named = |name: &str| -> Option<(Option<&'e str>, f64)> {
+        if let (Some(q), Some(v)) = (e.quantity.as_deref(), e.value) {
+            if q.eq_ignore_ascii_case(name) {
+                return Some((Some(q), v));
+            }
+        }
         e.fields
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(&rule.quantity))
-            .map(|(_, v)| *v)
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(k, v)| (Some(k.as_str()), *v))
     };
-    v.filter(|v| v.is_finite())
+    let found = if !rule.quantity.is_empty() {
+        named(&rule.quantity)
+    } else {
+        main_field
+            .and_then(named)
+            .or_else(|| e.value.map(|v| (e.quantity.as_deref(), v)))
+    };
+    found.filter(|(_, v)| v.is_finite())
 }
 
 #[cfg(test)]
@@ -669,6 +689,67 @@ mod tests {
         out.clear();
         r.on_event(&e, &mut out);
         assert!(out.is_empty(), "another subscription is not in the tag");
+    }
+
+    /// A reading as ELEMENT sends it: keys sorted, the feed's main value the temperature.
+    fn sorted_reading(temp: f64) -> Event {
+        let mut e = Event::new(Source::Element, "e1", "sub", EventKind::Reading, "k".into());
+        e.sensor = Some("d1".into());
+        e.fields = vec![
+            ("air_humidity".into(), 46.9),
+            ("air_temperature".into(), temp),
+            ("battery_voltage".into(), 3.1),
+        ];
+        e.quantity = Some("air_temperature".into());
+        e.value = Some(temp);
+        e
+    }
+
+    #[test]
+    fn a_named_field_is_compared_and_named_in_the_alarm() {
+        let mut r = rules(ThresholdRule {
+            quantity: "air_humidity".into(),
+            ..rule(Limit::Above { value: 40.0 })
+        });
+        let mut out = Vec::new();
+        r.on_event(&sorted_reading(5.0), &mut out);
+        let [RuleOutcome::Raise(a)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(a.quantity.as_deref(), Some("air_humidity"));
+        assert_eq!(a.value, Some(46.9));
+    }
+
+    #[test]
+    fn without_a_field_the_main_value_counts_and_the_user_may_choose_it() {
+        let base = rule(Limit::Above { value: 8.0 });
+        let mut r = rules(base.clone());
+        let mut out = Vec::new();
+        r.on_event(&sorted_reading(5.0), &mut out);
+        assert!(out.is_empty(), "humidity 46.9 is not the main value");
+        r.on_event(&sorted_reading(9.0), &mut out);
+        assert!(
+            matches!(&out[..], [RuleOutcome::Raise(a)] if a.quantity.as_deref() == Some("air_temperature"))
+        );
+        // The user made the humidity this device's main value.
+        let mut s = Settings {
+            rules: vec![base],
+            ..Default::default()
+        };
+        s.sensors.insert(
+            "d1".into(),
+            crate::settings::SensorPrefs {
+                main_field: "air_humidity".into(),
+                ..Default::default()
+            },
+        );
+        let mut r = Rules::new(&s);
+        out.clear();
+        r.on_event(&sorted_reading(5.0), &mut out);
+        assert!(
+            matches!(&out[..], [RuleOutcome::Raise(a)] if a.quantity.as_deref() == Some("air_humidity")),
+            "{out:?}"
+        );
     }
 
     #[test]

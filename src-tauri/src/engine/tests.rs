@@ -436,6 +436,7 @@ async fn threshold_rule_raises_and_clears_from_measurements() {
         SensorPrefs {
             name: "Kitchen fridge".into(),
             notify: true,
+            ..Default::default()
         },
     );
     let rig = Rig::new(s);
@@ -472,6 +473,7 @@ async fn muted_sensor_goes_to_history_only() {
         SensorPrefs {
             name: String::new(),
             notify: false,
+            ..Default::default()
         },
     );
     let mut rig = Rig::new(s);

@@ -109,8 +109,17 @@ async fn series(
     state: State<'_, WindowState>,
     sensor: String,
     since_ms: i64,
+    quantity: Option<String>,
 ) -> Res<Vec<(i64, f64)>> {
-    ask(&state, Request::Series { sensor, since_ms }).await
+    let req = match quantity.filter(|q| !q.is_empty()) {
+        Some(quantity) => Request::FieldSeries {
+            sensor,
+            quantity,
+            since_ms,
+        },
+        None => Request::Series { sensor, since_ms },
+    };
+    ask(&state, req).await
 }
 #[tauri::command]
 async fn unparsed(state: State<'_, WindowState>, limit: u32) -> Res<Vec<UnparsedRow>> {

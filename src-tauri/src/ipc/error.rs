@@ -210,6 +210,9 @@ impl From<ElementError> for Error {
             ElementError::Unreachable(_) => Error::Network(m),
             ElementError::Timeout(_) => Error::Timeout(m),
             ElementError::Http(_) | ElementError::Protocol(_) => Error::BadResponse(m),
+            ElementError::Refused(..) => Error::ConnectionRejected(m),
+            // "ELEMENT asks to wait 40 s": a refusal for now, with the words the picker shows.
+            ElementError::RateLimited(_) => Error::ConnectionRejected(m),
         }
     }
 }

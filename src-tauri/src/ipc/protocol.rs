@@ -137,6 +137,12 @@ pub enum Request {
         sensor: String,
         since_ms: i64,
     },
+    /// One quantity/field of a sensor (a dashboard card per field).
+    FieldSeries {
+        sensor: String,
+        quantity: String,
+        since_ms: i64,
+    },
     Unparsed {
         limit: u32,
     },

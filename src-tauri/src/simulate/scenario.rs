@@ -169,13 +169,22 @@ impl Scenario {
         };
         self.freezer += (target - self.freezer) * 0.5 + self.rng.random_range(-0.2..0.2);
         self.pharmacy += (6.0 - self.pharmacy) * 0.2 + self.rng.random_range(-0.2..0.2);
+        // Shaped like real ELEMENT readings: the parser's bookkeeping numbers (`device_id`,
+        // `protocol_version`) and the battery beside the measurements; the server sends the
+        // keys in alphabetical order.
         out.push(Emit::Element {
             device: FREEZER,
-            data: json!({"temperature": round2(self.freezer), "battery": 3.61}),
+            data: json!({
+                "battery_voltage": 3.61, "device_id": 21670, "protocol_version": 2,
+                "temperature": round2(self.freezer),
+            }),
         });
         out.push(Emit::Element {
             device: ELEMENT_DEVICES[1].0,
-            data: json!({"temperature": round2(self.pharmacy), "humidity": 41 + (t % 5), "battery": 3.58}),
+            data: json!({
+                "air_humidity": 41 + (t % 5), "air_temperature": round2(self.pharmacy),
+                "battery_voltage": 3.58, "device_id": 21671, "protocol_version": 2,
+            }),
         });
         out
     }

@@ -558,3 +558,117 @@ fn leaks(haystacks: &[(String, Vec<u8>)]) -> Vec<String> {
     }
     found
 }
+
+/// ELEMENT packets and the `device.interfaces` / `packet.interface` preloads carry a
+/// device's LoRaWAN keys (the simulator plants fake ones, as real interfaces hold them):
+/// the history file (with its WAL), the engine's output (what `watch` prints, line by line)
+/// and the stored bodies keep none of them, yet the bodies are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_lorawan_keys_of_element_packets_and_preloads_are_stored_nowhere() {
+    use alarm_tray::feeds::element::{self, ElementFeedConfig};
+    use alarm_tray::settings::{ElementKind, ElementScope};
+    let srv = ElementServer::start(ElementServerConfig {
+        api_keys: vec![(SECRET_KEY_OK.into(), KeyRole::Admin)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    srv.add_device("d1", "Cold room", &["cold"]);
+    srv.add_device("d2", "Freezer", &["cold"]);
+    let planted = srv.planted_secrets();
+    assert!(planted.len() >= 10, "{planted:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::open(&dir.path().join("history.sqlite3")).unwrap();
+    let sub = |id: &str, kind: ElementKind, preload: &[&str]| ElementSubscription {
+        id: id.into(),
+        scope: ElementScope::Tag("cold".into()),
+        kind,
+        preload: preload.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    };
+    let account = ElementAccount {
+        id: "lora".into(),
+        base_url: srv.base_url(),
+        subscriptions: vec![
+            sub("packets", ElementKind::Packets, &["device.interfaces"]),
+            sub(
+                "readings",
+                ElementKind::Readings,
+                &["device.interfaces", "packet.interface"],
+            ),
+        ],
+        ..Default::default()
+    };
+    let (dtx, drx) = mpsc::channel(256);
+    let (stx, srx) = mpsc::unbounded_channel();
+    let engine = alarm_tray::engine::spawn(
+        Settings::default(),
+        history.clone(),
+        Arc::new(RecordingNotifier::new()),
+        drx,
+        srx,
+    );
+    let mut out = engine.subscribe();
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let printed = lines.clone();
+    tokio::spawn(async move {
+        loop {
+            match out.recv().await {
+                Ok(o) => printed
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::to_string(&o).unwrap()),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let feed = element::spawn(
+        ElementFeedConfig::new(account, SECRET_KEY_OK.into(), Default::default()),
+        dtx,
+        stx,
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for n in 0..4 {
+        srv.push_packet(["d1", "d2"][n % 2], "0254A60003758A61B80C17");
+        srv.push_reading(
+            ["d1", "d2"][n % 2],
+            json!({"temperature": 4.0, "device_id": 7}),
+        );
+    }
+    let db = dir.path().join("history.sqlite3");
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while count_events(&db) < 8 && std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    feed.stop().await;
+    engine.shutdown().await;
+    assert_eq!(count_events(&db), 8, "4 packets and 4 readings stored");
+
+    let mut haystacks: Vec<(String, Vec<u8>)> = files_under(dir.path())
+        .into_iter()
+        .map(|(p, b)| (p.display().to_string(), b))
+        .collect();
+    let printed = lines.lock().unwrap().join("\n");
+    assert!(
+        printed.contains("driver_instance_id") && printed.contains("gateway_stats"),
+        "the bodies with their interfaces were printed: {}",
+        &printed[..printed.len().min(400)]
+    );
+    haystacks.push(("engine output (watch lines)".into(), printed.into_bytes()));
+    let mut found = Vec::new();
+    for (name, bytes) in &haystacks {
+        for s in &planted {
+            if bytes.windows(s.len()).any(|w| w == s.as_bytes()) {
+                found.push(format!("{s} in {name}"));
+            }
+        }
+    }
+    report(
+        "lorawan_keys",
+        json!({"planted": planted.len(), "places_searched": haystacks.len(), "found": found.len()}),
+    );
+    assert!(found.is_empty(), "LoRaWAN keys stored: {found:#?}");
+    srv.stop().await;
+}

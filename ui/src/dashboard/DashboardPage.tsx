@@ -1,9 +1,12 @@
-// Dashboard: the latest value of every sensor, a 24 h sparkline with the rule limits that
-// apply, and a mark on sensors that have gone quiet.
+// Dashboard: one card per sensor and field (an ELEMENT device has several: temperature,
+// humidity, battery…) with that field's latest value, its own 24 h sparkline and the rule
+// limits that apply to it, and a mark on sensors that have gone quiet. A sensor's main field
+// (temperature first, or the user's choice) comes first.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, loadError } from "../api";
+import { api, errorText, loadError, updateSettings } from "../api";
 import { useApp } from "../context";
 import { downsample, MAX_POINTS } from "../lib/downsample";
+import { mainQuantities } from "../lib/fields";
 import { ago, formatValue, shortTime } from "../lib/format";
 import { tid } from "../lib/testid";
 import type { LatestValue, Settings, ThresholdRule } from "../types";
@@ -19,8 +22,9 @@ export function isStale(l: LatestValue, now: number): boolean {
   return now - l.at_ms > STALE_MS;
 }
 
-/** Limits of the enabled rules that look at this sensor, as horizontal lines. */
-export function limitsFor(l: LatestValue, rules: ThresholdRule[]): number[] {
+/** Limits of the enabled rules that look at this sensor and field, as horizontal lines. A rule
+ *  without a field looks at the sensor's main value only (`isMain`). */
+export function limitsFor(l: LatestValue, rules: ThresholdRule[], isMain = true): number[] {
   const out = new Set<number>();
   for (const r of rules) {
     if (!r.enabled) continue;
@@ -31,6 +35,7 @@ export function limitsFor(l: LatestValue, rules: ThresholdRule[]): number[] {
       (t.type === "device" && (l.sensor === t.id || l.sensor.startsWith(`${t.id}:`) || l.sensor.startsWith(`${t.id}/`)));
     if (!hits) continue;
     if (r.quantity && (l.quantity ?? "").toLowerCase() !== r.quantity.toLowerCase()) continue;
+    if (!r.quantity && !isMain) continue;
     const lim = r.limit;
     if (lim.type === "above" || lim.type === "below") out.add(lim.value);
     if (lim.type === "outside") {
@@ -87,8 +92,20 @@ export function DashboardPage() {
   }, [historyTick, reloadTick]);
 
   const rules = settings?.rules ?? [];
-  const sorted = [...(latest ?? [])].sort((a, b) => displayName(a, settings).localeCompare(displayName(b, settings), undefined, { numeric: true }));
-  const stale = sorted.filter((l) => isStale(l, now)).length;
+  const mains = mainQuantities(latest ?? [], settings);
+  const isMain = (l: LatestValue) => (mains.get(l.sensor) ?? null) === (l.quantity ?? null);
+  const fieldsOf = new Map<string, number>();
+  for (const l of latest ?? []) fieldsOf.set(l.sensor, (fieldsOf.get(l.sensor) ?? 0) + 1);
+  // By sensor name, the main field first, then the other fields by name.
+  const sorted = [...(latest ?? [])].sort(
+    (a, b) =>
+      displayName(a, settings).localeCompare(displayName(b, settings), undefined, { numeric: true }) ||
+      a.sensor.localeCompare(b.sensor) ||
+      Number(isMain(b)) - Number(isMain(a)) ||
+      (a.quantity ?? "").localeCompare(b.quantity ?? ""),
+  );
+  const sensorCount = fieldsOf.size;
+  const stale = new Set(sorted.filter((l) => isStale(l, now)).map((l) => l.sensor)).size;
 
   return (
     <section class="dashboard" aria-labelledby="dash-h">
@@ -97,7 +114,9 @@ export function DashboardPage() {
         {latest && (
           <span class="muted small" data-testid="dashboard-counts">
             {" "}
-            · {latest.length} sensors{stale > 0 ? `, ${stale} stale` : ""}
+            · {sensorCount} {sensorCount === 1 ? "sensor" : "sensors"}
+            {latest.length > sensorCount ? `, ${latest.length} fields` : ""}
+            {stale > 0 ? `, ${stale} stale` : ""}
           </span>
         )}
       </h2>
@@ -109,7 +128,16 @@ export function DashboardPage() {
       )}
       <div class="cards">
         {sorted.map((l) => (
-          <SensorCard key={l.sensor} l={l} name={displayName(l, settings)} limits={limitsFor(l, rules)} now={now} tick={tick} />
+          <SensorCard
+            key={`${l.sensor}\u0000${l.quantity ?? ""}`}
+            l={l}
+            name={displayName(l, settings)}
+            limits={limitsFor(l, rules, isMain(l))}
+            now={now}
+            tick={tick}
+            main={isMain(l)}
+            several={(fieldsOf.get(l.sensor) ?? 0) > 1}
+          />
         ))}
       </div>
     </section>
@@ -120,16 +148,29 @@ function displayName(l: LatestValue, s: Settings | null): string {
   return s?.sensors[l.sensor]?.name || l.name || l.sensor;
 }
 
-function SensorCard({ l, name, limits, now, tick }: { l: LatestValue; name: string; limits: number[]; now: number; tick: number }) {
+function SensorCard(p: { l: LatestValue; name: string; limits: number[]; now: number; tick: number; main: boolean; several: boolean }) {
+  const { l, name, limits, now, tick } = p;
   const [points, setPoints] = useState<[number, number][] | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const id = tid(l.sensor);
+  // The main field's card keeps the sensor's plain id; the other fields add their name.
+  const id = p.main || !l.quantity ? tid(l.sensor) : `${tid(l.sensor)}-${tid(l.quantity)}`;
   const stale = isStale(l, now);
+
+  const makeMain = async () => {
+    try {
+      await updateSettings((s) => {
+        const prev = s.sensors[l.sensor] ?? { name: "", notify: true, main_field: "" };
+        s.sensors[l.sensor] = { ...prev, main_field: l.quantity ?? "" };
+      });
+    } catch (e) {
+      setError(errorText(e));
+    }
+  };
 
   useEffect(() => {
     let live = true;
     api
-      .series(l.sensor, Date.now() - DAY_MS)
+      .series(l.sensor, Date.now() - DAY_MS, l.quantity ?? undefined)
       .then((p) => {
         if (!live) return;
         setPoints(downsample(p, MAX_POINTS));
@@ -139,10 +180,17 @@ function SensorCard({ l, name, limits, now, tick }: { l: LatestValue; name: stri
     return () => {
       live = false;
     };
-  }, [l.sensor, tick]);
+  }, [l.sensor, l.quantity, tick]);
 
   return (
-    <article class={"sensor-card" + (stale ? " stale" : "")} data-testid={`card-${id}`} data-sensor={l.sensor} aria-label={name}>
+    <article
+      class={"sensor-card" + (stale ? " stale" : "")}
+      data-testid={`card-${id}`}
+      data-sensor={l.sensor}
+      data-quantity={l.quantity ?? ""}
+      data-main={p.main ? "true" : "false"}
+      aria-label={l.quantity ? `${name}, ${l.quantity}` : name}
+    >
       <header>
         <h3 title={l.sensor}>{name}</h3>
         {stale && (
@@ -156,6 +204,16 @@ function SensorCard({ l, name, limits, now, tick }: { l: LatestValue; name: stri
           {formatValue(l.value, l.unit)}
         </span>
         {l.quantity && <span class="muted"> {l.quantity}</span>}
+        {p.several &&
+          (p.main ? (
+            <span class="badge main-field" title="This field stands for the sensor (rules without a field, the first card)" data-testid={`card-main-${id}`}>
+              main
+            </span>
+          ) : (
+            <button type="button" class="link small" data-testid={`card-make-main-${id}`} onClick={makeMain} title="Rules without a field will look at this field">
+              make main
+            </button>
+          ))}
       </div>
       <div class="muted small" data-testid={`card-time-${id}`}>
         {shortTime(l.at_ms, now)} · {ago(l.at_ms, now)} · {l.source}

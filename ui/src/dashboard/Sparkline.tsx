@@ -73,5 +73,18 @@ export function Sparkline({ points, limits, width, height, label, testid }: Prop
         not enough values in the last 24 h
       </div>
     );
-  return <div class="spark" ref={host} role="img" aria-label={label} data-testid={testid} data-points={points.length} />;
+  // The drawn series' range, for tests that check which values a card plots.
+  const ys = points.map((p) => p[1]);
+  return (
+    <div
+      class="spark"
+      ref={host}
+      role="img"
+      aria-label={label}
+      data-testid={testid}
+      data-points={points.length}
+      data-min={Math.min(...ys)}
+      data-max={Math.max(...ys)}
+    />
+  );
 }

@@ -168,7 +168,11 @@ function ElementSubscriptions({ account, reload }: { account: ElementAccount; re
   );
 }
 
-const PRELOADS = ["device", "device.fields", "packet"];
+/** The preloads the vendor lists per socket kind (a packet socket has no `packet`). */
+export function preloadsFor(kind: string): string[] {
+  const device = ["device", "device.fields", "device.interfaces"];
+  return kind === "packets" ? device : [...device, "packet", "packet.interface"];
+}
 
 function SubscriptionEditor(p: { account: ElementAccount; initial: ElementSubscription; onDone: () => void; onCancel: () => void }) {
   const [sub, setSub] = useState<ElementSubscription>(p.initial);
@@ -273,7 +277,11 @@ function SubscriptionEditor(p: { account: ElementAccount; initial: ElementSubscr
             { value: "readings", label: "Readings" },
             { value: "packets", label: "Packets" },
           ]}
-          onChange={(v) => setSub({ ...sub, kind: v as ElementSubscription["kind"] })}
+          onChange={(v) => {
+            const kind = v as ElementSubscription["kind"];
+            // A preload the new kind of socket does not allow would be refused (HTTP 4xx).
+            setSub({ ...sub, kind, preload: sub.preload.filter((pl) => preloadsFor(kind).includes(pl)) });
+          }}
         />
       </div>
       <div class="row">
@@ -300,7 +308,7 @@ function SubscriptionEditor(p: { account: ElementAccount; initial: ElementSubscr
       {discoverError && <Message text={`Could not list devices and tags: ${discoverError}`} testid="sub-discover-error" />}
       <fieldset class="inline">
         <legend>Preload</legend>
-        {PRELOADS.map((pl) => (
+        {preloadsFor(sub.kind).map((pl) => (
           <Check
             key={pl}
             label={pl}
@@ -407,7 +415,7 @@ function SensorLine({ row, prefs, reload }: { row: SensorRow; prefs?: { name: st
     }
     try {
       await updateSettings((s) => {
-        s.sensors[row.sensor] = { name: n, notify: nextNotify };
+        s.sensors[row.sensor] = { main_field: s.sensors[row.sensor]?.main_field ?? "", name: n, notify: nextNotify };
       });
       reload();
     } catch (e) {

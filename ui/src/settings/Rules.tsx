@@ -4,6 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, errorText, loadError, updateSettings } from "../api";
 import { useApp } from "../context";
 import { newId } from "../lib/ids";
+import { formatValue } from "../lib/format";
 import { tid } from "../lib/testid";
 import {
   draftToRule,
@@ -57,6 +58,28 @@ export function targetOptions(settings: Settings, latest: LatestValue[]): Target
     }
   }
   return opts;
+}
+
+/** The fields seen for a rule target (value `all`, `sensor:X`, `device:X`, `tag:X`), each with
+ *  its newest value, ids and counters left out by the backend already. A tag's devices are
+ *  not known here: every ELEMENT field is offered then. */
+export function fieldsForTarget(target: string, latest: LatestValue[]): { quantity: string; value: number; unit: string | null }[] {
+  const [type, ...rest] = target.split(":");
+  const id = rest.join(":");
+  const newest = new Map<string, LatestValue>();
+  for (const l of latest) {
+    if (!l.quantity) continue;
+    const hit =
+      type === "all" ||
+      ((type === "sensor" || type === "device") && (l.sensor === id || l.sensor.startsWith(`${id}:`) || l.sensor.startsWith(`${id}/`))) ||
+      (type === "tag" && l.source === "element");
+    if (!hit) continue;
+    const prev = newest.get(l.quantity.toLowerCase());
+    if (!prev || prev.at_ms < l.at_ms) newest.set(l.quantity.toLowerCase(), l);
+  }
+  return [...newest.values()]
+    .map((l) => ({ quantity: l.quantity ?? "", value: l.value, unit: l.unit }))
+    .sort((a, b) => a.quantity.localeCompare(b.quantity));
 }
 
 export function RulesSection({ settings, reload }: { settings: Settings; reload: () => void }) {
@@ -156,6 +179,7 @@ export function RulesSection({ settings, reload }: { settings: Settings; reload:
         <RuleEditor
           draft={editing}
           options={options}
+          latest={latest}
           otherNames={settings.rules.filter((r) => r.id !== editing.id).map((r) => r.name)}
           onCancel={() => setEditing(null)}
           onDone={() => {
@@ -175,6 +199,8 @@ export function RulesSection({ settings, reload }: { settings: Settings; reload:
 export function RuleEditor(p: {
   draft: RuleDraft;
   options: TargetOption[];
+  /** Latest values: the fields offered for the target. */
+  latest?: LatestValue[];
   otherNames: string[];
   onCancel: () => void;
   onDone: () => void;
@@ -191,6 +217,7 @@ export function RuleEditor(p: {
     setTouched(true);
   };
 
+  const fields = fieldsForTarget(d.target, p.latest ?? []);
   const opts = [...p.options];
   if (!targets.has(d.target)) opts.push({ value: d.target, label: `${d.target} (not seen)` });
 
@@ -232,8 +259,37 @@ export function RuleEditor(p: {
       </div>
       <div class="row">
         <Select label="Target" value={d.target} options={opts} onChange={(v) => set({ target: v })} testid="rule-target" error={shown.target} />
-        <Field label="Quantity or field" value={d.quantity} onInput={(v) => set({ quantity: v })} testid="rule-quantity" placeholder="any" hint="e.g. temperature; empty = any" />
+        <Field
+          label="Quantity or field"
+          value={d.quantity}
+          onInput={(v) => set({ quantity: v })}
+          testid="rule-quantity"
+          placeholder="any (main value)"
+          hint="e.g. air_temperature; pick one of the fields below"
+        />
       </div>
+      {fields.length > 0 && (
+        <div class="row field-choices" data-testid="rule-fields">
+          <span class="muted small">Fields seen for this target:</span>
+          {fields.map((f) => (
+            <button
+              type="button"
+              key={f.quantity}
+              class={"chip" + (f.quantity.toLowerCase() === d.quantity.trim().toLowerCase() ? " selected" : "")}
+              data-testid={`rule-field-${tid(f.quantity)}`}
+              onClick={() => set({ quantity: f.quantity })}
+            >
+              {f.quantity} <span class="muted">{formatValue(f.value, f.unit)}</span>
+            </button>
+          ))}
+        </div>
+      )}
+      {d.limitType !== "no_data" && !d.quantity.trim() && (
+        <p class="warn small" role="note" data-testid="rule-any-field-warning">
+          No field named: the rule compares each reading's main value — temperature first, else the field chosen as “main” on the
+          dashboard. An ELEMENT reading has several fields (humidity, battery…); name the one you mean.
+        </p>
+      )}
       <div class="row">
         <Select
           label="Raise when the value is"

@@ -60,8 +60,11 @@ pub struct LinkState {
     ack_tx: mpsc::UnboundedSender<AckMsg>,
     ledger: Ledger,
     generation: u64,
-    /// When this link was asked for: events inserted before it are a replay.
+    /// When this link was opened, by the server's clock where it told it: events inserted
+    /// before it are a replay.
     connected_at: Timestamp,
+    /// "Catch up N hours" on a first start, until the server's clock says where it begins.
+    catch_up: Option<jiff::SignedDuration>,
     /// `after=` was given and no live event has come yet.
     replaying: bool,
     /// A ping went out and nothing came back yet.
@@ -71,12 +74,11 @@ pub struct LinkState {
 }
 
 impl LinkState {
-    /// Starts the books from the persisted cursor, or `catch_up_hours` back from `now`.
+    /// Starts the books from the persisted cursor; without one, a catch-up waits for the
+    /// server's clock ([`Self::set_server_clock`]).
     pub fn new(run: &SubscriptionRun, ack_tx: mpsc::UnboundedSender<AckMsg>, now: Now) -> Self {
-        let catch_up = (run.cursor.is_none() && run.sub.catch_up_hours > 0).then(|| {
-            let back = jiff::SignedDuration::from_hours(i64::from(run.sub.catch_up_hours));
-            after_param(now.wall - back)
-        });
+        let catch_up = (run.cursor.is_none() && run.sub.catch_up_hours > 0)
+            .then(|| jiff::SignedDuration::from_hours(i64::from(run.sub.catch_up_hours)));
         LinkState {
             account: run.account.id.clone(),
             subscription: run.sub.id.clone(),
@@ -89,13 +91,14 @@ impl LinkState {
             ledger: Ledger {
                 cursor_at: run.cursor.as_deref().and_then(mapping::parse_time),
                 cursor: run.cursor.clone(),
-                fallback: catch_up,
+                fallback: None,
                 in_flight: VecDeque::new(),
                 confirmed: HashMap::new(),
                 hole: false,
             },
             generation: 0,
             connected_at: now.wall,
+            catch_up,
             replaying: false,
             reply_due: None,
             suspend: SuspendDetector::new(now),
@@ -103,8 +106,33 @@ impl LinkState {
         }
     }
 
+    /// A first start that catches up and has no start point yet: the I/O loop asks the
+    /// server for its clock.
+    pub fn needs_server_clock(&self) -> bool {
+        self.catch_up.is_some() && self.ledger.cursor.is_none() && self.ledger.fallback.is_none()
+    }
+
+    /// The server's clock now: the catch-up starts N hours before it.
+    pub fn set_server_clock(&mut self, server_now: Timestamp) {
+        if let Some(back) = self.catch_up.take() {
+            self.ledger.fallback = Some(after_param(server_now - back));
+        }
+    }
+
+    /// No server clock to be had: N hours before this PC's clock, and an hour more, so a
+    /// PC clock that runs ahead (by less than that hour) skips nothing.
+    pub fn fallback_to_pc_clock(&mut self, now: Timestamp) {
+        if let Some(back) = self.catch_up.take() {
+            let margin = jiff::SignedDuration::from_hours(1);
+            self.ledger.fallback = Some(after_param(now - back - margin));
+        }
+    }
+
     /// A new link is about to be asked for: where it resumes (`after=`), if anywhere.
     pub fn prepare(&mut self, now: Timestamp) -> Option<String> {
+        if self.needs_server_clock() {
+            self.fallback_to_pc_clock(now);
+        }
         self.generation += 1;
         if self.ledger.hole {
             // Acks still due for deliveries after the hole must not move the cursor past it.
@@ -117,10 +145,15 @@ impl LinkState {
         after
     }
 
-    /// The socket is open.
-    pub fn connected(&mut self, now: Now) {
+    /// The socket is open; `server_now` is the server's clock if it said (the upgrade's
+    /// `Date`, to the second), else this PC's is used.
+    pub fn connected(&mut self, now: Now, server_now: Option<Timestamp>) {
+        if let Some(t) = server_now {
+            self.connected_at = t;
+        }
         if self.ledger.fallback.is_none() {
-            // Live only: a later reconnect resumes from the first connect.
+            // Live only: a later reconnect resumes from the first connect, by the server's
+            // clock (a PC clock ahead of it would skip what came in between).
             self.ledger.fallback = Some(after_param(self.connected_at));
         }
         self.reply_due = None;
@@ -235,17 +268,21 @@ impl LinkState {
                     (String::new(), mapping::unparsed_event(err, origin))
                 }
             };
-            let at = event.cursor.as_deref().and_then(mapping::parse_time);
-            if event.cursor.is_some() && self.ledger.confirmed.contains_key(&id) {
+            // The event's own place; what is persisted with it is where a restart may
+            // safely resume: the newest point before which everything was stored.
+            let inserted_at = event.cursor.take();
+            let at = inserted_at.as_deref().and_then(mapping::parse_time);
+            if inserted_at.is_some() && self.ledger.confirmed.contains_key(&id) {
                 continue;
             }
+            event.cursor = self.ledger.resume_from().map(str::to_string);
             if self.replaying {
                 match at {
                     Some(t) if t < self.connected_at => event.replayed = true,
                     _ => self.replaying = false,
                 }
             }
-            let token = event.cursor.clone().unwrap_or_default();
+            let token = inserted_at.unwrap_or_default();
             if !token.is_empty() {
                 self.ledger.in_flight.push_back(InFlight {
                     token: token.clone(),
@@ -395,7 +432,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut s = LinkState::new(&run(text_ping, cursor), tx, now(wall, mono));
         let after = s.prepare(wall.parse().unwrap());
-        s.connected(now(wall, mono));
+        s.connected(now(wall, mono), None);
         (s, rx, after)
     }
 
@@ -403,6 +440,12 @@ mod tests {
         Message::text(format!(
             r#"{{"event":"reading_added","body":{{"id":"{id}","device_id":"d1","data":{{"t":1}},"inserted_at":"{inserted_at}"}}}}"#
         ))
+    }
+
+    fn body(id: &str, inserted_at: &str) -> String {
+        format!(
+            r#"{{"event":"reading_added","body":{{"id":"{id}","device_id":"d1","data":{{"t":1}},"inserted_at":"{inserted_at}"}}}}"#
+        )
     }
 
     fn delivered(actions: Vec<Action>) -> Vec<Delivery> {
@@ -541,7 +584,7 @@ mod tests {
         }
         assert!(s.on_ack(rx.try_recv().unwrap()).is_empty());
         assert_eq!(s.prepare(T.parse().unwrap()).as_deref(), Some(at));
-        s.connected(now(T, m0));
+        s.connected(now(T, m0), None);
         let again = delivered(s.on_message(Some(Ok(reading("r1", at))), now(T, m0)));
         assert!(again.is_empty(), "already stored in this process");
     }
@@ -563,6 +606,67 @@ mod tests {
         let after = s.prepare("2024-01-01T00:01:00Z".parse().unwrap());
         assert_eq!(after, Some(after_param(first)), "from the first connect");
         assert!(!s.ledger.hole);
+    }
+
+    #[test]
+    fn the_cursor_stored_with_an_event_never_passes_one_not_yet_stored() {
+        let m0 = Instant::now();
+        let start = "2023-12-31T23:00:00Z";
+        let (mut s, mut rx, _) = live(false, Some(start), T, m0);
+        // One replay frame of three: nothing is confirmed while it is handed over.
+        let frame = format!(
+            "[{},{},{}]",
+            body("a", "2023-12-31T23:10:00Z"),
+            body("b", "2023-12-31T23:20:00Z"),
+            body("c", "2023-12-31T23:30:00Z")
+        );
+        let got = delivered(s.on_message(Some(Ok(Message::text(frame))), now(T, m0)));
+        let cursors: Vec<Option<&str>> = got.iter().map(|d| d.event.cursor.as_deref()).collect();
+        assert_eq!(cursors, [Some(start); 3], "only the stored start is safe");
+        // a and b fail, c is stored: whatever c carries into the database is before a.
+        let mut it = got.into_iter();
+        it.next().unwrap().ack.reject();
+        it.next().unwrap().ack.reject();
+        it.next().unwrap().ack.confirm();
+        while let Ok(a) = rx.try_recv() {
+            s.on_ack(a);
+        }
+        assert_eq!(s.prepare(T.parse().unwrap()).as_deref(), Some(start));
+        // After the replay stores them, the cursor moves on and later events carry it.
+        s.connected(now(T, m0), None);
+        for d in delivered(s.on_message(Some(Ok(reading("a", "2023-12-31T23:10:00Z"))), now(T, m0)))
+        {
+            d.ack.confirm();
+        }
+        s.on_ack(rx.try_recv().unwrap());
+        let next =
+            delivered(s.on_message(Some(Ok(reading("d", "2024-01-01T00:00:01Z"))), now(T, m0)));
+        assert_eq!(
+            next[0].event.cursor.as_deref(),
+            Some("2023-12-31T23:10:00Z")
+        );
+    }
+
+    #[test]
+    fn the_server_clock_sets_the_catch_up_start_and_the_live_boundary() {
+        let m0 = Instant::now();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut r = run(false, None);
+        r.sub.catch_up_hours = 2;
+        // This PC runs 10 minutes ahead of the server.
+        let pc = "2024-01-01T00:10:00Z";
+        let mut s = LinkState::new(&r, tx, now(pc, m0));
+        assert!(s.needs_server_clock());
+        s.set_server_clock("2024-01-01T00:00:00Z".parse().unwrap());
+        assert!(!s.needs_server_clock());
+        let after = s.prepare(pc.parse().unwrap());
+        assert_eq!(after.as_deref(), Some("2023-12-31T22:00:00.000000Z"));
+        s.connected(now(pc, m0), Some("2024-01-01T00:00:00Z".parse().unwrap()));
+        // An event the server stored after the connect is live, although this PC's clock
+        // is past it.
+        let got =
+            delivered(s.on_message(Some(Ok(reading("r", "2024-01-01T00:00:03Z"))), now(pc, m0)));
+        assert!(!got[0].event.replayed);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use jiff::Timestamp;
 
+use super::fields;
 use super::payload::{Packet, ParseError, Parsed, Reading};
 use crate::event::{Event, EventKind, Source};
 
@@ -32,8 +33,13 @@ fn reading_event(r: Reading, o: Origin<'_>) -> Event {
         EventKind::Reading,
         reading_key(o.account, &r.id),
     );
-    e.fields = r.numeric_fields();
-    if let Some((q, v)) = e.fields.first() {
+    // Measurements only; the main value by name, not by position (see `fields`).
+    e.fields = r
+        .numeric_fields()
+        .into_iter()
+        .filter(|(k, _)| fields::is_measurement(k))
+        .collect();
+    if let Some((q, v)) = fields::main_index(&e.fields).and_then(|i| e.fields.get(i)) {
         e.quantity = Some(q.clone());
         e.value = Some(*v);
     }
@@ -144,6 +150,34 @@ mod tests {
         assert_eq!(e.fields.len(), 2);
         assert_eq!(e.cursor.as_deref(), Some("2024-05-01T10:00:00.5Z"));
         assert_eq!(e.measured_at, Some("2024-05-01T09:59:59Z".parse().unwrap()));
+    }
+
+    #[test]
+    fn sorted_real_keys_give_the_temperature_as_main_value_and_no_ids() {
+        let text = r#"[{"event":"reading_added","body":{"data":{"air_humidity":46.93,"air_temperature":22.7,
+            "battery_voltage":3.132,"device_id":21670,"protocol_version":2},"device_id":"d","id":"r",
+            "inserted_at":"2024-08-13T13:11:04+00:00","location":null,"measured_at":"2024-08-13T13:11:03+00:00",
+            "packet_id":"p","parser_id":"x"}}]"#;
+        let e = to_event(parse_frame(text).remove(0).unwrap(), origin()).unwrap();
+        assert_eq!(e.quantity.as_deref(), Some("air_temperature"));
+        assert_eq!(e.value, Some(22.7));
+        let names: Vec<&str> = e.fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["air_humidity", "air_temperature", "battery_voltage"]
+        );
+        assert_eq!(e.measured_at, Some("2024-08-13T13:11:03Z".parse().unwrap()));
+    }
+
+    #[test]
+    fn packet_keys_never_reach_the_raw_body() {
+        let text = r#"[{"event":"packet_added","body":{"id":"p","device_id":"d","payload":"0A0B",
+            "interface":{"opts":{"app_session_key":"AB12CD34AB12CD34","device_key":"DK99","lns_session_context":{"x":"LNS77"}}}}}]"#;
+        let e = to_event(parse_frame(text).remove(0).unwrap(), origin()).unwrap();
+        for s in ["AB12CD34AB12CD34", "DK99", "LNS77"] {
+            assert!(!e.raw.contains(s), "{}", e.raw);
+        }
+        assert!(e.raw.contains("0A0B"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! ELEMENT IoT WebSocket feed: one socket per enabled subscription of an account.
 //!
-//! - [`payload`]: the tolerant frame parser.
+//! - [`payload`]: the tolerant frame parser; [`scrub`] removes LoRaWAN keys from every body
+//!   before anything keeps it.
+//! - [`fields`]: which `data` numbers are measurements, and a reading's main value.
 //! - [`mapping`]: parsed readings/packets → normalized [`crate::event::Event`]s.
 //! - [`socket`]: socket URLs (with `auth=` redacted wherever shown) and the per-subscription
 //!   I/O loop, run by the shared [`crate::feeds::connector`] (backoff, status).
@@ -11,10 +13,12 @@
 //! The API key travels in the URL (the vendor's design); it never appears in a log line,
 //! an error message, a status text or a `Debug` output of this module.
 
+pub mod fields;
 pub mod link;
 pub mod mapping;
 pub mod payload;
 pub mod rest;
+pub mod scrub;
 pub mod socket;
 
 use std::collections::HashMap;
@@ -46,6 +50,13 @@ pub enum ElementError {
     Unreachable(String),
     #[error("the ELEMENT server answered HTTP {0}")]
     Http(u16),
+    /// A 4xx the request itself caused (a bad parameter, a preload the socket does not
+    /// allow): retrying the same request cannot help. Holds the server's own words.
+    #[error("the ELEMENT server refused it (HTTP {0}): {1}")]
+    Refused(u16, String),
+    /// 429: the key's shared budget (50 requests per 10 s) is used up for now.
+    #[error("ELEMENT asks to wait {0} s (rate limit)")]
+    RateLimited(u64),
     #[error("no answer from the ELEMENT server within {0} s")]
     Timeout(u64),
     #[error("unexpected answer from the ELEMENT server: {0}")]
@@ -61,6 +72,7 @@ impl ElementError {
                 | ElementError::Forbidden(_)
                 | ElementError::NotFound(_)
                 | ElementError::InvalidUrl(_)
+                | ElementError::Refused(..)
         )
     }
 }
@@ -200,30 +212,82 @@ pub fn spawn(
     FeedHandle::new(stop_tx, task, watched)
 }
 
-/// Opens the first enabled subscription's socket (or the mandate readings socket when
-/// there is none) and closes it again. `Ok` holds a sentence for people; the error's
-/// `Display` is for people too ("API key rejected", "host unreachable: …") and never
-/// contains the key.
+/// Opens each enabled subscription's own socket (device, tag, stream or mandate × kind),
+/// and the mandate readings socket, and says which scopes the key may read: "Connected:
+/// the key can read tag cold (readings); not the whole mandate (a key limited to some tags
+/// or devices)". A key limited to some tags is no failure as long as it can read what the
+/// subscriptions ask for. Without subscriptions, such a key's tags are listed over REST.
+/// The error's `Display` is for people ("API key rejected", "host unreachable: …") and
+/// never contains the key.
 pub async fn test_connection(
     account: &ElementAccount,
     api_key: &str,
 ) -> Result<String, ElementError> {
-    let sub = account
-        .subscriptions
-        .iter()
-        .find(|s| s.enabled)
-        .cloned()
-        .unwrap_or_else(|| ElementSubscription {
-            id: "test".into(),
-            scope: ElementScope::Mandate,
-            kind: ElementKind::Readings,
-            ..Default::default()
-        });
-    let url = socket::socket_url(&account.base_url, &sub.scope, sub.kind, api_key, None, &[])?;
     let timing = Timing::default();
-    let mut ws = socket::connect(&url, &sub.scope, timing.connect_timeout).await?;
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
-    Ok(format!("Connected: {}", label(account, &sub)))
+    let open = |scope: ElementScope, kind: ElementKind| {
+        let base = account.base_url.clone();
+        let key = api_key.to_string();
+        let limit = timing.connect_timeout;
+        async move {
+            let url = socket::socket_url(&base, &scope, kind, &key, None, &[])?;
+            let (mut ws, _) = socket::connect(&url, &scope, limit).await?;
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+            Ok::<(), ElementError>(())
+        }
+    };
+    let mut can = Vec::new();
+    let mut cannot = Vec::new();
+    let mut seen = Vec::new();
+    for sub in account.subscriptions.iter().filter(|s| s.enabled) {
+        if seen.contains(&(&sub.scope, sub.kind)) {
+            continue;
+        }
+        seen.push((&sub.scope, sub.kind));
+        let what = format!("{} ({})", scope_words(&sub.scope), sub.kind.as_str());
+        match open(sub.scope.clone(), sub.kind).await {
+            Ok(()) => can.push(what),
+            Err(ElementError::Forbidden(_)) => cannot.push(what),
+            Err(ElementError::NotFound(_)) => cannot.push(format!("{what}: not found")),
+            Err(e) => return Err(e),
+        }
+    }
+    let mandate = match open(ElementScope::Mandate, ElementKind::Readings).await {
+        Ok(()) => true,
+        Err(ElementError::Forbidden(_)) => false,
+        Err(e) => return Err(e),
+    };
+    if can.is_empty() && cannot.is_empty() && !mandate {
+        // No subscription yet: the tags this key may list are what it may read.
+        if let Ok(tags) = rest::tags(&account.base_url, api_key).await {
+            can.extend(tags.iter().map(|t| format!("tag {}", t.id)));
+        }
+    }
+    let mut parts = Vec::new();
+    if !can.is_empty() {
+        parts.push(format!("the key can read {}", can.join(", ")));
+    }
+    parts.push(if mandate {
+        "the whole mandate".to_string()
+    } else {
+        "not the whole mandate (a key limited to some tags or devices)".to_string()
+    });
+    if !cannot.is_empty() {
+        return Err(ElementError::Forbidden(format!(
+            "{}; {}",
+            cannot.join(", "),
+            parts.join("; ")
+        )));
+    }
+    Ok(format!("Connected: {}", parts.join("; ")))
+}
+
+fn scope_words(scope: &ElementScope) -> String {
+    match scope {
+        ElementScope::Device(id) => format!("device {id}"),
+        ElementScope::Tag(id) => format!("tag {id}"),
+        ElementScope::Stream(id) => format!("stream {id}"),
+        ElementScope::Mandate => "the whole mandate".into(),
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 use serde_json::{Map, Value};
 
+use super::scrub;
 use crate::settings::ElementKind;
 
 /// An ELEMENT reading as far as we use it; everything else stays in `extra`.
@@ -105,7 +106,7 @@ pub fn parse_frame_as(text: &str, hint: Option<ElementKind>) -> Vec<Result<Parse
         Err(e) => {
             return vec![Err(ParseError {
                 reason: format!("not JSON ({e})"),
-                raw: text.to_string(),
+                raw: scrub::scrub_text(text),
             })]
         }
     };
@@ -126,10 +127,12 @@ pub fn parse_frame_as(text: &str, hint: Option<ElementKind>) -> Vec<Result<Parse
 }
 
 fn parse_element(
-    value: Value,
+    mut value: Value,
     hint: Option<ElementKind>,
     order: Vec<String>,
 ) -> Result<Parsed, ParseError> {
+    // LoRaWAN keys (packet interfaces, preloads) never get past this point.
+    scrub::scrub_value(&mut value);
     let raw = value.to_string();
     let Value::Object(obj) = value else {
         return Err(ParseError {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use jiff::Timestamp;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -155,13 +156,15 @@ fn scope_words(scope: &ElementScope) -> String {
     }
 }
 
-/// Opens the socket within `limit`. HTTP 401 → key rejected, 403 → no permission for this
-/// scope, 404 → unknown id: all fatal, the caller must not retry.
+/// Opens the socket within `limit`; also gives the server's clock (the upgrade answer's
+/// `Date` header, to the second) when it sent one. HTTP 401 → key rejected, 403 → no
+/// permission for this scope, 404 → unknown id, any other 4xx but 408/429 → refused with
+/// the server's words: all fatal, the caller must not retry. 408, 429 and 5xx are retried.
 pub async fn connect(
     url: &Url,
     scope: &ElementScope,
     limit: Duration,
-) -> Result<Socket, ElementError> {
+) -> Result<(Socket, Option<Timestamp>), ElementError> {
     let key = url
         .query_pairs()
         .find(|(k, _)| k == "auth")
@@ -170,11 +173,21 @@ pub async fn connect(
     let attempt = tokio_tungstenite::connect_async(url.as_str());
     match tokio::time::timeout(limit, attempt).await {
         Err(_) => Err(ElementError::Timeout(limit.as_secs().max(1))),
-        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Ok((ws, resp))) => Ok((ws, server_date(resp.headers()))),
         Ok(Err(tungstenite::Error::Http(resp))) => Err(match resp.status().as_u16() {
             401 => ElementError::KeyRejected,
             403 => ElementError::Forbidden(scope_words(scope)),
             404 => ElementError::NotFound(scope_words(scope)),
+            s @ (408 | 429) => ElementError::Http(s),
+            s @ 400..=499 => {
+                let words = resp.body().as_deref().map(server_words).unwrap_or_default();
+                let words = if words.is_empty() {
+                    format!("no reason given, for {}", scope_words(scope))
+                } else {
+                    scrub(&words, &key)
+                };
+                ElementError::Refused(s, words)
+            }
             s => ElementError::Http(s),
         }),
         Ok(Err(tungstenite::Error::Io(e))) => {
@@ -185,6 +198,37 @@ pub async fn connect(
             )))
         }
         Ok(Err(e)) => Err(ElementError::Protocol(scrub(&e.to_string(), &key))),
+    }
+}
+
+/// The server's clock from an HTTP `Date` header (`Mon, 07 Dec 2026 17:34:32 GMT`).
+pub(crate) fn server_date(headers: &tungstenite::http::HeaderMap) -> Option<Timestamp> {
+    let text = headers.get("date")?.to_str().ok()?;
+    jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(text.trim())
+        .ok()
+}
+
+/// What an error body says, for people: the `error`/`message`/`errors` of a JSON body
+/// (ELEMENT's only recorded error body is `{"error": "…", "ok": false}`), else the text;
+/// at most 200 characters.
+pub(crate) fn server_words(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let words = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => ["error", "message", "errors", "reason"]
+            .iter()
+            .find_map(|k| match v.get(*k) {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Null) | None => None,
+                Some(other) => Some(other.to_string()),
+            })
+            .unwrap_or_else(|| text.to_string()),
+        Err(_) => text.to_string(),
+    };
+    let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+    match words.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &words[..i]),
+        None => words,
     }
 }
 
@@ -248,6 +292,22 @@ impl connector::Session for Subscription {
         while let Ok(ack) = self.acks.try_recv() {
             self.state.on_ack(ack);
         }
+        if self.state.needs_server_clock() {
+            // "Catch up N hours" counts back from the server's clock, not this PC's.
+            let (run, feed) = (&self.run, conn.status.feed());
+            let asking =
+                super::rest::server_clock(&run.account.base_url, &run.api_key, &run.sub.scope);
+            match conn.unless_stopped(asking).await {
+                None => return Outcome::Stopped,
+                Some(Ok(t)) => self.state.set_server_clock(t),
+                Some(Err(e)) => {
+                    // Without the server's clock the catch-up starts from this PC's, an
+                    // hour earlier to cover a clock that runs ahead.
+                    tracing::warn!(%feed, error = %e, "no server clock for the catch-up start");
+                    self.state.fallback_to_pc_clock(conn.clock().now());
+                }
+            }
+        }
         let after = self.state.prepare(conn.clock().now());
         let (run, feed) = (&self.run, conn.status.feed());
         let (account, sub) = (&run.account, &run.sub);
@@ -265,16 +325,16 @@ impl connector::Session for Subscription {
         };
         tracing::debug!(%feed, url = %redact(&url), "connecting");
         let connecting = connect(&url, &sub.scope, run.timing.connect_timeout);
-        let mut ws = match conn.unless_stopped(connecting).await {
+        let (mut ws, server_now) = match conn.unless_stopped(connecting).await {
             None => return Outcome::Stopped,
-            Some(Ok(ws)) => ws,
+            Some(Ok(v)) => v,
             Some(Err(e)) if e.is_fatal() => {
                 tracing::warn!(%feed, error = %e, "ELEMENT subscription stopped");
                 return halt(e.to_string());
             }
             Some(Err(e)) => return retry(e.to_string()),
         };
-        self.state.connected(conn.now());
+        self.state.connected(conn.now(), server_now);
         conn.live();
         let end = self.serve(conn, &mut ws).await;
         if !matches!(end, LinkEnd::Lost(_)) {
