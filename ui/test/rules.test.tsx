@@ -1,5 +1,13 @@
 import { fireEvent, waitFor } from "@testing-library/preact";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+
+// The dashboard test below draws sparklines; uPlot needs a real canvas, which jsdom lacks.
+vi.mock("uplot", () => ({
+  default: class {
+    destroy() {}
+  },
+}));
+vi.mock("uplot/dist/uPlot.min.css", () => ({}));
 import { demoState, installMock } from "../dev/mockBackend";
 import { emptyRuleDraft, validateRule } from "../src/lib/validate";
 import { byId, findId, renderApp } from "./helpers";
