@@ -67,21 +67,16 @@ impl Engine {
         };
         let id = a.row.id;
         let popup = self.popup_for(a, now);
-        self.notified.push(id);
-        if self.sensor_muted(&a.row) {
-            self.mark_considered(key, now, false);
-            self.decide(Decision::HeldBack {
-                popup,
-                reason: "sensor muted".into(),
-            });
-            return;
-        }
+        let muted = self.sensor_muted(&a.row);
         let sensor = a
             .row
             .sensor
             .clone()
             .or_else(|| a.row.device.clone())
             .unwrap_or_default();
+        let Some(popup) = self.unless_muted(key, id, muted, popup, now) else {
+            return;
+        };
         match self.grouper.admit(now, id, &sensor, replayed) {
             Admit::Now => {
                 let shown = self.show(popup, false);
@@ -92,6 +87,28 @@ impl Engine {
                 self.decide(Decision::Grouped { alarm_id: id });
             }
         }
+    }
+
+    /// Notes that alarm `id` was considered for a popup. A muted sensor's popup is held
+    /// back (and decided on as such); otherwise it is handed back to be shown.
+    fn unless_muted(
+        &mut self,
+        key: &str,
+        id: i64,
+        muted: bool,
+        popup: Popup,
+        now: i64,
+    ) -> Option<Popup> {
+        self.notified.push(id);
+        if muted {
+            self.mark_considered(key, now, false);
+            self.decide(Decision::HeldBack {
+                popup,
+                reason: "sensor muted".into(),
+            });
+            return None;
+        }
+        Some(popup)
     }
 
     /// An active alarm got worse (Warning → Alarm): it pops on its own at once, replacing
@@ -112,15 +129,10 @@ impl Engine {
             alarm_id: Some(id),
             actions: true,
         };
-        self.notified.push(id);
-        if self.sensor_muted(&a.row) {
-            self.mark_considered(key, now, false);
-            self.decide(Decision::HeldBack {
-                popup,
-                reason: "sensor muted".into(),
-            });
+        let muted = self.sensor_muted(&a.row);
+        let Some(popup) = self.unless_muted(key, id, muted, popup, now) else {
             return;
-        }
+        };
         let shown = self.show(popup, false);
         self.mark_considered(key, now, shown);
     }

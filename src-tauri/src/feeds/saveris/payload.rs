@@ -296,7 +296,7 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
     let mut ev = match parsed {
         Ok(Payload::Alarm(a)) => alarm_event(account_id, channel, &a, body),
         Ok(Payload::MeasurementV1(m)) => {
-            let key = reading_key(
+            let mut ev = measurement_event(
                 account_id,
                 channel,
                 body,
@@ -307,13 +307,8 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
                     time: &m.timestamp,
                     uuid: &m.uuid,
                 },
-            );
-            let mut ev = Event::new(
-                Source::Saveris,
-                account_id,
-                channel,
-                EventKind::Measurement,
-                key,
+                &m.measurement,
+                &m.physical_unit,
             );
             ev.device = m.device_serial_no.clone().or(m.device_uuid.clone());
             ev.sensor = m.sensor_uuid.clone();
@@ -325,14 +320,10 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
                     .as_deref()
                     .or(m.physical_property_name.as_deref()),
             );
-            ev.quantity = m.physical_property_name.clone();
-            ev.value = m.measurement.as_ref().and_then(number);
-            ev.unit = m.physical_unit.clone();
-            ev.measured_at = m.timestamp.as_deref().and_then(timestamp);
             ev
         }
         Ok(Payload::MeasurementV2(m)) => {
-            let key = reading_key(
+            let mut ev = measurement_event(
                 account_id,
                 channel,
                 body,
@@ -343,13 +334,8 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
                     time: &m.timestamp,
                     uuid: &m.uuid,
                 },
-            );
-            let mut ev = Event::new(
-                Source::Saveris,
-                account_id,
-                channel,
-                EventKind::Measurement,
-                key,
+                &m.measurement,
+                &m.physical_unit,
             );
             // v2's `serial_no`/`model_code` are the sensor's; v2 names no device.
             ev.sensor = nonempty(&m.sensor_uuid)
@@ -361,10 +347,6 @@ pub fn to_event(account_id: &str, channel: &str, body: &[u8], received_at: Times
                     .as_deref()
                     .or(m.physical_property_name.as_deref()),
             );
-            ev.quantity = m.physical_property_name.clone();
-            ev.value = m.measurement.as_ref().and_then(number);
-            ev.unit = m.physical_unit.clone();
-            ev.measured_at = m.timestamp.as_deref().and_then(timestamp);
             ev
         }
         Err(e) => {
@@ -466,6 +448,33 @@ fn alarm_event(account_id: &str, channel: &str, a: &Alarm, body: &[u8]) -> Event
 /// A text field that is present and not blank.
 fn nonempty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A measurement of either version: its key, quantity, value, unit and time (the caller
+/// adds what differs: device, sensor and name).
+fn measurement_event(
+    account_id: &str,
+    channel: &str,
+    body: &[u8],
+    id: ReadingId<'_>,
+    value: &Option<Value>,
+    unit: &Option<String>,
+) -> Event {
+    let quantity = id.quantity.clone();
+    let measured_at = id.time.as_deref().and_then(timestamp);
+    let key = reading_key(account_id, channel, body, id);
+    let mut ev = Event::new(
+        Source::Saveris,
+        account_id,
+        channel,
+        EventKind::Measurement,
+        key,
+    );
+    ev.quantity = quantity;
+    ev.value = value.as_ref().and_then(number);
+    ev.unit = unit.clone();
+    ev.measured_at = measured_at;
+    ev
 }
 
 /// The fields both measurement versions share.
