@@ -92,6 +92,7 @@ pub struct Scenario {
     values: Vec<f64>,
     freezer: f64,
     pharmacy: f64,
+    humidity: f64,
 }
 
 /// Ticks at which the scripted events happen (2 s each: breach at 10 s, clear at 40 s…).
@@ -110,6 +111,7 @@ impl Scenario {
             values: SAVERIS_SENSORS.iter().map(|s| s.base).collect(),
             freezer: -19.0,
             pharmacy: 6.0,
+            humidity: 42.0,
         }
     }
 
@@ -169,6 +171,8 @@ impl Scenario {
         };
         self.freezer += (target - self.freezer) * 0.5 + self.rng.random_range(-0.2..0.2);
         self.pharmacy += (6.0 - self.pharmacy) * 0.2 + self.rng.random_range(-0.2..0.2);
+        // A cabinet's humidity drifts slowly; LoRaWAN climate sensors report whole percent.
+        self.humidity += (42.0 - self.humidity) * 0.1 + self.rng.random_range(-0.8..0.8);
         // Shaped like real ELEMENT readings: the parser's bookkeeping numbers (`device_id`,
         // `protocol_version`) and the battery beside the measurements; the server sends the
         // keys in alphabetical order.
@@ -182,7 +186,7 @@ impl Scenario {
         out.push(Emit::Element {
             device: ELEMENT_DEVICES[1].0,
             data: json!({
-                "air_humidity": 41 + (t % 5), "air_temperature": round2(self.pharmacy),
+                "air_humidity": self.humidity.round(), "air_temperature": round2(self.pharmacy),
                 "battery_voltage": 3.58, "device_id": 21671, "protocol_version": 2,
             }),
         });
