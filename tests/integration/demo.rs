@@ -173,6 +173,8 @@ fn desktop_demo_opens_dashboard_and_pops_up() {
     desktop::require_desktop();
     let _serial = desktop::serial();
     let watch = NotifyWatch::start();
+    // Profiles another run left behind (a killed demo) are not this run's business.
+    let before = demo_profiles();
     let started = Instant::now();
     let child = Command::new(desktop::app_bin())
         .args(["--demo", "--seed", "1"])
@@ -201,7 +203,10 @@ fn desktop_demo_opens_dashboard_and_pops_up() {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok && shot.exists(), "screenshot of the demo");
-    let profiles: Vec<String> = demo_profiles();
+    let profiles: Vec<String> = demo_profiles()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
     assert!(!profiles.is_empty(), "the demo runs in a throwaway profile");
     desktop::click_tray(app.pid(), "Quit");
     assert!(
@@ -310,4 +315,44 @@ fn watch_popup_acknowledge_acknowledges_in_history() {
         )
         .unwrap();
     assert_eq!(by.as_deref(), Some("popup"), "alarm {alarm_id} in history");
+}
+
+/// A logout sends SIGTERM: the tray app quits as from its menu (window gone, demo profile
+/// removed, exit code 0) instead of dying on the spot and leaving its profile behind.
+#[test]
+fn demo_quits_cleanly_on_sigterm() {
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let before = demo_profiles();
+    let child = Command::new(desktop::app_bin())
+        .args(["--demo", "--seed", "1"])
+        .env_remove("ALARM_TRAY_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("alarm-tray --demo");
+    let mut app = Proc { child };
+    desktop::wait_for(Duration::from_secs(30), "the demo window", || {
+        !x11::windows_titled("Alarm Tray").is_empty()
+    });
+    let ours: Vec<String> = demo_profiles()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(ours.len(), 1, "one throwaway profile: {ours:?}");
+    let rc = unsafe { libc::kill(app.pid() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "SIGTERM sent");
+    let status = app.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM quits cleanly (exit 0, not killed by the signal): {status:?}"
+    );
+    desktop::wait_for(Duration::from_secs(10), "the window to go", || {
+        x11::windows_titled("Alarm Tray").is_empty()
+    });
+    let left: Vec<String> = demo_profiles()
+        .into_iter()
+        .filter(|p| ours.contains(p))
+        .collect();
+    assert!(left.is_empty(), "the demo profile is removed: {left:?}");
 }

@@ -122,6 +122,34 @@ impl Shell for GuiShell {
     }
 }
 
+/// A logout or shutdown (SIGTERM), Ctrl-C in the terminal that ran `make demo` (SIGINT) or
+/// that terminal closing (SIGHUP) quits as the menu's Quit does: the feeds stop and send the
+/// ACKs they owe, the window ends, and a demo's throwaway profile is removed. Without this
+/// the default action killed the process on the spot.
+fn quit_on_signal(shell: Arc<GuiShell>) {
+    #[cfg(unix)]
+    tauri::async_runtime::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::warn!("no signal handlers: a logout ends the monitor without a clean stop");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = hup.recv() => {}
+        }
+        tracing::info!("asked to stop by a signal (logout, shutdown or terminal): quitting");
+        shell.quit();
+    });
+    #[cfg(not(unix))]
+    let _ = shell;
+}
+
 /// The arguments the login entry starts the monitor with.
 const AUTOSTART_ARGS: &str = "--hidden";
 
@@ -247,6 +275,7 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
                 quitting: AtomicBool::new(false),
             });
             app.manage(shell.clone());
+            quit_on_signal(shell.clone());
             let settings = loaded.settings.clone();
             let notice = loaded.notice.clone();
             let hidden = opts.hidden;
