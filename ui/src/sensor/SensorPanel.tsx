@@ -108,6 +108,7 @@ export function SensorPanel(p: { target: SensorTarget; onClose: () => void }) {
     el.dataset.drawn = "true";
     el.dataset.bands = String(bands.length);
     el.dataset.limits = limits.join(",");
+    el.dataset.gaps = String(view.buckets.filter((b) => b.count === 0).length);
     return () => {
       u.destroy();
       chart.current = null;
