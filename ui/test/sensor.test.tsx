@@ -53,7 +53,7 @@ describe("sensor view data", () => {
     expect(s).toContain("min 4 °C");
     expect(s).toContain("max 9.5 °C");
     expect(s).toContain("mean kinetic temperature 6.4 °C");
-    expect(s).toContain("Fridge too warm above 8 °C, 2 min outside");
+    expect(s).toContain("Fridge too warm: above 8 °C, 2 min outside");
     expect(s).toContain("no readings in 50% of the range");
     const rows = tableRows(view());
     expect(rows.map((r) => r.count)).toEqual([2, 0, 3]);
@@ -68,7 +68,7 @@ describe("sensor view data", () => {
     const lines = csv.trim().split("\r\n");
     expect(lines[0]).toBe("# sensor,dev-1:temperature");
     expect(lines).toContain("# unit,°C");
-    expect(lines).toContain("# limits,Fridge too warm above 8 °C");
+    expect(lines).toContain("# limits,Fridge too warm: above 8 °C");
     expect(lines.filter((l) => /^[^#]/.test(l))).toHaveLength(3); // header row + 2 readings in range
     expect(lines[lines.length - 1]).toMatch(/,3500,9\.5$/);
   });

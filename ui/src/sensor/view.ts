@@ -75,10 +75,10 @@ function limitText(limits: LimitLine[], unit: string | null): string {
   return limits
     .map((l) =>
       l.low !== null && l.high !== null
-        ? `${l.rule} ${formatValue(l.low)}–${formatValue(l.high, unit)}`
+        ? `${l.rule}: ${formatValue(l.low)}–${formatValue(l.high, unit)}`
         : l.high !== null
-          ? `${l.rule} above ${formatValue(l.high, unit)}`
-          : `${l.rule} below ${formatValue(l.low, unit)}`,
+          ? `${l.rule}: above ${formatValue(l.high, unit)}`
+          : `${l.rule}: below ${formatValue(l.low, unit)}`,
     )
     .join("; ");
 }
