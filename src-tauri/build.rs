@@ -18,6 +18,7 @@ const COMMANDS: &[&str] = &[
     "acknowledge",
     "latest_values",
     "series",
+    "sensor_view",
     "unparsed",
     "send_test_notification",
     "set_paused",

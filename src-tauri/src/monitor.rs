@@ -241,6 +241,45 @@ impl Monitor {
     }
 }
 
+/// The sensor view of one range: the readings reduced in the monitor, so a 30-day range
+/// crosses the socket as a few thousand buckets, not tens of thousands of readings.
+fn sensor_view(
+    history: &crate::engine::history::History,
+    settings: &Settings,
+    sensor: String,
+    quantity: Option<String>,
+    (from_ms, to_ms): (i64, i64),
+    buckets: u32,
+) -> Result<crate::engine::reduce::SensorView, Error> {
+    use crate::engine::reduce;
+    if to_ms <= from_ms {
+        return Err(Error::InvalidInput(
+            "the range ends before it starts".into(),
+        ));
+    }
+    let points = match &quantity {
+        Some(q) => db(history.field_series(&sensor, q, from_ms))?,
+        None => db(history.series(&sensor, from_ms))?,
+    };
+    let (name, unit) = db(history.sensor_unit(&sensor, quantity.as_deref()))?;
+    let limits = reduce::limit_lines(&settings.rules, &sensor, quantity.as_deref());
+    let bucket_ms = (to_ms - from_ms) / i64::from(buckets.clamp(1, reduce::MAX_BUCKETS));
+    let gap_ms = reduce::gap_threshold(&points, bucket_ms.max(60_000));
+    let celsius = reduce::is_celsius(unit.as_deref(), quantity.as_deref());
+    Ok(reduce::SensorView {
+        buckets: reduce::reduce(&points, from_ms, to_ms, buckets),
+        stats: reduce::stats(&points, from_ms, to_ms, &limits, gap_ms, celsius),
+        alarms: db(history.sensor_alarms(&sensor, from_ms, to_ms))?,
+        limits,
+        sensor,
+        name,
+        quantity,
+        unit,
+        from_ms,
+        to_ms,
+    })
+}
+
 fn db<T>(r: Result<T, crate::engine::HistoryError>) -> Result<T, Error> {
     r.map_err(|e| Error::Storage(format!("The history could not be read: {e}")))
 }
@@ -300,6 +339,21 @@ impl Handler for Monitor {
             Request::Unparsed { limit } => {
                 db(history.unparsed(limit.clamp(1, 1000))).map(Response::Unparsed)
             }
+            Request::SensorView {
+                sensor,
+                quantity,
+                from_ms,
+                to_ms,
+                buckets,
+            } => sensor_view(
+                &history,
+                &self.settings(),
+                sensor,
+                quantity.filter(|q| !q.is_empty()),
+                (from_ms, to_ms),
+                buckets,
+            )
+            .map(|v| Response::SensorView(Box::new(v))),
             Request::SendTestNotification => self.test_popup().map(|_| Response::Ok),
             Request::SetPaused { paused } => self.set_paused(paused).await.map(|_| Response::Ok),
             Request::OpenWindow { page, alarm_id } => {

@@ -1024,3 +1024,153 @@ fn e2e_element_dashboard_one_card_per_field_temperature_first() {
     drop(monitor);
     rt.block_on(element.stop());
 }
+
+/// The sensor view in the real window: from an alarm in History to its sensor's chart. A
+/// fridge's 24 h at one reading a minute, with an excursion to 9.5 °C (the alarm, raised,
+/// acknowledged and cleared) and an hour without readings; a rule's limits 2–6 °C. The
+/// chart's canvas is drawn with one alarm band, both limit lines and the gap kept as empty
+/// buckets; the figures show the excursion. Screenshot: target/screenshots/sensor-view.png.
+#[test]
+fn e2e_sensor_view_from_an_alarm_in_history() {
+    use alarm_tray::engine::history::NewAlarm;
+    use alarm_tray::engine::model::LatestValue;
+    use alarm_tray::engine::History;
+    use alarm_tray::event::{Event, EventKind, Severity, Source};
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let profile = Profile::new();
+    let now = jiff::Timestamp::now().as_millisecond();
+    const MIN: i64 = 60_000;
+    let raised = now - 6 * 60 * MIN;
+    let cleared = raised + 40 * MIN;
+    let h = History::open(&profile.data_dir().join("history.sqlite3")).unwrap();
+    let alarm_id = h
+        .write(|w| {
+            for i in 0..24 * 60 {
+                let at = now - (24 * 60 - i) * MIN;
+                // No readings from 3 h to 2 h ago: a gap.
+                if at > now - 3 * 60 * MIN && at < now - 2 * 60 * MIN {
+                    continue;
+                }
+                let v = if at >= raised && at < cleared {
+                    9.5
+                } else {
+                    4.0 + (i as f64 / 30.0).sin()
+                };
+                let mut e = Event::new(
+                    Source::Saveris,
+                    "a1",
+                    "measurements",
+                    EventKind::Measurement,
+                    format!("fridge-{i}"),
+                );
+                e.sensor = Some("fridge-7".into());
+                e.name = Some("Fridge 7".into());
+                e.quantity = Some("Temperature".into());
+                e.value = Some((v * 100.0_f64).round() / 100.0);
+                e.unit = Some("°C".into());
+                e.measured_at = Some(jiff::Timestamp::from_millisecond(at).unwrap());
+                w.insert_event(&e)?;
+            }
+            w.set_last_value(&LatestValue {
+                sensor: "fridge-7".into(),
+                name: Some("Fridge 7".into()),
+                source: Source::Saveris,
+                quantity: Some("Temperature".into()),
+                value: 4.0,
+                unit: Some("°C".into()),
+                at_ms: now - MIN,
+            })?;
+            let id = w.raise_alarm(&NewAlarm {
+                alarm_key: "fridge-7:upper".into(),
+                source: Source::Saveris,
+                account: "a1".into(),
+                device: Some("fridge-7".into()),
+                sensor: Some("fridge-7".into()),
+                name: Some("Fridge 7".into()),
+                condition: Some("Upper limit".into()),
+                severity: Severity::Alarm,
+                value: Some(9.5),
+                unit: Some("°C".into()),
+                limit: Some("> 6".into()),
+                rule_id: None,
+                event_id: None,
+                raised_ms: raised,
+            })?;
+            w.clear_alarm(id, cleared)?;
+            Ok(id)
+        })
+        .unwrap();
+    h.acknowledge(alarm_id, "window", raised + 5 * MIN).unwrap();
+    drop(h);
+    let mut settings = alarm_tray::settings::Settings::default();
+    settings.rules.push(alarm_tray::settings::ThresholdRule {
+        id: "r1".into(),
+        name: "Fridge 2–6 °C".into(),
+        target: alarm_tray::settings::RuleTarget::Sensor("fridge-7".into()),
+        limit: alarm_tray::settings::Limit::Outside {
+            low: 2.0,
+            high: 6.0,
+        },
+        ..Default::default()
+    });
+    std::fs::write(
+        profile.settings_file(),
+        serde_json::json!({ alarm_tray::settings::STORE_KEY: settings }).to_string(),
+    )
+    .unwrap();
+    let monitor = profile.start_monitor();
+
+    let d = Driver::launch(&profile, &["--page", "history"]);
+    d.click(&format!("alarm-chart-{alarm_id}"));
+    let drawn = d.execute_async(
+        r#"const done = arguments[arguments.length - 1];
+           const t0 = performance.now();
+           (function poll() {
+             const el = document.querySelector("[data-testid='sensor-chart']");
+             const canvas = el && el.querySelector("canvas");
+             if ((el && el.dataset.drawn === "true" && canvas) || performance.now() - t0 > 15000) {
+               done(el ? {
+                 drawn: el.dataset.drawn || null,
+                 bands: el.dataset.bands || null,
+                 limits: el.dataset.limits || null,
+                 gaps: Number(el.dataset.gaps || 0),
+                 canvas: canvas ? [canvas.width, canvas.height] : null,
+                 sensor: document.querySelector("[data-testid='sensor-view']").dataset.sensor,
+               } : null);
+             } else setTimeout(poll, 100);
+           })();"#,
+        serde_json::json!([]),
+    );
+    eprintln!("sensor view: {drawn:#}");
+    assert_eq!(drawn["drawn"], "true", "the chart is drawn: {drawn}");
+    assert_eq!(drawn["sensor"], "fridge-7");
+    assert_eq!(drawn["bands"], "1", "one alarm band: {drawn}");
+    assert_eq!(drawn["limits"], "2,6", "both limit lines: {drawn}");
+    assert!(
+        drawn["gaps"].as_u64().unwrap_or(0) > 0,
+        "the hour without readings is empty buckets: {drawn}"
+    );
+    assert!(
+        drawn["canvas"][0].as_u64().unwrap_or(0) > 200,
+        "a canvas wide enough to see: {drawn}"
+    );
+    assert!(
+        d.text("sensor-fig-max").contains("9.5"),
+        "the excursion's max"
+    );
+    assert!(
+        d.text("sensor-summary").contains("1 alarm"),
+        "{}",
+        d.text("sensor-summary")
+    );
+    assert!(
+        d.text(&format!("sensor-alarm-{alarm_id}"))
+            .contains("acknowledged"),
+        "the alarm's acknowledgement is listed"
+    );
+    let shot = d.screenshot("sensor-view");
+    eprintln!("screenshot: {}", shot.display());
+    drop(d);
+    drop(monitor);
+}

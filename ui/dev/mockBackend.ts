@@ -2,7 +2,7 @@
 // tests and the dev-only mock page (ui/mock.html). Never part of the app build.
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { InvokeArgs } from "@tauri-apps/api/core";
-import type { AlarmFilter, AlarmRow, Info, LatestValue, MonitorError, Settings, Status, UnparsedRow } from "../src/types";
+import type { AlarmFilter, AlarmRow, Info, LatestValue, LimitLine, MonitorError, SensorView, Settings, Status, UnparsedRow } from "../src/types";
 
 export interface MockState {
   info: Info;
@@ -150,6 +150,8 @@ export function installMock(state: MockState = emptyState()): MockState {
           return state.latest;
         case "series":
           return state.series[a.quantity ? `${a.sensor}\u0000${a.quantity}` : a.sensor] ?? state.series[a.sensor] ?? [];
+        case "sensor_view":
+          return mockSensorView(state, a.sensor, a.quantity ?? null, a.fromMs, a.toMs, a.buckets);
         case "unparsed":
           return state.unparsed.slice(0, a.limit);
         case "send_test_notification":
@@ -178,6 +180,57 @@ export function daySeries(base: number, now = Date.now(), spike = 4): [number, n
     out.push([t, Math.round(v * 100) / 100]);
   }
   return out;
+}
+
+/** The monitor's reduction, roughly (min/max/mean per bucket, empty = null), for the mock only. */
+export function mockSensorView(state: MockState, sensor: string, quantity: string | null, from: number, to: number, n: number): SensorView {
+  const pts = (state.series[quantity ? `${sensor}\u0000${quantity}` : sensor] ?? state.series[sensor] ?? []).filter(([t]) => t >= from && t < to);
+  const span = Math.max(1, to - from);
+  const buckets = Array.from({ length: n }, (_, i) => ({ t_ms: from + Math.floor((span * i) / n), min: null as number | null, max: null as number | null, mean: null as number | null, count: 0 }));
+  const sums = new Array(n).fill(0);
+  for (const [t, v] of pts) {
+    const i = Math.floor(((t - from) * n) / span);
+    const b = buckets[i];
+    b.min = b.min === null ? v : Math.min(b.min, v);
+    b.max = b.max === null ? v : Math.max(b.max, v);
+    b.count += 1;
+    sums[i] += v;
+  }
+  buckets.forEach((b, i) => (b.mean = b.count ? sums[i] / b.count : null));
+  const q = (quantity ?? state.latest.find((l) => l.sensor === sensor)?.quantity ?? "").toLowerCase();
+  const limits: LimitLine[] = state.settings.rules
+    .filter((r) => r.enabled && (r.target.type === "all" || (r.target.type === "sensor" && r.target.id === sensor)))
+    .filter((r) => r.quantity === "" || r.quantity.toLowerCase() === q)
+    .flatMap((r): LimitLine[] =>
+      r.limit.type === "above"
+        ? [{ rule: r.name, low: null, high: r.limit.value }]
+        : r.limit.type === "below"
+          ? [{ rule: r.name, low: r.limit.value, high: null }]
+          : r.limit.type === "outside"
+            ? [{ rule: r.name, low: r.limit.low, high: r.limit.high }]
+            : [],
+    );
+  const vals = pts.map((p) => p[1]);
+  const latest = state.latest.find((l) => l.sensor === sensor);
+  return {
+    sensor,
+    name: latest?.name ?? null,
+    quantity,
+    unit: latest?.unit ?? null,
+    from_ms: from,
+    to_ms: to,
+    buckets,
+    limits,
+    alarms: state.alarms.filter((a) => a.sensor === sensor && a.raised_ms <= to && (a.cleared_ms === null || a.cleared_ms >= from)),
+    stats: {
+      count: vals.length,
+      min: vals.length ? Math.min(...vals) : null,
+      max: vals.length ? Math.max(...vals) : null,
+      mean: vals.length ? vals.reduce((x, y) => x + y, 0) / vals.length : null,
+      outside_ms: 0,
+      mkt: null,
+    },
+  };
 }
 
 /** A filled-in state to look at: accounts, rules, feeds, alarms, sensors. */

@@ -5,6 +5,8 @@ import { api, errorText, listenMonitor, onRunningChange } from "./api";
 import { AppContext, type AppState } from "./context";
 import { DashboardPage } from "./dashboard/DashboardPage";
 import { HistoryPage } from "./history/HistoryPage";
+import { SensorPanel } from "./sensor/SensorPanel";
+import type { SensorTarget } from "./sensor/view";
 import { SettingsPage } from "./settings/SettingsPage";
 import type { Info, Page, Push, Status } from "./types";
 import { Button } from "./widgets";
@@ -29,6 +31,7 @@ export function App() {
   const [status, setStatus] = useState<Status | null>(null);
   const [page, setPage] = useState<Page>("settings");
   const [focusAlarm, setFocusAlarm] = useState<number | null>(null);
+  const [sensorTarget, setSensorTarget] = useState<SensorTarget | null>(null);
   const [historyTick, setHistoryTick] = useState(0);
   const [reloadTick, setReloadTick] = useState(0);
   const [notRunning, setNotRunning] = useState(false);
@@ -54,6 +57,9 @@ export function App() {
   const go = useCallback((p: Page, alarmId: number | null = null) => {
     setPage(p);
     setFocusAlarm(alarmId);
+    // Another page, or the window opened on an alarm (whose view History opens): the
+    // sensor view of before goes.
+    setSensorTarget(null);
   }, []);
 
   // What the window shows after the monitor (re)appeared.
@@ -126,7 +132,8 @@ export function App() {
     tabs.current[j]?.focus();
   };
 
-  const state: AppState = { info, status, historyTick, reloadTick, focusAlarm, go, refreshStatus };
+  const openSensor = useCallback((t: SensorTarget) => setSensorTarget(t), []);
+  const state: AppState = { info, status, historyTick, reloadTick, focusAlarm, go, refreshStatus, openSensor };
 
   return (
     <AppContext.Provider value={state}>
@@ -192,6 +199,7 @@ export function App() {
         </div>
       )}
       <main>
+        {sensorTarget && <SensorPanel key={`${sensorTarget.sensor}|${sensorTarget.quantity}|${sensorTarget.alarm?.id}`} target={sensorTarget} onClose={() => setSensorTarget(null)} />}
         <div id="page" role="tabpanel" aria-labelledby={`tab-${page}`} data-testid={`page-${page}`}>
           {page === "settings" && <SettingsPage />}
           {page === "history" && <HistoryPage />}

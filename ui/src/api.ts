@@ -15,6 +15,7 @@ import type {
   NamedItem,
   Push,
   SecretKey,
+  SensorView,
   Settings,
   Status,
   UnparsedRow,
@@ -106,6 +107,9 @@ export const api = {
   /** One sensor's values since `sinceMs`; with `quantity`, that field's own series. */
   series: (sensor: string, sinceMs: number, quantity?: string) =>
     call<[number, number][]>("series", quantity ? { sensor, sinceMs, quantity } : { sensor, sinceMs }),
+  /** A sensor's range reduced by the monitor to `buckets` columns, with limits, alarms and figures. */
+  sensorView: (sensor: string, quantity: string | null, fromMs: number, toMs: number, buckets: number) =>
+    call<SensorView>("sensor_view", { sensor, quantity, fromMs, toMs, buckets }),
   unparsed: (limit: number) => call<UnparsedRow[]>("unparsed", { limit }),
   sendTestNotification: () => call<null>("send_test_notification"),
   setPaused: (paused: boolean) => call<null>("set_paused", { paused }),

@@ -257,6 +257,41 @@ export type Status = { tray: TrayState,
 summary: string, paused: boolean, active_alarms: number, feeds: Array<FeedStatus>, };
 
 /**
+ * One pixel column of the chart: `t_ms` is the bucket's start; `min`/`max`/`mean` are
+ * `None` when no reading fell in it.
+ */
+export type Bucket = { t_ms: number, min: number | null, max: number | null, mean: number | null, count: number, };
+
+/**
+ * A limit of a rule that applies to the sensor: `low` for "below", `high` for "above",
+ * both for "outside".
+ */
+export type LimitLine = { rule: string, low: number | null, high: number | null, };
+
+/**
+ * The range's figures, from every reading (not from the buckets).
+ */
+export type RangeStats = { count: number, min: number | null, max: number | null, mean: number | null, 
+/**
+ * Time the readings spent outside any limit line, in ms (a reading holds until the
+ * next one, but never across a gap).
+ */
+outside_ms: number, 
+/**
+ * Mean kinetic temperature (ΔH/R = 10,000 K), for temperatures in °C only.
+ */
+mkt: number | null, };
+
+/**
+ * What the sensor view shows for one range.
+ */
+export type SensorView = { sensor: string, name: string | null, quantity: string | null, unit: string | null, from_ms: number, to_ms: number, buckets: Array<Bucket>, limits: Array<LimitLine>, 
+/**
+ * The sensor's alarms that overlap the range (raised, steps, acknowledged, cleared).
+ */
+alarms: Array<AlarmRow>, stats: RangeStats, };
+
+/**
  * Which page a window shows.
  */
 export type Page = "settings" | "history" | "dashboard";

@@ -1,5 +1,6 @@
 import { createContext } from "preact";
 import { useContext } from "preact/hooks";
+import type { SensorTarget } from "./sensor/view";
 import type { Info, Page, Status } from "./types";
 
 export interface AppState {
@@ -14,6 +15,8 @@ export interface AppState {
   go: (page: Page, alarmId?: number | null) => void;
   /** Asks the monitor for its status again (after pause, save…). */
   refreshStatus: () => void;
+  /** Shows the sensor view (above the page) on a sensor, maybe around one alarm. */
+  openSensor: (t: SensorTarget) => void;
 }
 
 export const AppContext = createContext<AppState>({
@@ -24,6 +27,7 @@ export const AppContext = createContext<AppState>({
   focusAlarm: null,
   go: () => {},
   refreshStatus: () => {},
+  openSensor: () => {},
 });
 
 export const useApp = () => useContext(AppContext);

@@ -479,6 +479,41 @@ impl History {
         Ok(out)
     }
 
+    /// The sensor's alarms that overlap `[from_ms, to_ms]` (raised before its end and not
+    /// cleared before its start), oldest first. The alarms table is small next to the
+    /// events, and `alarms_raised` bounds the scan: no index of its own needed.
+    pub fn sensor_alarms(
+        &self,
+        sensor: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<AlarmRow>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE sensor = ?1 AND raised_ms <= ?3 \
+             AND (cleared_ms IS NULL OR cleared_ms >= ?2) ORDER BY raised_ms, id LIMIT 1000"
+        ))?;
+        let rows = st.query_map(params![sensor, from_ms, to_ms], alarm_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The unit last seen for a sensor's quantity (`None`: any quantity of it).
+    pub fn sensor_unit(
+        &self,
+        sensor: &str,
+        quantity: Option<&str>,
+    ) -> Result<(Option<String>, Option<String>), HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT name, unit FROM last_values WHERE sensor = ?1 \
+             AND (?2 IS NULL OR lower(quantity) = lower(?2)) ORDER BY quantity LIMIT 1",
+        )?;
+        Ok(st
+            .query_row(params![sensor, quantity], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((None, None)))
+    }
+
     pub fn unparsed(&self, limit: u32) -> Result<Vec<UnparsedRow>, HistoryError> {
         let c = self.read_conn();
         let mut st = c.prepare_cached(

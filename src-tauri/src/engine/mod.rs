@@ -23,6 +23,7 @@ pub mod history;
 pub mod model;
 pub mod policy;
 mod popups;
+pub mod reduce;
 pub mod rules;
 mod store;
 pub mod wording;

@@ -11,6 +11,7 @@ use super::window_app::InitialPage;
 use crate::engine::model::{
     AlarmFilter, AlarmRow, LatestValue, SeverityStep, Status, TrayState, UnparsedRow,
 };
+use crate::engine::reduce::{Bucket, LimitLine, RangeStats, SensorView};
 use crate::event::{ChannelRefusal, FeedState, FeedStatus, NamedItem, Severity, Source};
 use crate::ipc::protocol::{Connected, ConnectionTest, Discover, Info, Page, Push};
 use crate::ipc::Error;
@@ -95,6 +96,11 @@ fn declarations() -> Vec<Decl> {
         UnparsedRow,
         TrayState,
         Status,
+        // engine/reduce.rs
+        Bucket,
+        LimitLine,
+        RangeStats,
+        SensorView,
         // ipc/protocol.rs, ipc/error.rs and the window's own answers
         Page,
         InitialPage,

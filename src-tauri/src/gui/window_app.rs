@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tauri::{Emitter, Manager, State, WebviewUrl, WebviewWindowBuilder};
 
+use crate::engine::reduce::SensorView;
 use crate::instance;
 use crate::ipc::client::Client;
 use crate::ipc::protocol::{
@@ -122,6 +123,24 @@ async fn series(
     ask(&state, req).await
 }
 #[tauri::command]
+async fn sensor_view(
+    state: State<'_, WindowState>,
+    sensor: String,
+    quantity: Option<String>,
+    from_ms: i64,
+    to_ms: i64,
+    buckets: u32,
+) -> Res<Box<SensorView>> {
+    let req = Request::SensorView {
+        sensor,
+        quantity,
+        from_ms,
+        to_ms,
+        buckets,
+    };
+    ask(&state, req).await
+}
+#[tauri::command]
 async fn unparsed(state: State<'_, WindowState>, limit: u32) -> Res<Vec<UnparsedRow>> {
     ask(&state, Request::Unparsed { limit }).await
 }
@@ -206,6 +225,7 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
             acknowledge,
             latest_values,
             series,
+            sensor_view,
             unparsed,
             send_test_notification,
             set_paused,

@@ -18,6 +18,7 @@ use crate::settings::Settings;
 pub use crate::engine::model::{
     AlarmFilter, AlarmRow, LatestValue, SeverityStep, Status, TrayState, UnparsedRow,
 };
+pub use crate::engine::reduce::SensorView;
 pub use crate::event::NamedItem;
 
 /// Bumped on any incompatible change of the types below (2: errors as `{kind, message}`,
@@ -146,6 +147,15 @@ pub enum Request {
     Unparsed {
         limit: u32,
     },
+    /// A sensor's range reduced for a chart `buckets` pixels wide, with its limits, alarms
+    /// and figures (`quantity`: one field of it; `None`: its own value).
+    SensorView {
+        sensor: String,
+        quantity: Option<String>,
+        from_ms: i64,
+        to_ms: i64,
+        buckets: u32,
+    },
     SendTestNotification,
     SetPaused {
         paused: bool,
@@ -193,6 +203,7 @@ pub enum Response {
     Latest(Vec<LatestValue>),
     Series(Vec<(i64, f64)>),
     Unparsed(Vec<UnparsedRow>),
+    SensorView(Box<SensorView>),
 }
 
 /// A connection test that got through: what it reached, in words.
@@ -260,6 +271,7 @@ answers! {
     Latest => Vec<LatestValue>,
     Series => Vec<(i64, f64)>,
     Unparsed => Vec<UnparsedRow>,
+    SensorView => Box<SensorView>,
 }
 
 impl TryFrom<Response> for () {

@@ -150,6 +150,8 @@ function displayName(l: LatestValue, s: Settings | null): string {
 
 function SensorCard(p: { l: LatestValue; name: string; limits: number[]; now: number; tick: number; main: boolean; several: boolean }) {
   const { l, name, limits, now, tick } = p;
+  const { openSensor } = useApp();
+  const open = () => openSensor({ sensor: l.sensor, quantity: l.quantity ?? null });
   const [points, setPoints] = useState<[number, number][] | null>(null);
   const [error, setError] = useState<string | null>(null);
   // The main field's card keeps the sensor's plain id; the other fields add their name.
@@ -190,9 +192,15 @@ function SensorCard(p: { l: LatestValue; name: string; limits: number[]; now: nu
       data-quantity={l.quantity ?? ""}
       data-main={p.main ? "true" : "false"}
       aria-label={l.quantity ? `${name}, ${l.quantity}` : name}
+      // A click anywhere on the card (but on its own buttons) opens its sensor view.
+      onClick={(e) => !(e.target as Element).closest?.("button") && open()}
     >
       <header>
-        <h3 title={l.sensor}>{name}</h3>
+        <h3 title={l.sensor}>
+          <button type="button" class="link" data-testid={`card-open-${id}`} onClick={open} title="Open the sensor view">
+            {name}
+          </button>
+        </h3>
         {stale && (
           <span class="badge warn" data-testid={`card-stale-${id}`} title={`No value since ${shortTime(l.at_ms, now)}`}>
             stale

@@ -56,7 +56,8 @@ function who(r: AlarmRow): string {
 }
 
 export function AlarmsView() {
-  const { historyTick, focusAlarm } = useApp();
+  const { historyTick, focusAlarm, openSensor } = useApp();
+  const openedFor = useRef<number | null>(null);
   const [form, setForm] = useState<FilterForm>(EMPTY_FILTER);
   const [query, setQuery] = useState<FilterForm>(EMPTY_FILTER);
   const [rows, setRows] = useState<AlarmRow[] | null>(null);
@@ -87,6 +88,15 @@ export function AlarmsView() {
 
   useEffect(() => {
     focused.current?.scrollIntoView?.({ block: "center" });
+  }, [rows, focusAlarm]);
+
+  // Opened on an alarm (the popup's Open): its sensor's chart around it comes up too, once.
+  useEffect(() => {
+    if (focusAlarm === null || openedFor.current === focusAlarm) return;
+    const r = rows?.find((x) => x.id === focusAlarm);
+    if (!r?.sensor) return;
+    openedFor.current = focusAlarm;
+    openSensor({ sensor: r.sensor, quantity: null, alarm: r });
   }, [rows, focusAlarm]);
 
   const ack = async (id: number) => {
@@ -213,6 +223,17 @@ export function AlarmsView() {
                     </td>
                     <td data-testid={`alarm-sensor-${r.id}`}>
                       <div>{who(r)}</div>
+                      {r.sensor && (
+                        <button
+                          type="button"
+                          class="link small"
+                          data-testid={`alarm-chart-${r.id}`}
+                          aria-label={`Chart of ${who(r)} around this alarm`}
+                          onClick={() => r.sensor && openSensor({ sensor: r.sensor, quantity: null, alarm: r })}
+                        >
+                          chart
+                        </button>
+                      )}
                       {r.condition && <div class="muted small">{r.condition}</div>}
                       <div class="muted small">{r.source}</div>
                     </td>

@@ -1,0 +1,172 @@
+// The sensor view's pure parts: uPlot's data, the text summary, the table rows and the CSV.
+// The monitor has reduced the range already (min/max per pixel column, gaps as null).
+import type uPlot from "uplot";
+import { csvField } from "../lib/csv";
+import { formatTime, formatValue } from "../lib/format";
+import type { AlarmRow, LimitLine, SensorView } from "../types";
+
+export const RANGES = [
+  { id: "1h", label: "1 h", ms: 3_600_000 },
+  { id: "24h", label: "24 h", ms: 86_400_000 },
+  { id: "7d", label: "7 d", ms: 7 * 86_400_000 },
+  { id: "30d", label: "30 d", ms: 30 * 86_400_000 },
+] as const;
+export type RangeId = (typeof RANGES)[number]["id"];
+
+/** What the view is opened on: a sensor (and field), maybe around one alarm. */
+export interface SensorTarget {
+  sensor: string;
+  quantity: string | null;
+  /** The alarm it was opened from: the range is placed around its raise. */
+  alarm?: AlarmRow | null;
+}
+
+/** The range of `ms` length that shows `alarm` (its raise a quarter from the left), or ends now. */
+export function rangeFor(ms: number, now: number, alarm?: AlarmRow | null): [number, number] {
+  if (!alarm) return [now - ms, now];
+  const to = Math.min(now, alarm.raised_ms + (ms * 3) / 4);
+  return [to - ms, to];
+}
+
+/** The flat limit values, low and high, in order. */
+export function limitValues(limits: LimitLine[]): number[] {
+  const out: number[] = [];
+  for (const l of limits) {
+    if (l.low !== null) out.push(l.low);
+    if (l.high !== null) out.push(l.high);
+  }
+  return out;
+}
+
+/**
+ * uPlot's data: x (s, bucket middles), min, max, then one constant series per limit value.
+ * An empty bucket is null in min and max, so uPlot draws a gap there (spanGaps stays off).
+ */
+export function chartData(v: SensorView): uPlot.AlignedData {
+  const n = v.buckets.length;
+  const width = n > 0 ? (v.to_ms - v.from_ms) / n : 0;
+  const xs = v.buckets.map((b) => (b.t_ms + width / 2) / 1000);
+  const lows = v.buckets.map((b) => b.min);
+  const highs = v.buckets.map((b) => b.max);
+  return [xs, lows, highs, ...limitValues(v.limits).map((l) => xs.map(() => l))];
+}
+
+/** The alarm periods to shade, clipped to the range: [start, end] ms (end = now if still active). */
+export function alarmBands(v: SensorView, now: number): { id: number; from: number; to: number; severity: string }[] {
+  return v.alarms.map((a) => ({
+    id: a.id,
+    from: Math.max(v.from_ms, a.raised_ms),
+    to: Math.min(v.to_ms, a.cleared_ms ?? now),
+    severity: a.severity,
+  }));
+}
+
+/** "1 h 5 min", "12 min", "0 min". */
+export function duration(ms: number): string {
+  const min = Math.round(ms / 60_000);
+  if (min < 60) return `${min} min`;
+  const h = Math.floor(min / 60);
+  const d = Math.floor(h / 24);
+  if (d > 0) return `${d} d ${h % 24} h`;
+  return `${h} h ${min % 60} min`;
+}
+
+function limitText(limits: LimitLine[], unit: string | null): string {
+  return limits
+    .map((l) =>
+      l.low !== null && l.high !== null
+        ? `${l.rule}: ${formatValue(l.low)}–${formatValue(l.high, unit)}`
+        : l.high !== null
+          ? `${l.rule}: above ${formatValue(l.high, unit)}`
+          : `${l.rule}: below ${formatValue(l.low, unit)}`,
+    )
+    .join("; ");
+}
+
+export function viewTitle(v: SensorView): string {
+  const name = v.name || v.sensor;
+  return v.quantity ? `${name}, ${v.quantity}` : name;
+}
+
+/** The figures beside the chart, as label/value pairs (also the text summary's source). */
+export function figures(v: SensorView): [string, string][] {
+  const s = v.stats;
+  const rows: [string, string][] = [
+    ["Min", formatValue(s.min, v.unit) || "—"],
+    ["Max", formatValue(s.max, v.unit) || "—"],
+    ["Mean", formatValue(s.mean === null ? null : Math.round(s.mean * 100) / 100, v.unit) || "—"],
+    ["Outside the limits", v.limits.length ? duration(s.outside_ms) : "no limits"],
+  ];
+  if (s.mkt !== null) rows.push(["Mean kinetic temperature", formatValue(Math.round(s.mkt * 100) / 100, v.unit)]);
+  rows.push(["Readings", String(s.count)]);
+  return rows;
+}
+
+/** One paragraph for screen readers: everything the chart shows, in words. */
+export function summary(v: SensorView): string {
+  const s = v.stats;
+  const head = `${viewTitle(v)} from ${formatTime(v.from_ms)} to ${formatTime(v.to_ms)}`;
+  if (s.count === 0) return `${head}: no readings.`;
+  const gaps = v.buckets.filter((b) => b.count === 0).length;
+  const parts = [
+    `${s.count} readings, min ${formatValue(s.min, v.unit)}, max ${formatValue(s.max, v.unit)}, mean ${formatValue(
+      s.mean === null ? null : Math.round(s.mean * 100) / 100,
+      v.unit,
+    )}`,
+  ];
+  if (s.mkt !== null) parts.push(`mean kinetic temperature ${formatValue(Math.round(s.mkt * 100) / 100, v.unit)}`);
+  if (v.limits.length) parts.push(`limits ${limitText(v.limits, v.unit)}, ${duration(s.outside_ms)} outside`);
+  else parts.push("no limits");
+  parts.push(v.alarms.length === 1 ? "1 alarm" : `${v.alarms.length} alarms`);
+  if (gaps > 0) parts.push(`no readings in ${Math.round((gaps * 100) / Math.max(1, v.buckets.length))}% of the range`);
+  return `${head}: ${parts.join("; ")}.`;
+}
+
+/** The table's rows: one per bucket with readings, a gap as one "no readings" row. */
+export function tableRows(v: SensorView): { from: number; min: number | null; max: number | null; mean: number | null; count: number }[] {
+  const out: { from: number; min: number | null; max: number | null; mean: number | null; count: number }[] = [];
+  for (const b of v.buckets) {
+    const last = out[out.length - 1];
+    if (b.count === 0 && last && last.count === 0) continue;
+    out.push({ from: b.t_ms, min: b.min, max: b.max, mean: b.mean, count: b.count });
+  }
+  return out;
+}
+
+/** The range's readings as CSV: a commented header with the sensor, unit and limits, then time,value rows. */
+export function rangeCsv(v: SensorView, points: [number, number][]): string {
+  const lines = [
+    `# sensor,${csvField(v.sensor)}`,
+    `# name,${csvField(v.name ?? "")}`,
+    `# quantity,${csvField(v.quantity ?? "")}`,
+    `# unit,${csvField(v.unit ?? "")}`,
+    `# limits,${csvField(limitText(v.limits, v.unit))}`,
+    `# from,${csvField(formatTime(v.from_ms))}`,
+    `# to,${csvField(formatTime(v.to_ms))}`,
+    "time,time_ms,value",
+  ];
+  for (const [t, val] of points) {
+    if (t < v.from_ms || t >= v.to_ms) continue;
+    lines.push(`${csvField(formatTime(t))},${t},${val}`);
+  }
+  return lines.join("\r\n") + "\r\n";
+}
+
+/** Offers a blob as a download (the same Blob-URL way as the History CSV export). */
+export function downloadBlob(filename: string, blob: Blob): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename;
+  a.style.display = "none";
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+/** A file name part from a sensor id: safe characters only. */
+export function fileStem(v: SensorView): string {
+  const base = (v.name || v.sensor) + (v.quantity ? `-${v.quantity}` : "");
+  return base.replace(/[^A-Za-z0-9_-]+/g, "_") + "-" + new Date(v.from_ms).toISOString().slice(0, 10);
+}
