@@ -280,10 +280,10 @@ impl Handler for Monitor {
                 .await
                 .map(Response::Items),
             Request::Alarms { filter } => db(history.alarms(&filter)).map(Response::Alarms),
-            Request::Acknowledge { alarm_id } => {
+            Request::Acknowledge { alarm_id, comment } => {
                 self.runtime
                     .engine()
-                    .acknowledge(alarm_id, "window")
+                    .acknowledge_with(alarm_id, "window", comment)
                     .await?;
                 let _ = self.pushes.send(Push::HistoryChanged);
                 Ok(Response::Ok)

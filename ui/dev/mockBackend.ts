@@ -40,6 +40,9 @@ export function defaultSettings(): Settings {
     sensors: {},
     retention_days: 90,
     autostart: false,
+    display_name: "",
+    comment_required_critical: false,
+    audit_retention_days: 730,
   };
 }
 
@@ -142,8 +145,13 @@ export function installMock(state: MockState = emptyState()): MockState {
         case "acknowledge": {
           const r = state.alarms.find((x) => x.id === a.alarmId);
           if (!r) throw { kind: "not_found", message: "There is no alarm with this id." };
+          const comment = typeof a.comment === "string" && a.comment.trim() ? a.comment.trim() : null;
+          if (!comment && state.settings.comment_required_critical && r.severity === "alarm")
+            throw { kind: "invalid_input", message: `a comment is required to acknowledge alarm ${r.id}` };
           r.acknowledged_ms = Date.now();
           r.acknowledged_by = "you";
+          r.acknowledged_user = state.settings.display_name ? `${state.settings.display_name} (you)` : "you";
+          r.acknowledged_comment = comment;
           return null;
         }
         case "latest_values":
@@ -249,6 +257,8 @@ export function demoState(): MockState {
     cleared_ms: null,
     acknowledged_ms: null,
     acknowledged_by: null,
+    acknowledged_user: null,
+    acknowledged_comment: null,
     steps: [{ at_ms: p.raised_ms ?? now - id * 3600_000, severity: p.severity ?? "alarm" }],
     ...p,
   });

@@ -101,7 +101,8 @@ export const api = {
   testConnection: (test: ConnectionTest) => call<Connected>("test_connection", { test }),
   discover: (account: string, what: Discover) => call<NamedItem[]>("discover", { account, what }),
   alarms: (filter: AlarmFilter) => call<AlarmRow[]>("alarms", { filter }),
-  acknowledge: (alarmId: number) => call<null>("acknowledge", { alarmId }),
+  /** `comment`: why (required for critical alarms when the settings say so). */
+  acknowledge: (alarmId: number, comment: string | null = null) => call<null>("acknowledge", { alarmId, comment }),
   latestValues: () => call<LatestValue[]>("latest_values"),
   /** One sensor's values since `sinceMs`; with `quantity`, that field's own series. */
   series: (sensor: string, sinceMs: number, quantity?: string) =>

@@ -199,6 +199,19 @@ fn is_corrupt(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Adds a column to a table of an older database (no-op when it is there already).
+fn add_column(c: &Connection, table: &str, column: &str, ty: &str) -> Result<(), HistoryError> {
+    let exists: bool = c.query_row(
+        &format!("SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+        params![column],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
+    }
+    Ok(())
+}
+
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
     // back on drop), so a poisoned lock is still usable.
@@ -286,6 +299,16 @@ impl History {
     }
 
     fn setup(c: &Connection, file: bool) -> Result<(), HistoryError> {
+        Self::setup_schema(c, file)?;
+        // Who acknowledged (person, not channel) and why: added after schema 1 shipped.
+        add_column(c, "alarms", "acknowledged_user", "TEXT")?;
+        add_column(c, "alarms", "acknowledged_comment", "TEXT")?;
+        add_column(c, "acknowledgements", "user", "TEXT")?;
+        add_column(c, "acknowledgements", "comment", "TEXT")?;
+        Ok(())
+    }
+
+    fn setup_schema(c: &Connection, file: bool) -> Result<(), HistoryError> {
         c.busy_timeout(std::time::Duration::from_secs(5))?;
         if file {
             // journal_mode answers with a row; a garbage file fails here with NotADatabase.
@@ -547,9 +570,9 @@ impl History {
         let rows = st.query_map([], |r| {
             Ok(ActiveAlarm {
                 row: alarm_row(r)?,
-                alarm_key: r.get(16)?,
-                rule_id: r.get(17)?,
-                notified_ms: r.get(18)?,
+                alarm_key: r.get(18)?,
+                rule_id: r.get(19)?,
+                notified_ms: r.get(20)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -565,16 +588,33 @@ impl History {
 
     /// Marks an alarm acknowledged. `Ok(false)`: no such alarm.
     pub fn acknowledge(&self, alarm_id: i64, by: &str, at_ms: i64) -> Result<bool, HistoryError> {
+        self.acknowledge_as(alarm_id, by, "", None, at_ms)
+    }
+
+    /// Marks an alarm acknowledged through `by` (popup, window) by `user`, with an optional
+    /// comment. The first acknowledgement stays on the alarm; every one is kept in
+    /// `acknowledgements`. `Ok(false)`: no such alarm.
+    pub fn acknowledge_as(
+        &self,
+        alarm_id: i64,
+        by: &str,
+        user: &str,
+        comment: Option<&str>,
+        at_ms: i64,
+    ) -> Result<bool, HistoryError> {
+        let user = (!user.is_empty()).then_some(user);
         self.write(|w| {
             let n = w.tx.execute(
-                "UPDATE alarms SET acknowledged_ms = coalesce(acknowledged_ms, ?2), \
+                "UPDATE alarms SET acknowledged_user = CASE WHEN acknowledged_ms IS NULL THEN ?4 ELSE acknowledged_user END, \
+                 acknowledged_comment = CASE WHEN acknowledged_ms IS NULL THEN ?5 ELSE acknowledged_comment END, \
+                 acknowledged_ms = coalesce(acknowledged_ms, ?2), \
                  acknowledged_by = coalesce(acknowledged_by, ?3) WHERE id = ?1",
-                params![alarm_id, at_ms, by],
+                params![alarm_id, at_ms, by, user, comment],
             )?;
             if n > 0 {
                 w.tx.execute(
-                    "INSERT INTO acknowledgements (alarm_id, at_ms, by) VALUES (?1, ?2, ?3)",
-                    params![alarm_id, at_ms, by],
+                    "INSERT INTO acknowledgements (alarm_id, at_ms, by, user, comment) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![alarm_id, at_ms, by, user, comment],
                 )?;
             }
             Ok(n > 0)
@@ -711,7 +751,8 @@ fn wal_file_len(c: &Connection) -> u64 {
 /// `at_ms:severity,…` (group_concat; no JSON functions needed).
 const ALARM_COLUMNS: &str = "id, source, account, device, sensor, name, condition, severity, value, unit, limit_text, \
      raised_ms, cleared_ms, acknowledged_ms, acknowledged_by, \
-     (SELECT group_concat(s.at_ms || ':' || s.severity, ',') FROM alarm_steps s WHERE s.alarm_id = alarms.id)";
+     (SELECT group_concat(s.at_ms || ':' || s.severity, ',') FROM alarm_steps s WHERE s.alarm_id = alarms.id), \
+     acknowledged_user, acknowledged_comment";
 
 /// `at_ms:severity,…` → steps, oldest first (a malformed part is skipped).
 fn parse_steps(text: Option<String>) -> Vec<SeverityStep> {
@@ -751,6 +792,8 @@ fn alarm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
         acknowledged_ms: r.get(13)?,
         acknowledged_by: r.get(14)?,
         steps: parse_steps(r.get(15)?),
+        acknowledged_user: r.get(16)?,
+        acknowledged_comment: r.get(17)?,
     })
 }
 
@@ -910,7 +953,9 @@ impl<'a> Writer<'a> {
         let mut st = self.tx.prepare_cached(
             "UPDATE alarms SET severity = ?2, value = coalesce(?3, value), \
              acknowledged_ms = CASE WHEN ?4 THEN NULL ELSE acknowledged_ms END, \
-             acknowledged_by = CASE WHEN ?4 THEN NULL ELSE acknowledged_by END WHERE id = ?1",
+             acknowledged_by = CASE WHEN ?4 THEN NULL ELSE acknowledged_by END, \
+             acknowledged_user = CASE WHEN ?4 THEN NULL ELSE acknowledged_user END, \
+             acknowledged_comment = CASE WHEN ?4 THEN NULL ELSE acknowledged_comment END WHERE id = ?1",
         )?;
         st.execute(params![
             id,

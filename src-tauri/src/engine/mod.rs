@@ -67,6 +67,9 @@ pub enum EngineError {
     NoSuchAlarm(i64),
     #[error("the engine has stopped")]
     Stopped,
+    /// The settings ask for a comment on critical alarms and none was given.
+    #[error("a comment is required to acknowledge alarm {0}")]
+    CommentRequired(i64),
 }
 
 /// What the engine decided, as `watch` prints it and the monitor maps it.
@@ -74,28 +77,22 @@ pub enum EngineError {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Decision {
     /// A new alarm (upstream or rule) is active.
-    AlarmRaised {
-        alarm: AlarmRow,
-    },
+    AlarmRaised { alarm: AlarmRow },
     /// An active alarm cleared.
-    AlarmCleared {
-        alarm: AlarmRow,
-    },
+    AlarmCleared { alarm: AlarmRow },
     /// An active alarm's severity changed (`alarm.severity` is the new one, its last step
     /// says when). Worse pops again ("got worse: now Alarm"); milder is quiet.
-    SeverityChanged {
-        alarm: AlarmRow,
-        from: Severity,
-    },
+    SeverityChanged { alarm: AlarmRow, from: Severity },
+    /// `by`: the way (popup, window); `user`: the person (display name and OS user).
     Acknowledged {
         alarm_id: i64,
         by: String,
+        user: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
     },
     /// A popup was handed to the notifier (`repeat`: an unacknowledged alarm shown again).
-    Popup {
-        popup: Popup,
-        repeat: bool,
-    },
+    Popup { popup: Popup, repeat: bool },
     /// Many alarms became one summary popup.
     Summary {
         popup: Popup,
@@ -103,23 +100,13 @@ pub enum Decision {
         sensors: u32,
     },
     /// A new alarm waits for the storm summary instead of popping now.
-    Grouped {
-        alarm_id: i64,
-    },
+    Grouped { alarm_id: i64 },
     /// A popup was not shown: "quiet hours", "paused" or "sensor muted".
-    HeldBack {
-        popup: Popup,
-        reason: String,
-    },
+    HeldBack { popup: Popup, reason: String },
     /// The popup with this tag was closed (alarm cleared or acknowledged, feed back).
-    Closed {
-        tag: String,
-    },
+    Closed { tag: String },
     /// A batch could not be stored: its deliveries were not confirmed.
-    StorageFailed {
-        message: String,
-        events: usize,
-    },
+    StorageFailed { message: String, events: usize },
 }
 
 /// What `watch` prints as JSON lines, and what the monitor maps to tray/UI pushes.
@@ -140,7 +127,8 @@ pub enum Decision {
 /// {"type":"decision","decision":{"kind":"closed","tag":"alarm:3"}}
 /// {"type":"decision","decision":{"kind":"severity_changed","alarm":{…,"severity":"alarm","steps":[…]},"from":"warning"}}
 /// {"type":"decision","decision":{"kind":"alarm_cleared","alarm":{…,"cleared_ms":1714557600000}}}
-/// {"type":"decision","decision":{"kind":"acknowledged","alarm_id":3,"by":"popup"}}
+/// {"type":"decision","decision":{"kind":"acknowledged","alarm_id":3,"by":"window","user":"Ana Ruiz (ana)",
+///   "comment":"door left open, closed it"}}
 /// {"type":"decision","decision":{"kind":"storage_failed","message":"…","events":12}}
 /// {"type":"status","status":{"tray":"alarm","summary":"1 active alarm","paused":false,
 ///   "active_alarms":1,"feeds":[{"feed":"saveris:a1","label":"…","state":"live",…}]}}
@@ -167,6 +155,7 @@ enum Command {
     Acknowledge {
         alarm_id: i64,
         by: String,
+        comment: Option<String>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     Poke(oneshot::Sender<()>),
@@ -191,11 +180,23 @@ impl EngineHandle {
 
     /// From a popup or the UI: stops repeats, closes the popup, recounts the tray.
     pub async fn acknowledge(&self, alarm_id: i64, by: &str) -> Result<(), EngineError> {
+        self.acknowledge_with(alarm_id, by, None).await
+    }
+
+    /// [`EngineHandle::acknowledge`] with a comment. `CommentRequired` when the settings ask
+    /// for one on a critical alarm and it is missing or blank.
+    pub async fn acknowledge_with(
+        &self,
+        alarm_id: i64,
+        by: &str,
+        comment: Option<String>,
+    ) -> Result<(), EngineError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Acknowledge {
                 alarm_id,
                 by: by.to_string(),
+                comment,
                 reply,
             })
             .map_err(|_| EngineError::Stopped)?;
@@ -241,7 +242,9 @@ impl EngineHandle {
 }
 
 /// Routes popup clicks: Acknowledge goes to the engine (acknowledged by "popup"), Open to
-/// `open` (the root opens the window, on the alarm when there is one).
+/// `open` (the root opens the window, on the alarm when there is one). When the alarm needs
+/// a comment, Acknowledge opens the window on it instead: the History page opened on an
+/// unacknowledged alarm that needs a comment shows the comment dialog.
 pub fn route_popup_actions(
     engine: EngineHandle,
     mut actions: mpsc::UnboundedReceiver<PopupAction>,
@@ -250,11 +253,11 @@ pub fn route_popup_actions(
     tokio::spawn(async move {
         while let Some(a) = actions.recv().await {
             match a {
-                PopupAction::Acknowledge(id) => {
-                    if let Err(e) = engine.acknowledge(id, "popup").await {
-                        tracing::warn!("acknowledge from a popup: {e}");
-                    }
-                }
+                PopupAction::Acknowledge(id) => match engine.acknowledge(id, "popup").await {
+                    Ok(()) => {}
+                    Err(EngineError::CommentRequired(_)) => open(Some(id)),
+                    Err(e) => tracing::warn!("acknowledge from a popup: {e}"),
+                },
                 PopupAction::Open(id) => open(id),
             }
         }
@@ -399,8 +402,8 @@ impl Engine {
                 biased;
                 cmd = cmds.recv() => match cmd {
                     Some(Command::Settings(s)) => self.apply_settings(*s),
-                    Some(Command::Acknowledge { alarm_id, by, reply }) => {
-                        let r = self.acknowledge(alarm_id, &by);
+                    Some(Command::Acknowledge { alarm_id, by, comment, reply }) => {
+                        let r = self.acknowledge(alarm_id, &by, comment);
                         let _ = reply.send(r);
                     }
                     Some(Command::Poke(done)) => {

@@ -97,8 +97,12 @@ async fn alarms(state: State<'_, WindowState>, filter: AlarmFilter) -> Res<Vec<A
     ask(&state, Request::Alarms { filter }).await
 }
 #[tauri::command]
-async fn acknowledge(state: State<'_, WindowState>, alarm_id: i64) -> Res<()> {
-    ask(&state, Request::Acknowledge { alarm_id }).await
+async fn acknowledge(
+    state: State<'_, WindowState>,
+    alarm_id: i64,
+    comment: Option<String>,
+) -> Res<()> {
+    ask(&state, Request::Acknowledge { alarm_id, comment }).await
 }
 #[tauri::command]
 async fn latest_values(state: State<'_, WindowState>) -> Res<Vec<LatestValue>> {

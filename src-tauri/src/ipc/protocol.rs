@@ -131,6 +131,9 @@ pub enum Request {
     },
     Acknowledge {
         alarm_id: i64,
+        /// Why (required for critical alarms when the settings say so).
+        #[serde(default)]
+        comment: Option<String>,
     },
     LatestValues,
     Series {

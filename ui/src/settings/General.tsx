@@ -142,6 +142,12 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
           <Check label="Start Alarm Tray when I log in" checked={d.autostart} onChange={(v) => set({ autostart: v })} testid="autostart" />
           <Field label="Keep history (days)" value={d.retentionDays} onInput={(v) => set({ retentionDays: v })} testid="retention-days" inputMode="numeric" error={errors.retentionDays} />
         </div>
+        <h3>Acknowledging and audit trail</h3>
+        <div class="row">
+          <Field label="Your name on acknowledgements" value={d.displayName} onInput={(v) => set({ displayName: v })} testid="display-name" error={errors.displayName} />
+          <Check label="A comment is required to acknowledge critical alarms" checked={d.commentRequired} onChange={(v) => set({ commentRequired: v })} testid="comment-required" />
+          <Field label="Keep the audit trail (days)" value={d.auditRetentionDays} onInput={(v) => set({ auditRetentionDays: v })} testid="audit-retention-days" inputMode="numeric" error={errors.auditRetentionDays} />
+        </div>
         <div class="actions">
           <span class="spacer" />
           <Button testid="general-save" kind="primary" onClick={save}>
