@@ -19,6 +19,7 @@ const COMMANDS: &[&str] = &[
     "latest_values",
     "series",
     "unparsed",
+    "audit_verify",
     "send_test_notification",
     "set_paused",
     "start_monitor",

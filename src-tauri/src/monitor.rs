@@ -300,6 +300,20 @@ impl Handler for Monitor {
             Request::Unparsed { limit } => {
                 db(history.unparsed(limit.clamp(1, 1000))).map(Response::Unparsed)
             }
+            Request::AuditVerify => {
+                let audit = history
+                    .audit()
+                    .map_err(|e| {
+                        Error::Storage(format!("The audit trail could not be opened: {e}"))
+                    })?
+                    .clone();
+                // Reads the whole chain: off the async workers.
+                tokio::task::spawn_blocking(move || audit.verify())
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .map(Response::Audit)
+                    .map_err(|e| Error::Storage(format!("The audit trail could not be read: {e}")))
+            }
             Request::SendTestNotification => self.test_popup().map(|_| Response::Ok),
             Request::SetPaused { paused } => self.set_paused(paused).await.map(|_| Response::Ok),
             Request::OpenWindow { page, alarm_id } => {

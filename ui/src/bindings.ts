@@ -270,6 +270,28 @@ export type UnparsedRow = { id: number, source: Source, account: string, receive
 export type TrayState = "ok" | "alarm" | "problem" | "paused";
 
 /**
+ * What [`verify`] found.
+ */
+export type AuditReport = { intact: boolean, 
+/**
+ * Records checked (all of them when intact).
+ */
+records: number, 
+/**
+ * The number of the first record changed, removed or moved.
+ */
+first_bad: number | null, 
+/**
+ * What is wrong, in words (empty when intact).
+ */
+problem: string, 
+/**
+ * The hash of the newest record: written down elsewhere, it also proves that no
+ * record was removed from the end.
+ */
+head: string, };
+
+/**
  * What the tray, the window and `watch` show of the engine's state.
  */
 export type Status = { tray: TrayState, 

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 
+use super::audit::{AuditLog, AUDIT_FILE};
 use super::model::{AlarmFilter, AlarmRow, LatestValue, SeverityStep, UnparsedRow};
 use crate::event::{Event, Severity, Source};
 
@@ -131,6 +132,9 @@ struct Inner {
     /// Set by the checkpointer when the log is past its limit and a RESTART could not get
     /// in between the writer's transactions: the writer restarts it after its next commit.
     restart_wal: std::sync::atomic::AtomicBool,
+    /// The audit trail, in its own file beside this one (see `audit`); `Err`: why it
+    /// could not be opened (the General page and `audit verify` say so).
+    audit: Result<AuditLog, String>,
 }
 
 /// The history database. Cheap to clone; all clones share the connections.
@@ -275,11 +279,20 @@ impl History {
         write.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
         let checkpointer = Connection::open(path)?;
         checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
+        let audit_path = path.with_file_name(AUDIT_FILE);
+        let audit = AuditLog::open(&audit_path).map_err(|e| {
+            tracing::error!(
+                "the audit trail {} could not be opened: {e}",
+                audit_path.display()
+            );
+            e.to_string()
+        });
         let inner = Arc::new(Inner {
             write: Mutex::new(write),
             read: Some(Mutex::new(read)),
             notice,
             restart_wal: Default::default(),
+            audit,
         });
         spawn_checkpointer(checkpointer, Arc::downgrade(&inner));
         Ok(History { inner })
@@ -294,6 +307,7 @@ impl History {
                 read: None,
                 notice: None,
                 restart_wal: Default::default(),
+                audit: AuditLog::open_in_memory().map_err(|e| e.to_string()),
             }),
         })
     }
@@ -320,6 +334,11 @@ impl History {
         c.execute_batch(SCHEMA)?;
         c.set_prepared_statement_cache_capacity(64);
         Ok(())
+    }
+
+    /// The audit trail kept beside this history.
+    pub fn audit(&self) -> Result<&AuditLog, &str> {
+        self.inner.audit.as_ref().map_err(|e| e.as_str())
     }
 
     /// Something the user must read (the database was damaged and replaced).

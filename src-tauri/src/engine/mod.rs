@@ -18,6 +18,7 @@
 //! (transactions and the alarm lifecycle), `popups` (popup policy), `health` (feed health
 //! and the status) and `worker` (the popup thread).
 
+pub mod audit;
 mod health;
 pub mod history;
 pub mod model;
@@ -264,6 +265,53 @@ pub fn route_popup_actions(
     })
 }
 
+/// What the audit trail keeps of a decision: the alarm's life, popups and acknowledgements.
+fn audit_of(d: &Decision) -> Option<(&'static str, serde_json::Value)> {
+    let alarm = |a: &AlarmRow| {
+        serde_json::json!({
+            "alarm_id": a.id, "source": a.source, "account": a.account, "sensor": a.sensor,
+            "name": a.name, "condition": a.condition, "severity": a.severity, "value": a.value,
+            "unit": a.unit, "limit": a.limit,
+        })
+    };
+    Some(match d {
+        Decision::AlarmRaised { alarm: a } => ("alarm_raised", alarm(a)),
+        Decision::AlarmCleared { alarm: a } => ("alarm_cleared", alarm(a)),
+        Decision::SeverityChanged { alarm: a, from } => {
+            let mut v = alarm(a);
+            v["from"] = serde_json::json!(from);
+            let worse = a.severity > *from;
+            (if worse { "alarm_worse" } else { "alarm_milder" }, v)
+        }
+        Decision::Acknowledged {
+            alarm_id,
+            by,
+            user,
+            comment,
+        } => (
+            "acknowledged",
+            serde_json::json!({"alarm_id": alarm_id, "by": by, "user": user, "comment": comment}),
+        ),
+        Decision::Popup { popup, repeat } => (
+            "popup_shown",
+            serde_json::json!({"alarm_id": popup.alarm_id, "tag": popup.tag, "summary": popup.summary, "repeat": repeat}),
+        ),
+        Decision::Summary {
+            popup,
+            alarms,
+            sensors,
+        } => (
+            "popup_shown",
+            serde_json::json!({"tag": popup.tag, "summary": popup.summary, "alarms": alarms, "sensors": sensors}),
+        ),
+        Decision::HeldBack { popup, reason } => (
+            "popup_held_back",
+            serde_json::json!({"alarm_id": popup.alarm_id, "tag": popup.tag, "reason": reason}),
+        ),
+        _ => return None,
+    })
+}
+
 /// Sleeps for `wait`, or forever when there is nothing to wait for.
 async fn sleep_or_never(wait: Option<std::time::Duration>) {
     match wait {
@@ -306,6 +354,10 @@ pub fn spawn_with(
         clock,
         locale,
         out.clone(),
+    );
+    engine.audit(
+        "app_started",
+        serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),
     );
     engine.start();
     let (status_tx, status_rx) = watch::channel(engine.compute_status());
@@ -418,6 +470,10 @@ impl Engine {
                         self.drain(&mut deliveries, &mut batch);
                         self.drop_held();
                         self.write_notified(self.now_ms());
+                        self.audit("app_stopped", serde_json::json!({"version": env!("CARGO_PKG_VERSION")}));
+                        if let Ok(a) = self.history.audit() {
+                            a.flush();
+                        }
                         self.popups.flush(done);
                         return;
                     }
@@ -473,10 +529,96 @@ impl Engine {
 
     fn decide(&self, d: Decision) {
         tracing::debug!(?d, "decision");
+        if let Some((kind, detail)) = audit_of(&d) {
+            self.audit(kind, detail);
+        }
         self.emit(Output::Decision { decision: d });
     }
 
+    /// Adds a record to the audit trail (written by its own thread).
+    fn audit(&self, kind: &str, detail: serde_json::Value) {
+        if let Ok(a) = self.history.audit() {
+            a.record(self.now_ms(), kind, detail);
+        }
+    }
+
+    /// Audit records of a settings change: pause, rules and accounts (ids and names only;
+    /// secrets are never in the settings).
+    fn audit_settings(&self, old: &Settings, new: &Settings) {
+        if old.notifications.paused != new.notifications.paused {
+            let kind = if new.notifications.paused {
+                "notifications_paused"
+            } else {
+                "notifications_resumed"
+            };
+            self.audit(kind, serde_json::json!({}));
+        }
+        let rules = |s: &Settings| -> BTreeMap<String, String> {
+            s.rules
+                .iter()
+                .map(|r| (r.id.clone(), serde_json::to_string(r).unwrap_or_default()))
+                .collect()
+        };
+        let (before, after) = (rules(old), rules(new));
+        if before != after {
+            let name = |s: &Settings, id: &str| {
+                s.rules
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| format!("{} ({id})", r.name))
+                    .unwrap_or_else(|| id.to_string())
+            };
+            let added: Vec<_> = after
+                .keys()
+                .filter(|k| !before.contains_key(*k))
+                .map(|k| name(new, k))
+                .collect();
+            let removed: Vec<_> = before
+                .keys()
+                .filter(|k| !after.contains_key(*k))
+                .map(|k| name(old, k))
+                .collect();
+            let changed: Vec<_> = after
+                .iter()
+                .filter(|(k, v)| before.get(*k).is_some_and(|b| b != *v))
+                .map(|(k, _)| name(new, k))
+                .collect();
+            self.audit(
+                "rules_changed",
+                serde_json::json!({"added": added, "removed": removed, "changed": changed}),
+            );
+        }
+        let accounts = |s: &Settings| -> BTreeMap<String, String> {
+            s.saveris
+                .iter()
+                .map(|a| (a.id.clone(), serde_json::to_string(a).unwrap_or_default()))
+                .chain(
+                    s.element
+                        .iter()
+                        .map(|a| (a.id.clone(), serde_json::to_string(a).unwrap_or_default())),
+                )
+                .collect()
+        };
+        let (before, after) = (accounts(old), accounts(new));
+        if before != after {
+            let ids = |f: &dyn Fn(&String) -> bool, m: &BTreeMap<String, String>| -> Vec<String> {
+                m.keys().filter(|k| f(k)).cloned().collect()
+            };
+            let added = ids(&|k| !before.contains_key(k), &after);
+            let removed = ids(&|k| !after.contains_key(k), &before);
+            let changed = ids(
+                &|k| before.get(k).is_some_and(|b| Some(b) != after.get(k)),
+                &after,
+            );
+            self.audit(
+                "accounts_changed",
+                serde_json::json!({"added": added, "removed": removed, "changed": changed}),
+            );
+        }
+    }
+
     fn apply_settings(&mut self, s: Settings) {
+        self.audit_settings(&self.settings.clone(), &s);
         let dropped = self.rules.update(&s);
         let n = &s.notifications;
         self.grouper.configure(n.group_window_secs, n.group_max);
@@ -535,6 +677,12 @@ impl Engine {
 
         if now - self.last_prune_ms >= PRUNE_EVERY_MS {
             self.last_prune_ms = now;
+            if let Ok(a) = self.history.audit() {
+                // Its own retention, apart from the history's.
+                a.prune_before(
+                    now - i64::from(self.settings.audit_retention_days.max(30)) * 86_400_000,
+                );
+            }
             let history = self.history.clone();
             let cutoff = now - i64::from(self.settings.retention_days.max(1)) * 86_400_000;
             // Chunked deletes in the background; the writer lock is held per chunk only.

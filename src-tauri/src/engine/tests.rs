@@ -1028,3 +1028,59 @@ async fn popup_acknowledge_of_an_alarm_needing_a_comment_opens_the_window_instea
         "not acknowledged without the comment"
     );
 }
+
+#[tokio::test]
+async fn the_audit_trail_records_the_alarm_life_and_who_acknowledged_why() {
+    let mut s = Settings {
+        display_name: "Ana Ruiz".into(),
+        ..Settings::default()
+    };
+    let rig = Rig::new(s.clone());
+    rig.send_all(vec![alarm("a", false, Severity::Warning, "warn-a")])
+        .await;
+    rig.send_all(vec![alarm("a", false, Severity::Alarm, "worse-a")])
+        .await;
+    let id = rig.notifier.shown()[0].alarm_id.unwrap();
+    rig.engine
+        .acknowledge_with(id, "window", Some("probe checked".into()))
+        .await
+        .unwrap();
+    rig.send_all(vec![alarm("a", true, Severity::Alarm, "clear-a")])
+        .await;
+    s.notifications.paused = true;
+    rig.engine.update_settings(s);
+    rig.engine.poke().await;
+    let audit = rig.engine.history().audit().unwrap();
+    let report = audit.verify().unwrap();
+    assert!(report.intact, "{report:?}");
+    let kinds = audit_kinds(rig.engine.history());
+    for k in [
+        "app_started",
+        "alarm_raised",
+        "popup_shown",
+        "alarm_worse",
+        "acknowledged",
+        "alarm_cleared",
+        "notifications_paused",
+    ] {
+        assert!(
+            kinds.iter().any(|(kind, _)| kind == k),
+            "{k} missing: {kinds:?}"
+        );
+    }
+    let ack = kinds.iter().find(|(k, _)| k == "acknowledged").unwrap();
+    assert_eq!(ack.1["comment"], "probe checked");
+    assert!(ack.1["user"].as_str().unwrap().starts_with("Ana Ruiz ("));
+    assert_eq!(report.records as usize, kinds.len());
+}
+
+/// (kind, detail) of every audit record, oldest first.
+fn audit_kinds(h: &History) -> Vec<(String, serde_json::Value)> {
+    h.audit()
+        .unwrap()
+        .records()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.kind, serde_json::from_str(&r.detail).unwrap()))
+        .collect()
+}

@@ -94,6 +94,7 @@ fn declarations() -> Vec<Decl> {
         LatestValue,
         UnparsedRow,
         TrayState,
+        crate::engine::audit::AuditReport,
         Status,
         // ipc/protocol.rs, ipc/error.rs and the window's own answers
         Page,

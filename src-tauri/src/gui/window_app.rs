@@ -130,6 +130,10 @@ async fn unparsed(state: State<'_, WindowState>, limit: u32) -> Res<Vec<Unparsed
     ask(&state, Request::Unparsed { limit }).await
 }
 #[tauri::command]
+async fn audit_verify(state: State<'_, WindowState>) -> Res<crate::engine::audit::AuditReport> {
+    ask(&state, Request::AuditVerify).await
+}
+#[tauri::command]
 async fn send_test_notification(state: State<'_, WindowState>) -> Res<()> {
     ask(&state, Request::SendTestNotification).await
 }
@@ -211,6 +215,7 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
             latest_values,
             series,
             unparsed,
+            audit_verify,
             send_test_notification,
             set_paused,
             start_monitor

@@ -149,6 +149,8 @@ pub enum Request {
     Unparsed {
         limit: u32,
     },
+    /// Verify the audit trail's hash chain (General page).
+    AuditVerify,
     SendTestNotification,
     SetPaused {
         paused: bool,
@@ -196,6 +198,7 @@ pub enum Response {
     Latest(Vec<LatestValue>),
     Series(Vec<(i64, f64)>),
     Unparsed(Vec<UnparsedRow>),
+    Audit(crate::engine::audit::AuditReport),
 }
 
 /// A connection test that got through: what it reached, in words.
@@ -263,6 +266,7 @@ answers! {
     Latest => Vec<LatestValue>,
     Series => Vec<(i64, f64)>,
     Unparsed => Vec<UnparsedRow>,
+    Audit => crate::engine::audit::AuditReport,
 }
 
 impl TryFrom<Response> for () {
