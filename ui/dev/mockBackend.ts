@@ -2,7 +2,7 @@
 // tests and the dev-only mock page (ui/mock.html). Never part of the app build.
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { InvokeArgs } from "@tauri-apps/api/core";
-import type { AlarmFilter, AlarmRow, Info, LatestValue, MonitorError, Settings, Status, UnparsedRow } from "../src/types";
+import type { AlarmFilter, AlarmRow, Info, LatestValue, MonitorError, Settings, Status, UnparsedRow, AuditReport } from "../src/types";
 
 export interface MockState {
   info: Info;
@@ -16,6 +16,7 @@ export interface MockState {
   latest: LatestValue[];
   series: Record<string, [number, number][]>;
   unparsed: UnparsedRow[];
+  audit: AuditReport;
   calls: { cmd: string; args: InvokeArgs | undefined }[];
   /** Commands that fail with this error (e.g. kind `monitor_not_running`). */
   fail: Record<string, MonitorError>;
@@ -55,6 +56,7 @@ export function emptyState(): MockState {
     secretWrites: [],
     status: { tray: "ok", summary: "Alarm Tray: all quiet", paused: false, active_alarms: 0, feeds: [] },
     alarms: [],
+    audit: { intact: true, records: 12345, first_bad: null, problem: "", head: "ab".repeat(32) },
     latest: [],
     series: {},
     unparsed: [],
@@ -160,6 +162,8 @@ export function installMock(state: MockState = emptyState()): MockState {
           return state.series[a.quantity ? `${a.sensor}\u0000${a.quantity}` : a.sensor] ?? state.series[a.sensor] ?? [];
         case "unparsed":
           return state.unparsed.slice(0, a.limit);
+        case "audit_verify":
+          return structuredClone(state.audit);
         case "send_test_notification":
           return null;
         case "set_paused":

@@ -18,6 +18,7 @@ import type {
   Settings,
   Status,
   UnparsedRow,
+  AuditReport,
 } from "./types";
 
 export type ErrorKind = MonitorError["kind"];
@@ -108,6 +109,8 @@ export const api = {
   series: (sensor: string, sinceMs: number, quantity?: string) =>
     call<[number, number][]>("series", quantity ? { sensor, sinceMs, quantity } : { sensor, sinceMs }),
   unparsed: (limit: number) => call<UnparsedRow[]>("unparsed", { limit }),
+  /** Walks the audit trail's hash chain. */
+  auditVerify: () => call<AuditReport>("audit_verify"),
   sendTestNotification: () => call<null>("send_test_notification"),
   setPaused: (paused: boolean) => call<null>("set_paused", { paused }),
   startMonitor: () => call<null>("start_monitor"),
