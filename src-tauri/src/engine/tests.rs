@@ -1049,6 +1049,15 @@ async fn the_audit_trail_records_the_alarm_life_and_who_acknowledged_why() {
         .await;
     s.notifications.paused = true;
     rig.engine.update_settings(s);
+    let mut st = FeedStatus::new("saveris:a1".into(), "Saveris (alice)".into());
+    st.state = FeedState::Live;
+    rig.status_tx.send(st.clone()).unwrap();
+    rig.engine.poke().await;
+    st.state = FeedState::Waiting {
+        secs: 600,
+        reason: "rate limit".into(),
+    };
+    rig.status_tx.send(st.clone()).unwrap();
     rig.engine.poke().await;
     let audit = rig.engine.history().audit().unwrap();
     let report = audit.verify().unwrap();
@@ -1062,6 +1071,8 @@ async fn the_audit_trail_records_the_alarm_life_and_who_acknowledged_why() {
         "acknowledged",
         "alarm_cleared",
         "notifications_paused",
+        "feed_up",
+        "feed_down",
     ] {
         assert!(
             kinds.iter().any(|(kind, _)| kind == k),
