@@ -96,15 +96,11 @@ impl Engine {
 
     pub(super) fn on_status(&mut self, s: FeedStatus) {
         let now = self.now_ms();
-        // A feed's first status counts as coming up when it is live already.
-        let known = self.feeds.contains_key(&s.feed);
         let w = self
             .feeds
             .entry(s.feed.clone())
             .or_insert_with(|| FeedWatch::new(s.clone()));
-        let was_live = known && matches!(w.status.state, FeedState::Live | FeedState::Idle);
-        let is_live = matches!(s.state, FeedState::Live | FeedState::Idle);
-        w.note_state(is_live, now);
+        w.note_state(matches!(s.state, FeedState::Live | FeedState::Idle), now);
         match s.state {
             FeedState::Live | FeedState::Idle => w.not_live_since_ms = None,
             _ => {
@@ -113,20 +109,10 @@ impl Engine {
                 }
             }
         }
-        let audit = (was_live != is_live).then(|| {
-            let kind = if is_live { "feed_up" } else { "feed_down" };
-            let detail = serde_json::json!({
-                "feed": s.feed, "label": s.label, "state": s.state, "error": s.last_error,
-            });
-            (kind, detail)
-        });
         w.status = s;
         let back = w.not_live_since_ms.is_none() && std::mem::take(&mut w.silence_popup);
-        let tag = format!("feed:{}", w.status.feed);
-        if let Some((kind, detail)) = audit {
-            self.audit(kind, detail);
-        }
         if back {
+            let tag = format!("feed:{}", w.status.feed);
             self.popups.close(tag.clone());
             self.decide(Decision::Closed { tag });
         }

@@ -1071,8 +1071,6 @@ async fn the_audit_trail_records_the_alarm_life_and_who_acknowledged_why() {
         "acknowledged",
         "alarm_cleared",
         "notifications_paused",
-        "feed_up",
-        "feed_down",
     ] {
         assert!(
             kinds.iter().any(|(kind, _)| kind == k),
