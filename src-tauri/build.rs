@@ -20,6 +20,7 @@ const COMMANDS: &[&str] = &[
     "series",
     "sensor_view",
     "unparsed",
+    "audit_verify",
     "send_test_notification",
     "set_paused",
     "start_monitor",

@@ -84,6 +84,11 @@ enum Command {
     /// line on stdout (`{"ok":…}` or `{"error":"…"}`). Secrets go in on stdin, never as
     /// arguments, and never come back out.
     Ipc,
+    /// The audit trail of the profile ALARM_TRAY_DATA_DIR names (default: the user's).
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Run the demo servers and scenario standalone; prints their URLs and credentials.
     Simulate {
         #[arg(long, default_value_t = 1)]
@@ -92,6 +97,12 @@ enum Command {
         #[arg(long = "for", value_name = "SECONDS")]
         for_secs: Option<u64>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditAction {
+    /// Check the hash chain; names the first record changed, removed or moved and exits 1.
+    Verify,
 }
 
 /// Points this process (and the window it starts) at a fresh throwaway profile.
@@ -204,7 +215,9 @@ fn main() -> ExitCode {
     };
     if matches!(
         cli.command,
-        Some(Command::Watch { .. } | Command::Simulate { .. } | Command::Ipc)
+        Some(
+            Command::Watch { .. } | Command::Simulate { .. } | Command::Ipc | Command::Audit { .. }
+        )
     ) {
         attach_console();
     }
@@ -238,8 +251,41 @@ fn main() -> ExitCode {
             block_on(alarm_tray::watch::run(opts))
         }
         Some(Command::Ipc) => block_on(ipc_lines()),
+        Some(Command::Audit {
+            action: AuditAction::Verify,
+        }) => audit_verify(),
         Some(Command::Simulate { seed, for_secs }) => {
             block_on(alarm_tray::watch::simulate(seed, for_secs))
+        }
+    }
+}
+
+/// `alarm-tray audit verify`: one line of result; exit 0 only when the chain is intact.
+fn audit_verify() -> ExitCode {
+    let path =
+        alarm_tray::paths::history_db().with_file_name(alarm_tray::engine::audit::AUDIT_FILE);
+    match alarm_tray::engine::audit::verify_file(&path) {
+        Ok(r) if r.intact => {
+            println!(
+                "audit trail intact ({} records), {}\nnewest record's hash: {}",
+                r.records,
+                path.display(),
+                r.head
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            println!(
+                "audit trail NOT intact: {} ({} records verified before it), {}",
+                r.problem,
+                r.records,
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("alarm-tray audit verify: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -319,10 +319,10 @@ impl Handler for Monitor {
                 .await
                 .map(Response::Items),
             Request::Alarms { filter } => db(history.alarms(&filter)).map(Response::Alarms),
-            Request::Acknowledge { alarm_id } => {
+            Request::Acknowledge { alarm_id, comment } => {
                 self.runtime
                     .engine()
-                    .acknowledge(alarm_id, "window")
+                    .acknowledge_with(alarm_id, "window", comment)
                     .await?;
                 let _ = self.pushes.send(Push::HistoryChanged);
                 Ok(Response::Ok)
@@ -354,6 +354,20 @@ impl Handler for Monitor {
                 buckets,
             )
             .map(|v| Response::SensorView(Box::new(v))),
+            Request::AuditVerify => {
+                let audit = history
+                    .audit()
+                    .map_err(|e| {
+                        Error::Storage(format!("The audit trail could not be opened: {e}"))
+                    })?
+                    .clone();
+                // Reads the whole chain: off the async workers.
+                tokio::task::spawn_blocking(move || audit.verify())
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .map(Response::Audit)
+                    .map_err(|e| Error::Storage(format!("The audit trail could not be read: {e}")))
+            }
             Request::SendTestNotification => self.test_popup().map(|_| Response::Ok),
             Request::SetPaused { paused } => self.set_paused(paused).await.map(|_| Response::Ok),
             Request::OpenWindow { page, alarm_id } => {

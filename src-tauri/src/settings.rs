@@ -447,6 +447,13 @@ pub struct Settings {
     pub sensors: BTreeMap<String, SensorPrefs>,
     pub retention_days: u32,
     pub autostart: bool,
+    /// Shown beside the OS user on acknowledgements ("Ana Ruiz (ana)"); empty = the OS user.
+    pub display_name: String,
+    /// Acknowledging a critical (Alarm) alarm needs a comment; the popup's Acknowledge then
+    /// opens the window's comment dialog.
+    pub comment_required_critical: bool,
+    /// The audit trail keeps records this long, apart from the history's retention.
+    pub audit_retention_days: u32,
 }
 
 impl Default for Settings {
@@ -460,6 +467,9 @@ impl Default for Settings {
             sensors: BTreeMap::new(),
             retention_days: 90,
             autostart: false,
+            display_name: String::new(),
+            comment_required_critical: false,
+            audit_retention_days: 730,
         }
     }
 }
@@ -469,6 +479,16 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         for r in &self.rules {
             r.validate()?;
+        }
+        if self.audit_retention_days < 30 {
+            return Err(SettingsError::Invalid(
+                "the audit trail must be kept at least 30 days".into(),
+            ));
+        }
+        if self.display_name.chars().count() > 100 {
+            return Err(SettingsError::Invalid(
+                "the display name is longer than 100 characters".into(),
+            ));
         }
         if self.retention_days == 0 {
             return Err(SettingsError::Invalid(

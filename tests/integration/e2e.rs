@@ -452,6 +452,7 @@ fn e2e_full_stack_saveris_element_rules() {
     }
     d.screenshot("history-opened-from-popup");
     d.click(&format!("ack-{id}"));
+    d.click("ack-confirm");
     desktop::wait_for(Duration::from_secs(10), "acknowledged in the table", || {
         !d.exists_css(&format!("[data-testid='ack-{id}']"))
     });

@@ -12,6 +12,7 @@ use alarm_tray::engine::{self, Decision, History, Output};
 use alarm_tray::event::{Ack, AckMsg, Delivery, Event, EventKind, Severity, Source};
 use alarm_tray::notify::{DesktopNotifier, RecordingNotifier};
 use alarm_tray::settings::Settings;
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -495,4 +496,73 @@ async fn warning_then_alarm_pops_twice_over_dbus_the_second_critical() {
         ]
     );
     run.engine.shutdown().await;
+}
+
+/// A profile whose audit trail holds `n` records written by the app's own writer.
+fn audit_profile(n: i64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::open(&dir.path().join("history.sqlite3")).unwrap();
+    let audit = history.audit().unwrap();
+    for i in 1..=n {
+        audit.record(
+            1_700_000_000_000 + i,
+            "alarm_raised",
+            json!({"alarm_id": i, "sensor": format!("fridge-{i}")}),
+        );
+    }
+    audit.flush();
+    dir
+}
+
+/// Runs the real `alarm-tray audit verify` on the profile: (success, stdout + stderr).
+fn audit_verify(profile: &Path) -> (bool, String) {
+    let out = Command::new(crate::desktop::app_bin())
+        .args(["audit", "verify"])
+        .env("ALARM_TRAY_DATA_DIR", profile)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn audit_verify_names_the_record_that_was_edited_removed_or_swapped() {
+    let intact = audit_profile(10);
+    let (ok, text) = audit_verify(intact.path());
+    assert!(ok, "{text}");
+    assert!(text.contains("audit trail intact (10 records)"), "{text}");
+
+    let tamper = |sql: &str| {
+        let dir = audit_profile(10);
+        let c = rusqlite::Connection::open(dir.path().join("audit.sqlite3")).unwrap();
+        c.execute_batch(sql).unwrap();
+        drop(c);
+        audit_verify(dir.path())
+    };
+    // One byte of record 4's detail.
+    let (ok, text) =
+        tamper("UPDATE audit SET detail = replace(detail, 'fridge-4', 'fridge-5') WHERE seq = 4");
+    assert!(!ok, "{text}");
+    assert!(text.contains("record 4 was changed"), "{text}");
+    // Record 6 deleted.
+    let (ok, text) = tamper("DELETE FROM audit WHERE seq = 6");
+    assert!(!ok, "{text}");
+    assert!(text.contains("record 6 was removed"), "{text}");
+    // Records 2 and 3 swapped.
+    let (ok, text) = tamper(
+        "UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; \
+         UPDATE audit SET seq = 3 WHERE seq = -2;",
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("record 2 "), "{text}");
+
+    // No trail at all is a failure too, not "intact (0 records)".
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, text) = audit_verify(empty.path());
+    assert!(!ok, "{text}");
+    assert!(text.contains("there is no audit trail"), "{text}");
 }

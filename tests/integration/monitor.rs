@@ -185,7 +185,10 @@ fn monitor_errors_carry_a_kind() {
         .unwrap_err();
     assert_eq!(e.kind(), "invalid_input", "{e}");
     let e = rt
-        .block_on(client.ask::<()>(Request::Acknowledge { alarm_id: 999_999 }))
+        .block_on(client.ask::<()>(Request::Acknowledge {
+            alarm_id: 999_999,
+            comment: None,
+        }))
         .unwrap_err();
     assert_eq!(e.kind(), "not_found", "{e}");
     let wire = serde_json::to_value(&e).unwrap();

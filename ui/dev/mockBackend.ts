@@ -2,7 +2,7 @@
 // tests and the dev-only mock page (ui/mock.html). Never part of the app build.
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { InvokeArgs } from "@tauri-apps/api/core";
-import type { AlarmFilter, AlarmRow, Info, LatestValue, LimitLine, MonitorError, SensorView, Settings, Status, UnparsedRow } from "../src/types";
+import type { AlarmFilter, AlarmRow, AuditReport, Info, LatestValue, LimitLine, MonitorError, SensorView, Settings, Status, UnparsedRow } from "../src/types";
 
 export interface MockState {
   info: Info;
@@ -16,6 +16,7 @@ export interface MockState {
   latest: LatestValue[];
   series: Record<string, [number, number][]>;
   unparsed: UnparsedRow[];
+  audit: AuditReport;
   calls: { cmd: string; args: InvokeArgs | undefined }[];
   /** Commands that fail with this error (e.g. kind `monitor_not_running`). */
   fail: Record<string, MonitorError>;
@@ -40,6 +41,9 @@ export function defaultSettings(): Settings {
     sensors: {},
     retention_days: 90,
     autostart: false,
+    display_name: "",
+    comment_required_critical: false,
+    audit_retention_days: 730,
   };
 }
 
@@ -52,6 +56,7 @@ export function emptyState(): MockState {
     secretWrites: [],
     status: { tray: "ok", summary: "Alarm Tray: all quiet", paused: false, active_alarms: 0, feeds: [] },
     alarms: [],
+    audit: { intact: true, records: 12345, first_bad: null, problem: "", head: "ab".repeat(32) },
     latest: [],
     series: {},
     unparsed: [],
@@ -142,8 +147,13 @@ export function installMock(state: MockState = emptyState()): MockState {
         case "acknowledge": {
           const r = state.alarms.find((x) => x.id === a.alarmId);
           if (!r) throw { kind: "not_found", message: "There is no alarm with this id." };
+          const comment = typeof a.comment === "string" && a.comment.trim() ? a.comment.trim() : null;
+          if (!comment && state.settings.comment_required_critical && r.severity === "alarm")
+            throw { kind: "invalid_input", message: `a comment is required to acknowledge alarm ${r.id}` };
           r.acknowledged_ms = Date.now();
           r.acknowledged_by = "you";
+          r.acknowledged_user = state.settings.display_name ? `${state.settings.display_name} (you)` : "you";
+          r.acknowledged_comment = comment;
           return null;
         }
         case "latest_values":
@@ -154,6 +164,8 @@ export function installMock(state: MockState = emptyState()): MockState {
           return mockSensorView(state, a.sensor, a.quantity ?? null, a.fromMs, a.toMs, a.buckets);
         case "unparsed":
           return state.unparsed.slice(0, a.limit);
+        case "audit_verify":
+          return structuredClone(state.audit);
         case "send_test_notification":
           return null;
         case "set_paused":
@@ -302,6 +314,8 @@ export function demoState(): MockState {
     cleared_ms: null,
     acknowledged_ms: null,
     acknowledged_by: null,
+    acknowledged_user: null,
+    acknowledged_comment: null,
     steps: [{ at_ms: p.raised_ms ?? now - id * 3600_000, severity: p.severity ?? "alarm" }],
     ...p,
   });

@@ -19,6 +19,7 @@ import type {
   Settings,
   Status,
   UnparsedRow,
+  AuditReport,
 } from "./types";
 
 export type ErrorKind = MonitorError["kind"];
@@ -102,7 +103,8 @@ export const api = {
   testConnection: (test: ConnectionTest) => call<Connected>("test_connection", { test }),
   discover: (account: string, what: Discover) => call<NamedItem[]>("discover", { account, what }),
   alarms: (filter: AlarmFilter) => call<AlarmRow[]>("alarms", { filter }),
-  acknowledge: (alarmId: number) => call<null>("acknowledge", { alarmId }),
+  /** `comment`: why (required for critical alarms when the settings say so). */
+  acknowledge: (alarmId: number, comment: string | null = null) => call<null>("acknowledge", { alarmId, comment }),
   latestValues: () => call<LatestValue[]>("latest_values"),
   /** One sensor's values since `sinceMs`; with `quantity`, that field's own series. */
   series: (sensor: string, sinceMs: number, quantity?: string) =>
@@ -111,6 +113,8 @@ export const api = {
   sensorView: (sensor: string, quantity: string | null, fromMs: number, toMs: number, buckets: number) =>
     call<SensorView>("sensor_view", { sensor, quantity, fromMs, toMs, buckets }),
   unparsed: (limit: number) => call<UnparsedRow[]>("unparsed", { limit }),
+  /** Walks the audit trail's hash chain. */
+  auditVerify: () => call<AuditReport>("audit_verify"),
   sendTestNotification: () => call<null>("send_test_notification"),
   setPaused: (paused: boolean) => call<null>("set_paused", { paused }),
   startMonitor: () => call<null>("start_monitor"),

@@ -136,7 +136,20 @@ export type Settings = { version: number, saveris: Array<SaverisAccount>, elemen
 /**
  * Keyed by sensor identity.
  */
-sensors: { [key in string]: SensorPrefs }, retention_days: number, autostart: boolean, };
+sensors: { [key in string]: SensorPrefs }, retention_days: number, autostart: boolean, 
+/**
+ * Shown beside the OS user on acknowledgements ("Ana Ruiz (ana)"); empty = the OS user.
+ */
+display_name: string, 
+/**
+ * Acknowledging a critical (Alarm) alarm needs a comment; the popup's Acknowledge then
+ * opens the window's comment dialog.
+ */
+comment_required_critical: boolean, 
+/**
+ * The audit trail keeps records this long, apart from the history's retention.
+ */
+audit_retention_days: number, };
 
 /**
  * Which secret. Its string form is the keyring entry's user name, e.g.
@@ -225,7 +238,16 @@ export type AlarmRow = { id: number, source: Source, account: string, device: st
  * (Warning → Alarm on the same sensor and condition, and back). Empty for alarms
  * stored before the history kept steps.
  */
-steps: Array<SeverityStep>, };
+steps: Array<SeverityStep>, 
+/**
+ * Who acknowledged (`acknowledged_by` is the way: popup, window): the display name set
+ * in General and the OS user, e.g. "Ana Ruiz (ana)".
+ */
+acknowledged_user: string | null, 
+/**
+ * The reason given when acknowledging.
+ */
+acknowledged_comment: string | null, };
 
 /**
  * One step of an alarm's life: from `at_ms` on, its severity was `severity`.
@@ -246,6 +268,28 @@ export type UnparsedRow = { id: number, source: Source, account: string, receive
  * The tray's look.
  */
 export type TrayState = "ok" | "alarm" | "problem" | "paused";
+
+/**
+ * What [`verify`] found.
+ */
+export type AuditReport = { intact: boolean, 
+/**
+ * Records checked (all of them when intact).
+ */
+records: number, 
+/**
+ * The number of the first record changed, removed or moved.
+ */
+first_bad: number | null, 
+/**
+ * What is wrong, in words (empty when intact).
+ */
+problem: string, 
+/**
+ * The hash of the newest record: written down elsewhere, it also proves that no
+ * record was removed from the end.
+ */
+head: string, };
 
 /**
  * What the tray, the window and `watch` show of the engine's state.

@@ -45,9 +45,44 @@ describe("history", () => {
     await openHistory();
     expect(byId("alarm-state-1").textContent).toBe("active");
     fireEvent.click(byId("ack-1"));
+    fireEvent.click(await findId("ack-confirm"));
     await waitFor(() => expect(byId("alarm-ack-1").textContent).toContain("you"));
     expect(screen.queryByTestId("ack-1")).toBeNull();
-    expect(m.calls.find((c) => c.cmd === "acknowledge")?.args).toEqual({ alarmId: 1 });
+    expect(screen.queryByTestId("ack-dialog")).toBeNull();
+    expect(m.calls.find((c) => c.cmd === "acknowledge")?.args).toEqual({ alarmId: 1, comment: null });
+  });
+
+  it("asks for a comment on a critical alarm when the settings require one, and shows it", async () => {
+    const s = demoState();
+    s.settings.comment_required_critical = true;
+    s.settings.display_name = "Ana Ruiz";
+    const m = installMock(s);
+    await openHistory();
+    expect(m.alarms.find((r) => r.id === 1)?.severity).toBe("alarm");
+    fireEvent.click(byId("ack-1"));
+    const confirm = await findId("ack-confirm");
+    expect((confirm as HTMLButtonElement).disabled).toBe(true);
+    fireEvent.click(confirm);
+    expect(m.calls.some((c) => c.cmd === "acknowledge")).toBe(false);
+    fireEvent.input(byId("ack-comment"), { target: { value: "  door was open, closed it  " } });
+    await waitFor(() => expect((byId("ack-confirm") as HTMLButtonElement).disabled).toBe(false));
+    fireEvent.click(byId("ack-confirm"));
+    await waitFor(() => expect(screen.queryByTestId("ack-dialog")).toBeNull());
+    expect(m.calls.find((c) => c.cmd === "acknowledge")?.args).toEqual({ alarmId: 1, comment: "door was open, closed it" });
+    await waitFor(() => expect(byId("alarm-ack-comment-1").textContent).toContain("door was open, closed it"));
+    expect(byId("alarm-ack-user-1").textContent).toBe("Ana Ruiz (you)");
+  });
+
+  it("opens the comment dialog by itself when the window is opened on an alarm that needs one", async () => {
+    const s = demoState();
+    s.settings.comment_required_critical = true;
+    s.page = { page: "history", alarm_id: 1 };
+    installMock(s);
+    await renderApp();
+    const dialog = await findId("ack-dialog");
+    expect(dialog.dataset.alarmId).toBe("1");
+    fireEvent.click(byId("ack-cancel"));
+    await waitFor(() => expect(screen.queryByTestId("ack-dialog")).toBeNull());
   });
 
   it("re-queries when the monitor says history changed", async () => {
@@ -117,7 +152,7 @@ describe("csv", () => {
   const row: AlarmRow = {
     id: 7, source: "element", account: "e1", device: "d", sensor: "s", name: 'Room "A", north',
     condition: "=HYPERLINK(1)", severity: "warning", value: -1.5, unit: "°C", limit: "< 0",
-    raised_ms: 0, cleared_ms: null, acknowledged_ms: null, acknowledged_by: null, steps: [],
+    raised_ms: 0, cleared_ms: null, acknowledged_ms: null, acknowledged_by: null, steps: [], acknowledged_user: null, acknowledged_comment: null,
   };
   it("quotes, escapes and defuses formulas", () => {
     expect(csvField('a,"b"')).toBe('"a,""b"""');

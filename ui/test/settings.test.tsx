@@ -17,6 +17,40 @@ describe("settings", () => {
     expect(byId("feed-error-element_e1_sub2").textContent).toContain("429 Too Many Requests");
   });
 
+  it("shows that the audit trail is intact, with its record count", async () => {
+    installMock(demoState());
+    await renderApp();
+    fireEvent.click(await findId("section-general"));
+    await waitFor(() => expect(byId("audit-status").textContent).toBe("audit trail intact (12,345 records)"));
+    expect(byId("audit-status").dataset.ok).toBe("true");
+  });
+
+  it("shows the first record of the audit trail that is not intact", async () => {
+    const s = demoState();
+    s.audit = { intact: false, records: 6, first_bad: 7, problem: "record 7 was changed or moved (its content does not match its hash)", head: "" };
+    installMock(s);
+    await renderApp();
+    fireEvent.click(await findId("section-general"));
+    await waitFor(() => expect(byId("audit-status").textContent).toContain("NOT intact: record 7 was changed"));
+    expect(byId("audit-status").dataset.ok).toBe("false");
+  });
+
+  it("saves the acknowledgement settings: display name, required comment, audit retention", async () => {
+    const m = installMock(demoState());
+    await renderApp();
+    fireEvent.click(await findId("section-general"));
+    expect((await findId("audit-retention-days") as HTMLInputElement).value).toBe("730");
+    fireEvent.input(byId("display-name"), { target: { value: " Ana Ruiz " } });
+    fireEvent.click(byId("comment-required"));
+    fireEvent.input(byId("audit-retention-days"), { target: { value: "3650" } });
+    fireEvent.click(byId("general-save"));
+    await findId("general-save-result");
+    expect(byId("general-save-result").textContent).toBe("Saved.");
+    expect(m.settings.display_name).toBe("Ana Ruiz");
+    expect(m.settings.comment_required_critical).toBe(true);
+    expect(m.settings.audit_retention_days).toBe(3650);
+  });
+
   it("saves edited general settings to the backend", async () => {
     const m = installMock(demoState());
     await renderApp();

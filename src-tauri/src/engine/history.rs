@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 
+use super::audit::{AuditLog, AUDIT_FILE};
 use super::model::{AlarmFilter, AlarmRow, LatestValue, SeverityStep, UnparsedRow};
 use crate::event::{Event, Severity, Source};
 
@@ -131,6 +132,9 @@ struct Inner {
     /// Set by the checkpointer when the log is past its limit and a RESTART could not get
     /// in between the writer's transactions: the writer restarts it after its next commit.
     restart_wal: std::sync::atomic::AtomicBool,
+    /// The audit trail, in its own file beside this one (see `audit`); `Err`: why it
+    /// could not be opened (the General page and `audit verify` say so).
+    audit: Result<AuditLog, String>,
 }
 
 /// The history database. Cheap to clone; all clones share the connections.
@@ -199,6 +203,19 @@ fn is_corrupt(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Adds a column to a table of an older database (no-op when it is there already).
+fn add_column(c: &Connection, table: &str, column: &str, ty: &str) -> Result<(), HistoryError> {
+    let exists: bool = c.query_row(
+        &format!("SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+        params![column],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
+    }
+    Ok(())
+}
+
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
     // back on drop), so a poisoned lock is still usable.
@@ -262,11 +279,20 @@ impl History {
         write.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
         let checkpointer = Connection::open(path)?;
         checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
+        let audit_path = path.with_file_name(AUDIT_FILE);
+        let audit = AuditLog::open(&audit_path).map_err(|e| {
+            tracing::error!(
+                "the audit trail {} could not be opened: {e}",
+                audit_path.display()
+            );
+            e.to_string()
+        });
         let inner = Arc::new(Inner {
             write: Mutex::new(write),
             read: Some(Mutex::new(read)),
             notice,
             restart_wal: Default::default(),
+            audit,
         });
         spawn_checkpointer(checkpointer, Arc::downgrade(&inner));
         Ok(History { inner })
@@ -281,11 +307,22 @@ impl History {
                 read: None,
                 notice: None,
                 restart_wal: Default::default(),
+                audit: AuditLog::open_in_memory().map_err(|e| e.to_string()),
             }),
         })
     }
 
     fn setup(c: &Connection, file: bool) -> Result<(), HistoryError> {
+        Self::setup_schema(c, file)?;
+        // Who acknowledged (person, not channel) and why: added after schema 1 shipped.
+        add_column(c, "alarms", "acknowledged_user", "TEXT")?;
+        add_column(c, "alarms", "acknowledged_comment", "TEXT")?;
+        add_column(c, "acknowledgements", "user", "TEXT")?;
+        add_column(c, "acknowledgements", "comment", "TEXT")?;
+        Ok(())
+    }
+
+    fn setup_schema(c: &Connection, file: bool) -> Result<(), HistoryError> {
         c.busy_timeout(std::time::Duration::from_secs(5))?;
         if file {
             // journal_mode answers with a row; a garbage file fails here with NotADatabase.
@@ -297,6 +334,11 @@ impl History {
         c.execute_batch(SCHEMA)?;
         c.set_prepared_statement_cache_capacity(64);
         Ok(())
+    }
+
+    /// The audit trail kept beside this history.
+    pub fn audit(&self) -> Result<&AuditLog, &str> {
+        self.inner.audit.as_ref().map_err(|e| e.as_str())
     }
 
     /// Something the user must read (the database was damaged and replaced).
@@ -582,9 +624,9 @@ impl History {
         let rows = st.query_map([], |r| {
             Ok(ActiveAlarm {
                 row: alarm_row(r)?,
-                alarm_key: r.get(16)?,
-                rule_id: r.get(17)?,
-                notified_ms: r.get(18)?,
+                alarm_key: r.get(18)?,
+                rule_id: r.get(19)?,
+                notified_ms: r.get(20)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -600,16 +642,33 @@ impl History {
 
     /// Marks an alarm acknowledged. `Ok(false)`: no such alarm.
     pub fn acknowledge(&self, alarm_id: i64, by: &str, at_ms: i64) -> Result<bool, HistoryError> {
+        self.acknowledge_as(alarm_id, by, "", None, at_ms)
+    }
+
+    /// Marks an alarm acknowledged through `by` (popup, window) by `user`, with an optional
+    /// comment. The first acknowledgement stays on the alarm; every one is kept in
+    /// `acknowledgements`. `Ok(false)`: no such alarm.
+    pub fn acknowledge_as(
+        &self,
+        alarm_id: i64,
+        by: &str,
+        user: &str,
+        comment: Option<&str>,
+        at_ms: i64,
+    ) -> Result<bool, HistoryError> {
+        let user = (!user.is_empty()).then_some(user);
         self.write(|w| {
             let n = w.tx.execute(
-                "UPDATE alarms SET acknowledged_ms = coalesce(acknowledged_ms, ?2), \
+                "UPDATE alarms SET acknowledged_user = CASE WHEN acknowledged_ms IS NULL THEN ?4 ELSE acknowledged_user END, \
+                 acknowledged_comment = CASE WHEN acknowledged_ms IS NULL THEN ?5 ELSE acknowledged_comment END, \
+                 acknowledged_ms = coalesce(acknowledged_ms, ?2), \
                  acknowledged_by = coalesce(acknowledged_by, ?3) WHERE id = ?1",
-                params![alarm_id, at_ms, by],
+                params![alarm_id, at_ms, by, user, comment],
             )?;
             if n > 0 {
                 w.tx.execute(
-                    "INSERT INTO acknowledgements (alarm_id, at_ms, by) VALUES (?1, ?2, ?3)",
-                    params![alarm_id, at_ms, by],
+                    "INSERT INTO acknowledgements (alarm_id, at_ms, by, user, comment) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![alarm_id, at_ms, by, user, comment],
                 )?;
             }
             Ok(n > 0)
@@ -746,7 +805,8 @@ fn wal_file_len(c: &Connection) -> u64 {
 /// `at_ms:severity,…` (group_concat; no JSON functions needed).
 const ALARM_COLUMNS: &str = "id, source, account, device, sensor, name, condition, severity, value, unit, limit_text, \
      raised_ms, cleared_ms, acknowledged_ms, acknowledged_by, \
-     (SELECT group_concat(s.at_ms || ':' || s.severity, ',') FROM alarm_steps s WHERE s.alarm_id = alarms.id)";
+     (SELECT group_concat(s.at_ms || ':' || s.severity, ',') FROM alarm_steps s WHERE s.alarm_id = alarms.id), \
+     acknowledged_user, acknowledged_comment";
 
 /// `at_ms:severity,…` → steps, oldest first (a malformed part is skipped).
 fn parse_steps(text: Option<String>) -> Vec<SeverityStep> {
@@ -786,6 +846,8 @@ fn alarm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRow> {
         acknowledged_ms: r.get(13)?,
         acknowledged_by: r.get(14)?,
         steps: parse_steps(r.get(15)?),
+        acknowledged_user: r.get(16)?,
+        acknowledged_comment: r.get(17)?,
     })
 }
 
@@ -945,7 +1007,9 @@ impl<'a> Writer<'a> {
         let mut st = self.tx.prepare_cached(
             "UPDATE alarms SET severity = ?2, value = coalesce(?3, value), \
              acknowledged_ms = CASE WHEN ?4 THEN NULL ELSE acknowledged_ms END, \
-             acknowledged_by = CASE WHEN ?4 THEN NULL ELSE acknowledged_by END WHERE id = ?1",
+             acknowledged_by = CASE WHEN ?4 THEN NULL ELSE acknowledged_by END, \
+             acknowledged_user = CASE WHEN ?4 THEN NULL ELSE acknowledged_user END, \
+             acknowledged_comment = CASE WHEN ?4 THEN NULL ELSE acknowledged_comment END WHERE id = ?1",
         )?;
         st.execute(params![
             id,

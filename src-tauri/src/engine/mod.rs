@@ -18,6 +18,7 @@
 //! (transactions and the alarm lifecycle), `popups` (popup policy), `health` (feed health
 //! and the status) and `worker` (the popup thread).
 
+pub mod audit;
 mod health;
 pub mod history;
 pub mod model;
@@ -68,6 +69,9 @@ pub enum EngineError {
     NoSuchAlarm(i64),
     #[error("the engine has stopped")]
     Stopped,
+    /// The settings ask for a comment on critical alarms and none was given.
+    #[error("a comment is required to acknowledge alarm {0}")]
+    CommentRequired(i64),
 }
 
 /// What the engine decided, as `watch` prints it and the monitor maps it.
@@ -75,28 +79,22 @@ pub enum EngineError {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Decision {
     /// A new alarm (upstream or rule) is active.
-    AlarmRaised {
-        alarm: AlarmRow,
-    },
+    AlarmRaised { alarm: AlarmRow },
     /// An active alarm cleared.
-    AlarmCleared {
-        alarm: AlarmRow,
-    },
+    AlarmCleared { alarm: AlarmRow },
     /// An active alarm's severity changed (`alarm.severity` is the new one, its last step
     /// says when). Worse pops again ("got worse: now Alarm"); milder is quiet.
-    SeverityChanged {
-        alarm: AlarmRow,
-        from: Severity,
-    },
+    SeverityChanged { alarm: AlarmRow, from: Severity },
+    /// `by`: the way (popup, window); `user`: the person (display name and OS user).
     Acknowledged {
         alarm_id: i64,
         by: String,
+        user: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
     },
     /// A popup was handed to the notifier (`repeat`: an unacknowledged alarm shown again).
-    Popup {
-        popup: Popup,
-        repeat: bool,
-    },
+    Popup { popup: Popup, repeat: bool },
     /// Many alarms became one summary popup.
     Summary {
         popup: Popup,
@@ -104,23 +102,13 @@ pub enum Decision {
         sensors: u32,
     },
     /// A new alarm waits for the storm summary instead of popping now.
-    Grouped {
-        alarm_id: i64,
-    },
+    Grouped { alarm_id: i64 },
     /// A popup was not shown: "quiet hours", "paused" or "sensor muted".
-    HeldBack {
-        popup: Popup,
-        reason: String,
-    },
+    HeldBack { popup: Popup, reason: String },
     /// The popup with this tag was closed (alarm cleared or acknowledged, feed back).
-    Closed {
-        tag: String,
-    },
+    Closed { tag: String },
     /// A batch could not be stored: its deliveries were not confirmed.
-    StorageFailed {
-        message: String,
-        events: usize,
-    },
+    StorageFailed { message: String, events: usize },
 }
 
 /// What `watch` prints as JSON lines, and what the monitor maps to tray/UI pushes.
@@ -141,7 +129,8 @@ pub enum Decision {
 /// {"type":"decision","decision":{"kind":"closed","tag":"alarm:3"}}
 /// {"type":"decision","decision":{"kind":"severity_changed","alarm":{…,"severity":"alarm","steps":[…]},"from":"warning"}}
 /// {"type":"decision","decision":{"kind":"alarm_cleared","alarm":{…,"cleared_ms":1714557600000}}}
-/// {"type":"decision","decision":{"kind":"acknowledged","alarm_id":3,"by":"popup"}}
+/// {"type":"decision","decision":{"kind":"acknowledged","alarm_id":3,"by":"window","user":"Ana Ruiz (ana)",
+///   "comment":"door left open, closed it"}}
 /// {"type":"decision","decision":{"kind":"storage_failed","message":"…","events":12}}
 /// {"type":"status","status":{"tray":"alarm","summary":"1 active alarm","paused":false,
 ///   "active_alarms":1,"feeds":[{"feed":"saveris:a1","label":"…","state":"live",…}]}}
@@ -168,6 +157,7 @@ enum Command {
     Acknowledge {
         alarm_id: i64,
         by: String,
+        comment: Option<String>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     Poke(oneshot::Sender<()>),
@@ -192,11 +182,23 @@ impl EngineHandle {
 
     /// From a popup or the UI: stops repeats, closes the popup, recounts the tray.
     pub async fn acknowledge(&self, alarm_id: i64, by: &str) -> Result<(), EngineError> {
+        self.acknowledge_with(alarm_id, by, None).await
+    }
+
+    /// [`EngineHandle::acknowledge`] with a comment. `CommentRequired` when the settings ask
+    /// for one on a critical alarm and it is missing or blank.
+    pub async fn acknowledge_with(
+        &self,
+        alarm_id: i64,
+        by: &str,
+        comment: Option<String>,
+    ) -> Result<(), EngineError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Acknowledge {
                 alarm_id,
                 by: by.to_string(),
+                comment,
                 reply,
             })
             .map_err(|_| EngineError::Stopped)?;
@@ -242,7 +244,9 @@ impl EngineHandle {
 }
 
 /// Routes popup clicks: Acknowledge goes to the engine (acknowledged by "popup"), Open to
-/// `open` (the root opens the window, on the alarm when there is one).
+/// `open` (the root opens the window, on the alarm when there is one). When the alarm needs
+/// a comment, Acknowledge opens the window on it instead: the History page opened on an
+/// unacknowledged alarm that needs a comment shows the comment dialog.
 pub fn route_popup_actions(
     engine: EngineHandle,
     mut actions: mpsc::UnboundedReceiver<PopupAction>,
@@ -251,14 +255,61 @@ pub fn route_popup_actions(
     tokio::spawn(async move {
         while let Some(a) = actions.recv().await {
             match a {
-                PopupAction::Acknowledge(id) => {
-                    if let Err(e) = engine.acknowledge(id, "popup").await {
-                        tracing::warn!("acknowledge from a popup: {e}");
-                    }
-                }
+                PopupAction::Acknowledge(id) => match engine.acknowledge(id, "popup").await {
+                    Ok(()) => {}
+                    Err(EngineError::CommentRequired(_)) => open(Some(id)),
+                    Err(e) => tracing::warn!("acknowledge from a popup: {e}"),
+                },
                 PopupAction::Open(id) => open(id),
             }
         }
+    })
+}
+
+/// What the audit trail keeps of a decision: the alarm's life, popups and acknowledgements.
+fn audit_of(d: &Decision) -> Option<(&'static str, serde_json::Value)> {
+    let alarm = |a: &AlarmRow| {
+        serde_json::json!({
+            "alarm_id": a.id, "source": a.source, "account": a.account, "sensor": a.sensor,
+            "name": a.name, "condition": a.condition, "severity": a.severity, "value": a.value,
+            "unit": a.unit, "limit": a.limit,
+        })
+    };
+    Some(match d {
+        Decision::AlarmRaised { alarm: a } => ("alarm_raised", alarm(a)),
+        Decision::AlarmCleared { alarm: a } => ("alarm_cleared", alarm(a)),
+        Decision::SeverityChanged { alarm: a, from } => {
+            let mut v = alarm(a);
+            v["from"] = serde_json::json!(from);
+            let worse = a.severity > *from;
+            (if worse { "alarm_worse" } else { "alarm_milder" }, v)
+        }
+        Decision::Acknowledged {
+            alarm_id,
+            by,
+            user,
+            comment,
+        } => (
+            "acknowledged",
+            serde_json::json!({"alarm_id": alarm_id, "by": by, "user": user, "comment": comment}),
+        ),
+        Decision::Popup { popup, repeat } => (
+            "popup_shown",
+            serde_json::json!({"alarm_id": popup.alarm_id, "tag": popup.tag, "summary": popup.summary, "repeat": repeat}),
+        ),
+        Decision::Summary {
+            popup,
+            alarms,
+            sensors,
+        } => (
+            "popup_shown",
+            serde_json::json!({"tag": popup.tag, "summary": popup.summary, "alarms": alarms, "sensors": sensors}),
+        ),
+        Decision::HeldBack { popup, reason } => (
+            "popup_held_back",
+            serde_json::json!({"alarm_id": popup.alarm_id, "tag": popup.tag, "reason": reason}),
+        ),
+        _ => return None,
     })
 }
 
@@ -304,6 +355,10 @@ pub fn spawn_with(
         clock,
         locale,
         out.clone(),
+    );
+    engine.audit(
+        "app_started",
+        serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),
     );
     engine.start();
     let (status_tx, status_rx) = watch::channel(engine.compute_status());
@@ -400,8 +455,8 @@ impl Engine {
                 biased;
                 cmd = cmds.recv() => match cmd {
                     Some(Command::Settings(s)) => self.apply_settings(*s),
-                    Some(Command::Acknowledge { alarm_id, by, reply }) => {
-                        let r = self.acknowledge(alarm_id, &by);
+                    Some(Command::Acknowledge { alarm_id, by, comment, reply }) => {
+                        let r = self.acknowledge(alarm_id, &by, comment);
                         let _ = reply.send(r);
                     }
                     Some(Command::Poke(done)) => {
@@ -416,6 +471,10 @@ impl Engine {
                         self.drain(&mut deliveries, &mut batch);
                         self.drop_held();
                         self.write_notified(self.now_ms());
+                        self.audit("app_stopped", serde_json::json!({"version": env!("CARGO_PKG_VERSION")}));
+                        if let Ok(a) = self.history.audit() {
+                            a.flush();
+                        }
                         self.popups.flush(done);
                         return;
                     }
@@ -471,10 +530,96 @@ impl Engine {
 
     fn decide(&self, d: Decision) {
         tracing::debug!(?d, "decision");
+        if let Some((kind, detail)) = audit_of(&d) {
+            self.audit(kind, detail);
+        }
         self.emit(Output::Decision { decision: d });
     }
 
+    /// Adds a record to the audit trail (written by its own thread).
+    fn audit(&self, kind: &str, detail: serde_json::Value) {
+        if let Ok(a) = self.history.audit() {
+            a.record(self.now_ms(), kind, detail);
+        }
+    }
+
+    /// Audit records of a settings change: pause, rules and accounts (ids and names only;
+    /// secrets are never in the settings).
+    fn audit_settings(&self, old: &Settings, new: &Settings) {
+        if old.notifications.paused != new.notifications.paused {
+            let kind = if new.notifications.paused {
+                "notifications_paused"
+            } else {
+                "notifications_resumed"
+            };
+            self.audit(kind, serde_json::json!({}));
+        }
+        let rules = |s: &Settings| -> BTreeMap<String, String> {
+            s.rules
+                .iter()
+                .map(|r| (r.id.clone(), serde_json::to_string(r).unwrap_or_default()))
+                .collect()
+        };
+        let (before, after) = (rules(old), rules(new));
+        if before != after {
+            let name = |s: &Settings, id: &str| {
+                s.rules
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| format!("{} ({id})", r.name))
+                    .unwrap_or_else(|| id.to_string())
+            };
+            let added: Vec<_> = after
+                .keys()
+                .filter(|k| !before.contains_key(*k))
+                .map(|k| name(new, k))
+                .collect();
+            let removed: Vec<_> = before
+                .keys()
+                .filter(|k| !after.contains_key(*k))
+                .map(|k| name(old, k))
+                .collect();
+            let changed: Vec<_> = after
+                .iter()
+                .filter(|(k, v)| before.get(*k).is_some_and(|b| b != *v))
+                .map(|(k, _)| name(new, k))
+                .collect();
+            self.audit(
+                "rules_changed",
+                serde_json::json!({"added": added, "removed": removed, "changed": changed}),
+            );
+        }
+        let accounts = |s: &Settings| -> BTreeMap<String, String> {
+            s.saveris
+                .iter()
+                .map(|a| (a.id.clone(), serde_json::to_string(a).unwrap_or_default()))
+                .chain(
+                    s.element
+                        .iter()
+                        .map(|a| (a.id.clone(), serde_json::to_string(a).unwrap_or_default())),
+                )
+                .collect()
+        };
+        let (before, after) = (accounts(old), accounts(new));
+        if before != after {
+            let ids = |f: &dyn Fn(&String) -> bool, m: &BTreeMap<String, String>| -> Vec<String> {
+                m.keys().filter(|k| f(k)).cloned().collect()
+            };
+            let added = ids(&|k| !before.contains_key(k), &after);
+            let removed = ids(&|k| !after.contains_key(k), &before);
+            let changed = ids(
+                &|k| before.get(k).is_some_and(|b| Some(b) != after.get(k)),
+                &after,
+            );
+            self.audit(
+                "accounts_changed",
+                serde_json::json!({"added": added, "removed": removed, "changed": changed}),
+            );
+        }
+    }
+
     fn apply_settings(&mut self, s: Settings) {
+        self.audit_settings(&self.settings.clone(), &s);
         let dropped = self.rules.update(&s);
         let n = &s.notifications;
         self.grouper.configure(n.group_window_secs, n.group_max);
@@ -533,6 +678,12 @@ impl Engine {
 
         if now - self.last_prune_ms >= PRUNE_EVERY_MS {
             self.last_prune_ms = now;
+            if let Ok(a) = self.history.audit() {
+                // Its own retention, apart from the history's.
+                a.prune_before(
+                    now - i64::from(self.settings.audit_retention_days.max(30)) * 86_400_000,
+                );
+            }
             let history = self.history.clone();
             let cutoff = now - i64::from(self.settings.retention_days.max(1)) * 86_400_000;
             // Chunked deletes in the background; the writer lock is held per chunk only.

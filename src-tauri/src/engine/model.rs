@@ -73,6 +73,13 @@ pub struct AlarmRow {
     /// stored before the history kept steps.
     #[serde(default)]
     pub steps: Vec<SeverityStep>,
+    /// Who acknowledged (`acknowledged_by` is the way: popup, window): the display name set
+    /// in General and the OS user, e.g. "Ana Ruiz (ana)".
+    #[serde(default)]
+    pub acknowledged_user: Option<String>,
+    /// The reason given when acknowledging.
+    #[serde(default)]
+    pub acknowledged_comment: Option<String>,
 }
 
 /// One step of an alarm's life: from `at_ms` on, its severity was `severity`.

@@ -442,6 +442,8 @@ impl Engine {
             cleared_ms: None,
             acknowledged_ms: None,
             acknowledged_by: None,
+            acknowledged_user: None,
+            acknowledged_comment: None,
             steps: vec![SeverityStep {
                 at_ms: a.raised_ms,
                 severity: a.severity,
@@ -523,15 +525,39 @@ impl Engine {
         self.publish_status();
     }
 
-    pub(super) fn acknowledge(&mut self, alarm_id: i64, by: &str) -> Result<(), EngineError> {
+    pub(super) fn acknowledge(
+        &mut self,
+        alarm_id: i64,
+        by: &str,
+        comment: Option<String>,
+    ) -> Result<(), EngineError> {
         let now = self.now_ms();
-        if !self.history.acknowledge(alarm_id, by, now)? {
+        let comment = comment
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty());
+        if comment.is_none() && self.settings.comment_required_critical {
+            // Critical: its severity now (active) or as stored (cleared since).
+            let severity = match self.ids.get(&alarm_id).and_then(|k| self.active.get(k)) {
+                Some(a) => Some(a.row.severity),
+                None => self.history.alarm(alarm_id)?.map(|r| r.severity),
+            };
+            if severity == Some(Severity::Alarm) {
+                return Err(EngineError::CommentRequired(alarm_id));
+            }
+        }
+        let user = acknowledging_user(&self.settings.display_name);
+        if !self
+            .history
+            .acknowledge_as(alarm_id, by, &user, comment.as_deref(), now)?
+        {
             return Err(EngineError::NoSuchAlarm(alarm_id));
         }
         if let Some(a) = self.ids.get(&alarm_id).and_then(|k| self.active.get_mut(k)) {
             if a.row.acknowledged_ms.is_none() {
                 a.row.acknowledged_ms = Some(now);
                 a.row.acknowledged_by = Some(by.to_string());
+                a.row.acknowledged_user = Some(user.clone());
+                a.row.acknowledged_comment = comment.clone();
             }
             if std::mem::take(&mut a.shown) {
                 let tag = a.tag();
@@ -542,9 +568,23 @@ impl Engine {
         self.decide(Decision::Acknowledged {
             alarm_id,
             by: by.to_string(),
+            user,
+            comment,
         });
         self.publish_status();
         Ok(())
+    }
+}
+
+/// The person acknowledging: the OS user, after the display name set in General if any.
+pub(crate) fn acknowledging_user(display_name: &str) -> String {
+    let os = ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string());
+    match display_name.trim() {
+        "" => os,
+        name => format!("{name} ({os})"),
     }
 }
 

@@ -915,3 +915,181 @@ async fn a_hung_notifier_neither_stalls_storage_nor_blocks_shutdown() {
     assert_eq!(history.alarms(&AlarmFilter::default()).unwrap().len(), 3);
     hung.1.notify_all();
 }
+
+#[tokio::test]
+async fn acknowledgement_records_the_person_and_the_comment() {
+    let s = Settings {
+        display_name: "Ana Ruiz".into(),
+        ..Settings::default()
+    };
+    let mut rig = Rig::new(s);
+    rig.send_all(vec![raise("a")]).await;
+    let id = rig.notifier.shown()[0].alarm_id.unwrap();
+    rig.engine
+        .acknowledge_with(id, "window", Some("  door left open, closed it ".into()))
+        .await
+        .unwrap();
+    let row = rig.engine.history().alarm(id).unwrap().unwrap();
+    assert_eq!(row.acknowledged_by.as_deref(), Some("window"));
+    let user = row.acknowledged_user.unwrap();
+    assert!(user.starts_with("Ana Ruiz ("), "{user}");
+    assert_eq!(
+        row.acknowledged_comment.as_deref(),
+        Some("door left open, closed it")
+    );
+    assert_eq!(row.acknowledged_ms, Some(T0));
+    // `watch` prints it as a decision line with who and why.
+    let ack = rig
+        .decisions()
+        .into_iter()
+        .find(|d| matches!(d, Decision::Acknowledged { .. }))
+        .map(|d| serde_json::to_value(d).unwrap())
+        .expect("an acknowledged decision");
+    assert_eq!(ack["by"], "window");
+    assert_eq!(ack["comment"], "door left open, closed it");
+    assert!(ack["user"].as_str().unwrap().starts_with("Ana Ruiz ("));
+}
+
+#[tokio::test]
+async fn a_critical_alarm_needs_a_comment_when_the_setting_says_so() {
+    let s = Settings {
+        comment_required_critical: true,
+        ..Settings::default()
+    };
+    let rig = Rig::new(s);
+    rig.send_all(vec![
+        raise("crit"),
+        alarm("warm", false, Severity::Warning, "raise-warm"),
+    ])
+    .await;
+    let rows = rig
+        .engine
+        .history()
+        .alarms(&AlarmFilter::default())
+        .unwrap();
+    let crit = rows
+        .iter()
+        .find(|r| r.severity == Severity::Alarm)
+        .unwrap()
+        .id;
+    let warn = rows
+        .iter()
+        .find(|r| r.severity == Severity::Warning)
+        .unwrap()
+        .id;
+    for blank in [None, Some("   ".to_string())] {
+        assert!(matches!(
+            rig.engine.acknowledge_with(crit, "window", blank).await,
+            Err(EngineError::CommentRequired(i)) if i == crit
+        ));
+    }
+    assert_eq!(
+        rig.engine
+            .history()
+            .alarm(crit)
+            .unwrap()
+            .unwrap()
+            .acknowledged_ms,
+        None
+    );
+    // A warning is not critical: no comment needed.
+    rig.engine.acknowledge(warn, "window").await.unwrap();
+    rig.engine
+        .acknowledge_with(crit, "window", Some("checked the probe".into()))
+        .await
+        .unwrap();
+    let row = rig.engine.history().alarm(crit).unwrap().unwrap();
+    assert_eq!(
+        row.acknowledged_comment.as_deref(),
+        Some("checked the probe")
+    );
+}
+
+#[tokio::test]
+async fn popup_acknowledge_of_an_alarm_needing_a_comment_opens_the_window_instead() {
+    let s = Settings {
+        comment_required_critical: true,
+        ..Settings::default()
+    };
+    let rig = Rig::new(s);
+    rig.send_all(vec![raise("s1")]).await;
+    let id = rig.notifier.shown()[0].alarm_id.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let opened = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let o = opened.clone();
+    let task = route_popup_actions(rig.engine.clone(), rx, move |id| o.lock().unwrap().push(id));
+    tx.send(PopupAction::Acknowledge(id)).unwrap();
+    drop(tx);
+    task.await.unwrap();
+    assert_eq!(*opened.lock().unwrap(), vec![Some(id)]);
+    let row = rig.engine.history().alarm(id).unwrap().unwrap();
+    assert_eq!(
+        row.acknowledged_ms, None,
+        "not acknowledged without the comment"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_trail_records_the_alarm_life_and_who_acknowledged_why() {
+    let mut s = Settings {
+        display_name: "Ana Ruiz".into(),
+        ..Settings::default()
+    };
+    let rig = Rig::new(s.clone());
+    rig.send_all(vec![alarm("a", false, Severity::Warning, "warn-a")])
+        .await;
+    rig.send_all(vec![alarm("a", false, Severity::Alarm, "worse-a")])
+        .await;
+    let id = rig.notifier.shown()[0].alarm_id.unwrap();
+    rig.engine
+        .acknowledge_with(id, "window", Some("probe checked".into()))
+        .await
+        .unwrap();
+    rig.send_all(vec![alarm("a", true, Severity::Alarm, "clear-a")])
+        .await;
+    s.notifications.paused = true;
+    rig.engine.update_settings(s);
+    let mut st = FeedStatus::new("saveris:a1".into(), "Saveris (alice)".into());
+    st.state = FeedState::Live;
+    rig.status_tx.send(st.clone()).unwrap();
+    rig.engine.poke().await;
+    st.state = FeedState::Waiting {
+        secs: 600,
+        reason: "rate limit".into(),
+    };
+    rig.status_tx.send(st.clone()).unwrap();
+    rig.engine.poke().await;
+    let audit = rig.engine.history().audit().unwrap();
+    let report = audit.verify().unwrap();
+    assert!(report.intact, "{report:?}");
+    let kinds = audit_kinds(rig.engine.history());
+    for k in [
+        "app_started",
+        "alarm_raised",
+        "popup_shown",
+        "alarm_worse",
+        "acknowledged",
+        "alarm_cleared",
+        "notifications_paused",
+    ] {
+        assert!(
+            kinds.iter().any(|(kind, _)| kind == k),
+            "{k} missing: {kinds:?}"
+        );
+    }
+    let ack = kinds.iter().find(|(k, _)| k == "acknowledged").unwrap();
+    assert_eq!(ack.1["comment"], "probe checked");
+    assert!(ack.1["user"].as_str().unwrap().starts_with("Ana Ruiz ("));
+    assert_eq!(report.records as usize, kinds.len());
+}
+
+/// (kind, detail) of every audit record, oldest first.
+fn audit_kinds(h: &History) -> Vec<(String, serde_json::Value)> {
+    h.audit()
+        .unwrap()
+        .records()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.kind, serde_json::from_str(&r.detail).unwrap()))
+        .collect()
+}

@@ -286,6 +286,8 @@ mod tests {
             cleared_ms: None,
             acknowledged_ms: None,
             acknowledged_by: None,
+            acknowledged_user: None,
+            acknowledged_comment: None,
             steps: Vec::new(),
         }
     }

@@ -95,6 +95,7 @@ fn declarations() -> Vec<Decl> {
         LatestValue,
         UnparsedRow,
         TrayState,
+        crate::engine::audit::AuditReport,
         Status,
         // engine/reduce.rs
         Bucket,

@@ -98,8 +98,12 @@ async fn alarms(state: State<'_, WindowState>, filter: AlarmFilter) -> Res<Vec<A
     ask(&state, Request::Alarms { filter }).await
 }
 #[tauri::command]
-async fn acknowledge(state: State<'_, WindowState>, alarm_id: i64) -> Res<()> {
-    ask(&state, Request::Acknowledge { alarm_id }).await
+async fn acknowledge(
+    state: State<'_, WindowState>,
+    alarm_id: i64,
+    comment: Option<String>,
+) -> Res<()> {
+    ask(&state, Request::Acknowledge { alarm_id, comment }).await
 }
 #[tauri::command]
 async fn latest_values(state: State<'_, WindowState>) -> Res<Vec<LatestValue>> {
@@ -143,6 +147,10 @@ async fn sensor_view(
 #[tauri::command]
 async fn unparsed(state: State<'_, WindowState>, limit: u32) -> Res<Vec<UnparsedRow>> {
     ask(&state, Request::Unparsed { limit }).await
+}
+#[tauri::command]
+async fn audit_verify(state: State<'_, WindowState>) -> Res<crate::engine::audit::AuditReport> {
+    ask(&state, Request::AuditVerify).await
 }
 #[tauri::command]
 async fn send_test_notification(state: State<'_, WindowState>) -> Res<()> {
@@ -227,6 +235,7 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
             series,
             sensor_view,
             unparsed,
+            audit_verify,
             send_test_notification,
             set_paused,
             start_monitor

@@ -132,6 +132,9 @@ pub enum Request {
     },
     Acknowledge {
         alarm_id: i64,
+        /// Why (required for critical alarms when the settings say so).
+        #[serde(default)]
+        comment: Option<String>,
     },
     LatestValues,
     Series {
@@ -156,6 +159,8 @@ pub enum Request {
         to_ms: i64,
         buckets: u32,
     },
+    /// Verify the audit trail's hash chain (General page).
+    AuditVerify,
     SendTestNotification,
     SetPaused {
         paused: bool,
@@ -204,6 +209,7 @@ pub enum Response {
     Series(Vec<(i64, f64)>),
     Unparsed(Vec<UnparsedRow>),
     SensorView(Box<SensorView>),
+    Audit(crate::engine::audit::AuditReport),
 }
 
 /// A connection test that got through: what it reached, in words.
@@ -272,6 +278,7 @@ answers! {
     Series => Vec<(i64, f64)>,
     Unparsed => Vec<UnparsedRow>,
     SensorView => Box<SensorView>,
+    Audit => crate::engine::audit::AuditReport,
 }
 
 impl TryFrom<Response> for () {

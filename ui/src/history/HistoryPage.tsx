@@ -55,9 +55,65 @@ function who(r: AlarmRow): string {
   return r.name || r.sensor || r.device || "";
 }
 
+/** The small dialog that acknowledges one alarm with a comment (required or optional). */
+export function AckDialog({ row, required, onDone, onCancel }: { row: AlarmRow; required: boolean; onDone: () => void; onCancel: () => void }) {
+  const [comment, setComment] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const blank = comment.trim() === "";
+  const submit = async () => {
+    if (required && blank) {
+      setError("Write why you acknowledge this critical alarm (what you found or did).");
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      await api.acknowledge(row.id, blank ? null : comment.trim());
+      onDone();
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="ack-dialog" role="dialog" aria-modal="true" aria-labelledby="ack-dialog-h" data-testid="ack-dialog" data-alarm-id={row.id}>
+      <h3 id="ack-dialog-h">Acknowledge: {who(row)}</h3>
+      <p class="muted small">
+        {row.severity} · {row.condition ?? ""} · raised {formatTime(row.raised_ms)}
+      </p>
+      <label class="field">
+        <span>{required ? "Comment (required for critical alarms)" : "Comment (optional)"}</span>
+        <textarea
+          data-testid="ack-comment"
+          rows={3}
+          maxLength={2000}
+          value={comment}
+          aria-required={required}
+          onInput={(e) => setComment((e.target as HTMLTextAreaElement).value)}
+        />
+      </label>
+      <Message text={error} testid="ack-dialog-error" />
+      <div class="actions">
+        <span class="spacer" />
+        <Button testid="ack-cancel" onClick={onCancel}>
+          Cancel
+        </Button>
+        <Button testid="ack-confirm" kind="primary" disabled={busy || (required && blank)} onClick={submit}>
+          Acknowledge
+        </Button>
+      </div>
+    </div>
+  );
+}
+
 export function AlarmsView() {
-  const { historyTick, focusAlarm, openSensor } = useApp();
+  const { historyTick, focusAlarm, openSensor, reloadTick } = useApp();
   const openedFor = useRef<number | null>(null);
+  const [commentRequired, setCommentRequired] = useState(false);
+  const [acking, setAcking] = useState<AlarmRow | null>(null);
+  const autoOpened = useRef<number | null>(null);
   const [form, setForm] = useState<FilterForm>(EMPTY_FILTER);
   const [query, setQuery] = useState<FilterForm>(EMPTY_FILTER);
   const [rows, setRows] = useState<AlarmRow[] | null>(null);
@@ -99,10 +155,30 @@ export function AlarmsView() {
     openSensor({ sensor: r.sensor, quantity: null, alarm: r });
   }, [rows, focusAlarm]);
 
-  const ack = async (id: number) => {
+  useEffect(() => {
+    api
+      .getSettings()
+      .then((s) => setCommentRequired(s.comment_required_critical))
+      .catch(() => {});
+  }, [reloadTick]);
+
+  const needsComment = (r: AlarmRow) => commentRequired && r.severity === "alarm";
+
+  // Opened on an alarm that cannot be acknowledged without a comment (the popup's
+  // Acknowledge does that): the dialog opens at once, once per alarm.
+  useEffect(() => {
+    if (!rows || focusAlarm === null || autoOpened.current === focusAlarm) return;
+    const r = rows.find((x) => x.id === focusAlarm);
+    if (r && r.acknowledged_ms === null && needsComment(r)) {
+      autoOpened.current = focusAlarm;
+      setAcking(r);
+    }
+  }, [rows, focusAlarm, commentRequired]);
+
+  const acked = async () => {
+    setAcking(null);
     setAckError(null);
     try {
-      await api.acknowledge(id);
       setRows(await api.alarms(toFilter(query)));
     } catch (e) {
       setAckError(errorText(e));
@@ -175,6 +251,7 @@ export function AlarmsView() {
       </form>
       <Message text={error} testid="alarms-error" />
       <Message text={ackError} testid="ack-error" />
+      {acking && <AckDialog row={acking} required={needsComment(acking)} onDone={acked} onCancel={() => setAcking(null)} />}
       {rows && rows.length === 0 && (
         <p class="muted" data-testid="alarms-empty">
           No alarms match these filters.
@@ -250,13 +327,19 @@ export function AlarmsView() {
                     <td data-testid={`alarm-ack-${r.id}`}>
                       {r.acknowledged_ms !== null ? (
                         <span>
-                          {r.acknowledged_by ?? "acknowledged"}
+                          <span data-testid={`alarm-ack-user-${r.id}`}>{r.acknowledged_user ?? r.acknowledged_by ?? "acknowledged"}</span>
                           <div class="muted small" title={formatTime(r.acknowledged_ms)}>
                             {compactTime(r.acknowledged_ms)}
+                            {r.acknowledged_user && r.acknowledged_by ? ` · ${r.acknowledged_by}` : ""}
                           </div>
+                          {r.acknowledged_comment && (
+                            <div class="ack-comment small" data-testid={`alarm-ack-comment-${r.id}`}>
+                              “{r.acknowledged_comment}”
+                            </div>
+                          )}
                         </span>
                       ) : (
-                        <Button testid={`ack-${r.id}`} kind={active ? "primary" : "plain"} onClick={() => ack(r.id)} aria-label={`Acknowledge alarm ${who(r)}`}>
+                        <Button testid={`ack-${r.id}`} kind={active ? "primary" : "plain"} onClick={() => setAcking(r)} aria-label={`Acknowledge alarm ${who(r)}`}>
                           Acknowledge
                         </Button>
                       )}

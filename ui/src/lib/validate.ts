@@ -197,6 +197,9 @@ export function isClock(t: string): boolean {
 export interface GeneralDraft {
   autostart: boolean;
   retentionDays: string;
+  auditRetentionDays: string;
+  displayName: string;
+  commentRequired: boolean;
   quietEnabled: boolean;
   quietStart: string;
   quietEnd: string;
@@ -212,6 +215,9 @@ export function generalDraft(s: Settings): GeneralDraft {
   return {
     autostart: s.autostart,
     retentionDays: String(s.retention_days),
+    auditRetentionDays: String(s.audit_retention_days),
+    displayName: s.display_name,
+    commentRequired: s.comment_required_critical,
     quietEnabled: n.quiet_hours.enabled,
     quietStart: n.quiet_hours.start,
     quietEnd: n.quiet_hours.end,
@@ -226,6 +232,8 @@ export function generalDraft(s: Settings): GeneralDraft {
 export function validateGeneral(d: GeneralDraft): Errors {
   const e: Errors = {};
   if (!Number.isFinite(int(d.retentionDays, 1))) e.retentionDays = "Keep history at least 1 day (whole days).";
+  if (!Number.isFinite(int(d.auditRetentionDays, 30))) e.auditRetentionDays = "Keep the audit trail at least 30 days (whole days).";
+  if ([...d.displayName.trim()].length > 100) e.displayName = "At most 100 characters.";
   if (!isClock(d.quietStart)) e.quietStart = "Enter a time as HH:MM, e.g. 22:00.";
   if (!isClock(d.quietEnd)) e.quietEnd = "Enter a time as HH:MM, e.g. 07:00.";
   if (!Number.isFinite(int(d.groupWindowSecs, 0))) e.groupWindowSecs = "Enter whole seconds, 0 or more.";
@@ -238,6 +246,9 @@ export function validateGeneral(d: GeneralDraft): Errors {
 export function applyGeneral(s: Settings, d: GeneralDraft): void {
   s.autostart = d.autostart;
   s.retention_days = int(d.retentionDays, 1);
+  s.audit_retention_days = int(d.auditRetentionDays, 30);
+  s.display_name = d.displayName.trim();
+  s.comment_required_critical = d.commentRequired;
   const n = s.notifications;
   n.quiet_hours = {
     enabled: d.quietEnabled,

@@ -3,9 +3,15 @@ import { useEffect, useState } from "preact/hooks";
 import { api, errorText, updateSettings } from "../api";
 import { useApp } from "../context";
 import { applyGeneral, generalDraft, validateGeneral, type GeneralDraft } from "../lib/validate";
-import type { Settings } from "../types";
+import type { AuditReport, Settings } from "../types";
 import { Button, Check, Field, Message } from "../widgets";
 import { FeedList } from "./feeds";
+
+/** "audit trail intact (12,345 records)" or what is wrong. */
+export function auditLine(r: AuditReport): { ok: boolean; text: string } {
+  const n = r.records.toLocaleString("en-US");
+  return r.intact ? { ok: true, text: `audit trail intact (${n} records)` } : { ok: false, text: `audit trail NOT intact: ${r.problem}` };
+}
 
 export function GeneralSection({ settings, reload }: { settings: Settings; reload: () => void }) {
   const { info, status, refreshStatus } = useApp();
@@ -14,6 +20,19 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
   const [saveMsg, setSaveMsg] = useState<{ ok: boolean; text: string } | null>(null);
   const [testMsg, setTestMsg] = useState<{ ok: boolean; text: string } | null>(null);
   const [pauseError, setPauseError] = useState<string | null>(null);
+  const [audit, setAudit] = useState<{ ok: boolean; text: string } | null>(null);
+
+  // The audit trail is checked each time the page opens (a walk over its hash chain).
+  useEffect(() => {
+    let live = true;
+    api
+      .auditVerify()
+      .then((r) => live && setAudit(auditLine(r)))
+      .catch((e) => live && setAudit({ ok: false, text: `Audit trail: ${errorText(e)}` }));
+    return () => {
+      live = false;
+    };
+  }, []);
 
   // The form follows the settings the monitor holds whenever they are reloaded.
   useEffect(() => {
@@ -81,6 +100,10 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
           </dd>
           <dt>Status</dt>
           <dd data-testid="status-summary">{status?.summary ?? ""}</dd>
+          <dt>Audit trail</dt>
+          <dd data-testid="audit-status" data-ok={audit ? String(audit.ok) : undefined} class={audit && !audit.ok ? "bad" : undefined}>
+            {audit?.text ?? "checking…"}
+          </dd>
         </dl>
         <div class="actions">
           <Button testid="send-test-notification" onClick={testNotification}>
@@ -141,6 +164,12 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
         <div class="row">
           <Check label="Start Alarm Tray when I log in" checked={d.autostart} onChange={(v) => set({ autostart: v })} testid="autostart" />
           <Field label="Keep history (days)" value={d.retentionDays} onInput={(v) => set({ retentionDays: v })} testid="retention-days" inputMode="numeric" error={errors.retentionDays} />
+        </div>
+        <h3>Acknowledging and audit trail</h3>
+        <div class="row">
+          <Field label="Your name on acknowledgements" value={d.displayName} onInput={(v) => set({ displayName: v })} testid="display-name" error={errors.displayName} />
+          <Check label="A comment is required to acknowledge critical alarms" checked={d.commentRequired} onChange={(v) => set({ commentRequired: v })} testid="comment-required" />
+          <Field label="Keep the audit trail (days)" value={d.auditRetentionDays} onInput={(v) => set({ auditRetentionDays: v })} testid="audit-retention-days" inputMode="numeric" error={errors.auditRetentionDays} />
         </div>
         <div class="actions">
           <span class="spacer" />
