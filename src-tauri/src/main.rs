@@ -267,8 +267,9 @@ fn audit_verify() -> ExitCode {
     match alarm_tray::engine::audit::verify_file(&path) {
         Ok(r) if r.intact => {
             println!(
-                "audit trail intact ({} records), {}\nnewest record's hash: {}",
+                "audit trail intact ({} {}), {}\nnewest record's hash: {}",
                 r.records,
+                if r.records == 1 { "record" } else { "records" },
                 path.display(),
                 r.head
             );

@@ -10,7 +10,8 @@ import { FeedList } from "./feeds";
 /** "audit trail intact (12,345 records)" or what is wrong. */
 export function auditLine(r: AuditReport): { ok: boolean; text: string } {
   const n = r.records.toLocaleString("en-US");
-  return r.intact ? { ok: true, text: `audit trail intact (${n} records)` } : { ok: false, text: `audit trail NOT intact: ${r.problem}` };
+  const noun = r.records === 1 ? "record" : "records";
+  return r.intact ? { ok: true, text: `audit trail intact (${n} ${noun})` } : { ok: false, text: `audit trail NOT intact: ${r.problem}` };
 }
 
 export function GeneralSection({ settings, reload }: { settings: Settings; reload: () => void }) {
