@@ -242,6 +242,22 @@ impl Drop for Monitor {
     }
 }
 
+/// False (said on stderr) without a session bus; with one, a notification daemon must be
+/// there (`make test` runs the suite inside `dbus-run-session` with Xvfb and dunst).
+fn session_bus_with_daemon() -> bool {
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        eprintln!(
+            "SKIPPED: no session bus (run under dbus-run-session with dunst, as `make test` does)"
+        );
+        return false;
+    }
+    assert!(
+        notification_daemon_running(),
+        "a session bus but no notification daemon (start dunst)"
+    );
+    true
+}
+
 fn notification_daemon_running() -> bool {
     Command::new("dbus-send")
         .args([
@@ -262,16 +278,9 @@ fn notification_daemon_running() -> bool {
 /// `dbus-run-session` with Xvfb and dunst).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
-    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
-        eprintln!(
-            "SKIPPED: no session bus (run under dbus-run-session with dunst, as `make test` does)"
-        );
+    if !session_bus_with_daemon() {
         return;
     }
-    assert!(
-        notification_daemon_running(),
-        "a session bus but no notification daemon (start dunst)"
-    );
     let monitor = Monitor::start();
     let marker = format!(
         "m{}-{}",
@@ -412,16 +421,9 @@ async fn engine_popup_over_dbus_has_urgency_actions_and_acknowledge_click() {
 /// with both steps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warning_then_alarm_pops_twice_over_dbus_the_second_critical() {
-    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
-        eprintln!(
-            "SKIPPED: no session bus (run under dbus-run-session with dunst, as `make test` does)"
-        );
+    if !session_bus_with_daemon() {
         return;
     }
-    assert!(
-        notification_daemon_running(),
-        "a session bus but no notification daemon (start dunst)"
-    );
     let monitor = Monitor::start();
     let marker = format!(
         "w{}-{}",

@@ -218,6 +218,14 @@ impl AppChild {
         AppChild { child, lines }
     }
 
+    /// Waits (up to a minute) until the child's engine is up and said READY.
+    pub async fn wait_ready(&self) {
+        super::harness::wait_for("child ready", Duration::from_secs(60), || {
+            !self.lines_with("READY").is_empty()
+        })
+        .await;
+    }
+
     pub fn lines_with(&self, prefix: &str) -> Vec<String> {
         self.lines
             .lock()

@@ -593,10 +593,7 @@ async fn fault_9_every_ack_follows_a_sync_of_the_history() {
             ..Default::default()
         },
     );
-    wait_for("child ready", Duration::from_secs(60), || {
-        !app.lines_with("READY").is_empty()
-    })
-    .await;
+    app.wait_ready().await;
     for i in 0..total {
         let body = alarm_body(&format!("f9-{i}"))
             .replace("\"alarm_status\":\"Alarm\"", "\"alarm_status\":\"Ok\"");
@@ -747,10 +744,7 @@ async fn fault_11_redelivered_alarms_pop_one_by_one_after_a_kill() {
             ..Default::default()
         },
     );
-    wait_for("child ready", Duration::from_secs(60), || {
-        !first.lines_with("READY").is_empty()
-    })
-    .await;
+    first.wait_ready().await;
     // Two alarms stored, acknowledged and shown.
     rabbit_publish(&broker.ws_url(), &dest, &[body(0), body(1)]).await;
     wait_for("two shown", Duration::from_secs(30), || {
