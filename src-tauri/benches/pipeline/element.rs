@@ -2,6 +2,10 @@
 //! threshold rule on temperature, counting notifier) from the project's ELEMENT server
 //! (`alarm_tray::simulate::element`): a catch-up replay of a stored backlog (`after=`,
 //! batched frames), then a live burst.
+//!
+//! CPU per reading (issue 28): the same catch-up replay drained by two child processes,
+//! measured by the kernel (wait4) — the ELEMENT feed + engine, and a bare WebSocket reader
+//! of the same socket (tokio-tungstenite, parse each frame's JSON, count readings).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::ingest::CountingNotifier;
-use crate::Config;
+use crate::{procs, Config};
 
 const KEY: &str = "bench-element-key-0123456789";
 const DEVICES: usize = 50;
@@ -54,16 +58,7 @@ async fn drain(server: &ElementServer, n: usize, live: bool) -> Result<Value, St
     };
     let mut settings = Settings::default();
     settings.element.push(account.clone());
-    settings.rules.push(ThresholdRule {
-        id: "warm".into(),
-        name: "too warm".into(),
-        enabled: true,
-        quantity: "temperature".into(),
-        limit: Limit::Above { value: 12.5 },
-        hysteresis: 0.5,
-        min_count: 2,
-        ..Default::default()
-    });
+    settings.rules.push(rule());
     let (tx, rx) = mpsc::channel(4096);
     let (status_tx, status_rx) = mpsc::unbounded_channel();
     let notifier = Arc::new(CountingNotifier::default());
@@ -120,6 +115,175 @@ async fn drain(server: &ElementServer, n: usize, live: bool) -> Result<Value, St
     )
 }
 
+fn account(base_url: &str) -> ElementAccount {
+    ElementAccount {
+        id: "bench-element".into(),
+        enabled: true,
+        base_url: base_url.into(),
+        subscriptions: vec![ElementSubscription {
+            id: "readings".into(),
+            enabled: true,
+            scope: ElementScope::Mandate,
+            kind: ElementKind::Readings,
+            preload: vec![],
+            catch_up_hours: 2,
+        }],
+        text_ping: false,
+    }
+}
+
+/// Child `element`: the ELEMENT feed + engine (history on `db`, the threshold rule) drain
+/// `n` readings of the server's backlog. Prints one JSON line.
+pub async fn child_ours(base_url: &str, n: usize, db: &std::path::Path) -> Result<Value, String> {
+    let history = History::open(db).map_err(|e| e.to_string())?;
+    let account = account(base_url);
+    let mut settings = Settings::default();
+    settings.element.push(account.clone());
+    settings.rules.push(rule());
+    let (tx, rx) = mpsc::channel(4096);
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
+    let engine = engine::spawn(
+        settings,
+        history.clone(),
+        Arc::new(CountingNotifier::default()),
+        rx,
+        status_rx,
+    );
+    let start = Instant::now();
+    let feed = element::spawn(
+        ElementFeedConfig::new(account, KEY.into(), HashMap::new()),
+        tx,
+        status_tx,
+    );
+    let deadline = start + Duration::from_secs(600);
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if history.event_count().map_err(|e| e.to_string())? as usize >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("fewer than {n} readings stored after 600 s"));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    feed.stop().await;
+    engine.shutdown().await;
+    Ok(json!({"readings": n, "secs": secs}))
+}
+
+/// Child `element-bare`: the same socket (same `after=`), read by tokio-tungstenite; each
+/// text frame parsed as JSON and its readings counted. Prints one JSON line.
+pub async fn child_bare(base_url: &str, n: usize) -> Result<Value, String> {
+    use futures_util::StreamExt;
+    let after = element::link::after_param(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2));
+    let url = element::socket::socket_url(
+        base_url,
+        &ElementScope::Mandate,
+        ElementKind::Readings,
+        KEY,
+        Some(&after),
+        &[],
+    )
+    .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut got = 0usize;
+    while got < n {
+        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .map_err(|_| format!("only {got} of {n} readings after a 60 s pause"))?
+            .ok_or_else(|| format!("the server closed after {got} readings"))?
+            .map_err(|e| e.to_string())?;
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            got += match serde_json::from_str::<Value>(t.as_str()) {
+                Ok(Value::Array(a)) => a.len(),
+                Ok(_) => 1,
+                Err(_) => 0,
+            };
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let _ = ws.close(None).await;
+    Ok(json!({"readings": got, "secs": secs}))
+}
+
+/// CPU per reading of the feed + engine and of the bare reader, each draining a fresh
+/// server's backlog of `n` in its own process.
+async fn cpu_per_reading(sim_cfg: &ElementServerConfig, n: usize) -> Result<Value, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut out = serde_json::Map::new();
+    for who in ["alarm-tray", "bare"] {
+        let server = ElementServer::start(sim_cfg.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        backlog(&server, n);
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut cmd = std::process::Command::new(&exe);
+        if who == "bare" {
+            cmd.args(["--child", "element-bare", &server.base_url(), "", &n.to_string()]);
+        } else {
+            cmd.args(["--child", "element", &server.base_url(), "", &n.to_string()])
+                .arg(dir.path().join("history.sqlite3"));
+        }
+        let m = tokio::task::spawn_blocking(move || procs::run_measured(cmd, Duration::from_secs(900)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        server.stop().await;
+        if !m.success {
+            return Err(format!("element child {who} failed: {} {}", m.stdout.trim(), m.stderr.trim()));
+        }
+        let own: Value = m
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| format!("element child {who} printed no result"))?;
+        let secs = own["secs"].as_f64().unwrap_or(f64::NAN);
+        out.insert(
+            who.into(),
+            json!({
+                "readings": n,
+                "secs": secs,
+                "readings_per_s": n as f64 / secs,
+                "cpu_secs": m.cpu_secs,
+                "cpu_us_per_reading": m.cpu_secs * 1e6 / n as f64,
+                "peak_rss_mb": m.max_rss_kb as f64 / 1024.0,
+            }),
+        );
+    }
+    let ratio = out["alarm-tray"]["cpu_us_per_reading"]
+        .as_f64()
+        .zip(out["bare"]["cpu_us_per_reading"].as_f64())
+        .map(|(a, b)| a / b);
+    out.insert("cpu_vs_bare".into(), json!(ratio));
+    Ok(Value::Object(out))
+}
+
+fn rule() -> ThresholdRule {
+    ThresholdRule {
+        id: "warm".into(),
+        name: "too warm".into(),
+        enabled: true,
+        quantity: "temperature".into(),
+        limit: Limit::Above { value: 12.5 },
+        hysteresis: 0.5,
+        min_count: 2,
+        ..Default::default()
+    }
+}
+
+/// A backlog of `n` readings over the last hour, earliest first.
+fn backlog(server: &ElementServer, n: usize) {
+    let now = jiff::Timestamp::now();
+    for i in 0..n {
+        let ago = jiff::SignedDuration::from_micros(((n - i) as i64) * 30_000);
+        server.insert_reading_at(&device(i), reading(i), now - ago);
+    }
+}
+
 pub async fn run(cfg: &Config) -> Result<Value, String> {
     let n = if cfg.quick { 5_000 } else { 100_000 };
     let sim_cfg = ElementServerConfig {
@@ -139,16 +303,12 @@ pub async fn run(cfg: &Config) -> Result<Value, String> {
         let server = ElementServer::start(sim_cfg.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let now = jiff::Timestamp::now();
-        for i in 0..n {
-            let ago = jiff::SignedDuration::from_micros(((n - i) as i64) * 30_000);
-            server.insert_reading_at(&device(i), reading(i), now - ago);
-        }
+        backlog(&server, n);
         runs.push(drain(&server, n, false).await?);
         server.stop().await;
     }
     {
-        let server = ElementServer::start(sim_cfg)
+        let server = ElementServer::start(sim_cfg.clone())
             .await
             .map_err(|e| e.to_string())?;
         match drain(&server, n, true).await {
@@ -165,5 +325,17 @@ pub async fn run(cfg: &Config) -> Result<Value, String> {
             r["readings"]
         );
     }
-    Ok(json!({"runs": runs, "replay_batch": 20}))
+    let cpu = match cpu_per_reading(&sim_cfg, n).await {
+        Ok(v) => {
+            println!(
+                "element CPU per reading (catch-up, own processes): alarm-tray {:.1} µs, bare reader {:.1} µs ({:.2}×)",
+                v["alarm-tray"]["cpu_us_per_reading"].as_f64().unwrap_or(f64::NAN),
+                v["bare"]["cpu_us_per_reading"].as_f64().unwrap_or(f64::NAN),
+                v["cpu_vs_bare"].as_f64().unwrap_or(f64::NAN),
+            );
+            v
+        }
+        Err(e) => json!({"error": e}),
+    };
+    Ok(json!({"runs": runs, "replay_batch": 20, "cpu_per_reading": cpu}))
 }

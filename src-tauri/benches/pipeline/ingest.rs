@@ -123,6 +123,7 @@ pub async fn child_ours(
         "popups_shown": notifier.shown.load(Ordering::Relaxed),
         "popups_closed": notifier.closed.load(Ordering::Relaxed),
         "alarms_raised": alarms,
+        "history_commits": history.commits(),
     }))
 }
 
@@ -178,6 +179,29 @@ pub async fn child_bare(ws_url: &str, dest: &str, n: usize, ack: &str) -> Result
     let secs = start.elapsed().as_secs_f64();
     c.close().await;
     Ok(json!({"messages": got, "secs": secs, "parse_errors": parse_errors}))
+}
+
+/// strace is there to count fsyncs (`BENCH_FSYNCS=0` leaves it out).
+fn strace_available() -> bool {
+    std::env::var("BENCH_FSYNCS").map_or(true, |v| v != "0")
+        && Command::new("strace")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+/// fsync + fdatasync calls in a `strace -c` summary (its `calls` column).
+fn fsyncs_counted(summary: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(summary).ok()?;
+    let mut total = None;
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if matches!(cols.last(), Some(&"fsync") | Some(&"fdatasync")) && cols.len() >= 5 {
+            *total.get_or_insert(0) += cols[3].parse::<u64>().ok()?;
+        }
+    }
+    // strace ran but saw none: no line at all.
+    Some(total.unwrap_or(0))
 }
 
 fn bench_exe() -> Result<std::path::PathBuf, String> {
@@ -306,6 +330,16 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
                         c.args(rest).arg(bench_exe()?);
                         c
                     }
+                    // fsyncs are counted by strace, stopping only at those two calls
+                    // (seccomp filter): the child runs at full speed in between, and
+                    // wait4 on strace includes the child's CPU.
+                    None if strace_available() => {
+                        let mut c = Command::new("strace");
+                        c.args(["-f", "-qq", "--seccomp-bpf", "-e", "trace=fsync,fdatasync", "-c", "-o"])
+                            .arg(tmp.path().join("fsyncs.txt"))
+                            .arg(bench_exe()?);
+                        c
+                    }
                     None => Command::new(bench_exe()?),
                 };
                 c.args(["--child", "ours", &url, &user, &n.to_string()])
@@ -348,6 +382,10 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
             .zip(broker_cpu0)
             .map(|(b, a)| b - a);
         let mut r = row(name, what, &m, n)?;
+        if let Some(k) = fsyncs_counted(&tmp.path().join("fsyncs.txt")) {
+            r["fsyncs"] = json!(k);
+            r["fsyncs_per_1000_msgs"] = json!(k as f64 * 1000.0 / n as f64);
+        }
         r["preload_secs"] = json!(preload_secs);
         r["broker_cpu_secs"] = json!(broker_cpu);
         println!(
@@ -371,6 +409,8 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
         "vs_node_nodeflate_throughput": ratio(ours, get("node-stompjs-nodeflate", "msg_per_s")),
         "vs_bare_throughput": ratio(ours, get("bare-rust", "msg_per_s")),
         "vs_bare_noack_throughput": ratio(ours, get("bare-rust-noack", "msg_per_s")),
+        "cpu_per_msg_vs_bare": ratio(get("alarm-tray", "cpu_us_per_msg"), get("bare-rust", "cpu_us_per_msg")),
+        "fsyncs_per_1000_msgs": get("alarm-tray", "fsyncs_per_1000_msgs"),
         "cpu_per_msg_vs_node_default": ratio(get("alarm-tray", "cpu_us_per_msg"), get("node-stompjs", "cpu_us_per_msg")),
     });
     Ok(

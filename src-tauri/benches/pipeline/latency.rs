@@ -216,6 +216,9 @@ async fn one_rate(broker: &Broker, rate: u32, secs: u64) -> Result<Value, String
     let pub_secs = publisher.await.map_err(|e| e.to_string())??.as_secs_f64();
     feed.stop().await;
     engine.shutdown().await;
+    // One commit is one fsync of the history's log (synchronous=FULL): how well
+    // deliveries arriving together share it at this rate.
+    let commits = history.commits();
     let mut ms: Vec<f64> = decided.into_values().collect();
     ms.sort_by(|a, b| a.total_cmp(b));
     Ok(json!({
@@ -230,5 +233,7 @@ async fn one_rate(broker: &Broker, rate: u32, secs: u64) -> Result<Value, String
         "max_ms": ms.last().copied(),
         "decisions": kinds,
         "outputs_lagged": lagged,
+        "history_commits": commits,
+        "commits_per_1000_msgs": commits as f64 * 1000.0 / n as f64,
     }))
 }

@@ -132,6 +132,8 @@ fn child(args: &[String]) -> i32 {
         "ours" => rt.block_on(ingest::child_ours(arg(1), arg(2), n, Path::new(arg(4)))),
         "bare" => rt.block_on(ingest::child_bare(arg(1), arg(2), n, arg(4))),
         "feed" => rt.block_on(ingest::child_feed(arg(1), arg(2), n)),
+        "element" => rt.block_on(element::child_ours(arg(1), n, Path::new(arg(4)))),
+        "element-bare" => rt.block_on(element::child_bare(arg(1), n)),
         other => Err(format!("unknown child {other:?}")),
     };
     match r {

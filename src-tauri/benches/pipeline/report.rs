@@ -80,6 +80,15 @@ pub fn table(r: &Value) -> String {
                     .map(|x| x >= 30_000.0)
             ),
         );
+        let _ = writeln!(
+            s,
+            "   alarm-tray CPU per message vs bare consumer: {}× (target ≤ 2.0: {}); ingest vs bare {} (target ≥ 0.95: {}); fsyncs per 1,000 messages: {}",
+            f(&q["cpu_per_msg_vs_bare"], 2),
+            verdict(q["cpu_per_msg_vs_bare"].as_f64().map(|x| x <= 2.0)),
+            f(&q["vs_bare_throughput"], 2),
+            verdict(q["vs_bare_throughput"].as_f64().map(|x| x >= 0.95)),
+            f(&q["fsyncs_per_1000_msgs"], 1),
+        );
         if !q["vs_node_nodeflate_throughput"].is_null() {
             let _ = writeln!(
                 s,
@@ -132,10 +141,17 @@ pub fn table(r: &Value) -> String {
             .iter()
             .find(|x| x["rate"] == 2000)
             .and_then(|x| x["p99_ms"].as_f64());
+        let bare99 = lat["broker_only"]
+            .as_array()
+            .and_then(|b| b.iter().find(|x| x["rate"] == 2000))
+            .and_then(|x| x["p99_ms"].as_f64());
+        let vs = p99.zip(bare99).map(|(a, b)| a / b);
         let _ = writeln!(
             s,
-            "   p99 at 2,000 msg/s under 20 ms: {}",
-            verdict(p99.map(|x| x < 20.0))
+            "   p99 at 2,000 msg/s under 20 ms: {}; vs the broker alone: {}× (target ≤ 2: {})",
+            verdict(p99.map(|x| x < 20.0)),
+            vs.map_or("—".into(), |x| format!("{x:.2}")),
+            verdict(vs.map(|x| x <= 2.0))
         );
     } else if let Some(e) = lat["error"].as_str() {
         let _ = writeln!(s, "\n2. Latency: FAILED: {e}");
@@ -265,6 +281,24 @@ pub fn table(r: &Value) -> String {
                 }
             }
         }
+        let cpu = &el["cpu_per_reading"];
+        match cpu["error"].as_str() {
+            Some(e) => {
+                let _ = writeln!(s, "   CPU per reading: FAILED: {e}");
+            }
+            None if cpu.is_object() => {
+                let _ = writeln!(
+                    s,
+                    "   CPU per reading (catch-up, own processes): alarm-tray {} µs at {}/s, bare WebSocket reader {} µs at {}/s: {}×",
+                    f(&cpu["alarm-tray"]["cpu_us_per_reading"], 1),
+                    f(&cpu["alarm-tray"]["readings_per_s"], 0),
+                    f(&cpu["bare"]["cpu_us_per_reading"], 1),
+                    f(&cpu["bare"]["readings_per_s"], 0),
+                    f(&cpu["cpu_vs_bare"], 2),
+                );
+            }
+            None => {}
+        }
     } else if let Some(e) = el["error"].as_str() {
         let _ = writeln!(s, "\n5. ELEMENT: FAILED: {e}");
     }
@@ -293,9 +327,13 @@ pub fn table(r: &Value) -> String {
 
 /// One line of the latency table: rate, percentiles, max and sample count.
 fn latency_row(s: &mut String, run: &Value) {
+    let commits = match run["commits_per_1000_msgs"].as_f64() {
+        Some(c) => format!("   {c:.0} commits (fsyncs) per 1,000 msgs"),
+        None => String::new(),
+    };
     let _ = writeln!(
         s,
-        "   {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "   {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}{commits}",
         f(&run["rate"], 0),
         f(&run["p50_ms"], 2),
         f(&run["p95_ms"], 2),

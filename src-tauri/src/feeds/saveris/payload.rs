@@ -256,33 +256,95 @@ pub enum PayloadError {
 /// (and the reverse) are read by their content: a server mixing them up should not cost an
 /// alarm.
 pub fn parse(channel: Channel, body: &[u8]) -> Result<Payload, PayloadError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| PayloadError::NotAnObject)?;
-    let Value::Object(map) = &value else {
-        return Err(PayloadError::NotAnObject);
-    };
-    let looks_alarm = map.contains_key("alarm_status") || map.contains_key("alarm_type");
+    // Which keys are there decides the shape; the probe reads that without building a
+    // tree (issue 28: the body was parsed into a `Value` and then converted again).
+    let keys: Probe = serde_json::from_slice(body).map_err(|_| PayloadError::NotAnObject)?;
     let shape = |channel: Channel| {
         move |source| PayloadError::Shape {
             channel: channel.as_str(),
             source,
         }
     };
-    if looks_alarm || (channel == Channel::Alarms && !map.contains_key("measurement")) {
-        return serde_json::from_value(value)
+    if keys.alarm || (channel == Channel::Alarms && !keys.measurement) {
+        return serde_json::from_slice(body)
             .map(Payload::Alarm)
             .map_err(shape(Channel::Alarms));
     }
-    let v2 = channel == Channel::MeasurementsV2
-        || map.contains_key("channel_no")
-        || map.contains_key("serial_no");
-    if v2 {
-        serde_json::from_value(value)
+    if channel == Channel::MeasurementsV2 || keys.v2 {
+        serde_json::from_slice(body)
             .map(Payload::MeasurementV2)
             .map_err(shape(Channel::MeasurementsV2))
     } else {
-        serde_json::from_value(value)
+        serde_json::from_slice(body)
             .map(Payload::MeasurementV1)
             .map_err(shape(Channel::Measurements))
+    }
+}
+
+/// The keys of a body that tell its shape (present, even as `null`), read in one pass that
+/// skips every value. Anything but a JSON object is refused.
+#[derive(Default)]
+struct Probe {
+    /// `alarm_status` or `alarm_type`.
+    alarm: bool,
+    /// `measurement`.
+    measurement: bool,
+    /// `channel_no` or `serial_no` (measurements v2).
+    v2: bool,
+}
+
+impl<'de> Deserialize<'de> for Probe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = Probe;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Probe, A::Error> {
+                let mut p = Probe::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Alarm => p.alarm = true,
+                        Key::Measurement => p.measurement = true,
+                        Key::V2 => p.v2 = true,
+                        Key::Other => {}
+                    }
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
+/// A key of the probe, compared where it lies in the body (no copy).
+enum Key {
+    Alarm,
+    Measurement,
+    V2,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Key, E> {
+                Ok(match k {
+                    "alarm_status" | "alarm_type" => Key::Alarm,
+                    "measurement" => Key::Measurement,
+                    "channel_no" | "serial_no" => Key::V2,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(Name)
     }
 }
 
