@@ -269,13 +269,7 @@ fn sensor_view(
         ));
     }
     let points = match &quantity {
-        Some(q) => db(history.field_series_between(
-            &sensor,
-            q,
-            from_ms,
-            to_ms,
-            MAX_VIEW_READINGS,
-        ))?,
+        Some(q) => db(history.field_series_between(&sensor, q, from_ms, to_ms, MAX_VIEW_READINGS))?,
         None => db(history.series_between(&sensor, from_ms, to_ms, MAX_VIEW_READINGS))?,
     };
     let (name, unit) = db(history.sensor_unit(&sensor, quantity.as_deref()))?;

@@ -454,7 +454,11 @@ fn e2e_full_stack_saveris_element_rules() {
     desktop::wait_for(
         Duration::from_secs(10),
         "the alarm's sensor view after Open",
-        || d.exists_css(&format!("[data-testid='sensor-view'][data-alarm-id='{id}']")),
+        || {
+            d.exists_css(&format!(
+                "[data-testid='sensor-view'][data-alarm-id='{id}']"
+            ))
+        },
     );
     d.screenshot("history-opened-from-popup");
     d.click(&format!("ack-{id}"));
@@ -1309,7 +1313,10 @@ fn e2e_sensor_view_compares_and_exports_png_and_csv() {
     );
     d.select("sensor-compare-pick", "0");
     let two = chart("fridge-7|fridge-8");
-    assert_eq!(two["sensors"], "fridge-7|fridge-8", "both on one chart: {two}");
+    assert_eq!(
+        two["sensors"], "fridge-7|fridge-8",
+        "both on one chart: {two}"
+    );
     assert_eq!(two["axes"], "°C", "one axis for the one unit: {two}");
     assert!(
         d.text("sensor-summary").contains("Compared with Fridge 8"),
@@ -1349,7 +1356,11 @@ fn e2e_sensor_view_compares_and_exports_png_and_csv() {
         .collect();
     // 24 h at one a minute, less the hour's gap (59 readings) and the first reading, which
     // falls just before a range that ends when the view was opened.
-    assert_eq!(rows.len(), 24 * 60 - 59 - 1, "one row per reading in the range");
+    assert_eq!(
+        rows.len(),
+        24 * 60 - 59 - 1,
+        "one row per reading in the range"
+    );
     assert_eq!(rows.len(), readings, "as many rows as the view counts");
     assert!(
         rows.windows(2).all(|w| w[0].0 < w[1].0),
@@ -1379,7 +1390,11 @@ fn e2e_sensor_view_compares_and_exports_png_and_csv() {
         two["canvas"].as_u64().unwrap_or(0),
         "the chart's canvas, full width"
     );
-    assert!(png.len() > 5_000, "more than an empty canvas: {} bytes", png.len());
+    assert!(
+        png.len() > 5_000,
+        "more than an empty canvas: {} bytes",
+        png.len()
+    );
     drop(d);
     drop(monitor);
 }

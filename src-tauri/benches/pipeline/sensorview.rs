@@ -57,7 +57,7 @@ fn seed(history: &History, days: i64, end_ms: i64) -> Result<usize, String> {
                         );
                         // A slow daily wave with a one-minute spike every 5 days.
                         let spike = if i % 7200 == 3600 { 6.0 } else { 0.0 };
-                        let v = 4.0 + (i as f64 / 1440.0 * 6.283).sin() + spike + s as f64 * 0.1;
+                        let v = 4.0 + (i as f64 / 1440.0 * std::f64::consts::TAU).sin() + spike + s as f64 * 0.1;
                         e.sensor = Some(sensor_id(s));
                         e.device = Some(format!("logger{s:02}"));
                         e.name = Some(format!("Fridge {s:02}"));
@@ -114,8 +114,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime) -> Result<Value, String> 
         .map_err(|e| e.to_string())?;
     let end_ms = jiff::Timestamp::now().as_millisecond();
     let t = Instant::now();
-    let history =
-        History::open(&dir.path().join("history.sqlite3")).map_err(|e| e.to_string())?;
+    let history = History::open(&dir.path().join("history.sqlite3")).map_err(|e| e.to_string())?;
     let rows = seed(&history, days, end_ms)?;
     drop(history);
     let load_secs = t.elapsed().as_secs_f64();
@@ -209,9 +208,7 @@ pub fn run(cfg: &Config, rt: &tokio::runtime::Runtime) -> Result<Value, String> 
 fn tauri_driver() -> PathBuf {
     std::env::var_os("BENCH_TAURI_DRIVER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/tauri-driver")
-        })
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/tauri-driver"))
 }
 
 fn free_port() -> Result<u16, String> {
@@ -273,9 +270,7 @@ fn window_draw(cfg: &Config, data_dir: &Path, days: i64) -> Result<Value, String
         };
         let runs = if cfg.quick { 2 } else { 5 };
         let measured = script(MEASURE_JS, json!([sensor_id(0), runs, 30 * DAY]));
-        let _ = http
-            .delete(format!("{base}/session/{session}"))
-            .send();
+        let _ = http.delete(format!("{base}/session/{session}")).send();
         let measured = measured?;
         if let Some(e) = measured["error"].as_str() {
             return Err(e.to_string());
