@@ -241,6 +241,12 @@ impl Monitor {
     }
 }
 
+/// Longest range the sensor view answers (a custom range is checked here as well as in
+/// the window): a year and a bit, about 570,000 readings at one a minute.
+const MAX_VIEW_RANGE_MS: i64 = 400 * 86_400_000;
+/// Most readings one view reads (a year at one reading a minute fits).
+const MAX_VIEW_READINGS: u32 = 1_000_000;
+
 /// The sensor view of one range: the readings reduced in the monitor, so a 30-day range
 /// crosses the socket as a few thousand buckets, not tens of thousands of readings.
 fn sensor_view(
@@ -257,12 +263,19 @@ fn sensor_view(
             "the range ends before it starts".into(),
         ));
     }
+    if to_ms - from_ms > MAX_VIEW_RANGE_MS {
+        return Err(Error::InvalidInput(
+            "the range is longer than 400 days".into(),
+        ));
+    }
     let points = match &quantity {
-        Some(q) => db(history.field_series(&sensor, q, from_ms))?,
-        None => db(history.series(&sensor, from_ms))?,
+        Some(q) => db(history.field_series_between(&sensor, q, from_ms, to_ms, MAX_VIEW_READINGS))?,
+        None => db(history.series_between(&sensor, from_ms, to_ms, MAX_VIEW_READINGS))?,
     };
     let (name, unit) = db(history.sensor_unit(&sensor, quantity.as_deref()))?;
-    let limits = reduce::limit_lines(&settings.rules, &sensor, quantity.as_deref());
+    let scope = sensor_scope(history, settings, &sensor)?;
+    let mut limits = reduce::limit_lines(&settings.rules, &scope, quantity.as_deref());
+    limits.extend(upstream_limits(history, &sensor, quantity.as_deref())?);
     let bucket_ms = (to_ms - from_ms) / i64::from(buckets.clamp(1, reduce::MAX_BUCKETS));
     let gap_ms = reduce::gap_threshold(&points, bucket_ms.max(60_000));
     let celsius = reduce::is_celsius(unit.as_deref(), quantity.as_deref());
@@ -278,6 +291,52 @@ fn sensor_view(
         from_ms,
         to_ms,
     })
+}
+
+/// The devices and ELEMENT tags a sensor reports through, from its newest events and the
+/// subscriptions' scopes in the settings: what device and tag rules are matched against.
+fn sensor_scope(
+    history: &crate::engine::history::History,
+    settings: &Settings,
+    sensor: &str,
+) -> Result<crate::engine::reduce::SensorScope, Error> {
+    use crate::settings::ElementScope;
+    let mut scope = crate::engine::reduce::SensorScope {
+        sensor: sensor.to_string(),
+        ..Default::default()
+    };
+    for (device, account, subscription) in db(history.sensor_origins(sensor))? {
+        if let Some(d) = device.filter(|d| !scope.devices.contains(d)) {
+            scope.devices.push(d);
+        }
+        let tags = settings
+            .element
+            .iter()
+            .filter(|a| a.id == account)
+            .flat_map(|a| a.subscriptions.iter())
+            .filter(|s| s.id == subscription)
+            .filter_map(|s| match &s.scope {
+                ElementScope::Tag(t) => Some(t.clone()),
+                _ => None,
+            });
+        for t in tags {
+            if !scope.tags.contains(&t) {
+                scope.tags.push(t);
+            }
+        }
+    }
+    Ok(scope)
+}
+
+/// The limits the sensor carries upstream, drawn beside the rules' ones with
+/// `LimitOrigin::Saveris`. The hook for issue 20: once the Data API client stores a
+/// sensor's own alarm limits, they are read here; until then there are none.
+fn upstream_limits(
+    _history: &crate::engine::history::History,
+    _sensor: &str,
+    _quantity: Option<&str>,
+) -> Result<Vec<crate::engine::reduce::LimitLine>, Error> {
+    Ok(Vec::new())
 }
 
 fn db<T>(r: Result<T, crate::engine::HistoryError>) -> Result<T, Error> {
@@ -382,5 +441,93 @@ impl Handler for Monitor {
             // Handled by the server before it reaches here.
             Request::Subscribe => Ok(Response::Ok),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::history::History;
+    use crate::event::{Event, EventKind, Source};
+    use crate::settings::{
+        ElementAccount, ElementScope, ElementSubscription, Limit, RuleTarget, ThresholdRule,
+    };
+
+    fn reading(h: &History, sensor: &str, device: &str, sub: &str, at: i64, v: f64) {
+        h.write(|w| {
+            let mut e = Event::new(
+                Source::Element,
+                "acc",
+                sub,
+                EventKind::Reading,
+                format!("{sensor}-{sub}-{at}"),
+            );
+            e.sensor = Some(sensor.into());
+            e.device = Some(device.into());
+            e.value = Some(v);
+            e.measured_at = jiff::Timestamp::from_millisecond(at).ok();
+            w.insert_event(&e)?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn the_view_draws_the_limits_of_rules_on_the_sensors_device_and_tag() {
+        let h = History::open_in_memory().unwrap();
+        reading(&h, "s1", "dev-1", "cold-sub", 1_000, 4.0);
+        reading(&h, "s1", "dev-1", "cold-sub", 61_000, 9.0);
+        let mut settings = Settings::default();
+        settings.element.push(ElementAccount {
+            id: "acc".into(),
+            subscriptions: vec![ElementSubscription {
+                id: "cold-sub".into(),
+                scope: ElementScope::Tag("cold".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let rule = |name: &str, target: RuleTarget, limit: Limit| ThresholdRule {
+            id: name.into(),
+            name: name.into(),
+            target,
+            limit,
+            ..Default::default()
+        };
+        settings.rules = vec![
+            rule(
+                "by device",
+                RuleTarget::Device("dev-1".into()),
+                Limit::Above { value: 8.0 },
+            ),
+            rule(
+                "by tag",
+                RuleTarget::Tag("cold".into()),
+                Limit::Below { value: 2.0 },
+            ),
+            rule(
+                "elsewhere",
+                RuleTarget::Device("dev-9".into()),
+                Limit::Above { value: 1.0 },
+            ),
+        ];
+        let v = sensor_view(&h, &settings, "s1".into(), None, (0, 120_000), 10).unwrap();
+        let names: Vec<&str> = v.limits.iter().map(|l| l.rule.as_str()).collect();
+        assert_eq!(names, vec!["by device", "by tag"]);
+        assert_eq!(v.stats.outside_ms, 0, "the last reading counts for nothing");
+        assert_eq!(v.stats.max, Some(9.0));
+        // A custom range in the past reads only that range; a reversed or too long one is refused.
+        let past = sensor_view(&h, &settings, "s1".into(), None, (0, 30_000), 10).unwrap();
+        assert_eq!(past.stats.count, 1);
+        assert!(sensor_view(&h, &settings, "s1".into(), None, (5, 5), 10).is_err());
+        assert!(sensor_view(
+            &h,
+            &settings,
+            "s1".into(),
+            None,
+            (0, MAX_VIEW_RANGE_MS + 1),
+            10
+        )
+        .is_err());
     }
 }

@@ -450,6 +450,16 @@ fn e2e_full_stack_saveris_element_rules() {
             "Open on the popup did not show alarm {id}"
         );
     }
+    // Issue 27: Open lands on the alarm's sensor view, not only on its row.
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "the alarm's sensor view after Open",
+        || {
+            d.exists_css(&format!(
+                "[data-testid='sensor-view'][data-alarm-id='{id}']"
+            ))
+        },
+    );
     d.screenshot("history-opened-from-popup");
     d.click(&format!("ack-{id}"));
     d.click("ack-confirm");
@@ -1026,22 +1036,17 @@ fn e2e_element_dashboard_one_card_per_field_temperature_first() {
     rt.block_on(element.stop());
 }
 
-/// The sensor view in the real window: from an alarm in History to its sensor's chart. A
-/// fridge's 24 h at one reading a minute, with an excursion to 9.5 °C (the alarm, raised,
-/// acknowledged and cleared) and an hour without readings; a rule's limits 2–6 °C. The
-/// chart's canvas is drawn with one alarm band, both limit lines and the gap kept as empty
-/// buckets; the figures show the excursion. Screenshot: target/screenshots/sensor-view.png.
-#[test]
-fn e2e_sensor_view_from_an_alarm_in_history() {
+/// A minute, in ms.
+const MIN: i64 = 60_000;
+
+/// Fridge 7's last 24 h in the profile's history: one reading a minute (device
+/// `logger-7`), an excursion to 9.5 °C 6 h ago lasting 40 min (an alarm, raised, acknowledged
+/// after 5 min and cleared) and no readings from 3 h to 2 h ago. Returns the alarm's id.
+fn seed_fridge_day(profile: &Profile, now: i64) -> i64 {
     use alarm_tray::engine::history::NewAlarm;
     use alarm_tray::engine::model::LatestValue;
     use alarm_tray::engine::History;
     use alarm_tray::event::{Event, EventKind, Severity, Source};
-    desktop::require_desktop();
-    let _serial = desktop::serial();
-    let profile = Profile::new();
-    let now = jiff::Timestamp::now().as_millisecond();
-    const MIN: i64 = 60_000;
     let raised = now - 6 * 60 * MIN;
     let cleared = raised + 40 * MIN;
     let h = History::open(&profile.data_dir().join("history.sqlite3")).unwrap();
@@ -1066,6 +1071,7 @@ fn e2e_sensor_view_from_an_alarm_in_history() {
                     format!("fridge-{i}"),
                 );
                 e.sensor = Some("fridge-7".into());
+                e.device = Some("logger-7".into());
                 e.name = Some("Fridge 7".into());
                 e.quantity = Some("Temperature".into());
                 e.value = Some((v * 100.0_f64).round() / 100.0);
@@ -1104,6 +1110,21 @@ fn e2e_sensor_view_from_an_alarm_in_history() {
         .unwrap();
     h.acknowledge(alarm_id, "window", raised + 5 * MIN).unwrap();
     drop(h);
+    alarm_id
+}
+
+/// The sensor view in the real window: from an alarm in History to its sensor's chart. A
+/// fridge's 24 h at one reading a minute, with an excursion to 9.5 °C (the alarm, raised,
+/// acknowledged and cleared) and an hour without readings; a rule's limits 2–6 °C. The
+/// chart's canvas is drawn with one alarm band, both limit lines and the gap kept as empty
+/// buckets; the figures show the excursion. Screenshot: target/screenshots/sensor-view.png.
+#[test]
+fn e2e_sensor_view_from_an_alarm_in_history() {
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let profile = Profile::new();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let alarm_id = seed_fridge_day(&profile, now);
     let mut settings = alarm_tray::settings::Settings::default();
     settings.rules.push(alarm_tray::settings::ThresholdRule {
         id: "r1".into(),
@@ -1172,6 +1193,208 @@ fn e2e_sensor_view_from_an_alarm_in_history() {
     );
     let shot = d.screenshot("sensor-view");
     eprintln!("screenshot: {}", shot.display());
+    drop(d);
+    drop(monitor);
+}
+
+/// Compare and export in the real window. Fridge 7's day (as above) with a rule on the
+/// sensor (2–6 °C) and one on its logger device (above 8 °C); Fridge 8 beside it and a
+/// humidity sensor. From the alarm in History: both rules' limit lines are drawn; the
+/// picker offers Fridge 8 only (same quantity) and draws it on the same chart; Export CSV
+/// writes the range's readings into the Downloads folder with the sensor's name, unit and
+/// limits in the header; Export PNG writes the chart as drawn. Screenshot:
+/// target/screenshots/sensor-view-compare.png (the README's picture).
+#[test]
+fn e2e_sensor_view_compares_and_exports_png_and_csv() {
+    use alarm_tray::engine::model::LatestValue;
+    use alarm_tray::engine::History;
+    use alarm_tray::event::{Event, EventKind, Source};
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let profile = Profile::new();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let alarm_id = seed_fridge_day(&profile, now);
+    let h = History::open(&profile.data_dir().join("history.sqlite3")).unwrap();
+    h.write(|w| {
+        for (sensor, name, quantity, unit, base) in [
+            ("fridge-8", "Fridge 8", "Temperature", "°C", 5.0),
+            ("room-hum", "Room", "Humidity", "%", 45.0),
+        ] {
+            for i in 0..24 * 60 {
+                let mut e = Event::new(
+                    Source::Saveris,
+                    "a1",
+                    "measurements",
+                    EventKind::Measurement,
+                    format!("{sensor}-{i}"),
+                );
+                e.sensor = Some(sensor.into());
+                e.name = Some(name.into());
+                e.quantity = Some(quantity.into());
+                e.value = Some(base + (i as f64 / 50.0).cos());
+                e.unit = Some(unit.into());
+                let at = now - (24 * 60 - i) * MIN;
+                e.measured_at = Some(jiff::Timestamp::from_millisecond(at).unwrap());
+                w.insert_event(&e)?;
+            }
+            w.set_last_value(&LatestValue {
+                sensor: sensor.into(),
+                name: Some(name.into()),
+                source: Source::Saveris,
+                quantity: Some(quantity.into()),
+                value: base,
+                unit: Some(unit.into()),
+                at_ms: now - MIN,
+            })?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    drop(h);
+    let mut settings = alarm_tray::settings::Settings::default();
+    use alarm_tray::settings::{Limit, RuleTarget, ThresholdRule};
+    settings.rules.push(ThresholdRule {
+        id: "r1".into(),
+        name: "Fridge 2–6 °C".into(),
+        target: RuleTarget::Sensor("fridge-7".into()),
+        limit: Limit::Outside {
+            low: 2.0,
+            high: 6.0,
+        },
+        ..Default::default()
+    });
+    settings.rules.push(ThresholdRule {
+        id: "r2".into(),
+        name: "Logger 7 above 8 °C".into(),
+        target: RuleTarget::Device("logger-7".into()),
+        limit: Limit::Above { value: 8.0 },
+        ..Default::default()
+    });
+    std::fs::write(
+        profile.settings_file(),
+        serde_json::json!({ alarm_tray::settings::STORE_KEY: settings }).to_string(),
+    )
+    .unwrap();
+    let monitor = profile.start_monitor();
+    let d = Driver::launch(&profile, &["--page", "history"]);
+    d.click(&format!("alarm-chart-{alarm_id}"));
+    let chart = |want_sensors: &str| {
+        d.execute_async(
+            r#"const want = arguments[0], done = arguments[arguments.length - 1];
+               const t0 = performance.now();
+               (function poll() {
+                 const el = document.querySelector("[data-testid='sensor-chart']");
+                 const ok = el && el.dataset.drawn === "true" && el.dataset.sensors === want;
+                 if (ok || performance.now() - t0 > 15000) {
+                   const pick = document.querySelector("[data-testid='sensor-compare-pick']");
+                   done(el ? {
+                     sensors: el.dataset.sensors || null,
+                     limits: el.dataset.limits || null,
+                     axes: el.dataset.axes || null,
+                     canvas: (el.querySelector("canvas") || {}).width || 0,
+                     offered: pick ? [...pick.options].slice(1).map((o) => o.textContent) : null,
+                   } : null);
+                 } else setTimeout(poll, 100);
+               })();"#,
+            serde_json::json!([want_sensors]),
+        )
+    };
+    let one = chart("fridge-7");
+    eprintln!("sensor view: {one:#}");
+    assert_eq!(one["sensors"], "fridge-7", "{one}");
+    assert_eq!(
+        one["limits"], "2,6,8",
+        "the sensor rule's limits and the device rule's: {one}"
+    );
+    assert_eq!(
+        one["offered"],
+        serde_json::json!(["Fridge 8, Temperature (°C)"]),
+        "only the other temperature is offered: {one}"
+    );
+    d.select("sensor-compare-pick", "0");
+    let two = chart("fridge-7|fridge-8");
+    assert_eq!(
+        two["sensors"], "fridge-7|fridge-8",
+        "both on one chart: {two}"
+    );
+    assert_eq!(two["axes"], "°C", "one axis for the one unit: {two}");
+    assert!(
+        d.text("sensor-summary").contains("Compared with Fridge 8"),
+        "{}",
+        d.text("sensor-summary")
+    );
+    let shot = d.screenshot("sensor-view-compare");
+    eprintln!("screenshot: {}", shot.display());
+
+    // Export CSV: the range's readings of Fridge 7 land in the Downloads folder.
+    let readings: usize = d.text("sensor-fig-readings").trim().parse().unwrap_or(0);
+    d.click("sensor-export-csv");
+    let said = d.wait_text("sensor-export-done", ".csv");
+    let csv_path = std::path::PathBuf::from(said.trim().trim_start_matches("Saved to ").trim());
+    eprintln!("csv: {}", csv_path.display());
+    assert!(
+        csv_path.parent().is_some_and(|p| p.ends_with("Downloads")),
+        "into the Downloads folder: {said}"
+    );
+    let csv = std::fs::read_to_string(&csv_path).expect("the CSV was written");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines.contains(&"# sensor,fridge-7"), "{:?}", &lines[..8]);
+    assert!(lines.contains(&"# name,Fridge 7"), "{:?}", &lines[..8]);
+    assert!(lines.contains(&"# unit,°C"), "{:?}", &lines[..8]);
+    assert!(
+        lines.contains(&"# limits,Fridge 2–6 °C: 2–6 °C; Logger 7 above 8 °C: above 8 °C"),
+        "{:?}",
+        &lines[..8]
+    );
+    let header = lines.iter().position(|l| *l == "time,time_ms,value");
+    let rows: Vec<(i64, f64)> = lines[header.expect("a column header") + 1..]
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    // 24 h at one a minute, less the hour's gap (59 readings) and the first reading, which
+    // falls just before a range that ends when the view was opened.
+    assert_eq!(
+        rows.len(),
+        24 * 60 - 59 - 1,
+        "one row per reading in the range"
+    );
+    assert_eq!(rows.len(), readings, "as many rows as the view counts");
+    assert!(
+        rows.windows(2).all(|w| w[0].0 < w[1].0),
+        "oldest first, no duplicates"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|(t, _)| *t > now - 180 * MIN && *t < now - 120 * MIN),
+        "no row inside the gap"
+    );
+    assert_eq!(
+        rows.iter().filter(|(_, v)| *v == 9.5).count(),
+        40,
+        "the 40 minutes of the excursion"
+    );
+
+    // Export PNG: the chart's canvas as drawn.
+    d.click("sensor-export-png");
+    let said = d.wait_text("sensor-export-done", ".png");
+    let png_path = std::path::PathBuf::from(said.trim().trim_start_matches("Saved to ").trim());
+    let png = std::fs::read(&png_path).expect("the PNG was written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG file");
+    let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    assert_eq!(
+        u64::from(width),
+        two["canvas"].as_u64().unwrap_or(0),
+        "the chart's canvas, full width"
+    );
+    assert!(
+        png.len() > 5_000,
+        "more than an empty canvas: {} bytes",
+        png.len()
+    );
     drop(d);
     drop(monitor);
 }

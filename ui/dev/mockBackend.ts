@@ -215,11 +215,11 @@ export function mockSensorView(state: MockState, sensor: string, quantity: strin
     .filter((r) => r.quantity === "" || r.quantity.toLowerCase() === q)
     .flatMap((r): LimitLine[] =>
       r.limit.type === "above"
-        ? [{ rule: r.name, low: null, high: r.limit.value }]
+        ? [{ rule: r.name, low: null, high: r.limit.value, origin: "rule" }]
         : r.limit.type === "below"
-          ? [{ rule: r.name, low: r.limit.value, high: null }]
+          ? [{ rule: r.name, low: r.limit.value, high: null, origin: "rule" }]
           : r.limit.type === "outside"
-            ? [{ rule: r.name, low: r.limit.low, high: r.limit.high }]
+            ? [{ rule: r.name, low: r.limit.low, high: r.limit.high, origin: "rule" }]
             : [],
     );
   const vals = pts.map((p) => p[1]);

@@ -8,6 +8,7 @@ import type {
   Connected,
   ConnectionTest,
   Discover,
+  DownloadDone,
   Info,
   InitialPage,
   LatestValue,
@@ -132,6 +133,18 @@ export async function updateSettings(change: (s: Settings) => void): Promise<Set
 }
 
 export const PUSH_EVENT = "monitor://push";
+/** The window process says where a download (CSV/PNG export) was written. */
+export const DOWNLOAD_EVENT = "window://download";
+
+/** Subscribes to finished downloads; resolves to a function that unsubscribes. */
+export async function listenDownloads(onDone: (d: DownloadDone) => void): Promise<() => void> {
+  const off = await listen<DownloadDone>(DOWNLOAD_EVENT, (e) => onDone(e.payload));
+  return () => {
+    Promise.resolve()
+      .then(off)
+      .catch(() => {});
+  };
+}
 export const DISCONNECTED_EVENT = "monitor://disconnected";
 
 /** Subscribes to the monitor's pushes; resolves to a function that unsubscribes. */

@@ -307,10 +307,16 @@ summary: string, paused: boolean, active_alarms: number, feeds: Array<FeedStatus
 export type Bucket = { t_ms: number, min: number | null, max: number | null, mean: number | null, count: number, };
 
 /**
- * A limit of a rule that applies to the sensor: `low` for "below", `high` for "above",
- * both for "outside".
+ * A limit that applies to the sensor: `low` for "below", `high` for "above", both for
+ * "outside". `rule` names where it comes from (the rule's name, or the device's own).
  */
-export type LimitLine = { rule: string, low: number | null, high: number | null, };
+export type LimitLine = { rule: string, low: number | null, high: number | null, origin: LimitOrigin, };
+
+/**
+ * Where a limit line comes from: one of this app's threshold rules, or the limits the
+ * sensor carries upstream (Saveris's own alarm limits, read by the Data API of issue 20).
+ */
+export type LimitOrigin = "rule" | "saveris";
 
 /**
  * The range's figures, from every reading (not from the buckets).
@@ -344,6 +350,12 @@ export type Page = "settings" | "history" | "dashboard";
  * The page the window was opened on (`alarm-tray window --page … --alarm …`).
  */
 export type InitialPage = { page: Page, alarm_id: number | null, };
+
+/**
+ * A file the window offered for download (sensor view CSV/PNG export) was written, or
+ * failed: sent to the web UI as `window://download`, so it can say where the file went.
+ */
+export type DownloadDone = { path: string | null, ok: boolean, };
 
 /**
  * Saveris or ELEMENT account to try with the settings as typed (not yet saved).

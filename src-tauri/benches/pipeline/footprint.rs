@@ -38,13 +38,13 @@ fn socket_for(data_dir: &Path) -> PathBuf {
     alarm_tray::paths::socket_path_for(Some(data_dir))
 }
 
-struct Monitor {
+pub(crate) struct Monitor {
     child: Child,
     data_dir: PathBuf,
 }
 
 impl Monitor {
-    fn start(bin: &Path, data_dir: &Path) -> Result<Monitor, String> {
+    pub(crate) fn start(bin: &Path, data_dir: &Path) -> Result<Monitor, String> {
         let log = std::fs::File::create(data_dir.join("monitor.err")).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(bin);
         cmd.arg("--hidden")
@@ -62,7 +62,7 @@ impl Monitor {
     fn pid(&self) -> u32 {
         self.child.id()
     }
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         Client::new(&socket_for(&self.data_dir))
     }
 }

@@ -7,7 +7,8 @@
 //! ELEMENT readings/s. Prints figures; asserts nothing about speed.
 //!
 //! Environment:
-//! - `BENCH_SECTIONS` — comma list of `ingest,latency,history,element,footprint` (all);
+//! - `BENCH_SECTIONS` — comma list of `ingest,latency,history,element,footprint,sensor_view`
+//!   (all; `sensor_view` is issue 27's sensor view on 864,000 readings);
 //! - `BENCH_QUICK=1` — small counts and short idle periods (a smoke run);
 //! - `BENCH_MESSAGES` (200000), `BENCH_HISTORY_EVENTS` (1000000), `BENCH_IDLE_SECS` (60);
 //! - `BENCH_NODE` (node), `BENCH_NODE_DIR` (bench/node), `ALARM_TRAY_BIN` (release binary),
@@ -22,6 +23,7 @@ mod latency;
 mod messages;
 mod procs;
 mod report;
+mod sensorview;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -51,7 +53,7 @@ impl Config {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let num = |k: &str, d: usize| var(k).and_then(|v| v.parse().ok()).unwrap_or(d);
         let quick = var("BENCH_QUICK").is_some_and(|v| v != "0");
-        let all = "ingest,latency,history,element,footprint";
+        let all = "ingest,latency,history,element,footprint,sensor_view";
         Config {
             quick,
             sections: var("BENCH_SECTIONS")
@@ -248,6 +250,11 @@ fn run(cfg: &Config) -> Result<(), String> {
     if let (Some(g), Some(b)) = (gotify, broker.as_ref()) {
         let r = footprint::run(cfg, b, &rt, g);
         section("footprint", r, &mut report);
+    }
+    // After footprint: the sensor view opens a window of its own on the same display.
+    if cfg.wants("sensor_view") {
+        let r = sensorview::run(cfg, &rt);
+        section("sensor_view", r, &mut report);
     }
     drop(broker);
     report["machine"]["load_avg_end"] = json!(std::fs::read_to_string("/proc/loadavg")

@@ -302,6 +302,42 @@ pub fn table(r: &Value) -> String {
     } else if let Some(e) = el["error"].as_str() {
         let _ = writeln!(s, "\n5. ELEMENT: FAILED: {e}");
     }
+    let sv = &r["sensor_view"];
+    if sv["answer"].is_object() {
+        let _ = writeln!(
+            s,
+            "\n6. Sensor view: {} readings ({} sensors × {} days), {} buckets",
+            sv["readings"], sv["sensors"], sv["days"], sv["buckets"]
+        );
+        let a = &sv["answer"];
+        let _ = writeln!(
+            s,
+            "   monitor answer        {:>9} ms median ({:>9} ms first, {:>9} ms max)  ≤ 50 ms: {}",
+            f(&a["median_ms"], 1),
+            f(&a["first_ms"], 1),
+            f(&a["max_ms"], 1),
+            verdict(a["median_ms"].as_f64().map(|x| x <= 50.0))
+        );
+        let w = &sv["window"];
+        if let Some(e) = w["error"].as_str() {
+            let _ = writeln!(s, "   window: FAILED: {e}");
+        } else {
+            let _ = writeln!(
+                s,
+                "   window round trip     {:>9} ms median",
+                f(&w["round_trip"]["median_ms"], 1)
+            );
+            let _ = writeln!(
+                s,
+                "   window draw           {:>9} ms median ({:>9} ms max)  ≤ 200 ms: {}",
+                f(&w["drawn"]["median_ms"], 1),
+                f(&w["drawn"]["max_ms"], 1),
+                verdict(w["drawn"]["median_ms"].as_f64().map(|x| x <= 200.0))
+            );
+        }
+    } else if let Some(e) = sv["error"].as_str() {
+        let _ = writeln!(s, "\n6. Sensor view: FAILED: {e}");
+    }
     let parts: Vec<String> = r["section_secs"]
         .as_array()
         .map(|a| {

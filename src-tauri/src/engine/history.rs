@@ -508,12 +508,26 @@ impl History {
 
     /// (time ms, value) of one sensor since `since_ms`, oldest first (at most 100,000 points).
     pub fn series(&self, sensor: &str, since_ms: i64) -> Result<Vec<(i64, f64)>, HistoryError> {
+        self.series_between(sensor, since_ms, i64::MAX, 100_000)
+    }
+
+    /// (time ms, value) of one sensor in `[from_ms, to_ms)`, oldest first, at most `limit`
+    /// points (issue 27: the sensor view reads a bounded range, also one in the past).
+    pub fn series_between(
+        &self,
+        sensor: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, f64)>, HistoryError> {
         let c = self.read_conn();
         let mut st = c.prepare_cached(
-            "SELECT at_ms, value FROM events WHERE sensor = ?1 AND at_ms >= ?2 AND value IS NOT NULL \
-             AND kind IN ('measurement', 'reading') ORDER BY at_ms LIMIT 100000",
+            "SELECT at_ms, value FROM events WHERE sensor = ?1 AND at_ms >= ?2 AND at_ms < ?3 \
+             AND value IS NOT NULL AND kind IN ('measurement', 'reading') ORDER BY at_ms LIMIT ?4",
         )?;
-        let rows = st.query_map(params![sensor, since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = st.query_map(params![sensor, from_ms, to_ms, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -526,12 +540,24 @@ impl History {
         field: &str,
         since_ms: i64,
     ) -> Result<Vec<(i64, f64)>, HistoryError> {
+        self.field_series_between(sensor, field, since_ms, i64::MAX, 100_000)
+    }
+
+    /// [`History::field_series`] in `[from_ms, to_ms)`, at most `limit` events read.
+    pub fn field_series_between(
+        &self,
+        sensor: &str,
+        field: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, f64)>, HistoryError> {
         let c = self.read_conn();
         let mut st = c.prepare_cached(
             "SELECT at_ms, value, quantity, fields FROM events WHERE sensor = ?1 AND at_ms >= ?2 \
-             AND kind IN ('measurement', 'reading') ORDER BY at_ms LIMIT 100000",
+             AND at_ms < ?3 AND kind IN ('measurement', 'reading') ORDER BY at_ms LIMIT ?4",
         )?;
-        let rows = st.query_map(params![sensor, since_ms], |r| {
+        let rows = st.query_map(params![sensor, from_ms, to_ms, limit], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, Option<f64>>(1)?,
@@ -569,6 +595,24 @@ impl History {
              AND (cleared_ms IS NULL OR cleared_ms >= ?2) ORDER BY raised_ms, id LIMIT 1000"
         ))?;
         let rows = st.query_map(params![sensor, from_ms, to_ms], alarm_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The devices, accounts and subscriptions the sensor's newest events came through
+    /// (issue 27: a rule aimed at a device or an ELEMENT tag draws its limits in the sensor
+    /// view). The newest 200 events cover every subscription that still delivers it, and
+    /// the `events_sensor_at` index reads them without a scan.
+    pub fn sensor_origins(
+        &self,
+        sensor: &str,
+    ) -> Result<Vec<(Option<String>, String, String)>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT DISTINCT device, account, subscription FROM \
+             (SELECT device, account, subscription FROM events WHERE sensor = ?1 \
+              ORDER BY at_ms DESC LIMIT 200)",
+        )?;
+        let rows = st.query_map(params![sensor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

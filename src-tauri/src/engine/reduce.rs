@@ -23,13 +23,32 @@ pub struct Bucket {
     pub count: u32,
 }
 
-/// A limit of a rule that applies to the sensor: `low` for "below", `high` for "above",
-/// both for "outside".
+/// A limit that applies to the sensor: `low` for "below", `high` for "above", both for
+/// "outside". `rule` names where it comes from (the rule's name, or the device's own).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct LimitLine {
     pub rule: String,
     pub low: Option<f64>,
     pub high: Option<f64>,
+    pub origin: LimitOrigin,
+}
+
+/// Where a limit line comes from: one of this app's threshold rules, or the limits the
+/// sensor carries upstream (Saveris's own alarm limits, read by the Data API of issue 20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitOrigin {
+    Rule,
+    Saveris,
+}
+
+/// What a rule can be aimed at, for one sensor: the sensor itself, the devices its events
+/// came from and the ELEMENT tags of the subscriptions that delivered them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SensorScope {
+    pub sensor: String,
+    pub devices: Vec<String>,
+    pub tags: Vec<String>,
 }
 
 /// The range's figures, from every reading (not from the buckets).
@@ -62,12 +81,12 @@ pub struct SensorView {
     pub stats: RangeStats,
 }
 
-/// The limits of the enabled rules that name this sensor (or every sensor) and this
-/// quantity (or any). Rules aimed at a device or a tag are not resolved here: the view
-/// knows the sensor, not the device or tags its events came with.
+/// The limits of the enabled rules aimed at this sensor, at a device or ELEMENT tag it
+/// reports through (`scope`), or at every sensor, for this quantity (or any) — the same
+/// targets the rule engine matches events with.
 pub fn limit_lines(
     rules: &[ThresholdRule],
-    sensor: &str,
+    scope: &SensorScope,
     quantity: Option<&str>,
 ) -> Vec<LimitLine> {
     rules
@@ -75,8 +94,9 @@ pub fn limit_lines(
         .filter(|r| r.enabled)
         .filter(|r| match &r.target {
             RuleTarget::All => true,
-            RuleTarget::Sensor(s) => s == sensor,
-            RuleTarget::Device(_) | RuleTarget::Tag(_) => false,
+            RuleTarget::Sensor(s) => *s == scope.sensor,
+            RuleTarget::Device(d) => scope.devices.iter().any(|x| x == d),
+            RuleTarget::Tag(t) => scope.tags.iter().any(|x| x == t),
         })
         .filter(|r| {
             r.quantity.is_empty() || quantity.is_none_or(|q| q.eq_ignore_ascii_case(&r.quantity))
@@ -92,6 +112,7 @@ pub fn limit_lines(
                 rule: r.name.clone(),
                 low,
                 high,
+                origin: LimitOrigin::Rule,
             })
         })
         .collect()
@@ -289,6 +310,7 @@ mod tests {
             rule: "r".into(),
             low: None,
             high: Some(3.0),
+            origin: LimitOrigin::Rule,
         }];
         let s = stats(&pts, 0, 100_000, &lim, 3000, false);
         assert_eq!(
@@ -314,6 +336,7 @@ mod tests {
             rule: "fridge".into(),
             low: Some(2.0),
             high: Some(8.0),
+            origin: LimitOrigin::Rule,
         }];
         // 2, 10 (outside for 60 s), 5, 1 (outside, the last reading counts for nothing).
         let pts = [(0, 2.0), (60_000, 10.0), (120_000, 5.0), (180_000, 1.0)];
@@ -369,16 +392,21 @@ mod tests {
             rule("silence", RuleTarget::All, "", Limit::NoData { minutes: 5 }),
             off,
         ];
-        let l = limit_lines(&rules, "s1", Some("temperature"));
+        let s1 = SensorScope {
+            sensor: "s1".into(),
+            ..Default::default()
+        };
+        let l = limit_lines(&rules, &s1, Some("temperature"));
         assert_eq!(
             l,
             vec![LimitLine {
                 rule: "fridge".into(),
                 low: Some(2.0),
-                high: Some(8.0)
+                high: Some(8.0),
+                origin: LimitOrigin::Rule,
             }]
         );
-        let names: Vec<String> = limit_lines(&rules, "s1", Some("Humidity"))
+        let names: Vec<String> = limit_lines(&rules, &s1, Some("Humidity"))
             .into_iter()
             .map(|l| l.rule)
             .collect();
@@ -386,6 +414,56 @@ mod tests {
         assert!(is_celsius(Some("°C"), None));
         assert!(!is_celsius(Some("%RH"), Some("temperature")));
         assert!(is_celsius(None, Some("Temperature")));
+    }
+
+    #[test]
+    fn rules_aimed_at_the_sensors_device_or_tag_draw_their_limits() {
+        let rule = |name: &str, target: RuleTarget, limit: Limit| ThresholdRule {
+            name: name.into(),
+            target,
+            limit,
+            ..Default::default()
+        };
+        let rules = vec![
+            rule(
+                "device",
+                RuleTarget::Device("dev-1".into()),
+                Limit::Above { value: 8.0 },
+            ),
+            rule(
+                "tag",
+                RuleTarget::Tag("cold".into()),
+                Limit::Below { value: 2.0 },
+            ),
+            rule(
+                "other device",
+                RuleTarget::Device("dev-2".into()),
+                Limit::Above { value: 30.0 },
+            ),
+            rule(
+                "other tag",
+                RuleTarget::Tag("warm".into()),
+                Limit::Above { value: 30.0 },
+            ),
+        ];
+        let scope = SensorScope {
+            sensor: "s1".into(),
+            devices: vec!["dev-1".into()],
+            tags: vec!["cold".into()],
+        };
+        let l = limit_lines(&rules, &scope, Some("temperature"));
+        let got: Vec<(&str, Option<f64>, Option<f64>)> =
+            l.iter().map(|l| (l.rule.as_str(), l.low, l.high)).collect();
+        assert_eq!(
+            got,
+            vec![("device", None, Some(8.0)), ("tag", Some(2.0), None)]
+        );
+        // The same sensor seen without its device and tags: no line from them.
+        let bare = SensorScope {
+            sensor: "s1".into(),
+            ..Default::default()
+        };
+        assert!(limit_lines(&rules, &bare, None).is_empty());
     }
 
     #[test]

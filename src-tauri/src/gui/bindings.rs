@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use ts_rs::{Config, TS};
 
-use super::window_app::InitialPage;
+use super::window_app::{DownloadDone, InitialPage};
 use crate::engine::model::{
     AlarmFilter, AlarmRow, LatestValue, SeverityStep, Status, TrayState, UnparsedRow,
 };
-use crate::engine::reduce::{Bucket, LimitLine, RangeStats, SensorView};
+use crate::engine::reduce::{Bucket, LimitLine, LimitOrigin, RangeStats, SensorView};
 use crate::event::{ChannelRefusal, FeedState, FeedStatus, NamedItem, Severity, Source};
 use crate::ipc::protocol::{Connected, ConnectionTest, Discover, Info, Page, Push};
 use crate::ipc::Error;
@@ -100,11 +100,13 @@ fn declarations() -> Vec<Decl> {
         // engine/reduce.rs
         Bucket,
         LimitLine,
+        LimitOrigin,
         RangeStats,
         SensorView,
         // ipc/protocol.rs, ipc/error.rs and the window's own answers
         Page,
         InitialPage,
+        DownloadDone,
         ConnectionTest,
         Connected,
         Discover,

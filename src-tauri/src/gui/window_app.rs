@@ -34,6 +34,66 @@ pub struct InitialPage {
     pub alarm_id: Option<i64>,
 }
 
+/// A file the window offered for download (sensor view CSV/PNG export) was written, or
+/// failed: sent to the web UI as `window://download`, so it can say where the file went.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct DownloadDone {
+    pub path: Option<String>,
+    pub ok: bool,
+}
+
+/// Where the window's downloads go: the user's Downloads folder (XDG user dirs), else
+/// `~/Downloads`; never the working directory, which is wherever the app was started.
+fn download_dir(app: &tauri::AppHandle) -> Option<std::path::PathBuf> {
+    app.path()
+        .download_dir()
+        .ok()
+        .or_else(|| app.path().home_dir().ok().map(|h| h.join("Downloads")))
+}
+
+/// The download handler of the window: a file lands in the Downloads folder under the name
+/// the page gave it (numbered, never overwriting one), and the page is told where.
+fn on_download(webview: tauri::Webview, event: tauri::webview::DownloadEvent<'_>) -> bool {
+    use tauri::webview::DownloadEvent;
+    match event {
+        DownloadEvent::Requested { destination, .. } => {
+            let Some(dir) = download_dir(webview.app_handle()) else {
+                return false;
+            };
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                tracing::warn!(error = %e, dir = %dir.display(), "no Downloads folder");
+                return false;
+            }
+            let name = destination
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "download".into());
+            let (stem, ext) = match name.rsplit_once('.') {
+                Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
+                _ => (name.clone(), String::new()),
+            };
+            let mut path = dir.join(&name);
+            let mut n = 1;
+            while path.exists() {
+                path = dir.join(format!("{stem} ({n}){ext}"));
+                n += 1;
+            }
+            *destination = path;
+            true
+        }
+        DownloadEvent::Finished { path, success, .. } => {
+            let done = DownloadDone {
+                path: path.map(|p| p.display().to_string()),
+                ok: success,
+            };
+            tracing::info!(path = ?done.path, ok = done.ok, "download finished");
+            let _ = webview.emit("window://download", &done);
+            true
+        }
+        _ => true,
+    }
+}
+
 /// Sends one request and takes the answer as the type the command returns.
 async fn ask<T: TryFrom<Response, Error = Error>>(
     state: &State<'_, WindowState>,
@@ -249,6 +309,7 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
                     // WebKit's caches and storage go into the profile too, so a demo or test
                     // profile leaves nothing in the user's data dir.
                     .data_directory(crate::paths::data_dir().join("webview"))
+                    .on_download(on_download)
                     .build();
             let window = match built {
                 Ok(w) => w,

@@ -3,7 +3,7 @@
 import type uPlot from "uplot";
 import { csvField } from "../lib/csv";
 import { formatTime, formatValue } from "../lib/format";
-import type { AlarmRow, LimitLine, SensorView } from "../types";
+import type { AlarmRow, Bucket, LatestValue, LimitLine, SensorView } from "../types";
 
 export const RANGES = [
   { id: "1h", label: "1 h", ms: 3_600_000 },
@@ -11,7 +11,97 @@ export const RANGES = [
   { id: "7d", label: "7 d", ms: 7 * 86_400_000 },
   { id: "30d", label: "30 d", ms: 30 * 86_400_000 },
 ] as const;
-export type RangeId = (typeof RANGES)[number]["id"];
+export type RangeId = (typeof RANGES)[number]["id"] | "custom";
+
+/** Longest range the monitor answers (it checks too): 400 days. */
+export const MAX_RANGE_MS = 400 * 86_400_000;
+/** Most sensors on one chart: the view's own and three to compare. */
+export const MAX_COMPARED = 4;
+
+/** A time as a `<input type="datetime-local">` value (local time, minutes). */
+export function msToLocalInput(ms: number): string {
+  const d = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/**
+ * A custom range from the two inputs: `{ from, to }` in ms, or which input is wrong and why.
+ * Both are needed, "to" after "from", not starting in the future, at most 400 days long.
+ */
+export function customRange(
+  fromText: string,
+  toText: string,
+  now: number,
+): { from: number; to: number } | { field: "from" | "to"; error: string } {
+  const parse = (t: string) => {
+    if (!t) return null;
+    const ms = new Date(t).getTime();
+    return Number.isFinite(ms) ? ms : null;
+  };
+  const from = parse(fromText);
+  const to = parse(toText);
+  if (from === null) return { field: "from", error: "Enter when the range starts." };
+  if (to === null) return { field: "to", error: "Enter when the range ends." };
+  if (from >= now) return { field: "from", error: "“From” is in the future." };
+  if (to <= from) return { field: "to", error: "“To” must be after “From”." };
+  if (to - from < 60_000) return { field: "to", error: "The range must be at least one minute." };
+  if (to - from > MAX_RANGE_MS) return { field: "to", error: "The range can be at most 400 days." };
+  return { from, to };
+}
+
+/** A sensor (field) offered for comparison. */
+export interface CompareCandidate {
+  sensor: string;
+  quantity: string | null;
+  label: string;
+  unit: string | null;
+}
+
+const lowerQ = (q: string | null | undefined) => (q ?? "").trim().toLowerCase();
+
+/**
+ * The sensors that can join the chart: the same quantity as the view's own (case-insensitive),
+ * not the view's own and not already on it. Units may differ: each unit gets its own axis.
+ */
+export function compareCandidates(latest: LatestValue[], main: SensorTarget, chosen: SensorTarget[]): CompareCandidate[] {
+  const mainQ = lowerQ(main.quantity ?? latest.find((l) => l.sensor === main.sensor)?.quantity);
+  const taken = (l: LatestValue) =>
+    [main, ...chosen].some((t) => t.sensor === l.sensor && (t.quantity === null || lowerQ(t.quantity) === lowerQ(l.quantity)));
+  return latest
+    .filter((l) => lowerQ(l.quantity) === mainQ && !taken(l))
+    .map((l) => ({
+      sensor: l.sensor,
+      quantity: l.quantity ?? null,
+      label: (l.name || l.sensor) + (l.quantity ? `, ${l.quantity}` : ""),
+      unit: l.unit ?? null,
+    }))
+    .sort((a, b) => a.label.localeCompare(b.label));
+}
+
+/** The units on a chart, in order of first use: one y axis each ("" for none). */
+export function chartUnits(views: SensorView[]): string[] {
+  const out: string[] = [];
+  for (const v of views) if (!out.includes(v.unit ?? "")) out.push(v.unit ?? "");
+  return out;
+}
+
+/**
+ * uPlot's data for one or more sensors on one chart: x (s, bucket middles of the first
+ * view), then min and max of each view, then one constant series per limit value of the
+ * first view. Every view was asked for the same range and bucket count, so bucket i is the
+ * same pixel column in each; a view whose buckets do not line up is drawn as empty.
+ */
+export function compareData(views: SensorView[]): uPlot.AlignedData {
+  const [first, ...rest] = views;
+  if (!first) return [[]];
+  const base = chartData(first);
+  const n = first.buckets.length;
+  const pick = (v: SensorView, f: (b: Bucket) => number | null) =>
+    v.buckets.length === n && v.from_ms === first.from_ms && v.to_ms === first.to_ms ? v.buckets.map(f) : first.buckets.map(() => null);
+  const extra = rest.flatMap((v) => [pick(v, (b) => b.min), pick(v, (b) => b.max)]);
+  return [base[0], base[1], base[2], ...extra, ...base.slice(3)];
+}
 
 /** What the view is opened on: a sensor (and field), maybe around one alarm. */
 export interface SensorTarget {
@@ -73,13 +163,15 @@ export function duration(ms: number): string {
 
 function limitText(limits: LimitLine[], unit: string | null): string {
   return limits
-    .map((l) =>
-      l.low !== null && l.high !== null
-        ? `${l.rule}: ${formatValue(l.low)}–${formatValue(l.high, unit)}`
+    .map((l) => {
+      // A limit the sensor carries upstream says so; a rule's limit is named by the rule.
+      const name = l.origin === "saveris" ? `${l.rule} (Saveris)` : l.rule;
+      return l.low !== null && l.high !== null
+        ? `${name}: ${formatValue(l.low)}–${formatValue(l.high, unit)}`
         : l.high !== null
-          ? `${l.rule}: above ${formatValue(l.high, unit)}`
-          : `${l.rule}: below ${formatValue(l.low, unit)}`,
-    )
+          ? `${name}: above ${formatValue(l.high, unit)}`
+          : `${name}: below ${formatValue(l.low, unit)}`;
+    })
     .join("; ");
 }
 
@@ -131,6 +223,33 @@ export function tableRows(v: SensorView): { from: number; min: number | null; ma
     out.push({ from: b.t_ms, min: b.min, max: b.max, mean: b.mean, count: b.count });
   }
   return out;
+}
+
+/** The table's rows with compared sensors: bucket i of every view; a gap in all of them is one row. */
+export function compareRows(views: SensorView[]): { from: number; cells: (Bucket | null)[] }[] {
+  const [first] = views;
+  if (!first) return [];
+  const out: { from: number; cells: (Bucket | null)[]; empty: boolean }[] = [];
+  first.buckets.forEach((b, i) => {
+    const cells = views.map((v) => (v.buckets.length === first.buckets.length ? v.buckets[i] : null));
+    const empty = cells.every((c) => !c || c.count === 0);
+    const last = out[out.length - 1];
+    if (empty && last && last.empty) return;
+    out.push({ from: b.t_ms, cells, empty });
+  });
+  return out.map(({ from, cells }) => ({ from, cells }));
+}
+
+/** One sentence per compared sensor, for the text summary. */
+export function compareSummary(others: SensorView[]): string {
+  if (others.length === 0) return "";
+  const parts = others.map((v) => {
+    const s = v.stats;
+    if (s.count === 0) return `${viewTitle(v)}: no readings`;
+    const mean = s.mean === null ? null : Math.round(s.mean * 100) / 100;
+    return `${viewTitle(v)}: min ${formatValue(s.min, v.unit)}, max ${formatValue(s.max, v.unit)}, mean ${formatValue(mean, v.unit)}`;
+  });
+  return ` Compared with ${parts.join("; ")}.`;
 }
 
 /** The range's readings as CSV: a commented header with the sensor, unit and limits, then time,value rows. */
