@@ -25,6 +25,8 @@ export interface RuleDraft {
   /** "all", "sensor:<id>", "device:<id>", "tag:<id>". */
   target: string;
   quantity: string;
+  /** The limits' unit ("°C"); "" compares the number as received. */
+  unit: string;
   limitType: Limit["type"];
   value: string;
   low: string;
@@ -56,6 +58,7 @@ export function ruleToDraft(r: ThresholdRule): RuleDraft {
     enabled: r.enabled,
     target: targetKey(r.target),
     quantity: r.quantity,
+    unit: r.unit ?? "",
     limitType: l.type,
     value: l.type === "above" || l.type === "below" ? String(l.value) : "",
     low: l.type === "outside" ? String(l.low) : "",
@@ -74,6 +77,7 @@ export function emptyRuleDraft(id: string): RuleDraft {
     enabled: true,
     target: "all",
     quantity: "",
+    unit: "",
     limitType: "above",
     value: "8",
     low: "2",
@@ -141,6 +145,7 @@ export function draftToRule(d: RuleDraft): ThresholdRule {
     enabled: d.enabled,
     target: parseTargetKey(d.target),
     quantity: d.quantity.trim(),
+    unit: d.unit.trim(),
     limit,
     hysteresis: num(d.hysteresis),
     min_count: int(d.minCount, 1),

@@ -32,6 +32,7 @@ export function newSaveris(): SaverisAccount {
     cognito_client_id: "",
     channels: { alarms: true, measurements: false, measurements_v2: false },
     custom: null,
+    site_timezone: "",
   };
 }
 
