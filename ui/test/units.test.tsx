@@ -73,3 +73,53 @@ describe("units (issue 20)", () => {
     expect(csv).toContain(`46.6,°F,above 8 °C,${s}`);
   });
 });
+
+describe("site time zone (issue 20)", () => {
+  it("accepts an IANA zone or nothing, refuses anything else", async () => {
+    const { validateSaveris } = await import("../src/lib/validate");
+    const { newSaveris } = await import("../src/settings/Accounts");
+    const a = { ...newSaveris(), username: "bob" };
+    expect(validateSaveris({ ...a, site_timezone: "America/Chicago" })).toEqual({});
+    expect(validateSaveris({ ...a, site_timezone: "" })).toEqual({});
+    expect(validateSaveris({ ...a, site_timezone: "Mars/Olympus" }).site_timezone).toContain("time zone");
+  });
+});
+
+describe("site time in History (issue 20)", () => {
+  const local = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const away = local === "Asia/Tokyo" ? "America/Chicago" : "Asia/Tokyo";
+
+  it("is shown only where the site's zone reads differently", async () => {
+    const { siteTime } = await import("../src/lib/format");
+    const t = Date.UTC(2024, 4, 1, 12, 0, 0);
+    expect(siteTime(t, local)).toBeNull();
+    expect(siteTime(t, "")).toBeNull();
+    expect(siteTime(t, "Mars/Olympus")).toBeNull();
+    expect(siteTime(t, away)).toMatch(new RegExp(`^(\\d{4}-\\d\\d-\\d\\d )?\\d\\d:\\d\\d site time \\(${away}\\)$`));
+  });
+
+  it("the alarm table shows the site's time beside the desktop's", async () => {
+    const s = demoState();
+    s.settings.saveris[0].site_timezone = away;
+    installMock(s);
+    await renderApp();
+    fireEvent.click(byId("tab-history"));
+    expect((await findId("alarm-site-time-1")).textContent).toContain(`site time (${away})`);
+  });
+});
+
+describe("ELEMENT unit suggestions (issue 20)", () => {
+  it("a card without a unit shows the suggestion marked as one, a card with a unit none", async () => {
+    const s = demoState();
+    const now = Date.now();
+    s.latest.push({ sensor: "dev-9", name: "Vaccine fridge", source: "element", quantity: "air_temperature", value: 5.2, unit: null, at_ms: now - 30_000 });
+    installMock(s);
+    await renderApp();
+    fireEvent.click(byId("tab-dashboard"));
+    const hint = await findId("card-unit-suggestion-dev-9");
+    expect(hint.textContent).toBe("°C?");
+    expect(hint.getAttribute("title")).toContain("not used until confirmed");
+    expect(byId("card-value-dev-9").textContent).toBe("5.2");
+    expect(document.querySelector("[data-testid='card-unit-suggestion-dev-1_temperature']")).toBeNull();
+  });
+});

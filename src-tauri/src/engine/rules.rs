@@ -326,6 +326,14 @@ impl Rules {
         }
     }
 
+    /// Gives an ELEMENT reading (which arrives without units) the unit the user confirmed
+    /// for its main field's parser, so history, popups and the dashboard carry it.
+    pub fn fill_unit(&self, e: &mut Event) {
+        if e.unit.is_none() && e.parser.is_some() {
+            e.unit = unit_of(e, None, &self.field_units).map(|u| u.symbol().to_string());
+        }
+    }
+
     /// Number of tracked (rule, sensor) pairs.
     pub fn tracked(&self) -> usize {
         self.rules.iter().map(|c| c.states.len()).sum()
@@ -973,6 +981,26 @@ mod tests {
         out.clear();
         r.on_event(&other, &mut out);
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_reading_gets_the_confirmed_unit_of_its_main_field() {
+        let mut s = Settings::default();
+        s.element_units.insert(
+            "p1".into(),
+            [("air_temperature".to_string(), "CELSIUS".to_string())].into(),
+        );
+        let r = Rules::new(&s);
+        let mut e = sorted_reading(5.0);
+        r.fill_unit(&mut e);
+        assert_eq!(e.unit, None, "no parser, no unit");
+        e.parser = Some("p1".into());
+        r.fill_unit(&mut e);
+        assert_eq!(e.unit.as_deref(), Some("°C"));
+        let mut other = sorted_reading(5.0);
+        other.parser = Some("p2".into());
+        r.fill_unit(&mut other);
+        assert_eq!(other.unit, None, "another parser");
     }
 
     #[test]

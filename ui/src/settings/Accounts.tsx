@@ -248,6 +248,17 @@ function SaverisEditor({ initial, isNew, onDone, onCancel }: EditorProps<Saveris
           error={secretError ?? undefined}
         />
       </div>
+      <div class="row">
+        <Field
+          label="Site time zone"
+          value={a.site_timezone}
+          onInput={(v) => set({ site_timezone: v })}
+          testid="saveris-site-timezone"
+          placeholder="e.g. America/Chicago"
+          hint="Popups show the site's time beside yours where the zones differ; empty = none"
+          error={errors.site_timezone}
+        />
+      </div>
       {!custom && (
         <div class="row">
           {/* The four environments Saveris offers (eu.i, eu.p, am.p, ap.p): America and
