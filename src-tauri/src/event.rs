@@ -131,6 +131,11 @@ pub struct Event {
     pub quantity: Option<String>,
     pub value: Option<f64>,
     pub unit: Option<String>,
+    /// ELEMENT: the parser that decoded the reading (`parser_id`). The same parser means the
+    /// same fields, so the units the user gives a parser's fields hold for all its devices
+    /// (issue 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parser: Option<String>,
     /// For readings: every numeric field of `data` (field name, value).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<(String, f64)>,
@@ -179,6 +184,7 @@ impl Event {
             quantity: None,
             value: None,
             unit: None,
+            parser: None,
             fields: Vec::new(),
             alarm_id: None,
             condition: None,

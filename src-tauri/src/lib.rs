@@ -21,6 +21,7 @@ pub mod secret_binding;
 pub mod secrets;
 pub mod settings;
 pub mod simulate;
+pub mod units;
 pub mod watch;
 
 #[cfg(test)]

@@ -153,6 +153,9 @@ pub struct SaverisAccount {
     pub cognito_client_id: String,
     pub channels: Channels,
     pub custom: Option<CustomEndpoint>,
+    /// The site's time zone (IANA, "America/Chicago"; issue 20), e.g. the tenant's
+    /// `main_timezone` from the Data API. Empty: the zone of the payload's local time, if any.
+    pub site_timezone: String,
 }
 
 impl Default for SaverisAccount {
@@ -168,6 +171,7 @@ impl Default for SaverisAccount {
             cognito_client_id: String::new(),
             channels: Channels::default(),
             custom: None,
+            site_timezone: String::new(),
         }
     }
 }
@@ -311,6 +315,11 @@ pub struct ThresholdRule {
     pub min_count: u32,
     /// Seconds the breach must last before raising (0 = at once).
     pub min_duration_secs: u64,
+    /// The unit the limits are in ("°C"; issue 20). Values in °C/°F/K are converted to it
+    /// before comparing; other units compare only with the same unit, and a value whose
+    /// unit cannot apply is skipped. Empty (every rule saved before units existed) compares
+    /// the number as received, as those rules always did.
+    pub unit: String,
 }
 
 impl Default for ThresholdRule {
@@ -325,6 +334,7 @@ impl Default for ThresholdRule {
             hysteresis: 0.0,
             min_count: 1,
             min_duration_secs: 0,
+            unit: String::new(),
         }
     }
 }
@@ -454,6 +464,9 @@ pub struct Settings {
     pub comment_required_critical: bool,
     /// The audit trail keeps records this long, apart from the history's retention.
     pub audit_retention_days: u32,
+    /// ELEMENT sends no units (issue 20): per parser id, field → unit the user confirmed
+    /// ("°C"). Suggestions from field names are not stored here until confirmed.
+    pub element_units: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for Settings {
@@ -470,6 +483,7 @@ impl Default for Settings {
             display_name: String::new(),
             comment_required_critical: false,
             audit_retention_days: 730,
+            element_units: BTreeMap::new(),
         }
     }
 }
@@ -781,6 +795,19 @@ mod tests {
         assert_eq!(s.notifications.quiet_hours.start, "23:00");
         assert_eq!(s.saveris[0].region, Region::Am);
         assert_eq!(s.saveris[0].environment, Environment::Integration);
+    }
+
+    #[test]
+    fn rules_saved_before_units_compare_as_received() {
+        // Issue 20: a rule without a unit keeps comparing the number as the sensor sends
+        // it (no guess that might silently move a limit from °F to °C).
+        let old = r#"{"settings":{"version":2,"rules":[{"id":"r","name":"fridge","limit":{"type":"above","value":8}}]}}"#;
+        let s = from_store_json(old).unwrap();
+        assert_eq!(s.rules[0].unit, "");
+        assert!(s.element_units.is_empty());
+        assert_eq!(s.saveris.len(), 0);
+        let back: Settings = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

@@ -1489,6 +1489,77 @@ async fn sim_one_reading_on_both_measurement_queues_is_stored_and_evaluated_once
     server.stop().await;
 }
 
+/// Issue 20: a rule typed in °C against the sensor of an `am.p` tenant that measures in °F,
+/// through the real feed (STOMP, payload parsing) and the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_a_celsius_rule_fires_on_a_fahrenheit_sensor_at_the_converted_value() {
+    use alarm_tray::engine::{self, History};
+    use alarm_tray::notify::RecordingNotifier;
+    use alarm_tray::settings::{Limit, Settings, ThresholdRule};
+
+    let server = sim(&["fritz"]).await;
+    let mut account = sim_account(&server, "fritz");
+    account.channels = Channels {
+        alarms: true,
+        measurements: false,
+        measurements_v2: true,
+    };
+    let mut settings = Settings::default();
+    settings.rules.push(ThresholdRule {
+        id: "c".into(),
+        name: "fridge above 8 °C".into(),
+        quantity: "Temperature".into(),
+        unit: "°C".into(),
+        limit: Limit::Above { value: 8.0 },
+        ..Default::default()
+    });
+    let (dtx, drx) = mpsc::channel(64);
+    let (stx, srx) = mpsc::unbounded_channel();
+    let engine = engine::spawn(
+        settings,
+        History::open_in_memory().unwrap(),
+        Arc::new(RecordingNotifier::new()),
+        drx,
+        srx,
+    );
+    let feed = saveris::spawn(
+        fast(SaverisFeedConfig::new(
+            account,
+            Some("pw-fritz".into()),
+            None,
+        )),
+        dtx,
+        stx,
+    );
+    let body = |uuid: &str, minute: u32, v: &str| {
+        format!(
+            r#"{{"uuid":"{uuid}","customer_site":"site-us","sensor_uuid":"s-f","channel_no":1,"physical_property_name":"Temperature","physical_extension":"Air Temperature","physical_unit":"°F","timestamp":"2024-05-01T10:{minute:02}:00.000Z","measurement":{v},"serial_no":"888","model_code":"0572 0001"}}"#
+        )
+    };
+    // 46.4 °F is exactly 8 °C (not above); 45 °F is 7.2 °C. Compared as received (or in
+    // °C against a °F limit) either would raise.
+    server.publish("fritz", "measurements-v2", body("f-1", 0, "46.4"));
+    server.publish("fritz", "measurements-v2", body("f-2", 1, "45"));
+    wait_until("both acked", T, || server.acks() == 2).await;
+    assert_eq!(engine.history().event_count().unwrap(), 2);
+    assert!(
+        engine.history().active_alarms().unwrap().is_empty(),
+        "46.4 °F is not above 8 °C"
+    );
+    // 46.6 °F = 8.11 °C.
+    server.publish("fritz", "measurements-v2", body("f-3", 2, "46.6"));
+    wait_until("the rule raises", T, || {
+        engine.history().active_alarms().unwrap().len() == 1
+    })
+    .await;
+    let a = engine.history().active_alarms().unwrap().remove(0).row;
+    assert_eq!(a.value, Some(46.6));
+    assert_eq!(a.unit.as_deref(), Some("°F"));
+    assert_eq!(a.limit.as_deref(), Some("above 8 °C"));
+    feed.stop().await;
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_two_sensors_alarms_with_empty_sources_are_raised_and_cleared_independently() {
     use alarm_tray::engine::{self, History};

@@ -44,6 +44,7 @@ export function defaultSettings(): Settings {
     display_name: "",
     comment_required_critical: false,
     audit_retention_days: 730,
+    element_units: {},
   };
 }
 
@@ -261,6 +262,7 @@ export function demoState(): MockState {
     cognito_client_id: "",
     channels: { alarms: true, measurements: true, measurements_v2: false },
     custom: null,
+    site_timezone: "",
   });
   s.settings.element.push({
     id: "e1",
@@ -275,8 +277,8 @@ export function demoState(): MockState {
   s.secrets.add("saveris_password:s1");
   s.secrets.add("element_api_key:e1");
   s.settings.rules.push(
-    { id: "r1", name: "Fridge too warm", enabled: true, target: { type: "sensor", id: "dev-1:temperature" }, quantity: "temperature", limit: { type: "above", value: 8 }, hysteresis: 0.5, min_count: 1, min_duration_secs: 0 },
-    { id: "r2", name: "Lab humidity", enabled: true, target: { type: "all" }, quantity: "humidity", limit: { type: "outside", low: 30, high: 60 }, hysteresis: 2, min_count: 3, min_duration_secs: 60 },
+    { id: "r1", name: "Fridge too warm", enabled: true, target: { type: "sensor", id: "dev-1:temperature" }, quantity: "temperature", limit: { type: "above", value: 8 }, hysteresis: 0.5, min_count: 1, min_duration_secs: 0, unit: "°C" },
+    { id: "r2", name: "Lab humidity", enabled: true, target: { type: "all" }, quantity: "humidity", limit: { type: "outside", low: 30, high: 60 }, hysteresis: 2, min_count: 3, min_duration_secs: 60, unit: "" },
   );
   s.settings.sensors["60A1B2:Temperature"] = { name: "Cold room A", notify: true, main_field: "" };
   s.status = {

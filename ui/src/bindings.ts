@@ -43,7 +43,12 @@ id: string, enabled: boolean, username: string, region: Region, environment: Env
 /**
  * Cognito endpoint; empty = `https://cognito-idp.eu-central-1.amazonaws.com/`.
  */
-cognito_endpoint: string, cognito_client_id: string, channels: Channels, custom: CustomEndpoint | null, };
+cognito_endpoint: string, cognito_client_id: string, channels: Channels, custom: CustomEndpoint | null, 
+/**
+ * The site's time zone (IANA, "America/Chicago"; issue 20), e.g. the tenant's
+ * `main_timezone` from the Data API. Empty: the zone of the payload's local time, if any.
+ */
+site_timezone: string, };
 
 export type ElementScope = { "type": "device", "id": string } | { "type": "tag", "id": string } | { "type": "stream", "id": string } | { "type": "mandate" };
 
@@ -92,7 +97,14 @@ min_count: number,
 /**
  * Seconds the breach must last before raising (0 = at once).
  */
-min_duration_secs: number, };
+min_duration_secs: number, 
+/**
+ * The unit the limits are in ("°C"; issue 20). Values in °C/°F/K are converted to it
+ * before comparing; other units compare only with the same unit, and a value whose
+ * unit cannot apply is skipped. Empty (every rule saved before units existed) compares
+ * the number as received, as those rules always did.
+ */
+unit: string, };
 
 export type QuietHours = { enabled: boolean, 
 /**
@@ -149,7 +161,12 @@ comment_required_critical: boolean,
 /**
  * The audit trail keeps records this long, apart from the history's retention.
  */
-audit_retention_days: number, };
+audit_retention_days: number, 
+/**
+ * ELEMENT sends no units (issue 20): per parser id, field → unit the user confirmed
+ * ("°C"). Suggestions from field names are not stored here until confirmed.
+ */
+element_units: { [key in string]: { [key in string]: string } }, };
 
 /**
  * Which secret. Its string form is the keyring entry's user name, e.g.

@@ -41,7 +41,17 @@ impl Engine {
 
     fn popup_for(&self, a: &Active, now: i64) -> Popup {
         let display = self.display_name(&a.row);
-        let (summary, body) = wording::alarm_text(&a.row, &display, a.rule, &self.locale, now);
+        let (summary, mut body) = wording::alarm_text(&a.row, &display, a.rule, &self.locale, now);
+        // Issue 20: the site's time beside the desktop's where the zones differ.
+        let zone = self
+            .settings
+            .saveris
+            .iter()
+            .find(|s| s.id == a.row.account)
+            .map_or("", |s| s.site_timezone.as_str());
+        if let Some(t) = wording::site_time(a.row.raised_ms, zone, &self.locale, now) {
+            body.push_str(&format!(" \u{b7} {t}"));
+        }
         Popup {
             tag: a.tag(),
             summary,

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use crate::event::{Event, EventKind, Source};
 use crate::settings::{ElementScope, Limit, RuleTarget, Settings, ThresholdRule};
+use crate::units::{self, Unit};
 
 /// An alarm a rule raises.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +72,8 @@ struct SensorInfo {
 
 struct CompiledRule {
     rule: ThresholdRule,
+    /// `rule.unit` parsed once; `None` compares values as received.
+    unit: Option<Unit>,
     /// Per sensor index (see [`Rules::sensors`]).
     states: HashMap<u32, PairState>,
 }
@@ -86,6 +89,8 @@ pub struct Rules {
     /// Sensor identity → the field the user chose as its main value.
     main_fields: HashMap<String, String>,
     sensors: Vec<SensorInfo>,
+    /// (ELEMENT parser, field in lower case) → the unit the user confirmed for it.
+    field_units: HashMap<(String, String), Unit>,
 }
 
 fn refresh(opt: &mut Option<Box<str>>, new: Option<&str>) {
@@ -152,6 +157,58 @@ pub fn describe_limit(limit: &Limit) -> String {
     }
 }
 
+/// The limit in words with the rule's unit ("above 8 °C"); without one as [`describe_limit`].
+pub fn describe_limit_in(limit: &Limit, unit: &str) -> String {
+    let unit = units::canonical(unit);
+    if unit.is_empty() {
+        return describe_limit(limit);
+    }
+    match limit {
+        Limit::Above { value } => format!("above {} {unit}", fmt_num(*value)),
+        Limit::Below { value } => format!("below {} {unit}", fmt_num(*value)),
+        Limit::Outside { low, high } => {
+            format!("outside {} … {} {unit}", fmt_num(*low), fmt_num(*high))
+        }
+        Limit::NoData { .. } => describe_limit(limit),
+    }
+}
+
+/// The unit of the value a rule looks at: the event's unit when the value is the event's
+/// own quantity (Saveris measurements), else for an ELEMENT field the unit the user
+/// confirmed for that field of the reading's parser.
+fn unit_of(
+    e: &Event,
+    field: Option<&str>,
+    field_units: &HashMap<(String, String), Unit>,
+) -> Option<Unit> {
+    let own = match (field, e.quantity.as_deref()) {
+        (None, _) | (_, None) => true,
+        (Some(f), Some(q)) => f.eq_ignore_ascii_case(q),
+    };
+    let sent = if own {
+        e.unit.as_deref().and_then(Unit::parse)
+    } else {
+        None
+    };
+    sent.or_else(|| {
+        let parser = e.parser.as_deref()?;
+        let f = field.or(e.quantity.as_deref())?;
+        field_units
+            .get(&(parser.to_string(), f.to_lowercase()))
+            .cloned()
+    })
+}
+
+/// `x` (in `reading`) expressed in the rule's unit. A rule without a unit, or a value
+/// without one, compares the number as received (rules saved before units existed, and
+/// ELEMENT fields no one gave a unit yet); units that do not convert give `None`.
+fn in_rule_unit(rule: Option<&Unit>, reading: Option<&Unit>, x: f64) -> Option<f64> {
+    match (rule, reading) {
+        (Some(r), Some(u)) => units::convert(x, u, r),
+        _ => Some(x),
+    }
+}
+
 fn breaches(limit: &Limit, x: f64) -> bool {
     match *limit {
         Limit::Above { value } => x > value,
@@ -204,6 +261,7 @@ impl Rules {
                 None => HashMap::new(),
             };
             self.rules.push(CompiledRule {
+                unit: Unit::parse(&rule.unit),
                 rule: rule.clone(),
                 states,
             });
@@ -213,6 +271,15 @@ impl Rules {
             .iter()
             .filter(|(_, p)| !p.main_field.trim().is_empty())
             .map(|(s, p)| (s.clone(), p.main_field.trim().to_string()))
+            .collect();
+        self.field_units = settings
+            .element_units
+            .iter()
+            .flat_map(|(parser, fields)| {
+                fields.iter().filter_map(move |(f, u)| {
+                    Some(((parser.clone(), f.to_lowercase()), Unit::parse(u)?))
+                })
+            })
             .collect();
         self.tags.clear();
         for acc in &settings.element {
@@ -259,6 +326,14 @@ impl Rules {
         }
     }
 
+    /// Gives an ELEMENT reading (which arrives without units) the unit the user confirmed
+    /// for its main field's parser, so history, popups and the dashboard carry it.
+    pub fn fill_unit(&self, e: &mut Event) {
+        if e.unit.is_none() && e.parser.is_some() {
+            e.unit = unit_of(e, None, &self.field_units).map(|u| u.symbol().to_string());
+        }
+    }
+
     /// Number of tracked (rule, sensor) pairs.
     pub fn tracked(&self) -> usize {
         self.rules.iter().map(|c| c.states.len()).sum()
@@ -283,6 +358,16 @@ impl Rules {
                 continue;
             };
             let rule = &c.rule;
+            let reading_unit = unit_of(e, field, &self.field_units);
+            // In the rule's unit; a value whose unit cannot apply is not this rule's input.
+            let cx = if matches!(rule.limit, Limit::NoData { .. }) {
+                x
+            } else {
+                match in_rule_unit(c.unit.as_ref(), reading_unit.as_ref(), x) {
+                    Some(cx) => cx,
+                    None => continue,
+                }
+            };
             let i = match idx {
                 Some(i) => i,
                 None => {
@@ -307,7 +392,7 @@ impl Rules {
                 continue;
             }
             if st.raised {
-                if cleared(&rule.limit, rule.hysteresis, x) {
+                if cleared(&rule.limit, rule.hysteresis, cx) {
                     st.raised = false;
                     st.count = 0;
                     st.since_ms = None;
@@ -320,20 +405,15 @@ impl Rules {
                 }
                 continue;
             }
-            if breaches(&rule.limit, x) {
+            if breaches(&rule.limit, cx) {
                 st.count = st.count.saturating_add(1);
                 let since = *st.since_ms.get_or_insert(at);
                 if st.count >= rule.min_count && at - since >= duration_ms(rule) {
                     st.raised = true;
                     let info = self.sensors.get(i as usize);
-                    out.push(RuleOutcome::Raise(raise(
-                        rule,
-                        sensor,
-                        info,
-                        st,
-                        field.map(str::to_string),
-                        at,
-                    )));
+                    let mut a = raise(rule, sensor, info, st, field.map(str::to_string), at);
+                    a.unit = reading_unit.map(|u| u.symbol().to_string());
+                    out.push(RuleOutcome::Raise(a));
                 }
             } else {
                 st.count = 0;
@@ -411,7 +491,7 @@ fn raise(
         quantity: quantity.or_else(|| (!rule.quantity.is_empty()).then(|| rule.quantity.clone())),
         value: Some(st.last_value),
         unit: info.and_then(|i| i.unit.as_deref()).map(String::from),
-        limit: describe_limit(&rule.limit),
+        limit: describe_limit_in(&rule.limit, &rule.unit),
         at_ms,
     }
 }
@@ -780,6 +860,160 @@ mod tests {
         };
         assert_eq!(r.update(&changed), vec!["rule:r1:s".to_string()]);
         assert_eq!(run(&mut r, "s", &[9.0, 11.0], 10), ".R.");
+    }
+
+    /// A Saveris sensor of an `am.p` tenant: Fahrenheit.
+    fn fahrenheit(sensor: &str, v: f64, at_s: i64) -> Event {
+        let mut e = m(sensor, v, at_s);
+        e.unit = Some("°F".into());
+        e
+    }
+
+    #[test]
+    fn a_celsius_rule_fires_on_a_fahrenheit_sensor_at_the_converted_value() {
+        let mut r = rules(ThresholdRule {
+            unit: "°C".into(),
+            hysteresis: 0.5,
+            ..rule(Limit::Above { value: 8.0 })
+        });
+        let mut seq = String::new();
+        // 46.4 °F = 8 °C is not above 8 °C; 46.5 °F (8.06 °C) is. 45.5 °F (7.5 °C) is back
+        // past 8 − 0.5 °C and clears; 45.6 °F (7.56 °C) would not have.
+        for (i, v) in [46.4, 46.5, 45.6, 45.5, 20.0].iter().enumerate() {
+            let mut out = Vec::new();
+            r.on_event(&fahrenheit("s", *v, i as i64), &mut out);
+            for o in &out {
+                match o {
+                    RuleOutcome::Raise(a) => {
+                        seq.push('R');
+                        assert_eq!(a.value, Some(46.5), "the value as measured");
+                        assert_eq!(a.unit.as_deref(), Some("°F"));
+                        assert_eq!(a.limit, "above 8 °C");
+                    }
+                    RuleOutcome::Clear { .. } => seq.push('C'),
+                }
+            }
+            seq.push('.');
+        }
+        assert_eq!(seq, ".R..C..");
+        // A °F rule on a °C sensor and a Kelvin rule likewise.
+        let mut r = rules(ThresholdRule {
+            unit: "FAHRENHEIT".into(),
+            ..rule(Limit::Below { value: 32.0 })
+        });
+        assert_eq!(run(&mut r, "s", &[0.0, -0.1], 0), ".R.");
+        let mut r = rules(ThresholdRule {
+            unit: "K".into(),
+            ..rule(Limit::Above { value: 300.0 })
+        });
+        assert_eq!(run(&mut r, "s", &[26.85, 26.9], 0), ".R.");
+    }
+
+    #[test]
+    fn a_rule_whose_unit_cannot_apply_does_not_fire() {
+        let mut r = rules(ThresholdRule {
+            unit: "°C".into(),
+            ..rule(Limit::Above { value: 8.0 })
+        });
+        let mut e = m("h", 85.0, 0);
+        e.quantity = Some("Humidity".into());
+        e.unit = Some("%RH".into());
+        let mut out = Vec::new();
+        r.on_event(&e, &mut out);
+        assert!(out.is_empty(), "85 %RH is not compared with 8 °C: {out:?}");
+        // The same unit compares; % and %RH are one scale.
+        let mut r = rules(ThresholdRule {
+            unit: "%RH".into(),
+            ..rule(Limit::Above { value: 80.0 })
+        });
+        e.unit = Some("%".into());
+        r.on_event(&e, &mut out);
+        assert_eq!(out.len(), 1);
+        // An unknown unit compares only with exactly that unit.
+        let mut r = rules(ThresholdRule {
+            unit: "m³/h".into(),
+            ..rule(Limit::Above { value: 1.0 })
+        });
+        out.clear();
+        e.unit = Some("l/min".into());
+        r.on_event(&e, &mut out);
+        assert!(out.is_empty());
+        e.unit = Some("m³/h".into());
+        r.on_event(&e, &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn element_field_units_are_remembered_per_parser() {
+        let rule = ThresholdRule {
+            unit: "°F".into(),
+            quantity: "air_temperature".into(),
+            ..rule(Limit::Above { value: 60.0 })
+        };
+        let mut e = sorted_reading(20.0); // 20 °C = 68 °F
+        e.parser = Some("parser-lht".into());
+        let mut out = Vec::new();
+        // No unit confirmed yet: 20 is compared as received, below 60.
+        rules(rule.clone()).on_event(&e, &mut out);
+        assert!(out.is_empty());
+        let mut s = Settings {
+            rules: vec![rule],
+            ..Default::default()
+        };
+        s.element_units.insert(
+            "parser-lht".into(),
+            [("Air_Temperature".to_string(), "°C".to_string())].into(),
+        );
+        let mut r = Rules::new(&s);
+        r.on_event(&e, &mut out);
+        let [RuleOutcome::Raise(a)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            a.unit.as_deref(),
+            Some("°C"),
+            "the field's unit in the alarm"
+        );
+        // Another parser's field of the same name has no unit yet.
+        let mut other = sorted_reading(20.0);
+        other.parser = Some("parser-other".into());
+        other.sensor = Some("d2".into());
+        out.clear();
+        r.on_event(&other, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_reading_gets_the_confirmed_unit_of_its_main_field() {
+        let mut s = Settings::default();
+        s.element_units.insert(
+            "p1".into(),
+            [("air_temperature".to_string(), "CELSIUS".to_string())].into(),
+        );
+        let r = Rules::new(&s);
+        let mut e = sorted_reading(5.0);
+        r.fill_unit(&mut e);
+        assert_eq!(e.unit, None, "no parser, no unit");
+        e.parser = Some("p1".into());
+        r.fill_unit(&mut e);
+        assert_eq!(e.unit.as_deref(), Some("°C"));
+        let mut other = sorted_reading(5.0);
+        other.parser = Some("p2".into());
+        r.fill_unit(&mut other);
+        assert_eq!(other.unit, None, "another parser");
+    }
+
+    #[test]
+    fn a_rule_without_a_unit_compares_the_number_as_received() {
+        // Rules saved before units existed: 46.5 is above 8 whatever the sensor's unit.
+        let mut r = rules(rule(Limit::Above { value: 8.0 }));
+        let mut out = Vec::new();
+        r.on_event(&fahrenheit("s", 46.5, 0), &mut out);
+        assert_eq!(out.len(), 1);
+        let [RuleOutcome::Raise(a)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(a.limit, "above 8");
     }
 
     #[test]

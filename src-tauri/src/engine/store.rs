@@ -132,6 +132,10 @@ impl Engine {
     /// be stored is kept in memory, unconfirmed, and tried again (see [`Retry`]).
     pub(super) fn process(&mut self, batch: &mut Vec<Delivery>) {
         let now = self.now_ms();
+        // Issue 20: ELEMENT sends no units; the ones the user confirmed per parser.
+        for d in batch.iter_mut() {
+            self.rules.fill_unit(&mut d.event);
+        }
         if let Err(e) = self.store(batch, now) {
             let n = batch.len();
             let message = format!(

@@ -76,6 +76,29 @@ impl Locale {
     }
 }
 
+/// The time at the site, when the site's zone (IANA name, e.g. a tenant's `main_timezone`)
+/// reads differently from the desktop's at that instant: "08:02 site time
+/// (America/Chicago)". `None` when the zones agree or the name is unknown (issue 20).
+pub fn site_time(at_ms: i64, site_zone: &str, loc: &Locale, now_ms: i64) -> Option<String> {
+    let name = site_zone.trim();
+    if name.is_empty() {
+        return None;
+    }
+    let site = TimeZone::get(name).ok()?;
+    let at = Timestamp::from_millisecond(at_ms).ok()?;
+    if site.to_offset(at) == loc.tz.to_offset(at) {
+        return None;
+    }
+    let site_loc = Locale {
+        decimal_comma: loc.decimal_comma,
+        tz: site,
+    };
+    Some(format!(
+        "{} site time ({name})",
+        site_loc.time(at_ms, now_ms)
+    ))
+}
+
 fn severity_word(s: Severity) -> &'static str {
     match s {
         Severity::Alarm => "Alarm",
@@ -335,6 +358,28 @@ mod tests {
             r.raised_ms,
         );
         assert_eq!(s, "Logger 7: not reporting (connection timeout)");
+    }
+
+    #[test]
+    fn site_time_is_shown_only_where_the_zone_differs() {
+        // 2024-05-01 12:00 UTC: 14:00 in Berlin, 07:00 in Chicago.
+        let at = 1_714_564_800_000;
+        let berlin = Locale::plain(TimeZone::get("Europe/Berlin").unwrap());
+        assert_eq!(
+            site_time(at, "America/Chicago", &berlin, at).as_deref(),
+            Some("07:00 site time (America/Chicago)")
+        );
+        assert_eq!(berlin.time(at, at), "14:00");
+        // Same offset (Paris = Berlin), no zone, or an unknown name: nothing extra.
+        assert_eq!(site_time(at, "Europe/Paris", &berlin, at), None);
+        assert_eq!(site_time(at, "", &berlin, at), None);
+        assert_eq!(site_time(at, "Mars/Olympus", &berlin, at), None);
+        // Another day at the site shows its date.
+        let tokyo = site_time(at + 11 * 3_600_000, "Asia/Tokyo", &berlin, at);
+        assert_eq!(
+            tokyo.as_deref(),
+            Some("2024-05-02 08:00 site time (Asia/Tokyo)")
+        );
     }
 
     #[test]

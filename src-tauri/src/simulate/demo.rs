@@ -115,6 +115,7 @@ impl Demo {
             hysteresis: 1.0,
             min_count: 1,
             min_duration_secs: 0,
+            unit: "°C".into(),
         });
         // Short grouping so a newcomer sees single popups, not a summary, at start.
         s.notifications.group_window_secs = 5;

@@ -8,6 +8,7 @@ import { useApp } from "../context";
 import { downsample, MAX_POINTS } from "../lib/downsample";
 import { mainQuantities } from "../lib/fields";
 import { ago, formatValue, shortTime } from "../lib/format";
+import { suggestUnit } from "../lib/units";
 import { tid } from "../lib/testid";
 import type { LatestValue, Settings, ThresholdRule } from "../types";
 import { Message } from "../widgets";
@@ -211,6 +212,16 @@ function SensorCard(p: { l: LatestValue; name: string; limits: number[]; now: nu
         <span class="value" data-testid={`card-value-${id}`}>
           {formatValue(l.value, l.unit)}
         </span>
+        {/* ELEMENT sends no units: a guess from the field name, marked as such (issue 20). */}
+        {l.source === "element" && !l.unit && l.quantity && suggestUnit(l.quantity) && (
+          <span
+            class="suggested-unit"
+            data-testid={`card-unit-suggestion-${id}`}
+            title="Suggested from the field name (ELEMENT sends no units); not used until confirmed"
+          >
+            {suggestUnit(l.quantity)}?
+          </span>
+        )}
         {l.quantity && <span class="muted"> {l.quantity}</span>}
         {p.several &&
           (p.main ? (

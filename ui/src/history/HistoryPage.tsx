@@ -4,7 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, errorText, loadError } from "../api";
 import { useApp } from "../context";
 import { alarmsToCsv, downloadText } from "../lib/csv";
-import { compactTime, formatTime, formatValue, localInputToMs } from "../lib/format";
+import { compactTime, formatTime, formatValue, localInputToMs, siteTime } from "../lib/format";
 import type { AlarmFilter, AlarmRow, Severity, UnparsedRow } from "../types";
 import { Button, Field, Message, Select } from "../widgets";
 
@@ -112,6 +112,8 @@ export function AlarmsView() {
   const { historyTick, focusAlarm, openSensor, reloadTick } = useApp();
   const openedFor = useRef<number | null>(null);
   const [commentRequired, setCommentRequired] = useState(false);
+  /** Saveris account id → its site's time zone (issue 20). */
+  const [siteZones, setSiteZones] = useState<Record<string, string>>({});
   const [acking, setAcking] = useState<AlarmRow | null>(null);
   const autoOpened = useRef<number | null>(null);
   const [form, setForm] = useState<FilterForm>(EMPTY_FILTER);
@@ -158,7 +160,10 @@ export function AlarmsView() {
   useEffect(() => {
     api
       .getSettings()
-      .then((s) => setCommentRequired(s.comment_required_critical))
+      .then((s) => {
+        setCommentRequired(s.comment_required_critical);
+        setSiteZones(Object.fromEntries(s.saveris.map((a) => [a.id, a.site_timezone ?? ""])));
+      })
       .catch(() => {});
   }, [reloadTick]);
 
@@ -320,6 +325,11 @@ export function AlarmsView() {
                     <td>{r.limit ?? ""}</td>
                     <td class="nowrap" title={formatTime(r.raised_ms)} data-testid={`alarm-raised-${r.id}`}>
                       {compactTime(r.raised_ms)}
+                      {siteTime(r.raised_ms, siteZones[r.account]) && (
+                        <div class="muted small" data-testid={`alarm-site-time-${r.id}`}>
+                          {siteTime(r.raised_ms, siteZones[r.account])}
+                        </div>
+                      )}
                     </td>
                     <td class="nowrap" title={formatTime(r.cleared_ms)} data-testid={`alarm-cleared-${r.id}`}>
                       {compactTime(r.cleared_ms)}

@@ -1,5 +1,15 @@
 import type { AlarmRow } from "../types";
-import { formatTime } from "./format";
+
+/** ISO 8601 in the desktop's zone with its offset ("2024-05-01T14:00:00+02:00"), so a
+ *  spreadsheet or another site reads the same instant (issue 20). "" for no time. */
+export function isoTime(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "";
+  const d = new Date(ms);
+  const pad = (n: number) => String(Math.floor(Math.abs(n))).padStart(2, "0");
+  const off = -d.getTimezoneOffset();
+  const zone = off === 0 ? "Z" : `${off < 0 ? "-" : "+"}${pad(off / 60)}:${pad(off % 60)}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}${zone}`;
+}
 
 /** One CSV field: quoted when needed; a leading =, +, - or @ is defused so spreadsheets do not run it. */
 export function csvField(v: string | number | null | undefined): string {
@@ -46,9 +56,9 @@ export function alarmsToCsv(rows: AlarmRow[]): string {
         r.value,
         r.unit,
         r.limit,
-        formatTime(r.raised_ms),
-        formatTime(r.cleared_ms),
-        formatTime(r.acknowledged_ms),
+        isoTime(r.raised_ms),
+        isoTime(r.cleared_ms),
+        isoTime(r.acknowledged_ms),
         r.acknowledged_by,
       ]
         .map(csvField)

@@ -35,6 +35,31 @@ export function compactTime(ms: number | null | undefined, now: number = Date.no
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}`;
 }
 
+/** "YYYY-MM-DD HH:MM" of `ms` in the IANA zone `zone`, or null for an unknown zone. */
+function wallClock(ms: number, zone?: string): string | null {
+  try {
+    const f = new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+    });
+    const p = Object.fromEntries(f.formatToParts(new Date(ms)).map((x) => [x.type, x.value]));
+    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
+  } catch {
+    return null;
+  }
+}
+
+/** The site's time where its zone reads differently from the desktop's at that instant:
+ *  "07:00 site time (America/Chicago)", with the date when the site's day differs; null
+ *  otherwise (issue 20; the same rule as the popups' `wording::site_time`). */
+export function siteTime(ms: number | null | undefined, zone: string | null | undefined): string | null {
+  const z = (zone ?? "").trim();
+  if (!z || ms === null || ms === undefined || !Number.isFinite(ms)) return null;
+  const site = wallClock(ms, z);
+  const here = wallClock(ms);
+  if (!site || !here || site === here) return null;
+  return `${site.slice(0, 10) === here.slice(0, 10) ? site.slice(11) : site} site time (${z})`;
+}
+
 /** "3 min ago", "2 h ago". */
 export function ago(ms: number, now: number = Date.now()): string {
   const s = Math.max(0, Math.round((now - ms) / 1000));

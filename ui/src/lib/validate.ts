@@ -25,6 +25,8 @@ export interface RuleDraft {
   /** "all", "sensor:<id>", "device:<id>", "tag:<id>". */
   target: string;
   quantity: string;
+  /** The limits' unit ("°C"); "" compares the number as received. */
+  unit: string;
   limitType: Limit["type"];
   value: string;
   low: string;
@@ -56,6 +58,7 @@ export function ruleToDraft(r: ThresholdRule): RuleDraft {
     enabled: r.enabled,
     target: targetKey(r.target),
     quantity: r.quantity,
+    unit: r.unit ?? "",
     limitType: l.type,
     value: l.type === "above" || l.type === "below" ? String(l.value) : "",
     low: l.type === "outside" ? String(l.low) : "",
@@ -74,6 +77,7 @@ export function emptyRuleDraft(id: string): RuleDraft {
     enabled: true,
     target: "all",
     quantity: "",
+    unit: "",
     limitType: "above",
     value: "8",
     low: "2",
@@ -141,6 +145,7 @@ export function draftToRule(d: RuleDraft): ThresholdRule {
     enabled: d.enabled,
     target: parseTargetKey(d.target),
     quantity: d.quantity.trim(),
+    unit: d.unit.trim(),
     limit,
     hysteresis: num(d.hysteresis),
     min_count: int(d.minCount, 1),
@@ -157,6 +162,16 @@ function isUrl(text: string, schemes: string[]): boolean {
   }
 }
 
+/** An IANA zone name the platform knows ("Europe/Berlin"). */
+export function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function validateSaveris(a: SaverisAccount): Errors {
   const e: Errors = {};
   if (a.username.trim() === "") e.username = "Enter the Saveris user name.";
@@ -165,6 +180,8 @@ export function validateSaveris(a: SaverisAccount): Errors {
     e.cognito_client_id = "Cognito login needs the app client id.";
   if (a.cognito_endpoint.trim() !== "" && !isUrl(a.cognito_endpoint, ["https:", "http:"]))
     e.cognito_endpoint = "Enter an http:// or https:// URL, or leave it empty for AWS.";
+  if ((a.site_timezone ?? "").trim() !== "" && !isTimeZone(a.site_timezone.trim()))
+    e.site_timezone = "Enter a time zone name such as Europe/Berlin or America/Chicago, or leave it empty.";
   if (a.custom) {
     if (!isUrl(a.custom.ws_url, ["ws:", "wss:"])) e.ws_url = "Enter the broker's ws:// or wss:// URL.";
     if (a.custom.token_url.trim() !== "" && !isUrl(a.custom.token_url, ["https:", "http:"]))

@@ -1,7 +1,7 @@
 // The sensor view's pure parts: uPlot's data, the text summary, the table rows and the CSV.
 // The monitor has reduced the range already (min/max per pixel column, gaps as null).
 import type uPlot from "uplot";
-import { csvField } from "../lib/csv";
+import { csvField, isoTime } from "../lib/csv";
 import { formatTime, formatValue } from "../lib/format";
 import type { AlarmRow, Bucket, LatestValue, LimitLine, SensorView } from "../types";
 
@@ -260,13 +260,13 @@ export function rangeCsv(v: SensorView, points: [number, number][]): string {
     `# quantity,${csvField(v.quantity ?? "")}`,
     `# unit,${csvField(v.unit ?? "")}`,
     `# limits,${csvField(limitText(v.limits, v.unit))}`,
-    `# from,${csvField(formatTime(v.from_ms))}`,
-    `# to,${csvField(formatTime(v.to_ms))}`,
+    `# from,${csvField(isoTime(v.from_ms))}`,
+    `# to,${csvField(isoTime(v.to_ms))}`,
     "time,time_ms,value",
   ];
   for (const [t, val] of points) {
     if (t < v.from_ms || t >= v.to_ms) continue;
-    lines.push(`${csvField(formatTime(t))},${t},${val}`);
+    lines.push(`${csvField(isoTime(t))},${t},${val}`);
   }
   return lines.join("\r\n") + "\r\n";
 }

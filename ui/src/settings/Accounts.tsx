@@ -32,6 +32,7 @@ export function newSaveris(): SaverisAccount {
     cognito_client_id: "",
     channels: { alarms: true, measurements: false, measurements_v2: false },
     custom: null,
+    site_timezone: "",
   };
 }
 
@@ -245,6 +246,17 @@ function SaverisEditor({ initial, isNew, onDone, onCancel }: EditorProps<Saveris
           tick={tick}
           isNew={isNew && tick === 0}
           error={secretError ?? undefined}
+        />
+      </div>
+      <div class="row">
+        <Field
+          label="Site time zone"
+          value={a.site_timezone}
+          onInput={(v) => set({ site_timezone: v })}
+          testid="saveris-site-timezone"
+          placeholder="e.g. America/Chicago"
+          hint="Popups show the site's time beside yours where the zones differ; empty = none"
+          error={errors.site_timezone}
         />
       </div>
       {!custom && (

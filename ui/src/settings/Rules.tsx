@@ -6,6 +6,7 @@ import { useApp } from "../context";
 import { newId } from "../lib/ids";
 import { formatValue } from "../lib/format";
 import { tid } from "../lib/testid";
+import { UNIT_CHOICES, canonicalUnit, compatibleUnits } from "../lib/units";
 import {
   draftToRule,
   emptyRuleDraft,
@@ -18,14 +19,15 @@ import {
 import type { LatestValue, Limit, Settings, ThresholdRule } from "../types";
 import { Button, Check, Field, Message, Select } from "../widgets";
 
-export function describeLimit(l: Limit): string {
+export function describeLimit(l: Limit, unit?: string): string {
+  const u = unit ? ` ${canonicalUnit(unit)}` : "";
   switch (l.type) {
     case "above":
-      return `above ${l.value}`;
+      return `above ${l.value}${u}`;
     case "below":
-      return `below ${l.value}`;
+      return `below ${l.value}${u}`;
     case "outside":
-      return `outside ${l.low} … ${l.high}`;
+      return `outside ${l.low} … ${l.high}${u}`;
     case "no_data":
       return `no value for ${l.minutes} min`;
   }
@@ -80,6 +82,23 @@ export function fieldsForTarget(target: string, latest: LatestValue[]): { quanti
   return [...newest.values()]
     .map((l) => ({ quantity: l.quantity ?? "", value: l.value, unit: l.unit }))
     .sort((a, b) => a.quantity.localeCompare(b.quantity));
+}
+
+/** What the editor must say about a rule's unit against the fields seen for its target:
+ *  the fields whose unit cannot be compared (the rule never fires on them) and those with
+ *  no unit at all (compared as received). */
+export function unitProblems(
+  unit: string,
+  quantity: string,
+  fields: { quantity: string; unit: string | null }[],
+): { incompatible: string[]; unitless: string[] } {
+  const q = quantity.trim().toLowerCase();
+  const relevant = fields.filter((f) => !q || f.quantity.toLowerCase() === q);
+  if (!unit.trim()) return { incompatible: [], unitless: [] };
+  return {
+    incompatible: relevant.filter((f) => f.unit && !compatibleUnits(f.unit, unit)).map((f) => `${f.quantity} (${f.unit})`),
+    unitless: relevant.filter((f) => !f.unit).map((f) => f.quantity),
+  };
 }
 
 export function RulesSection({ settings, reload }: { settings: Settings; reload: () => void }) {
@@ -160,7 +179,7 @@ export function RulesSection({ settings, reload }: { settings: Settings; reload:
                   {label(r)}
                   {r.quantity && <span class="muted"> · {r.quantity}</span>}
                 </td>
-                <td>{describeLimit(r.limit)}</td>
+                <td>{describeLimit(r.limit, r.unit)}</td>
                 <td>{r.hysteresis}</td>
                 <td class="nowrap">
                   <Button testid={`rule-edit-${tid(r.id)}`} onClick={() => setEditing(ruleToDraft(r))}>
@@ -218,6 +237,13 @@ export function RuleEditor(p: {
   };
 
   const fields = fieldsForTarget(d.target, p.latest ?? []);
+  const problems = unitProblems(d.unit, d.quantity, fields);
+  const unitOpts = [{ value: "", label: "none: compare the number as received" }, ...UNIT_CHOICES.map((u) => ({ value: u, label: u }))];
+  for (const f of fields) {
+    const u = canonicalUnit(f.unit);
+    if (u && !unitOpts.some((o) => o.value === u)) unitOpts.push({ value: u, label: u });
+  }
+  if (d.unit && !unitOpts.some((o) => o.value === d.unit)) unitOpts.push({ value: d.unit, label: d.unit });
   const opts = [...p.options];
   if (!targets.has(d.target)) opts.push({ value: d.target, label: `${d.target} (not seen)` });
 
@@ -284,10 +310,37 @@ export function RuleEditor(p: {
           ))}
         </div>
       )}
+      {d.limitType !== "no_data" && !d.quantity.trim() && d.target === "all" && (
+        <p class="warn small" role="note" data-testid="rule-all-fields-warning">
+          Target “All sensors” with no field named: this one limit is compared with every sensor's value — temperatures, but
+          also humidity, battery and radio (RSSI) figures. Name a field, or choose a unit so that values in other units are
+          skipped.
+        </p>
+      )}
       {d.limitType !== "no_data" && !d.quantity.trim() && (
         <p class="warn small" role="note" data-testid="rule-any-field-warning">
           No field named: the rule compares each reading's main value — temperature first, else the field chosen as “main” on the
           dashboard. An ELEMENT reading has several fields (humidity, battery…); name the one you mean.
+        </p>
+      )}
+      <div class="row">
+        <Select
+          label="Unit of the limits"
+          value={d.unit}
+          options={unitOpts}
+          onChange={(v) => set({ unit: v })}
+          testid="rule-unit"
+        />
+      </div>
+      {d.limitType !== "no_data" && problems.incompatible.length > 0 && (
+        <p class="warn small" role="note" data-testid="rule-unit-warning">
+          Limits in {d.unit} cannot be compared with {problems.incompatible.join(", ")}: °C, °F and K convert into each other,
+          other units compare only with the same unit. This rule will not fire on those values.
+        </p>
+      )}
+      {d.limitType !== "no_data" && problems.unitless.length > 0 && (
+        <p class="muted small" role="note" data-testid="rule-unitless-note">
+          No unit known for {problems.unitless.join(", ")}: compared as received. Set the field's unit on its dashboard card.
         </p>
       )}
       <div class="row">

@@ -43,6 +43,12 @@ fn reading_event(r: Reading, o: Origin<'_>) -> Event {
         e.quantity = Some(q.clone());
         e.value = Some(*v);
     }
+    e.parser = r
+        .extra
+        .get("parser_id")
+        .and_then(|v| v.as_str())
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
     e.name = r.device_name.clone().or_else(|| r.device_id.clone());
     e.device = r.device_id.clone();
     // Rules and latest values are per device + field: the device is the "sensor".

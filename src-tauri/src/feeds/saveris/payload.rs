@@ -498,7 +498,12 @@ fn alarm_event(account_id: &str, channel: &str, a: &Alarm, body: &[u8]) -> Event
         .or_else(|| a.alarm_reason.clone());
     ev.quantity = a.physical_value.clone();
     ev.value = a.alarm_value.as_ref().and_then(number);
-    ev.unit = a.physical_unit.clone();
+    // One spelling per unit (the Data API says CELSIUS where the push API says °C).
+    ev.unit = a
+        .physical_unit
+        .as_deref()
+        .map(crate::units::canonical)
+        .filter(|u| !u.is_empty());
     ev.measured_at = a
         .alarm_time
         .as_deref()
@@ -534,7 +539,10 @@ fn measurement_event(
     );
     ev.quantity = quantity;
     ev.value = value.as_ref().and_then(number);
-    ev.unit = unit.clone();
+    ev.unit = unit
+        .as_deref()
+        .map(crate::units::canonical)
+        .filter(|u| !u.is_empty());
     ev.measured_at = measured_at;
     ev
 }
