@@ -66,6 +66,9 @@ pub(super) fn stable_after_ms(limit_ms: i64) -> i64 {
     limit_ms.max(1_000)
 }
 
+/// The tag of the "not watched: keyring" popup.
+const KEYRING_TAG: &str = "keyring";
+
 /// The tag of a feed's "keeps dropping" popup.
 fn unstable_tag(feed: &str) -> String {
     format!("feed-unstable:{feed}")
@@ -119,6 +122,42 @@ impl Engine {
         self.publish_status();
     }
 
+    /// A tray that watches nothing after a reboot is the worst failure it can have: the
+    /// first feed that waits for the keyring raises one popup per start, saying which
+    /// accounts are not watched and why; it closes once none waits any more.
+    fn keyring_popup_if_waiting(&mut self) {
+        let waiting: Vec<&FeedStatus> = self
+            .feeds
+            .values()
+            .map(|w| &w.status)
+            .filter(|s| matches!(s.state, FeedState::WaitingForKeyring { .. }))
+            .collect();
+        if waiting.is_empty() {
+            if std::mem::take(&mut self.keyring_popup_open) {
+                self.popups.close(KEYRING_TAG.into());
+                self.decide(Decision::Closed {
+                    tag: KEYRING_TAG.into(),
+                });
+            }
+            return;
+        }
+        if self.keyring_popup {
+            return;
+        }
+        self.keyring_popup = true;
+        self.keyring_popup_open = true;
+        let (summary, body) = wording::keyring_waiting_text(&waiting);
+        let popup = Popup {
+            tag: KEYRING_TAG.into(),
+            summary,
+            body,
+            urgency: Urgency::Critical,
+            alarm_id: None,
+            actions: true,
+        };
+        self.show(popup, false);
+    }
+
     pub(super) fn check_feed_silence(&mut self, now: i64) {
         let limit = i64::try_from(
             self.settings
@@ -128,6 +167,9 @@ impl Engine {
         )
         .unwrap_or(i64::MAX);
         self.check_feed_stability(now, limit);
+        // On the tick, not on the status itself: `watch` subscribes just after the feeds
+        // first report, and prints this decision too.
+        self.keyring_popup_if_waiting();
         let mut due = Vec::new();
         for w in self.feeds.values_mut() {
             if let Some(since) = w.not_live_since_ms {

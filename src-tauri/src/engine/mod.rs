@@ -391,6 +391,9 @@ struct Engine {
     out: broadcast::Sender<Output>,
     status_tx: Option<watch::Sender<Status>>,
     storage_error: Option<String>,
+    /// The "not watched: keyring" popup was shown (once per start, issue 24).
+    keyring_popup: bool,
+    keyring_popup_open: bool,
     /// A batch that failed to store, tried again with backoff before anything new.
     retry: Option<store::Retry>,
     last_prune_ms: i64,
@@ -426,6 +429,8 @@ impl Engine {
             out,
             status_tx: None,
             storage_error: None,
+            keyring_popup: false,
+            keyring_popup_open: false,
             retry: None,
             last_prune_ms: 0,
             notified: Vec::new(),

@@ -77,6 +77,11 @@ pub fn status_line(status: &Status) -> String {
             "stopped"
         } else if states
             .iter()
+            .any(|s| matches!(s, FeedState::WaitingForKeyring { .. }))
+        {
+            "not watched (keyring locked or missing)"
+        } else if states
+            .iter()
             .any(|s| matches!(s, FeedState::Waiting { .. }))
         {
             "reconnecting"
