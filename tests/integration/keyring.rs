@@ -381,3 +381,90 @@ fn absent_keyring_waits_then_goes_live_when_it_starts() {
         bus.start_unlocked_keyring(false)
     });
 }
+
+/// Popups the desktop could not show are kept (issue 24): the notification service is
+/// away while an alarm pops (no daemon on the bus), the status says popups are failing;
+/// once dunst is back the kept popup (or a summary of them) reaches it on D-Bus.
+#[test]
+fn popups_missed_while_the_notification_service_is_away_are_shown_when_it_is_back() {
+    desktop::require_desktop();
+    let bus = PrivateBus::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("watch.out");
+    let child = bus
+        .command(desktop::app_bin())
+        .args(["watch", "--demo", "--seed", "1", "--for", "120"])
+        .env_remove("ALARM_TRAY_DATA_DIR")
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(tmp.path().join("watch.err")).unwrap())
+        .spawn()
+        .expect("watch --demo");
+    let _watch = Proc { child };
+    let out = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    // An alarm popup decided while no notification service answers.
+    let mut summary = None;
+    desktop::wait_for(Duration::from_secs(60), "an alarm popup decided", || {
+        summary = out()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| {
+                let d = &v["decision"];
+                (d["kind"] == "popup" && d["popup"]["alarm_id"].is_i64())
+                    .then(|| d["popup"]["summary"].as_str().unwrap().to_string())
+            });
+        summary.is_some()
+    });
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "the status saying popups fail",
+        || out().contains("popups failing: kept until the notification service is back"),
+    );
+    // The service comes back; only what is sent from now on is recorded.
+    let capture = tmp.path().join("notify.txt");
+    let monitor = bus
+        .command("stdbuf")
+        .args([
+            "-oL",
+            "dbus-monitor",
+            "--session",
+            "interface='org.freedesktop.Notifications',member='Notify'",
+        ])
+        .stdout(std::fs::File::create(&capture).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dbus-monitor");
+    let _monitor = Proc { child: monitor };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut dunst = bus.command("dunst");
+    if let Some(d) = std::env::var_os("DISPLAY") {
+        dunst.env("DISPLAY", d);
+    }
+    let dunst = dunst
+        .args(["-config", "/dev/null"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dunst");
+    let _dunst = Proc { child: dunst };
+    let summary = summary.unwrap();
+    desktop::wait_for(Duration::from_secs(30), "the kept popup on D-Bus", || {
+        let seen = std::fs::read_to_string(&capture).unwrap_or_default();
+        seen.contains(&summary) || seen.contains("popups could not be shown")
+    });
+    desktop::wait_for(
+        Duration::from_secs(15),
+        "the status no longer failing",
+        || {
+            let text = out();
+            let last = text
+                .lines()
+                .filter(|l| l.contains("\"type\":\"status\""))
+                .last()
+                .unwrap_or_default()
+                .to_string();
+            !last.contains("popups failing")
+        },
+    );
+}

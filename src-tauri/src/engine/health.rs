@@ -66,6 +66,9 @@ pub(super) fn stable_after_ms(limit_ms: i64) -> i64 {
     limit_ms.max(1_000)
 }
 
+/// Said in the status while the desktop cannot show popups (issue 24).
+pub const POPUPS_FAILING: &str = "popups failing: kept until the notification service is back";
+
 /// The tag of the "not watched: keyring" popup.
 const KEYRING_TAG: &str = "keyring";
 
@@ -191,7 +194,8 @@ impl Engine {
             };
             self.show(popup, false);
         }
-        if !self.feeds.is_empty() {
+        // Also when popups start or stop failing (they are kept meanwhile).
+        if !self.feeds.is_empty() || self.popups_failing.failing() != self.status_says_failing() {
             self.publish_status();
         }
     }
@@ -251,9 +255,10 @@ impl Engine {
             .filter(|w| w.status.state.is_problem() || w.silence_popup || w.unstable_popup)
             .collect();
         let paused = self.settings.notifications.paused || self.in_quiet_hours();
+        let popups_failing = self.popups_failing.failing();
         let tray = if unacked > 0 {
             TrayState::Alarm
-        } else if !problems.is_empty() || self.storage_error.is_some() {
+        } else if !problems.is_empty() || self.storage_error.is_some() || popups_failing {
             TrayState::Problem
         } else if paused {
             TrayState::Paused
@@ -279,6 +284,9 @@ impl Engine {
         }
         if self.storage_error.is_some() {
             parts.push("history cannot be written".into());
+        }
+        if popups_failing {
+            parts.push(POPUPS_FAILING.into());
         }
         if self.settings.notifications.paused {
             parts.push("popups paused".into());
@@ -307,6 +315,12 @@ impl Engine {
                 })
                 .collect(),
         }
+    }
+
+    fn status_says_failing(&self) -> bool {
+        self.status_tx
+            .as_ref()
+            .is_some_and(|tx| tx.borrow().summary.contains(POPUPS_FAILING))
     }
 
     /// Publishes the status when it changed.

@@ -41,6 +41,7 @@ use crate::event::{Delivery, Event, FeedStatus, Severity};
 use crate::notify::{Notifier, Popup, PopupAction};
 use crate::settings::Settings;
 
+pub use health::POPUPS_FAILING;
 pub use history::{History, HistoryError};
 pub use popups::urgency;
 
@@ -394,6 +395,8 @@ struct Engine {
     /// The "not watched: keyring" popup was shown (once per start, issue 24).
     keyring_popup: bool,
     keyring_popup_open: bool,
+    /// Asked whether popups are failing (kept until the notification service is back).
+    popups_failing: Arc<dyn Notifier>,
     /// A batch that failed to store, tried again with backoff before anything new.
     retry: Option<store::Retry>,
     last_prune_ms: i64,
@@ -425,6 +428,7 @@ impl Engine {
             ids: HashMap::new(),
             feeds: BTreeMap::new(),
             last_message_ms: HashMap::new(),
+            popups_failing: notifier.clone(),
             popups: Popups::start(notifier),
             out,
             status_tx: None,

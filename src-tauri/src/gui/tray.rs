@@ -97,6 +97,9 @@ pub fn status_line(status: &Status) -> String {
     if status.summary.contains("keeps dropping the connection") {
         parts.push("connection unstable".into());
     }
+    if status.summary.contains(crate::engine::POPUPS_FAILING) {
+        parts.push("popups failing".into());
+    }
     if status.summary.contains("history cannot be written") {
         parts.push("history cannot be written".into());
     }
