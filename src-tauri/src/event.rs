@@ -294,6 +294,12 @@ pub enum FeedState {
     Stopped {
         message: String,
     },
+    /// Not started: its secret is stored but the keyring is locked, absent or silent
+    /// (issue 24). `message` says why and that it goes on by itself once the keyring can be
+    /// read; nothing of this account is watched meanwhile.
+    WaitingForKeyring {
+        message: String,
+    },
 }
 
 impl FeedState {
@@ -316,6 +322,9 @@ impl FeedState {
             }
             FeedState::LoginFailed { message } => format!("login failed: {message}"),
             FeedState::Stopped { message } => format!("stopped: {message}"),
+            FeedState::WaitingForKeyring { message } => {
+                format!("not watched, waiting for the keyring: {message}")
+            }
         }
     }
 }

@@ -47,7 +47,6 @@ impl SettingsPersister for FilePersister {
 pub struct Monitor {
     settings: RwLock<Settings>,
     persister: Box<dyn SettingsPersister>,
-    secrets: SecretStore,
     runtime: Runtime,
     notifier: Arc<dyn Notifier>,
     shell: Arc<dyn Shell>,
@@ -69,7 +68,6 @@ impl Monitor {
         Arc::new(Monitor {
             settings: RwLock::new(settings),
             persister,
-            secrets: SecretStore,
             runtime,
             notifier,
             shell,
@@ -162,11 +160,9 @@ impl Monitor {
         &self,
         f: impl FnOnce(SecretStore) -> Result<T, crate::secrets::SecretError> + Send + 'static,
     ) -> Result<T, Error> {
-        let store = self.secrets.clone();
-        // Keyring calls block on D-Bus: never on the async workers.
-        Ok(tokio::task::spawn_blocking(move || f(store))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??)
+        // Keyring calls block on D-Bus: never on the async workers, and never longer than
+        // the keyring timeout (a hung keyring daemon must not hang the monitor).
+        Ok(crate::secrets::bounded(f).await?)
     }
 
     async fn set_secret(&self, key: SecretKey, value: String) -> Result<(), Error> {

@@ -1,7 +1,11 @@
 //! Feeds → engine wiring shared by the monitor and `watch`: builds the engine and one feed
 //! per enabled account, restarts feeds when their settings or secrets change.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, Mutex};
 
@@ -12,18 +16,58 @@ use crate::ipc::protocol::{ConnectionTest, Discover};
 use crate::ipc::Error;
 use crate::notify::Notifier;
 use crate::secret_binding::{self, Mismatch};
-use crate::secrets::{SecretKey, SecretStore};
+use crate::secrets::{self, SecretError, SecretKey};
 use crate::settings::Settings;
 
 /// Deliveries wait here when the engine is busy: back-pressure reaches the sockets.
 const DELIVERY_QUEUE: usize = 4096;
 
-pub struct Runtime {
+/// How often feeds waiting for the keyring try again when no D-Bus signal woke them.
+const KEYRING_RETRY: Duration = Duration::from_secs(30);
+
+/// Why a stored secret was not handed to a feed.
+#[derive(Debug)]
+enum Withheld {
+    /// Stored for another endpoint.
+    Mismatch(Mismatch),
+    /// The keyring could not be read (locked, absent, silent, refused).
+    Keyring(SecretError),
+}
+
+impl From<Withheld> for Error {
+    fn from(w: Withheld) -> Self {
+        match w {
+            Withheld::Mismatch(m) => m.into(),
+            Withheld::Keyring(e) => e.into(),
+        }
+    }
+}
+
+/// An account whose feeds wait for the keyring: the secrets to try and the feeds to report.
+struct Waiting {
+    keys: Vec<SecretKey>,
+    feeds: Vec<(String, String)>,
+}
+
+/// The feeds → engine wiring; see the module docs. Dereferences to its shared state, which
+/// the keyring waiter holds too.
+pub struct Runtime(Arc<Shared>);
+
+#[doc(hidden)]
+pub struct Shared {
     engine: EngineHandle,
     deliveries: mpsc::Sender<Delivery>,
     statuses: mpsc::UnboundedSender<FeedStatus>,
     feeds: Mutex<Vec<FeedHandle>>,
-    secrets: SecretStore,
+    /// Counts feed restarts: a keyring waiter of an older start ends.
+    generation: AtomicU64,
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl Runtime {
@@ -42,30 +86,23 @@ impl Runtime {
             deliveries_rx,
             statuses_rx,
         );
-        let rt = Runtime {
+        let rt = Runtime(Arc::new(Shared {
             engine,
             deliveries,
             statuses,
             feeds: Mutex::new(Vec::new()),
-            secrets: SecretStore,
-        };
+            generation: AtomicU64::new(0),
+        }));
         // Secrets stored before they were bound go where the saved settings send them, and
         // from now on only there (see `secret_binding`).
-        let (store, saved) = (rt.secrets.clone(), settings.clone());
-        match tokio::task::spawn_blocking(move || secret_binding::bind_unbound(&store, &saved))
-            .await
-        {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(secrets = n, "stored secrets bound to their endpoints"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "stored secrets could not be bound"),
-            Err(_) => {}
+        let saved = settings.clone();
+        match secrets::bounded(move |store| secret_binding::bind_unbound(&store, &saved)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(secrets = n, "stored secrets bound to their endpoints"),
+            Err(e) => tracing::warn!(error = %e.detail(), "stored secrets could not be bound"),
         }
         rt.restart_feeds(settings).await;
         rt
-    }
-
-    pub fn engine(&self) -> &EngineHandle {
-        &self.engine
     }
 
     /// Settings changed: the engine takes rules and notification settings at once; feeds are
@@ -84,124 +121,267 @@ impl Runtime {
 
     async fn restart_feeds(&self, settings: &Settings) {
         let mut feeds = self.feeds.lock().await;
-        for f in feeds.drain(..) {
-            f.stop().await;
-        }
-        for account in settings.saveris.iter().filter(|a| a.enabled) {
-            let secrets = (
-                self.stored_secret(
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        Shared::start_feeds(&self.0, &mut feeds, settings, generation).await;
+    }
+}
+
+impl Shared {
+    pub fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+
+    /// Stops the running feeds and starts those of `settings`; feeds whose secrets the
+    /// keyring cannot give now wait for it (a task of this `generation`). Called with the
+    /// feeds locked.
+    ///
+    /// Boxed: it spawns the keyring waiter, which calls it again; a cycle of plain `async
+    /// fn`s has no type the compiler can prove `Send`.
+    fn start_feeds<'a>(
+        this: &'a Arc<Shared>,
+        feeds: &'a mut Vec<FeedHandle>,
+        settings: &'a Settings,
+        generation: u64,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            for f in feeds.drain(..) {
+                f.stop().await;
+            }
+            let mut waiting = Vec::new();
+            for account in settings.saveris.iter().filter(|a| a.enabled) {
+                let keys = [
                     SecretKey::SaverisPassword(account.id.clone()),
-                    secret_binding::saveris_password_origin(account),
-                    None,
-                )
-                .await,
-                self.stored_secret(
                     SecretKey::StompPasscode(account.id.clone()),
-                    secret_binding::stomp_passcode_origin(account),
-                    None,
-                )
-                .await,
-            );
-            let (password, passcode) = match secrets {
-                (Ok(p), Ok(c)) => (p, c),
-                (Err(m), _) | (_, Err(m)) => {
-                    // Not started: its stored secret would go to a host it was not typed for.
-                    let mut st =
-                        FeedStatus::new(format!("saveris:{}", account.id), account.label());
-                    st.state = FeedState::Stopped {
-                        message: m.to_string(),
-                    };
-                    let _ = self.statuses.send(st);
-                    continue;
-                }
-            };
-            let cfg = saveris::SaverisFeedConfig::new(account.clone(), password, passcode);
-            feeds.push(saveris::spawn(
-                cfg,
-                self.deliveries.clone(),
-                self.statuses.clone(),
-            ));
-        }
-        for account in settings.element.iter().filter(|a| a.enabled) {
-            let stored = self
-                .stored_secret(
-                    SecretKey::ElementApiKey(account.id.clone()),
-                    secret_binding::element_key_origin(account),
-                    None,
-                )
-                .await;
-            let Ok(Some(key)) = stored else {
-                let message = match stored {
-                    Err(m) => m.to_string(),
-                    Ok(_) => "no API key stored: enter it in the account settings".into(),
+                ];
+                let secrets = (
+                    this.stored_secret(
+                        keys[0].clone(),
+                        secret_binding::saveris_password_origin(account),
+                        None,
+                    )
+                    .await,
+                    this.stored_secret(
+                        keys[1].clone(),
+                        secret_binding::stomp_passcode_origin(account),
+                        None,
+                    )
+                    .await,
+                );
+                let feed = (format!("saveris:{}", account.id), account.label());
+                let (password, passcode) = match secrets {
+                    (Ok(p), Ok(c)) => (p, c),
+                    (Err(Withheld::Keyring(e)), _) | (_, Err(Withheld::Keyring(e)))
+                        if e.is_transient() =>
+                    {
+                        this.report_waiting(std::slice::from_ref(&feed), &e);
+                        waiting.push(Waiting {
+                            keys: keys.to_vec(),
+                            feeds: vec![feed],
+                        });
+                        continue;
+                    }
+                    (Err(w), _) | (_, Err(w)) => {
+                        // Not started: its stored secret would go to a host it was not typed
+                        // for, or the keyring refused outright.
+                        let message = match w {
+                            Withheld::Mismatch(m) => m.to_string(),
+                            Withheld::Keyring(e) => e.to_string(),
+                        };
+                        let mut st = FeedStatus::new(feed.0, feed.1);
+                        st.state = FeedState::Stopped { message };
+                        let _ = this.statuses.send(st);
+                        continue;
+                    }
                 };
-                for sub in account.subscriptions.iter().filter(|s| s.enabled) {
-                    let mut st = FeedStatus::new(
-                        element::feed_id(account, sub),
-                        element::label(account, sub),
-                    );
+                let cfg = saveris::SaverisFeedConfig::new(account.clone(), password, passcode);
+                feeds.push(saveris::spawn(
+                    cfg,
+                    this.deliveries.clone(),
+                    this.statuses.clone(),
+                ));
+            }
+            for account in settings.element.iter().filter(|a| a.enabled) {
+                let key = SecretKey::ElementApiKey(account.id.clone());
+                let stored = this
+                    .stored_secret(
+                        key.clone(),
+                        secret_binding::element_key_origin(account),
+                        None,
+                    )
+                    .await;
+                let subs: Vec<(String, String)> = account
+                    .subscriptions
+                    .iter()
+                    .filter(|s| s.enabled)
+                    .map(|sub| (element::feed_id(account, sub), element::label(account, sub)))
+                    .collect();
+                let message = match stored {
+                    Ok(Some(key)) => {
+                        // Resume every subscription right after the newest event already stored.
+                        let cursors = this
+                            .engine
+                            .history()
+                            .cursors(Source::Element, &account.id)
+                            .unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "cursors unreadable; subscriptions start live");
+                                Default::default()
+                            });
+                        let cfg = element::ElementFeedConfig::new(account.clone(), key, cursors);
+                        feeds.push(element::spawn(
+                            cfg,
+                            this.deliveries.clone(),
+                            this.statuses.clone(),
+                        ));
+                        continue;
+                    }
+                    Err(Withheld::Keyring(e)) if e.is_transient() => {
+                        this.report_waiting(&subs, &e);
+                        waiting.push(Waiting {
+                            keys: vec![key],
+                            feeds: subs,
+                        });
+                        continue;
+                    }
+                    Err(Withheld::Keyring(e)) => e.to_string(),
+                    Err(Withheld::Mismatch(m)) => m.to_string(),
+                    // The one case where the user is asked to type it.
+                    Ok(None) => "no API key stored: enter it in the account settings".into(),
+                };
+                for (id, label) in subs {
+                    let mut st = FeedStatus::new(id, label);
                     st.state = FeedState::Stopped {
                         message: message.clone(),
                     };
-                    let _ = self.statuses.send(st);
+                    let _ = this.statuses.send(st);
                 }
-                continue;
-            };
-            // Resume every subscription right after the newest event already stored.
-            let cursors = self
-                .engine
-                .history()
-                .cursors(Source::Element, &account.id)
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cursors unreadable; subscriptions start live");
-                    Default::default()
-                });
-            let cfg = element::ElementFeedConfig::new(account.clone(), key, cursors);
-            feeds.push(element::spawn(
-                cfg,
-                self.deliveries.clone(),
-                self.statuses.clone(),
-            ));
-        }
-        tracing::info!(feeds = feeds.len(), "feeds started");
-    }
-
-    /// A secret for a feed; `None` when none is stored or the keyring cannot be read (the
-    /// feed then reports what is missing).
-    async fn read_secret(&self, key: SecretKey) -> Option<String> {
-        let store = self.secrets.clone();
-        let name = key.entry_name();
-        match tokio::task::spawn_blocking(move || store.get(&key)).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                tracing::warn!(entry = %name, error = %e, "keyring read failed");
-                None
             }
-            Err(_) => None,
+            tracing::info!(
+                feeds = feeds.len(),
+                waiting_for_keyring = waiting.len(),
+                "feeds started"
+            );
+            if !waiting.is_empty() {
+                tokio::spawn(Shared::wait_for_keyring(
+                    this.clone(),
+                    settings.clone(),
+                    waiting,
+                    generation,
+                ));
+            }
+        })
+    }
+
+    fn report_waiting(&self, feeds: &[(String, String)], e: &SecretError) {
+        tracing::warn!(error = %e.detail(), "keyring not readable; feeds wait for it");
+        for (id, label) in feeds {
+            let mut st = FeedStatus::new(id.clone(), label.clone());
+            st.state = FeedState::WaitingForKeyring {
+                message: e.to_string(),
+            };
+            st.last_error = Some(e.detail().to_string());
+            let _ = self.statuses.send(st);
         }
     }
 
-    /// A stored secret for sending to `origin`: refused ([`Mismatch`]) when it was stored
-    /// for another endpoint and `confirmed` does not name this one; `Ok(None)` when none is
-    /// stored or the keyring cannot be read.
+    /// Tries the keyring again at once when its D-Bus signals say it may be readable, and
+    /// every [`KEYRING_RETRY`] otherwise; once every waiting secret can be read the feeds
+    /// start (all of them, with `settings`), unless a newer start came first.
+    async fn wait_for_keyring(
+        this: Arc<Shared>,
+        settings: Settings,
+        mut waiting: Vec<Waiting>,
+        generation: u64,
+    ) {
+        let mut changes = secrets::changes();
+        let mut shown: Vec<Option<SecretError>> = vec![None; waiting.len()];
+        loop {
+            tokio::select! {
+                c = changes.changed() => {
+                    if c.is_err() {
+                        // No signals here: the timer alone.
+                        changes = tokio::sync::watch::channel(0).1;
+                        tokio::time::sleep(KEYRING_RETRY).await;
+                    } else {
+                        // A daemon that just took its name may not answer yet.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                _ = tokio::time::sleep(KEYRING_RETRY) => {}
+            }
+            if this.generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
+            // A fresh connection: the daemon may have been replaced since the last try.
+            let _ = secrets::bounded(|_| secrets::reconnect()).await;
+            let mut still = Vec::new();
+            for (w, last) in waiting.drain(..).zip(shown.drain(..)) {
+                let mut problem = None;
+                for k in &w.keys {
+                    let k = k.clone();
+                    match secrets::bounded(move |s| s.get(&k)).await {
+                        Err(e) if e.is_transient() => {
+                            problem = Some(e);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                match problem {
+                    Some(e) => {
+                        // The reason changed (locked → absent…): say so.
+                        if last.as_ref() != Some(&e) {
+                            this.report_waiting(&w.feeds, &e);
+                        }
+                        still.push((w, Some(e)));
+                    }
+                    None => {}
+                }
+            }
+            if still.is_empty() {
+                tracing::info!("the keyring can be read again; starting the feeds");
+                let mut feeds = this.feeds.lock().await;
+                if this
+                    .generation
+                    .compare_exchange(
+                        generation,
+                        generation + 1,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    )
+                    .is_ok()
+                {
+                    Shared::start_feeds(&this, &mut feeds, &settings, generation + 1).await;
+                }
+                return;
+            }
+            (waiting, shown) = still.into_iter().unzip();
+        }
+    }
+
+    /// A stored secret for sending to `origin`: refused when it was stored for another
+    /// endpoint and `confirmed` does not name this one, or when the keyring cannot be read;
+    /// `Ok(None)` only when no entry is stored.
     async fn stored_secret(
         &self,
         key: SecretKey,
         origin: Option<String>,
         confirmed: Option<&str>,
-    ) -> Result<Option<String>, Mismatch> {
-        let store = self.secrets.clone();
+    ) -> Result<Option<String>, Withheld> {
         let k = key.clone();
-        let bound = tokio::task::spawn_blocking(move || store.binding(&k)).await;
-        let stored_for = match bound {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                tracing::warn!(entry = %key.entry_name(), error = %e, "keyring read failed");
-                return Ok(None);
-            }
-            Err(_) => return Ok(None),
-        };
-        let Some(secret) = self.read_secret(key.clone()).await else {
+        let stored_for = secrets::bounded(move |store| store.binding(&k))
+            .await
+            .map_err(|e| {
+                tracing::warn!(entry = %key.entry_name(), error = %e.detail(), "keyring read failed");
+                Withheld::Keyring(e)
+            })?;
+        let k = key.clone();
+        let Some(secret) = secrets::bounded(move |store| store.get(&k))
+            .await
+            .map_err(|e| {
+                tracing::warn!(entry = %key.entry_name(), error = %e.detail(), "keyring read failed");
+                Withheld::Keyring(e)
+            })?
+        else {
             return Ok(None);
         };
         if let Err(m) =
@@ -209,12 +389,11 @@ impl Runtime {
         {
             tracing::warn!(entry = %key.entry_name(), stored_for = %m.stored_for, now = %m.now,
                 "stored secret withheld: the endpoint changed since it was stored");
-            return Err(m);
+            return Err(Withheld::Mismatch(m));
         }
         if let (None, Some(origin)) = (stored_for, origin) {
             // Unbound (typed before its account was saved): bound to its first endpoint.
-            let store = self.secrets.clone();
-            let _ = tokio::task::spawn_blocking(move || store.bind(&key, &origin)).await;
+            let _ = secrets::bounded(move |store| store.bind(&key, &origin)).await;
         }
         Ok(Some(secret))
     }
@@ -315,6 +494,8 @@ impl Runtime {
     /// Stops the feeds (nothing further is acknowledged), then lets the engine flush.
     pub async fn shutdown(&self) {
         let mut feeds = self.feeds.lock().await;
+        // A keyring waiter starts nothing after this.
+        self.generation.fetch_add(1, Ordering::SeqCst);
         for f in feeds.drain(..) {
             f.stop().await;
         }

@@ -94,7 +94,9 @@ pub async fn run(opts: WatchOptions) -> ExitCode {
     let notifier: Arc<dyn Notifier> = if opts.no_notify {
         Arc::new(Silent)
     } else {
-        Arc::new(DesktopNotifier::new(actions_tx))
+        Arc::new(crate::notify::KeptNotifier::new(Arc::new(
+            DesktopNotifier::new(actions_tx),
+        )))
     };
     let runtime = Runtime::start(&settings, history, notifier).await;
     // Clicks are routed as in the monitor (the same function): Acknowledge acknowledges in

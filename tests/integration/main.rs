@@ -6,6 +6,7 @@ mod e2e;
 mod element;
 mod engine;
 mod faults;
+mod keyring;
 mod monitor;
 mod peers;
 mod saveris;

@@ -187,7 +187,7 @@ export type Severity = "info" | "warning" | "alarm";
 /**
  * The state of one feed connection as the user should read it.
  */
-export type FeedState = { "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, };
+export type FeedState = { "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, } | { "state": "waiting_for_keyring", message: string, };
 
 /**
  * A status report of one feed.
@@ -209,7 +209,7 @@ live_since: string | null, last_error: string | null,
  * Channels the server refused for this user (Saveris `subscription refused`): left
  * out of the connection until the user turns them on again.
  */
-refused: Array<ChannelRefusal>, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, });
+refused: Array<ChannelRefusal>, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, } | { "state": "waiting_for_keyring", message: string, });
 
 /**
  * A channel the server refused, and the sentence to show next to it.

@@ -66,6 +66,12 @@ pub(super) fn stable_after_ms(limit_ms: i64) -> i64 {
     limit_ms.max(1_000)
 }
 
+/// Said in the status while the desktop cannot show popups (issue 24).
+pub const POPUPS_FAILING: &str = "popups failing: kept until the notification service is back";
+
+/// The tag of the "not watched: keyring" popup.
+const KEYRING_TAG: &str = "keyring";
+
 /// The tag of a feed's "keeps dropping" popup.
 fn unstable_tag(feed: &str) -> String {
     format!("feed-unstable:{feed}")
@@ -119,6 +125,42 @@ impl Engine {
         self.publish_status();
     }
 
+    /// A tray that watches nothing after a reboot is the worst failure it can have: the
+    /// first feed that waits for the keyring raises one popup per start, saying which
+    /// accounts are not watched and why; it closes once none waits any more.
+    fn keyring_popup_if_waiting(&mut self) {
+        let waiting: Vec<&FeedStatus> = self
+            .feeds
+            .values()
+            .map(|w| &w.status)
+            .filter(|s| matches!(s.state, FeedState::WaitingForKeyring { .. }))
+            .collect();
+        if waiting.is_empty() {
+            if std::mem::take(&mut self.keyring_popup_open) {
+                self.popups.close(KEYRING_TAG.into());
+                self.decide(Decision::Closed {
+                    tag: KEYRING_TAG.into(),
+                });
+            }
+            return;
+        }
+        if self.keyring_popup {
+            return;
+        }
+        self.keyring_popup = true;
+        self.keyring_popup_open = true;
+        let (summary, body) = wording::keyring_waiting_text(&waiting);
+        let popup = Popup {
+            tag: KEYRING_TAG.into(),
+            summary,
+            body,
+            urgency: Urgency::Critical,
+            alarm_id: None,
+            actions: true,
+        };
+        self.show(popup, false);
+    }
+
     pub(super) fn check_feed_silence(&mut self, now: i64) {
         let limit = i64::try_from(
             self.settings
@@ -128,6 +170,9 @@ impl Engine {
         )
         .unwrap_or(i64::MAX);
         self.check_feed_stability(now, limit);
+        // On the tick, not on the status itself: `watch` subscribes just after the feeds
+        // first report, and prints this decision too.
+        self.keyring_popup_if_waiting();
         let mut due = Vec::new();
         for w in self.feeds.values_mut() {
             if let Some(since) = w.not_live_since_ms {
@@ -149,7 +194,8 @@ impl Engine {
             };
             self.show(popup, false);
         }
-        if !self.feeds.is_empty() {
+        // Also when popups start or stop failing (they are kept meanwhile).
+        if !self.feeds.is_empty() || self.popups_failing.failing() != self.status_says_failing() {
             self.publish_status();
         }
     }
@@ -209,9 +255,10 @@ impl Engine {
             .filter(|w| w.status.state.is_problem() || w.silence_popup || w.unstable_popup)
             .collect();
         let paused = self.settings.notifications.paused || self.in_quiet_hours();
+        let popups_failing = self.popups_failing.failing();
         let tray = if unacked > 0 {
             TrayState::Alarm
-        } else if !problems.is_empty() || self.storage_error.is_some() {
+        } else if !problems.is_empty() || self.storage_error.is_some() || popups_failing {
             TrayState::Problem
         } else if paused {
             TrayState::Paused
@@ -237,6 +284,9 @@ impl Engine {
         }
         if self.storage_error.is_some() {
             parts.push("history cannot be written".into());
+        }
+        if popups_failing {
+            parts.push(POPUPS_FAILING.into());
         }
         if self.settings.notifications.paused {
             parts.push("popups paused".into());
@@ -265,6 +315,12 @@ impl Engine {
                 })
                 .collect(),
         }
+    }
+
+    fn status_says_failing(&self) -> bool {
+        self.status_tx
+            .as_ref()
+            .is_some_and(|tx| tx.borrow().summary.contains(POPUPS_FAILING))
     }
 
     /// Publishes the status when it changed.

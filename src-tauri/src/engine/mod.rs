@@ -41,6 +41,7 @@ use crate::event::{Delivery, Event, FeedStatus, Severity};
 use crate::notify::{Notifier, Popup, PopupAction};
 use crate::settings::Settings;
 
+pub use health::POPUPS_FAILING;
 pub use history::{History, HistoryError};
 pub use popups::urgency;
 
@@ -391,6 +392,11 @@ struct Engine {
     out: broadcast::Sender<Output>,
     status_tx: Option<watch::Sender<Status>>,
     storage_error: Option<String>,
+    /// The "not watched: keyring" popup was shown (once per start, issue 24).
+    keyring_popup: bool,
+    keyring_popup_open: bool,
+    /// Asked whether popups are failing (kept until the notification service is back).
+    popups_failing: Arc<dyn Notifier>,
     /// A batch that failed to store, tried again with backoff before anything new.
     retry: Option<store::Retry>,
     last_prune_ms: i64,
@@ -422,10 +428,13 @@ impl Engine {
             ids: HashMap::new(),
             feeds: BTreeMap::new(),
             last_message_ms: HashMap::new(),
+            popups_failing: notifier.clone(),
             popups: Popups::start(notifier),
             out,
             status_tx: None,
             storage_error: None,
+            keyring_popup: false,
+            keyring_popup_open: false,
             retry: None,
             last_prune_ms: 0,
             notified: Vec::new(),

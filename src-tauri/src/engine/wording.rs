@@ -5,7 +5,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use super::model::AlarmRow;
-use crate::event::{FeedStatus, Severity};
+use crate::event::{FeedState, FeedStatus, Severity};
 
 /// How numbers and times are written for the user.
 #[derive(Debug, Clone)]
@@ -248,6 +248,23 @@ pub fn summary_text(
     let mut body = shown.join(", ");
     if names.len() > shown.len() {
         body.push_str(&format!(" and {} more", names.len() - shown.len()));
+    }
+    (summary, body)
+}
+
+/// "Alarms are not watched: the keyring cannot be read" and, per waiting feed, its label,
+/// then the reason once (issue 24).
+pub fn keyring_waiting_text(waiting: &[&FeedStatus]) -> (String, String) {
+    let summary = "Alarms are not watched: the keyring cannot be read".to_string();
+    let mut body = String::new();
+    if let Some(FeedState::WaitingForKeyring { message }) = waiting.first().map(|s| &s.state) {
+        body.push_str(message);
+    }
+    for s in waiting.iter().take(5) {
+        body.push_str(&format!("\nNot watched: {}", s.label));
+    }
+    if waiting.len() > 5 {
+        body.push_str(&format!("\n… and {} more", waiting.len() - 5));
     }
     (summary, body)
 }

@@ -366,7 +366,9 @@ async fn start_core(
     };
     let (actions_tx, actions_rx) = tokio::sync::mpsc::unbounded_channel();
     let notifier = Arc::new(DesktopNotifier::new(actions_tx));
-    let runtime = Runtime::start(&settings, history, notifier.clone()).await;
+    // Popups the desktop cannot show now are kept and shown when it can (issue 24).
+    let kept = Arc::new(crate::notify::KeptNotifier::new(notifier.clone()));
+    let runtime = Runtime::start(&settings, history, kept).await;
     let info = Info {
         version: crate::VERSION.into(),
         data_dir: crate::paths::data_dir().display().to_string(),

@@ -77,6 +77,11 @@ pub fn status_line(status: &Status) -> String {
             "stopped"
         } else if states
             .iter()
+            .any(|s| matches!(s, FeedState::WaitingForKeyring { .. }))
+        {
+            "not watched (keyring locked or missing)"
+        } else if states
+            .iter()
             .any(|s| matches!(s, FeedState::Waiting { .. }))
         {
             "reconnecting"
@@ -91,6 +96,9 @@ pub fn status_line(status: &Status) -> String {
     }
     if status.summary.contains("keeps dropping the connection") {
         parts.push("connection unstable".into());
+    }
+    if status.summary.contains(crate::engine::POPUPS_FAILING) {
+        parts.push("popups failing".into());
     }
     if status.summary.contains("history cannot be written") {
         parts.push("history cannot be written".into());

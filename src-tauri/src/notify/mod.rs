@@ -11,9 +11,11 @@ mod desktop;
 #[cfg(not(all(unix, not(target_os = "macos"))))]
 #[path = "desktop_plain.rs"]
 mod desktop;
+mod kept;
 mod recording;
 
 pub use desktop::DesktopNotifier;
+pub use kept::KeptNotifier;
 pub use recording::{Recorded, RecordingNotifier};
 
 use serde::Serialize;
@@ -62,6 +64,10 @@ pub enum PopupAction {
 pub trait Notifier: Send + Sync {
     fn show(&self, popup: &Popup) -> Result<(), NotifyError>;
     fn close(&self, tag: &str);
+    /// Popups cannot be shown right now (they are kept for later, see [`KeptNotifier`]).
+    fn failing(&self) -> bool {
+        false
+    }
 }
 
 /// Escapes text for the body markup subset of the freedesktop notification spec

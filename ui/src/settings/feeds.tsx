@@ -19,6 +19,8 @@ export function describeFeed(f: FeedStatus): string {
       return `login failed: ${f.message}`;
     case "stopped":
       return `stopped: ${f.message}`;
+    case "waiting_for_keyring":
+      return `not watched, waiting for the keyring: ${f.message}`;
   }
 }
 
