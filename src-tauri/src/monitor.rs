@@ -262,7 +262,11 @@ fn sensor_view(
         None => db(history.series(&sensor, from_ms))?,
     };
     let (name, unit) = db(history.sensor_unit(&sensor, quantity.as_deref()))?;
-    let limits = reduce::limit_lines(&settings.rules, &sensor, quantity.as_deref());
+    let mut limits = reduce::limit_lines(&settings.rules, &sensor, quantity.as_deref());
+    // The equipment's configured limits (Saveris Data API, issue 20) on its own value.
+    if quantity.is_none() {
+        limits.extend(crate::engine::names::limit_lines(history, &sensor));
+    }
     let bucket_ms = (to_ms - from_ms) / i64::from(buckets.clamp(1, reduce::MAX_BUCKETS));
     let gap_ms = reduce::gap_threshold(&points, bucket_ms.max(60_000));
     let celsius = reduce::is_celsius(unit.as_deref(), quantity.as_deref());
@@ -328,6 +332,7 @@ impl Handler for Monitor {
                 Ok(Response::Ok)
             }
             Request::LatestValues => db(history.latest_values()).map(Response::Latest),
+            Request::Places => db(crate::engine::names::places(&history)).map(Response::Places),
             Request::Series { sensor, since_ms } => {
                 db(history.series(&sensor, since_ms)).map(Response::Series)
             }

@@ -33,7 +33,12 @@ token_url: string,
 /**
  * STOMP `login`; the passcode is a secret ([`crate::secrets::SecretKey::StompPasscode`]).
  */
-stomp_login: string, };
+stomp_login: string, 
+/**
+ * Data API base URL (issue 20: names, limits, history); empty means the origin of
+ * `token_url`, so a self-hosted or test server serves both.
+ */
+data_api_url: string, };
 
 export type SaverisAccount = { 
 /**
@@ -192,7 +197,12 @@ live_since: string | null, last_error: string | null,
  * Channels the server refused for this user (Saveris `subscription refused`): left
  * out of the connection until the user turns them on again.
  */
-refused: Array<ChannelRefusal>, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, });
+refused: Array<ChannelRefusal>, 
+/**
+ * How the account's names stand (issue 20): "names last refreshed 3 days ago", or
+ * what failed. Filled in by the engine; `None` for feeds without a names source.
+ */
+names: string | null, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, });
 
 /**
  * A channel the server refused, and the sentence to show next to it.
@@ -258,6 +268,19 @@ export type SeverityStep = { at_ms: number, severity: Severity, };
  * The newest value of one (sensor, quantity).
  */
 export type LatestValue = { sensor: string, name: string | null, source: Source, quantity: string | null, value: number, unit: string | null, at_ms: number, };
+
+/**
+ * Where a sensor is and what limits its equipment has, for the dashboard (issue 20).
+ */
+export type SensorPlace = { sensor: string, 
+/**
+ * "Fridge 1 - Air Sensor · Kitchen".
+ */
+label: string, area: string | null, equipment: string | null, 
+/**
+ * The configured limits (warning and violation, both sides), ascending.
+ */
+limits: Array<number>, };
 
 /**
  * A body that could not be parsed, kept so the user can see it.
