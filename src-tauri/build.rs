@@ -17,6 +17,7 @@ const COMMANDS: &[&str] = &[
     "alarms",
     "acknowledge",
     "latest_values",
+    "places",
     "series",
     "sensor_view",
     "unparsed",

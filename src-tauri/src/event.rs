@@ -156,6 +156,10 @@ pub struct Event {
     /// never have been shown, so it pops like a live one (deduplicated by `key`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redelivered: bool,
+    /// Fetched afterwards from the vendor's history (Saveris Data API backfill, issue 20):
+    /// stored for charts and reports only; no popup, no rule, never replaces a live value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfill: bool,
     /// The subscription's position after this event (ELEMENT: `inserted_at`), stored with
     /// the event in one transaction so a reconnect resumes exactly after it.
     pub cursor: Option<String>,
@@ -193,6 +197,7 @@ impl Event {
             received_at: Timestamp::now(),
             replayed: false,
             redelivered: false,
+            backfill: false,
             cursor: None,
             raw: String::new(),
         }
@@ -354,6 +359,10 @@ pub struct FeedStatus {
     /// out of the connection until the user turns them on again.
     #[serde(default)]
     pub refused: Vec<ChannelRefusal>,
+    /// How the account's names stand (issue 20): "names last refreshed 3 days ago", or
+    /// what failed. Filled in by the engine; `None` for feeds without a names source.
+    #[serde(default)]
+    pub names: Option<String>,
 }
 
 /// A channel the server refused, and the sentence to show next to it.
@@ -373,6 +382,7 @@ impl FeedStatus {
             live_since: None,
             last_error: None,
             refused: Vec::new(),
+            names: None,
         }
     }
 }
@@ -388,9 +398,87 @@ pub struct NamedItem {
     pub name: String,
 }
 
+/// The configured limits of a sensor (Saveris equipment: warning and violation, both
+/// sides), in the sensor's unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub lower_violation: Option<f64>,
+    pub lower_warning: Option<f64>,
+    pub upper_warning: Option<f64>,
+    pub upper_violation: Option<f64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+}
+
+/// What the vendor calls a sensor, device or tag, and where it is (issue 20): one row of
+/// the history's `names` table. Feeds produce it (Saveris Data API, ELEMENT REST), the
+/// engine stores it and shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NameEntry {
+    /// `sensor`, `device` or `tag`.
+    pub kind: String,
+    /// The id events carry (`Event::sensor` for sensors, `Event::device` for devices).
+    pub id: String,
+    /// "Fridge 1 - Air Sensor".
+    pub name: String,
+    pub device: Option<String>,
+    pub device_name: Option<String>,
+    /// "1 Temperature (Air Temperature)".
+    pub channel: Option<String>,
+    pub unit: Option<String>,
+    /// "Fridge 1" (and its part: "Fridge 1 / Cooling compartment").
+    pub equipment: Option<String>,
+    /// "Kitchen".
+    pub area: Option<String>,
+    pub location: Option<String>,
+    pub tenant: Option<String>,
+    /// The site's IANA zone (tenant `main_timezone`).
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl NameEntry {
+    /// What people read: "Fridge 1 - Air Sensor · Kitchen" (the area, else the location).
+    pub fn label(&self) -> String {
+        match self.area.as_deref().or(self.location.as_deref()) {
+            Some(place) if !place.trim().is_empty() && place != self.name => {
+                format!("{} \u{b7} {place}", self.name)
+            }
+            _ => self.name.clone(),
+        }
+    }
+}
+
+/// A names refresh of one account: the full set (replacing the previous one), or why it
+/// failed (the previous names stay).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamesUpdate {
+    pub source: Source,
+    pub account: String,
+    pub at: Timestamp,
+    pub result: Result<Vec<NameEntry>, String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_reads_with_its_area_or_location() {
+        let mut n = NameEntry {
+            name: "Fridge 1 - Air Sensor".into(),
+            location: Some("Demo Lab".into()),
+            ..Default::default()
+        };
+        assert_eq!(n.label(), "Fridge 1 - Air Sensor \u{b7} Demo Lab");
+        n.area = Some("Kitchen".into());
+        assert_eq!(n.label(), "Fridge 1 - Air Sensor \u{b7} Kitchen");
+    }
 
     #[test]
     fn dropped_ack_reports_not_stored() {

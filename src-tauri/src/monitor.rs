@@ -325,14 +325,17 @@ fn sensor_scope(
 }
 
 /// The limits the sensor carries upstream, drawn beside the rules' ones with
-/// `LimitOrigin::Saveris`. The hook for issue 20: once the Data API client stores a
-/// sensor's own alarm limits, they are read here; until then there are none.
+/// `LimitOrigin::Saveris`: the equipment limits the Data API stored in `names` (issue 20).
 fn upstream_limits(
-    _history: &crate::engine::history::History,
-    _sensor: &str,
-    _quantity: Option<&str>,
+    history: &crate::engine::history::History,
+    sensor: &str,
+    quantity: Option<&str>,
 ) -> Result<Vec<crate::engine::reduce::LimitLine>, Error> {
-    Ok(Vec::new())
+    // The equipment's configured limits (Saveris Data API, issue 20) apply to its own value.
+    Ok(match quantity {
+        None => crate::engine::names::limit_lines(history, sensor),
+        Some(_) => Vec::new(),
+    })
 }
 
 fn db<T>(r: Result<T, crate::engine::HistoryError>) -> Result<T, Error> {
@@ -383,6 +386,7 @@ impl Handler for Monitor {
                 Ok(Response::Ok)
             }
             Request::LatestValues => db(history.latest_values()).map(Response::Latest),
+            Request::Places => db(crate::engine::names::places(&history)).map(Response::Places),
             Request::Series { sensor, since_ms } => {
                 db(history.series(&sensor, since_ms)).map(Response::Series)
             }

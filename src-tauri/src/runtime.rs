@@ -61,6 +61,10 @@ pub struct Shared {
     feeds: Mutex<Vec<FeedHandle>>,
     /// Counts feed restarts: a keyring waiter of an older start ends.
     generation: AtomicU64,
+    /// Names refreshes of the Data API tasks, passed on to the engine (issue 20).
+    names: mpsc::UnboundedSender<crate::event::NamesUpdate>,
+    /// (source, account) → its names task's "unknown sensor" poke.
+    names_pokes: NamesPokes,
 }
 
 impl std::ops::Deref for Runtime {
@@ -69,6 +73,9 @@ impl std::ops::Deref for Runtime {
         &self.0
     }
 }
+
+type NamesPokes =
+    Arc<std::sync::Mutex<std::collections::HashMap<(Source, String), mpsc::UnboundedSender<()>>>>;
 
 impl Runtime {
     /// Starts the engine and the feeds of `settings`.
@@ -86,12 +93,35 @@ impl Runtime {
             deliveries_rx,
             statuses_rx,
         );
+        let (names, mut names_rx) = mpsc::unbounded_channel::<crate::event::NamesUpdate>();
+        let names_pokes: NamesPokes = Arc::default();
+        {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                while let Some(u) = names_rx.recv().await {
+                    engine.update_names(u);
+                }
+            });
+        }
+        if let Some(mut wanted) = engine.take_names_wanted() {
+            let pokes = names_pokes.clone();
+            tokio::spawn(async move {
+                while let Some(key) = wanted.recv().await {
+                    let pokes = pokes.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(tx) = pokes.get(&key) {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+        }
         let rt = Runtime(Arc::new(Shared {
             engine,
             deliveries,
             statuses,
             feeds: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
+            names,
+            names_pokes,
         }));
         // Secrets stored before they were bound go where the saved settings send them, and
         // from now on only there (see `secret_binding`).
@@ -194,6 +224,9 @@ impl Shared {
                     }
                 };
                 let cfg = saveris::SaverisFeedConfig::new(account.clone(), password, passcode);
+                if let Some(h) = this.start_data_api(&cfg) {
+                    feeds.push(h);
+                }
                 feeds.push(saveris::spawn(
                     cfg,
                     this.deliveries.clone(),
@@ -226,6 +259,19 @@ impl Shared {
                                 tracing::warn!(error = %e, "cursors unreadable; subscriptions start live");
                                 Default::default()
                             });
+                        // Device and tag names for popups and the dashboard (issue 20).
+                        let (poke, wanted) = mpsc::unbounded_channel();
+                        this.names_pokes
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((Source::Element, account.id.clone()), poke);
+                        feeds.push(element::names::spawn(
+                            account.id.clone(),
+                            account.base_url.clone(),
+                            key.clone(),
+                            this.names.clone(),
+                            wanted,
+                        ));
                         let cfg = element::ElementFeedConfig::new(account.clone(), key, cursors);
                         feeds.push(element::spawn(
                             cfg,
@@ -269,6 +315,55 @@ impl Shared {
                 ));
             }
         })
+    }
+
+    /// The account's Data API task (names, limits, backfill; issue 20), sharing the push
+    /// feed's token. `None` for accounts without one (STOMP login/passcode).
+    fn start_data_api(&self, cfg: &saveris::SaverisFeedConfig) -> Option<FeedHandle> {
+        use saveris::dataapi::{refresh, DataApiClient};
+        let account = &cfg.account;
+        let source = saveris::auth::TokenSource::for_account(account)?;
+        let base = match saveris::dataapi::client::base_url(account) {
+            Ok(Some(b)) => b,
+            Ok(None) => return None,
+            Err(message) => {
+                let _ = self.names.send(crate::event::NamesUpdate {
+                    source: Source::Saveris,
+                    account: account.id.clone(),
+                    at: jiff::Timestamp::now(),
+                    result: Err(message),
+                });
+                return None;
+            }
+        };
+        let client = DataApiClient::new(
+            base,
+            cfg.token.clone(),
+            source,
+            &account.username,
+            cfg.password.clone(),
+            cfg.clock.clone(),
+            cfg.http_timeout,
+        );
+        let last = self
+            .engine
+            .history()
+            .last_reading_ms(Source::Saveris, &account.id)
+            .ok()
+            .flatten()
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok());
+        let (poke, wanted) = mpsc::unbounded_channel();
+        self.names_pokes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((Source::Saveris, account.id.clone()), poke);
+        Some(refresh::spawn(
+            refresh::RefreshConfig::new(&account.id, client, last),
+            cfg.token.clone(),
+            self.names.clone(),
+            self.deliveries.clone(),
+            wanted,
+        ))
     }
 
     fn report_waiting(&self, feeds: &[(String, String)], e: &SecretError) {

@@ -136,6 +136,9 @@ pub struct CustomEndpoint {
     pub token_url: String,
     /// STOMP `login`; the passcode is a secret ([`crate::secrets::SecretKey::StompPasscode`]).
     pub stomp_login: String,
+    /// Data API base URL (issue 20: names, limits, history); empty means the origin of
+    /// `token_url`, so a self-hosted or test server serves both.
+    pub data_api_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]

@@ -1397,4 +1397,152 @@ fn e2e_sensor_view_compares_and_exports_png_and_csv() {
     );
     drop(d);
     drop(monitor);
+/// Issue 20 in the real window: a Saveris account on the project's server with the demo
+/// tenant's Data API. The dashboard groups the cards by area and equipment under the
+/// vendor's names with full 24 h sparklines (backfilled) and the equipment's limits; History
+/// shows the live alarm under its name with the configured limit in the Limit column.
+/// Screenshots: target/screenshots/dashboard-names-areas.png, history-with-limits.png.
+#[test]
+fn e2e_saveris_names_areas_limits_and_backfill_in_the_window() {
+    use alarm_tray::ipc::client::Client;
+    use alarm_tray::ipc::protocol::Request;
+    use alarm_tray::secrets::SecretKey;
+    use alarm_tray::settings::{Channels, CustomEndpoint, SaverisAccount, Settings};
+    use alarm_tray::simulate::demo::demo_tenant;
+    use alarm_tray::simulate::saveris::SaverisServer;
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let profile = Profile::new();
+    let monitor = profile.start_monitor();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let user = crate::peers::unique("e2enames");
+    let server = rt
+        .block_on(SaverisServer::start(vec![(
+            user.clone(),
+            "e2e-names-pw".into(),
+        )]))
+        .unwrap();
+    server.set_data_api_tenant(demo_tenant());
+    let client = Client::new(&profile.socket());
+    let mut settings = Settings::default();
+    settings.saveris.push(SaverisAccount {
+        id: "e2e-sv".into(),
+        username: user.clone(),
+        channels: Channels {
+            alarms: true,
+            measurements: false,
+            measurements_v2: true,
+        },
+        custom: Some(CustomEndpoint {
+            ws_url: server.ws_url(),
+            token_url: server.token_url(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    rt.block_on(async {
+        client
+            .ask::<()>(Request::SetSecret {
+                key: SecretKey::SaverisPassword("e2e-sv".into()),
+                value: "e2e-names-pw".into(),
+            })
+            .await
+            .unwrap();
+        client
+            .ask::<()>(Request::SaveSettings { settings })
+            .await
+            .unwrap();
+    });
+    desktop::wait_for(Duration::from_secs(30), "names and the backfill", || {
+        server.data_api_posts_to("v2/measurements") >= 1 && server.data_api_counts().downloads >= 5
+    });
+    // A live breach on the fridge: 9.5 °C against its upper limit of 8.0 °C.
+    let now = jiff::Timestamp::now().to_string();
+    let alarm = serde_json::json!({
+        "uuid": "e2e-names-alarm", "alarm_status": "Alarm", "alarm_condition_type": "Upper limit",
+        "alarm_severity": "Alarm", "alarm_time": now, "last_status_change_time": now,
+        "alarm_value": "9.5", "physical_unit": "°C", "physical_value": "Temperature",
+        "alarm_source_uuid": "5d1c0f7e-0003-4c1a-9a11-labfridgetemp",
+        "alarm_type": "measurement alarm", "serial_number": "61234502"
+    });
+    server.publish(&user, "alarms", alarm.to_string());
+    let d = Driver::launch(&profile, &["--page", "dashboard"]);
+    let seen = d.execute_async(
+        r#"const done = arguments[arguments.length - 1];
+           const t0 = performance.now();
+           (function poll() {
+             const areas = [...document.querySelectorAll("[data-testid^='area-']")];
+             const cards = [...document.querySelectorAll("article[data-sensor]")];
+             const spark = (c) => c.querySelector(".spark[data-points]");
+             const full = cards.filter((c) => spark(c) && +spark(c).dataset.points >= 200);
+             if ((areas.length >= 3 && full.length >= 4) || performance.now() - t0 > 30000) {
+               done({
+                 areas: areas.map((a) => a.dataset.testid),
+                 titles: [...document.querySelectorAll(".area-title")].map((h) => h.textContent),
+                 equipment: [...document.querySelectorAll(".equipment-title")].map((h) => h.textContent),
+                 cards: cards.map((c) => ({ sensor: c.dataset.sensor, text: c.textContent,
+                   points: spark(c) ? +spark(c).dataset.points : 0 })),
+               });
+             } else setTimeout(poll, 300);
+           })();"#,
+        serde_json::json!([]),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let shot = d.screenshot("dashboard-names-areas");
+    eprintln!("dashboard: {seen:#}\nscreenshot: {}", shot.display());
+    let titles: Vec<&str> = seen["titles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert_eq!(titles, ["IT room", "Kitchen", "Storage"], "{seen:#}");
+    let cards = seen["cards"].as_array().unwrap();
+    let fridge = cards
+        .iter()
+        .find(|c| c["sensor"] == "5d1c0f7e-0003-4c1a-9a11-labfridgetemp")
+        .unwrap_or_else(|| panic!("the fridge's card: {seen:#}"));
+    let text = fridge["text"].as_str().unwrap_or("");
+    assert!(text.contains("Fridge 1 - Air Sensor"), "{text}");
+    assert!(
+        text.contains("limits 2 / 3 / 7 / 8"),
+        "the equipment's limits: {text}"
+    );
+    assert!(
+        cards
+            .iter()
+            .all(|c| c["points"].as_u64().unwrap_or(0) >= 200),
+        "24 h backfilled on every card: {seen:#}"
+    );
+
+    d.click("tab-history");
+    let row = d.find_css("[data-testid^='alarm-row-']");
+    let _ = row;
+    let history = d.execute_async(
+        r#"const done = arguments[arguments.length - 1];
+           const t0 = performance.now();
+           (function poll() {
+             const r = document.querySelector("[data-testid^='alarm-row-']");
+             if ((r && r.textContent.includes("upper limit")) || performance.now() - t0 > 15000)
+               done(r ? r.textContent : "");
+             else setTimeout(poll, 200);
+           })();"#,
+        serde_json::json!([]),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let shot = d.screenshot("history-with-limits");
+    eprintln!("history row: {history}\nscreenshot: {}", shot.display());
+    let row = history.as_str().unwrap_or("");
+    assert!(
+        row.contains("Fridge 1 - Air Sensor \u{b7} Kitchen"),
+        "{row}"
+    );
+    assert!(row.contains("upper limit 8.0 °C"), "{row}");
+    drop(d);
+    drop(monitor);
+    rt.block_on(server.stop());
 }

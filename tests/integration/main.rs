@@ -1,5 +1,6 @@
 //! The one integration test binary: real peers on loopback and the real app.
 
+mod dataapi;
 mod demo;
 mod desktop;
 mod e2e;

@@ -49,6 +49,7 @@ pub fn rabbit_account(ws_url: &str, username: &str) -> SaverisAccount {
             destination_pattern: "/queue/{username}.{channel}".into(),
             token_url: String::new(),
             stomp_login: "guest".into(),
+            data_api_url: String::new(),
         }),
         ..Default::default()
     }
@@ -783,6 +784,7 @@ fn sim_account(server: &SaverisServer, username: &str) -> SaverisAccount {
             destination_pattern: String::new(),
             token_url: server.token_url(),
             stomp_login: String::new(),
+            data_api_url: String::new(),
         }),
         ..Default::default()
     }

@@ -603,6 +603,7 @@ fn windows_simulate_serves_a_linux_watch() {
             destination_pattern: String::new(),
             token_url,
             stomp_login: String::new(),
+            data_api_url: String::new(),
         }),
         ..Default::default()
     });

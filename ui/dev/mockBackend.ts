@@ -159,6 +159,9 @@ export function installMock(state: MockState = emptyState()): MockState {
         }
         case "latest_values":
           return state.latest;
+        case "places":
+          // The mock has no vendor names: the dashboard shows its cards ungrouped.
+          return [];
         case "series":
           return state.series[a.quantity ? `${a.sensor}\u0000${a.quantity}` : a.sensor] ?? state.series[a.sensor] ?? [];
         case "sensor_view":
@@ -287,9 +290,9 @@ export function demoState(): MockState {
     paused: false,
     active_alarms: 2,
     feeds: [
-      { feed: "saveris:s1", label: "Saveris eu/production (alice)", state: "live", last_message_at: new Date(now - 40_000).toISOString(), live_since: new Date(now - 3600_000).toISOString(), last_error: null, refused: [{ channel: "measurements-v2", message: "Saveris refused measurements-v2 for this user: licence or permission missing" }] },
-      { feed: "element:e1:sub1", label: "ELEMENT device dev-1", state: "live", last_message_at: new Date(now - 90_000).toISOString(), live_since: new Date(now - 7200_000).toISOString(), last_error: null, refused: [] },
-      { feed: "element:e1:sub2", label: "ELEMENT tag tag-lab", state: "waiting", secs: 600, reason: "rate limit", last_message_at: null, live_since: null, last_error: "ELEMENT answered 429 Too Many Requests; waiting 10 minutes before the next attempt.", refused: [] },
+      { feed: "saveris:s1", label: "Saveris eu/production (alice)", state: "live", last_message_at: new Date(now - 40_000).toISOString(), live_since: new Date(now - 3600_000).toISOString(), last_error: null, refused: [{ channel: "measurements-v2", message: "Saveris refused measurements-v2 for this user: licence or permission missing" }], names: "names last refreshed 3 h ago" },
+      { feed: "element:e1:sub1", label: "ELEMENT device dev-1", state: "live", last_message_at: new Date(now - 90_000).toISOString(), live_since: new Date(now - 7200_000).toISOString(), last_error: null, refused: [], names: null },
+      { feed: "element:e1:sub2", label: "ELEMENT tag tag-lab", state: "waiting", secs: 600, reason: "rate limit", last_message_at: null, live_since: null, last_error: "ELEMENT answered 429 Too Many Requests; waiting 10 minutes before the next attempt.", refused: [], names: null },
     ],
   };
   s.latest = [

@@ -12,6 +12,7 @@ import type {
   Info,
   InitialPage,
   LatestValue,
+  SensorPlace,
   MonitorError,
   NamedItem,
   Push,
@@ -107,6 +108,8 @@ export const api = {
   /** `comment`: why (required for critical alarms when the settings say so). */
   acknowledge: (alarmId: number, comment: string | null = null) => call<null>("acknowledge", { alarmId, comment }),
   latestValues: () => call<LatestValue[]>("latest_values"),
+  /** Vendor names, areas, equipment and limits of sensors (issue 20). */
+  places: () => call<SensorPlace[]>("places"),
   /** One sensor's values since `sinceMs`; with `quantity`, that field's own series. */
   series: (sensor: string, sinceMs: number, quantity?: string) =>
     call<[number, number][]>("series", quantity ? { sensor, sinceMs, quantity } : { sensor, sinceMs }),

@@ -33,7 +33,12 @@ token_url: string,
 /**
  * STOMP `login`; the passcode is a secret ([`crate::secrets::SecretKey::StompPasscode`]).
  */
-stomp_login: string, };
+stomp_login: string, 
+/**
+ * Data API base URL (issue 20: names, limits, history); empty means the origin of
+ * `token_url`, so a self-hosted or test server serves both.
+ */
+data_api_url: string, };
 
 export type SaverisAccount = { 
 /**
@@ -43,12 +48,7 @@ id: string, enabled: boolean, username: string, region: Region, environment: Env
 /**
  * Cognito endpoint; empty = `https://cognito-idp.eu-central-1.amazonaws.com/`.
  */
-cognito_endpoint: string, cognito_client_id: string, channels: Channels, custom: CustomEndpoint | null, 
-/**
- * The site's time zone (IANA, "America/Chicago"; issue 20), e.g. the tenant's
- * `main_timezone` from the Data API. Empty: the zone of the payload's local time, if any.
- */
-site_timezone: string, };
+cognito_endpoint: string, cognito_client_id: string, channels: Channels, custom: CustomEndpoint | null, };
 
 export type ElementScope = { "type": "device", "id": string } | { "type": "tag", "id": string } | { "type": "stream", "id": string } | { "type": "mandate" };
 
@@ -97,14 +97,7 @@ min_count: number,
 /**
  * Seconds the breach must last before raising (0 = at once).
  */
-min_duration_secs: number, 
-/**
- * The unit the limits are in ("°C"; issue 20). Values in °C/°F/K are converted to it
- * before comparing; other units compare only with the same unit, and a value whose
- * unit cannot apply is skipped. Empty (every rule saved before units existed) compares
- * the number as received, as those rules always did.
- */
-unit: string, };
+min_duration_secs: number, };
 
 export type QuietHours = { enabled: boolean, 
 /**
@@ -161,12 +154,7 @@ comment_required_critical: boolean,
 /**
  * The audit trail keeps records this long, apart from the history's retention.
  */
-audit_retention_days: number, 
-/**
- * ELEMENT sends no units (issue 20): per parser id, field → unit the user confirmed
- * ("°C"). Suggestions from field names are not stored here until confirmed.
- */
-element_units: { [key in string]: { [key in string]: string } }, };
+audit_retention_days: number, };
 
 /**
  * Which secret. Its string form is the keyring entry's user name, e.g.
@@ -187,7 +175,7 @@ export type Severity = "info" | "warning" | "alarm";
 /**
  * The state of one feed connection as the user should read it.
  */
-export type FeedState = { "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, } | { "state": "waiting_for_keyring", message: string, };
+export type FeedState = { "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, };
 
 /**
  * A status report of one feed.
@@ -209,7 +197,12 @@ live_since: string | null, last_error: string | null,
  * Channels the server refused for this user (Saveris `subscription refused`): left
  * out of the connection until the user turns them on again.
  */
-refused: Array<ChannelRefusal>, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, } | { "state": "waiting_for_keyring", message: string, });
+refused: Array<ChannelRefusal>, 
+/**
+ * How the account's names stand (issue 20): "names last refreshed 3 days ago", or
+ * what failed. Filled in by the engine; `None` for feeds without a names source.
+ */
+names: string | null, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, });
 
 /**
  * A channel the server refused, and the sentence to show next to it.
@@ -277,6 +270,19 @@ export type SeverityStep = { at_ms: number, severity: Severity, };
 export type LatestValue = { sensor: string, name: string | null, source: Source, quantity: string | null, value: number, unit: string | null, at_ms: number, };
 
 /**
+ * Where a sensor is and what limits its equipment has, for the dashboard (issue 20).
+ */
+export type SensorPlace = { sensor: string, 
+/**
+ * "Fridge 1 - Air Sensor · Kitchen".
+ */
+label: string, area: string | null, equipment: string | null, 
+/**
+ * The configured limits (warning and violation, both sides), ascending.
+ */
+limits: Array<number>, };
+
+/**
  * A body that could not be parsed, kept so the user can see it.
  */
 export type UnparsedRow = { id: number, source: Source, account: string, received_ms: number, raw: string, };
@@ -324,16 +330,10 @@ summary: string, paused: boolean, active_alarms: number, feeds: Array<FeedStatus
 export type Bucket = { t_ms: number, min: number | null, max: number | null, mean: number | null, count: number, };
 
 /**
- * A limit that applies to the sensor: `low` for "below", `high` for "above", both for
- * "outside". `rule` names where it comes from (the rule's name, or the device's own).
+ * A limit of a rule that applies to the sensor: `low` for "below", `high` for "above",
+ * both for "outside".
  */
-export type LimitLine = { rule: string, low: number | null, high: number | null, origin: LimitOrigin, };
-
-/**
- * Where a limit line comes from: one of this app's threshold rules, or the limits the
- * sensor carries upstream (Saveris's own alarm limits, read by the Data API of issue 20).
- */
-export type LimitOrigin = "rule" | "saveris";
+export type LimitLine = { rule: string, low: number | null, high: number | null, };
 
 /**
  * The range's figures, from every reading (not from the buckets).
@@ -367,12 +367,6 @@ export type Page = "settings" | "history" | "dashboard";
  * The page the window was opened on (`alarm-tray window --page … --alarm …`).
  */
 export type InitialPage = { page: Page, alarm_id: number | null, };
-
-/**
- * A file the window offered for download (sensor view CSV/PNG export) was written, or
- * failed: sent to the web UI as `window://download`, so it can say where the file went.
- */
-export type DownloadDone = { path: string | null, ok: boolean, };
 
 /**
  * Saveris or ELEMENT account to try with the settings as typed (not yet saved).

@@ -65,6 +65,7 @@ pub fn account(ws_url: &str, username: &str) -> SaverisAccount {
             destination_pattern: "/queue/{username}.{channel}".into(),
             token_url: String::new(),
             stomp_login: "guest".into(),
+            data_api_url: String::new(),
         }),
         ..Default::default()
     }

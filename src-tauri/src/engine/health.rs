@@ -311,6 +311,7 @@ impl Engine {
                     if seen > st.last_message_at {
                         st.last_message_at = seen;
                     }
+                    st.names = self.names_sentence(&st.feed);
                     st
                 })
                 .collect(),

@@ -122,6 +122,39 @@ CREATE TABLE IF NOT EXISTS last_values (
     PRIMARY KEY (sensor, quantity)
 );
 INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');
+-- Issue 20: what the vendors call each sensor, device and tag, where it is, and its
+-- configured limits (Saveris Data API, ELEMENT REST); replaced per account on refresh.
+CREATE TABLE IF NOT EXISTS names (
+    source TEXT NOT NULL,
+    account TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    device TEXT,
+    device_name TEXT,
+    channel TEXT,
+    unit TEXT,
+    equipment TEXT,
+    area TEXT,
+    location TEXT,
+    tenant TEXT,
+    timezone TEXT,
+    lower_violation REAL,
+    lower_warning REAL,
+    upper_warning REAL,
+    upper_violation REAL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (source, account, kind, id)
+);
+-- Issue 20: the last refresh of an account's names, and the last failure since.
+CREATE TABLE IF NOT EXISTS names_refresh (
+    source TEXT NOT NULL,
+    account TEXT NOT NULL,
+    ok_ms INTEGER,
+    failed_ms INTEGER,
+    message TEXT,
+    PRIMARY KEY (source, account)
+);
 ";
 
 struct Inner {
@@ -410,6 +443,29 @@ impl History {
             let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
         }
         Ok(out)
+    }
+
+    /// When the newest measurement of an account was taken (issue 20: the backfill fills
+    /// a gap longer than an hour).
+    pub fn last_reading_ms(
+        &self,
+        source: Source,
+        account: &str,
+    ) -> Result<Option<i64>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT max(at_ms) FROM events WHERE source = ?1 AND account = ?2 AND kind IN ('measurement', 'reading')",
+        )?;
+        Ok(st.query_row(params![source.as_str(), account], |r| r.get(0))?)
+    }
+
+    /// Runs `f` on the read connection (issue 20's names queries live in `names.rs`).
+    pub(crate) fn with_read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, HistoryError> {
+        let c = self.read_conn();
+        Ok(f(&c)?)
     }
 
     /// Subscription → cursor of one account.
@@ -947,6 +1003,11 @@ pub struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
+    /// The open transaction, for statements kept beside their feature (issue 20's names).
+    pub(crate) fn tx(&self) -> &Transaction<'a> {
+        self.tx
+    }
+
     /// Stores an event. `Ok(None)`: an event with the same key was stored before.
     pub fn insert_event(&mut self, e: &Event) -> Result<Option<i64>, HistoryError> {
         if self.insert.is_none() {

@@ -22,6 +22,7 @@ pub mod audit;
 mod health;
 pub mod history;
 pub mod model;
+pub mod names;
 pub mod policy;
 mod popups;
 pub mod reduce;
@@ -163,6 +164,8 @@ enum Command {
     },
     Poke(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
+    /// A names refresh of one account (issue 20).
+    Names(Box<crate::event::NamesUpdate>),
 }
 
 /// The running engine.
@@ -173,9 +176,28 @@ pub struct EngineHandle {
     out: broadcast::Sender<Output>,
     history: History,
     task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Accounts whose events name sensors the names do not know (issue 20), for the root
+    /// to pass to the account's names refresh; taken once.
+    names_wanted: Arc<Mutex<Option<mpsc::UnboundedReceiver<(crate::event::Source, String)>>>>,
 }
 
 impl EngineHandle {
+    /// Stores an account's names refresh (or its failure) and shows them from now on.
+    pub fn update_names(&self, update: crate::event::NamesUpdate) {
+        let _ = self.cmd.send(Command::Names(Box::new(update)));
+    }
+
+    /// The stream of (source, account) whose events named an unknown sensor, at most one
+    /// per account every [`names::UNKNOWN_GAP_MS`]. `None` after the first call.
+    pub fn take_names_wanted(
+        &self,
+    ) -> Option<mpsc::UnboundedReceiver<(crate::event::Source, String)>> {
+        self.names_wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
     /// Rules, notifications (paused, quiet hours, grouping), sensors (notify on/off, names).
     pub fn update_settings(&self, settings: Settings) {
         let _ = self.cmd.send(Command::Settings(Box::new(settings)));
@@ -348,6 +370,7 @@ pub fn spawn_with(
     locale: Locale,
 ) -> EngineHandle {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (wanted_tx, wanted_rx) = mpsc::unbounded_channel();
     let (out, _) = broadcast::channel(4096);
     let mut engine = Engine::new(
         settings,
@@ -357,6 +380,7 @@ pub fn spawn_with(
         locale,
         out.clone(),
     );
+    engine.names_wanted = Some(wanted_tx);
     engine.audit(
         "app_started",
         serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),
@@ -371,6 +395,7 @@ pub fn spawn_with(
         out,
         history,
         task: Arc::new(Mutex::new(Some(task))),
+        names_wanted: Arc::new(Mutex::new(Some(wanted_rx))),
     }
 }
 
@@ -405,6 +430,11 @@ struct Engine {
     /// Alarms whose popup quiet hours or the pause held back.
     held_back: BTreeSet<i64>,
     scratch: Vec<RuleOutcome>,
+    /// Vendor names, places and limits (issue 20).
+    names: names::Names,
+    names_wanted: Option<mpsc::UnboundedSender<(crate::event::Source, String)>>,
+    /// When each account last asked for a names refresh because of an unknown sensor.
+    names_asked_ms: HashMap<(crate::event::Source, String), i64>,
 }
 
 impl Engine {
@@ -417,6 +447,7 @@ impl Engine {
         out: broadcast::Sender<Output>,
     ) -> Self {
         let n = &settings.notifications;
+        let history_for_names = history.clone();
         Engine {
             rules: Rules::new(&settings),
             grouper: Grouper::new(n.group_window_secs, n.group_max),
@@ -440,6 +471,9 @@ impl Engine {
             notified: Vec::new(),
             held_back: BTreeSet::new(),
             scratch: Vec::new(),
+            names: names::Names::load(&history_for_names),
+            names_wanted: None,
+            names_asked_ms: HashMap::new(),
         }
     }
 
@@ -468,6 +502,7 @@ impl Engine {
                         let r = self.acknowledge(alarm_id, &by, comment);
                         let _ = reply.send(r);
                     }
+                    Some(Command::Names(u)) => self.on_names(*u),
                     Some(Command::Poke(done)) => {
                         self.drain(&mut deliveries, &mut batch);
                         while let Ok(s) = statuses.try_recv() {

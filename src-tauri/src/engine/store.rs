@@ -131,6 +131,7 @@ impl Engine {
     /// Stores a batch in one transaction, then confirms, then decides. A batch that cannot
     /// be stored is kept in memory, unconfirmed, and tried again (see [`Retry`]).
     pub(super) fn process(&mut self, batch: &mut Vec<Delivery>) {
+        self.name_events(batch);
         let now = self.now_ms();
         // Issue 20: ELEMENT sends no units; the ones the user confirmed per parser.
         for d in batch.iter_mut() {
@@ -243,7 +244,10 @@ impl Engine {
                 };
                 new_events.push((i, id));
                 collect_last_values(e, &mut last);
-                self.apply_event(w, e, id, now, &mut effects)?;
+                // Backfilled values are history for charts and reports: no rule, no popup.
+                if !e.backfill {
+                    self.apply_event(w, e, id, now, &mut effects)?;
+                }
             }
             for v in last.values() {
                 w.set_last_value(v)?;
@@ -343,7 +347,7 @@ impl Engine {
                     severity,
                     value: e.value,
                     unit: e.unit.clone(),
-                    limit: None,
+                    limit: self.upstream_limit(e),
                     rule_id: None,
                     event_id: Some(event_id),
                     raised_ms: at_ms,

@@ -163,6 +163,22 @@ pub fn alarm_text(
         );
     }
     let mut body = String::new();
+    // The equipment's configured limit (Saveris Data API, issue 20): "9.5 °C, upper limit
+    // 8.0 °C", the condition already being in the summary.
+    if let (Some(v), Some(limit)) = (&value, row.limit.as_deref().filter(|l| !l.is_empty())) {
+        return (
+            format!(
+                "{}: {display} \u{2014} {}",
+                severity_word(row.severity),
+                if condition.is_empty() {
+                    "limit"
+                } else {
+                    condition
+                }
+            ),
+            format!("{v}, {limit}\nsince {since}"),
+        );
+    }
     if let Some(v) = &value {
         body.push_str(v);
         body.push_str(" \u{b7} ");

@@ -4,6 +4,7 @@
 
 pub mod connector;
 pub mod element;
+pub mod refresh;
 pub mod saveris;
 
 use tokio::sync::watch;

@@ -93,6 +93,7 @@ fn declarations() -> Vec<Decl> {
         AlarmRow,
         SeverityStep,
         LatestValue,
+        crate::engine::names::SensorPlace,
         UnparsedRow,
         TrayState,
         crate::engine::audit::AuditReport,

@@ -170,6 +170,10 @@ async fn latest_values(state: State<'_, WindowState>) -> Res<Vec<LatestValue>> {
     ask(&state, Request::LatestValues).await
 }
 #[tauri::command]
+async fn places(state: State<'_, WindowState>) -> Res<Vec<crate::engine::names::SensorPlace>> {
+    ask(&state, Request::Places).await
+}
+#[tauri::command]
 async fn series(
     state: State<'_, WindowState>,
     sensor: String,
@@ -292,6 +296,7 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
             alarms,
             acknowledge,
             latest_values,
+            places,
             series,
             sensor_view,
             unparsed,

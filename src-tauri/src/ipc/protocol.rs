@@ -137,6 +137,8 @@ pub enum Request {
         comment: Option<String>,
     },
     LatestValues,
+    /// Vendor names, areas, equipment and limits of sensors (issue 20).
+    Places,
     Series {
         sensor: String,
         since_ms: i64,
@@ -206,6 +208,7 @@ pub enum Response {
     Items(Vec<NamedItem>),
     Alarms(Vec<AlarmRow>),
     Latest(Vec<LatestValue>),
+    Places(Vec<crate::engine::names::SensorPlace>),
     Series(Vec<(i64, f64)>),
     Unparsed(Vec<UnparsedRow>),
     SensorView(Box<SensorView>),
@@ -275,6 +278,7 @@ answers! {
     Items => Vec<NamedItem>,
     Alarms => Vec<AlarmRow>,
     Latest => Vec<LatestValue>,
+    Places => Vec<crate::engine::names::SensorPlace>,
     Series => Vec<(i64, f64)>,
     Unparsed => Vec<UnparsedRow>,
     SensorView => Box<SensorView>,

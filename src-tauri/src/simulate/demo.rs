@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use super::dataapi::{SimSensor, SimTenant};
 use super::element::{ElementServer, ElementServerConfig, KeyRole, SimDevice};
 use super::saveris::SaverisServer;
 use super::scenario::{self, Emit, Scenario};
@@ -61,6 +62,7 @@ impl Demo {
         let element = Arc::new(ElementServer::start(cfg).await?);
         let users = vec![(SAVERIS_USER.into(), SAVERIS_PASSWORD.into())];
         let saveris = Arc::new(SaverisServer::start(users).await?);
+        saveris.set_data_api_tenant(demo_tenant());
         let scenario = tokio::spawn(run_scenario(seed, element.clone(), saveris.clone()));
         Ok(Demo {
             element,
@@ -86,6 +88,7 @@ impl Demo {
                 destination_pattern: String::new(),
                 token_url: self.saveris.token_url(),
                 stomp_login: String::new(),
+                data_api_url: String::new(),
             }),
             ..Default::default()
         });
@@ -157,6 +160,88 @@ impl Demo {
         if let Ok(s) = Arc::try_unwrap(self.saveris) {
             s.stop().await;
         }
+    }
+}
+
+/// What the demo's Data API knows of the scenario's sensors: names, equipment in areas,
+/// configured limits (issue 20), so the demo shows names and limit lines at once.
+pub fn demo_tenant() -> SimTenant {
+    // (name, device, equipment, area, lower violation/warning, upper warning/violation)
+    let about: [(&str, &str, &str, &str, [Option<f64>; 4]); 4] = [
+        (
+            "Cold room - Air Sensor",
+            "Cold room - Logger",
+            "Cold room",
+            "Storage",
+            [Some(0.0), Some(1.0), Some(7.0), Some(8.0)],
+        ),
+        (
+            "Cold room - Humidity Sensor",
+            "Cold room - Logger",
+            "Cold room",
+            "Storage",
+            [None, None, Some(92.0), Some(95.0)],
+        ),
+        (
+            "Fridge 1 - Air Sensor",
+            "Fridge 1 - Logger",
+            "Fridge 1",
+            "Kitchen",
+            [Some(2.0), Some(3.0), Some(7.0), Some(8.0)],
+        ),
+        (
+            "Server rack - Air Sensor",
+            "Server rack - Logger",
+            "Server rack",
+            "IT room",
+            [None, Some(15.0), Some(25.0), Some(27.0)],
+        ),
+    ];
+    let sensors = scenario::SAVERIS_SENSORS
+        .iter()
+        .zip(about)
+        .enumerate()
+        .map(|(i, (s, (name, device, equipment, area, l)))| SimSensor {
+            sensor_uuid: s.uuid.into(),
+            sensor_serial_no: s.serial.into(),
+            sensor_display_name: name.into(),
+            device_uuid: format!("device-{}", s.serial),
+            device_serial_no: s.serial.into(),
+            device_display_name: device.into(),
+            channel_no: if s.quantity == "Humidity" { 2 } else { 1 },
+            channel_id: 1_913_253_100 + i as i64,
+            physical_property_name: s.quantity.into(),
+            physical_extension: if s.quantity == "Humidity" {
+                "Relative Humidity".into()
+            } else {
+                "Air Temperature".into()
+            },
+            unit: if s.unit == "°C" {
+                "CELSIUS"
+            } else {
+                "PERCENT_RH"
+            }
+            .into(),
+            equipment_uuid: format!("eq-{}", equipment.to_ascii_lowercase().replace(' ', "-")),
+            equipment_title: equipment.into(),
+            equipment_parts_uuid: format!("part-{}", s.uuid),
+            equipment_parts_title: String::new(),
+            area_uuid: format!("area-{}", area.to_ascii_lowercase().replace(' ', "-")),
+            area_title: area.into(),
+            lower_violation: l[0],
+            lower_warning: l[1],
+            upper_warning: l[2],
+            upper_violation: l[3],
+            base: s.base,
+        })
+        .collect();
+    SimTenant {
+        tenant_uuid: scenario::TENANT.into(),
+        organisation_name: "Demo Lab".into(),
+        main_timezone: "Europe/Berlin".into(),
+        customer_site: "site-1".into(),
+        sensors,
+        measuring_minutes: 5,
     }
 }
 

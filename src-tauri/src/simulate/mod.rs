@@ -1,4 +1,5 @@
 //! Loopback servers that behave like Saveris and ELEMENT (demo mode, tests).
+pub mod dataapi;
 pub mod demo;
 pub mod element;
 pub mod saveris;

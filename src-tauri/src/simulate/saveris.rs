@@ -30,6 +30,8 @@ use tokio::sync::{watch, Notify};
 use crate::feeds::saveris::payload::Channel;
 use crate::feeds::saveris::stomp::{self, Command, Decoder, Frame};
 
+use super::dataapi::{Counts, DataApi, Fault, SimTenant};
+
 /// The server name in CONNECTED, as the real service sends it.
 pub const SERVER_NAME: &str = "ActiveMQ/5.17.2";
 /// Parallel connections allowed per user.
@@ -142,6 +144,8 @@ struct Shared {
     /// Bumped by `drop_connections`: live connections end abruptly.
     kick: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
+    /// The Data API served beside the token endpoint (issue 20).
+    data_api: Arc<DataApi>,
 }
 
 impl Shared {
@@ -171,7 +175,22 @@ impl SaverisServer {
     pub async fn start(users: Vec<(String, String)>) -> Result<SaverisServer, SimulateError> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
+        // The Data API checks bearer tokens against what the token endpoint issued; the
+        // lookup holds a weak link so the server's state is not kept alive by itself.
+        let slot: Arc<Mutex<std::sync::Weak<Shared>>> =
+            Arc::new(Mutex::new(std::sync::Weak::new()));
+        let lookup_slot = slot.clone();
+        let data_api = DataApi::new(Arc::new(move |token: &str| {
+            let shared = lookup_slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .upgrade()?;
+            let inner = shared.lock();
+            inner.tokens.get(token).map(|i| (i.user.clone(), i.exp))
+        }));
+        data_api.set_addr(addr);
         let shared = Arc::new(Shared {
+            data_api: data_api.clone(),
             users: users.into_iter().collect(),
             inner: Mutex::new(Inner::default()),
             token_lifetime: Mutex::new(Duration::from_secs(3600)),
@@ -189,7 +208,9 @@ impl SaverisServer {
         let app = Router::new()
             .route("/v1/token", post(token))
             .route("/web-socket", get(upgrade))
-            .with_state(shared.clone());
+            .with_state(shared.clone())
+            .merge(data_api.routes());
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&shared);
         let mut stop = shared.shutdown.subscribe();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -211,6 +232,47 @@ impl SaverisServer {
 
     pub fn token_url(&self) -> String {
         format!("http://{}/v1/token", self.addr)
+    }
+
+    /// The Data API's base URL (the same origin as the token endpoint).
+    pub fn data_api_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What the Data API serves: the tenant, its sensors, equipment and limits.
+    pub fn set_data_api_tenant(&self, t: SimTenant) {
+        self.shared.data_api.set_tenant(t);
+    }
+
+    /// Makes the Data API misbehave (`None`: behave again).
+    pub fn set_data_api_fault(&self, f: Option<Fault>) {
+        self.shared.data_api.set_fault(f);
+    }
+
+    /// `n` generated sensors are added to `/v3/devices/properties` (the 50 000-row case).
+    pub fn set_data_api_extra_rows(&self, n: usize) {
+        self.shared.data_api.set_extra_property_rows(n);
+    }
+
+    /// Polls answered `In Progress` before `Completed` (default 1).
+    pub fn set_data_api_polls_in_progress(&self, n: u32) {
+        self.shared.data_api.set_polls_in_progress(n);
+    }
+
+    /// Every token issued so far is answered 403 `EXPIRED_TOKEN` by the Data API.
+    pub fn expire_data_api_tokens(&self) {
+        let issued: Vec<String> = self.shared.lock().tokens.keys().cloned().collect();
+        self.shared.data_api.revoke_tokens(issued);
+    }
+
+    /// Data API requests seen so far.
+    pub fn data_api_counts(&self) -> Counts {
+        self.shared.data_api.counts()
+    }
+
+    /// POSTs to one Data API resource (`v2/measurements`…).
+    pub fn data_api_posts_to(&self, resource: &str) -> u64 {
+        self.shared.data_api.posts_to(resource)
     }
 
     /// Queues a message for `username` on `channel` (`alarms`, `measurements`,

@@ -208,7 +208,7 @@ fn now_strings() -> (String, String) {
     )
 }
 
-const TENANT: &str = "7c1e5d2a-demo-4d6b-8c40-0000tenant01";
+pub const TENANT: &str = "7c1e5d2a-demo-4d6b-8c40-0000tenant01";
 
 fn measurement_v2(s: &SaverisSensor, value: f64, tick: u64) -> Value {
     let (ts, local) = now_strings();

@@ -157,6 +157,7 @@ async fn fault_3_token_expiry_mid_stream_renews_and_loses_nothing() {
             destination_pattern: "/queue/{username}/{channel}".into(),
             token_url: format!("http://127.0.0.1:{}/v1/token", broker.login_port),
             stomp_login: String::new(),
+            data_api_url: String::new(),
         }),
         ..Default::default()
     };

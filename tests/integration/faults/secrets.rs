@@ -133,6 +133,7 @@ fn child_settings(env: &ChildEnv, element_url: &str) -> Settings {
             destination_pattern: "/queue/{username}.{channel}".into(),
             token_url: token_url.into(),
             stomp_login: "guest".into(),
+            data_api_url: String::new(),
         }),
         ..Default::default()
     };

@@ -1,7 +1,8 @@
 // Dashboard: one card per sensor and field (an ELEMENT device has several: temperature,
 // humidity, battery…) with that field's latest value, its own 24 h sparkline and the rule
 // limits that apply to it, and a mark on sensors that have gone quiet. A sensor's main field
-// (temperature first, or the user's choice) comes first.
+// (temperature first, or the user's choice) comes first. Sensors the vendor places (Saveris
+// Data API, issue 20) are grouped by area, then equipment, and show the equipment's limits.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, errorText, loadError, updateSettings } from "../api";
 import { useApp } from "../context";
@@ -10,7 +11,7 @@ import { mainQuantities } from "../lib/fields";
 import { ago, formatValue, shortTime } from "../lib/format";
 import { suggestUnit } from "../lib/units";
 import { tid } from "../lib/testid";
-import type { LatestValue, Settings, ThresholdRule } from "../types";
+import type { LatestValue, SensorPlace, Settings, ThresholdRule } from "../types";
 import { Message } from "../widgets";
 import { Sparkline } from "./Sparkline";
 
@@ -69,6 +70,7 @@ export function DashboardPage() {
   const [settings, setSettings] = useState<Settings | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [now, setNow] = useState(Date.now());
+  const [places, setPlaces] = useState<Map<string, SensorPlace>>(new Map());
 
   useEffect(() => {
     const t = setInterval(() => setNow(Date.now()), 30_000);
@@ -92,7 +94,21 @@ export function DashboardPage() {
       .catch((e) => setError(loadError(e)));
   }, [historyTick, reloadTick]);
 
+  useEffect(() => {
+    api
+      .places()
+      .then((ps) => setPlaces(new Map(ps.map((p) => [p.sensor, p]))))
+      // Names are a comfort: without them the cards show ids, as before.
+      .catch(() => setPlaces(new Map()));
+  }, [tick, reloadTick]);
+
   const rules = settings?.rules ?? [];
+  const nameOf = (l: LatestValue) => displayName(l, settings, places.get(l.sensor));
+  const limitsOf = (l: LatestValue) => {
+    const own = limitsFor(l, rules, isMain(l));
+    const vendor = isMain(l) ? places.get(l.sensor)?.limits ?? [] : [];
+    return [...new Set([...own, ...vendor])].sort((a, b) => a - b);
+  };
   const mains = mainQuantities(latest ?? [], settings);
   const isMain = (l: LatestValue) => (mains.get(l.sensor) ?? null) === (l.quantity ?? null);
   const fieldsOf = new Map<string, number>();
@@ -100,7 +116,7 @@ export function DashboardPage() {
   // By sensor name, the main field first, then the other fields by name.
   const sorted = [...(latest ?? [])].sort(
     (a, b) =>
-      displayName(a, settings).localeCompare(displayName(b, settings), undefined, { numeric: true }) ||
+      nameOf(a).localeCompare(nameOf(b), undefined, { numeric: true }) ||
       a.sensor.localeCompare(b.sensor) ||
       Number(isMain(b)) - Number(isMain(a)) ||
       (a.quantity ?? "").localeCompare(b.quantity ?? ""),
@@ -127,26 +143,65 @@ export function DashboardPage() {
           No values yet. Values appear here as soon as a feed delivers measurements or readings.
         </p>
       )}
-      <div class="cards">
-        {sorted.map((l) => (
-          <SensorCard
-            key={`${l.sensor}\u0000${l.quantity ?? ""}`}
-            l={l}
-            name={displayName(l, settings)}
-            limits={limitsFor(l, rules, isMain(l))}
-            now={now}
-            tick={tick}
-            main={isMain(l)}
-            several={(fieldsOf.get(l.sensor) ?? 0) > 1}
-          />
-        ))}
-      </div>
+      {groupByPlace(sorted, places).map((g) => (
+        <div class="place-group" key={g.area} data-testid={g.area ? `area-${tid(g.area)}` : "area-none"}>
+          {places.size > 0 && <h3 class="area-title">{g.area || "Other sensors"}</h3>}
+          {g.equipment.map((eq) => (
+            <div class="equipment-group" key={eq.name} data-testid={eq.name ? `equipment-${tid(eq.name)}` : undefined}>
+              {eq.name && <h4 class="equipment-title">{eq.name}</h4>}
+              <div class="cards">
+                {eq.values.map((l) => (
+                  <SensorCard
+                    key={`${l.sensor}\u0000${l.quantity ?? ""}`}
+                    l={l}
+                    name={nameOf(l)}
+                    limits={limitsOf(l)}
+                    now={now}
+                    tick={tick}
+                    main={isMain(l)}
+                    several={(fieldsOf.get(l.sensor) ?? 0) > 1}
+                  />
+                ))}
+              </div>
+            </div>
+          ))}
+        </div>
+      ))}
     </section>
   );
 }
 
-function displayName(l: LatestValue, s: Settings | null): string {
-  return s?.sensors[l.sensor]?.name || l.name || l.sensor;
+/** A name the user typed wins; then the vendor's ("Fridge 1 - Air Sensor · Kitchen"). */
+function displayName(l: LatestValue, s: Settings | null, p?: SensorPlace): string {
+  return s?.sensors[l.sensor]?.name || p?.label || l.name || l.sensor;
+}
+
+interface PlaceGroup {
+  area: string;
+  equipment: { name: string; values: LatestValue[] }[];
+}
+
+/** Areas by name (unplaced sensors last), equipment by name inside each, order kept within. */
+export function groupByPlace(sorted: LatestValue[], places: Map<string, SensorPlace>): PlaceGroup[] {
+  const areas = new Map<string, Map<string, LatestValue[]>>();
+  for (const l of sorted) {
+    const p = places.get(l.sensor);
+    const area = p?.area ?? "";
+    const eq = p?.equipment ?? "";
+    if (!areas.has(area)) areas.set(area, new Map());
+    const m = areas.get(area)!;
+    if (!m.has(eq)) m.set(eq, []);
+    m.get(eq)!.push(l);
+  }
+  const byName = (a: string, b: string) =>
+    (a === "" ? 1 : 0) - (b === "" ? 1 : 0) || a.localeCompare(b, undefined, { numeric: true });
+  return [...areas.keys()].sort(byName).map((area) => {
+    const m = areas.get(area)!;
+    return {
+      area,
+      equipment: [...m.keys()].sort(byName).map((name) => ({ name, values: m.get(name)! })),
+    };
+  });
 }
 
 function SensorCard(p: { l: LatestValue; name: string; limits: number[]; now: number; tick: number; main: boolean; several: boolean }) {

@@ -186,6 +186,8 @@ export function validateSaveris(a: SaverisAccount): Errors {
     if (!isUrl(a.custom.ws_url, ["ws:", "wss:"])) e.ws_url = "Enter the broker's ws:// or wss:// URL.";
     if (a.custom.token_url.trim() !== "" && !isUrl(a.custom.token_url, ["https:", "http:"]))
       e.token_url = "Enter an http:// or https:// URL, or leave it empty to log in with STOMP login/passcode.";
+    if ((a.custom.data_api_url ?? "").trim() !== "" && !isUrl(a.custom.data_api_url, ["https:", "http:"]))
+      e.data_api_url = "Enter an http:// or https:// URL, or leave it empty to use the token URL's server.";
     const p = a.custom.destination_pattern.trim();
     if (p !== "" && !p.includes("{channel}"))
       e.destination_pattern = "The pattern must contain {channel}, e.g. /queue/{username}/{channel}.";

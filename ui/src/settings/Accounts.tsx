@@ -323,7 +323,7 @@ function SaverisEditor({ initial, isNew, onDone, onCancel }: EditorProps<Saveris
           checked={!!custom}
           testid="saveris-custom"
           onChange={(v) =>
-            set({ custom: v ? { ws_url: "", destination_pattern: "", token_url: "", stomp_login: "" } : null })
+            set({ custom: v ? { ws_url: "", destination_pattern: "", token_url: "", stomp_login: "", data_api_url: "" } : null })
           }
         />
         {custom && (
@@ -345,6 +345,14 @@ function SaverisEditor({ initial, isNew, onDone, onCancel }: EditorProps<Saveris
               testid="saveris-token-url"
               hint="Empty = log in with STOMP login and passcode"
               error={errors.token_url}
+            />
+            <Field
+              label="Data API URL"
+              value={custom.data_api_url ?? ""}
+              onInput={(v) => setCustom({ data_api_url: v })}
+              testid="saveris-data-api-url"
+              hint="Names, limits and history. Empty = the token URL's server"
+              error={errors.data_api_url}
             />
             <Field label="STOMP login" value={custom.stomp_login} onInput={(v) => setCustom({ stomp_login: v })} testid="saveris-stomp-login" />
             <SecretField

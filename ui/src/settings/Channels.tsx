@@ -154,7 +154,7 @@ function ElementSubscriptions({ account, reload }: { account: ElementAccount; re
           kind="primary"
           onClick={() =>
             setEditing({
-              sub: { id: newId("sub"), enabled: true, scope: { type: "device", id: "" }, kind: "readings", preload: [], catch_up_hours: 0 },
+              sub: { id: newId("sub"), enabled: true, scope: { type: "device", id: "" }, kind: "readings", preload: ["device"], catch_up_hours: 0 },
               isNew: true,
             })
           }

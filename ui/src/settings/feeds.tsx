@@ -58,6 +58,11 @@ export function FeedLine({ f }: { f: FeedStatus }) {
           {r.message}. Turn the channel off and on in the account's settings to try it again.
         </div>
       ))}
+      {f.names && (
+        <div class="muted small" data-testid={`feed-names-${safe}`}>
+          {f.names}
+        </div>
+      )}
       {f.last_error && (
         <div class="feed-error" data-testid={`feed-error-${safe}`}>
           Last error: {f.last_error}

@@ -16,6 +16,7 @@
 pub mod fields;
 pub mod link;
 pub mod mapping;
+pub mod names;
 pub mod payload;
 pub mod rest;
 pub mod scrub;

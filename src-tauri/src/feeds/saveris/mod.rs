@@ -5,6 +5,7 @@
 //! them, so a crash loses nothing and the broker redelivers what was not stored.
 
 pub mod auth;
+pub mod dataapi;
 pub mod endpoint;
 pub mod gate;
 pub mod payload;
@@ -52,6 +53,8 @@ pub struct SaverisFeedConfig {
     pub drain_timeout: Duration,
     pub http_timeout: Duration,
     pub clock: Arc<dyn Clock>,
+    /// The account's token, shared with its Data API client (issue 20).
+    pub token: dataapi::TokenSlot,
 }
 
 impl fmt::Debug for SaverisFeedConfig {
@@ -89,6 +92,7 @@ impl SaverisFeedConfig {
             drain_timeout: Duration::from_secs(5),
             http_timeout: Duration::from_secs(15),
             clock: Arc::new(SystemClock),
+            token: dataapi::TokenSlot::default(),
         }
     }
 }

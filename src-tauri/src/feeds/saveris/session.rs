@@ -346,9 +346,20 @@ impl Session {
             ));
         };
         if self.state.needs_token(conn.clock().now()) {
-            match conn.unless_stopped(login.clone().fetch()).await {
+            // One token per account: the Data API client may have fetched it already.
+            let shared = self.cfg.token.fresh(conn.clock().now());
+            let fetch = async {
+                match shared {
+                    Some(t) => Ok(t),
+                    None => login.clone().fetch().await,
+                }
+            };
+            match conn.unless_stopped(fetch).await {
                 None => return Err(Outcome::Stopped),
-                Some(Ok(token)) => self.state.set_token(token),
+                Some(Ok(token)) => {
+                    self.cfg.token.put(token.clone());
+                    self.state.set_token(token)
+                }
                 Some(Err(e)) if e.is_rejection() => {
                     return Err(Outcome::Halt {
                         error: e.to_string(),
@@ -472,6 +483,7 @@ impl Session {
     /// and the state machine, and carries out what the state machine answers.
     async fn serve(&mut self, conn: &Connector, link: Link) -> ConnEnd {
         let clock = conn.clock().clone();
+        let shared_token = self.cfg.token.clone();
         let (state, acks, deliveries) = (&mut self.state, &mut self.acks, &self.deliveries);
         let dests: Vec<(Channel, String)> = (self.endpoint.destinations.iter())
             .filter(|(c, _)| !self.refused.contains(c))
@@ -519,6 +531,9 @@ impl Session {
                 },
                 fresh = renewed(&mut io.renewal), if io.renewal.is_some() => {
                     io.renewal = None;
+                    if let Ok(t) = &fresh {
+                        shared_token.put(t.clone());
+                    }
                     state.on_token(fresh, clock.now())
                 }
                 _ = tick_or(&mut tick, state.wake_in(clock.now())) => state.on_tick(clock.now()),
