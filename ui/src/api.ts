@@ -17,6 +17,8 @@ import type {
   SecretKey,
   SensorView,
   Settings,
+  Snooze,
+  SnoozeFor,
   Status,
   UnparsedRow,
   AuditReport,
@@ -105,6 +107,10 @@ export const api = {
   alarms: (filter: AlarmFilter) => call<AlarmRow[]>("alarms", { filter }),
   /** `comment`: why (required for critical alarms when the settings say so). */
   acknowledge: (alarmId: number, comment: string | null = null) => call<null>("acknowledge", { alarmId, comment }),
+  /** Holds a sensor's popups back for a while, with a reason (issue 21). */
+  snooze: (sensor: string, length: SnoozeFor, reason: string) => call<null>("snooze", { sensor, length, reason }),
+  endSnooze: (sensor: string) => call<null>("end_snooze", { sensor }),
+  snoozes: () => call<Snooze[]>("snoozes"),
   latestValues: () => call<LatestValue[]>("latest_values"),
   /** One sensor's values since `sinceMs`; with `quantity`, that field's own series. */
   series: (sensor: string, sinceMs: number, quantity?: string) =>

@@ -12,9 +12,11 @@ mod desktop;
 #[path = "desktop_plain.rs"]
 mod desktop;
 mod recording;
+pub mod sound;
 
 pub use desktop::DesktopNotifier;
 pub use recording::{Recorded, RecordingNotifier};
+pub use sound::{Sound, SoundPlayer};
 
 use serde::Serialize;
 
@@ -47,6 +49,9 @@ pub struct Popup {
     pub alarm_id: Option<i64>,
     /// Offer the Acknowledge (when there is an alarm) and Open actions.
     pub actions: bool,
+    /// The sound that rings with it (issue 21); None: silent (sound off, or not an alarm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sound: Option<Sound>,
 }
 
 /// What the user did with a popup.
