@@ -214,6 +214,11 @@ impl Monitor {
             urgency: Urgency::Normal,
             alarm_id: None,
             actions: false,
+            // The test rings the critical alarms' sound, so the user hears what they chose.
+            sound: {
+                let n = self.settings().notifications;
+                n.sound.then_some(n.critical.sound).flatten()
+            },
         };
         Ok(self.notifier.show(&popup)?)
     }
@@ -384,6 +389,29 @@ impl Handler for Monitor {
                     .await?;
                 let _ = self.pushes.send(Push::HistoryChanged);
                 Ok(Response::Ok)
+            }
+            Request::Snooze {
+                sensor,
+                length,
+                reason,
+            } => {
+                self.runtime
+                    .engine()
+                    .snooze(&sensor, length, &reason)
+                    .await?;
+                let _ = self.pushes.send(Push::HistoryChanged);
+                Ok(Response::Ok)
+            }
+            Request::EndSnooze { sensor } => {
+                self.runtime.engine().end_snooze(&sensor).await?;
+                let _ = self.pushes.send(Push::HistoryChanged);
+                Ok(Response::Ok)
+            }
+            Request::Snoozes => {
+                let now = jiff::Timestamp::now().as_millisecond();
+                db(history.snoozes()).map(|list| {
+                    Response::Snoozes(list.into_iter().filter(|s| s.until_ms > now).collect())
+                })
             }
             Request::LatestValues => db(history.latest_values()).map(Response::Latest),
             Request::Places => db(crate::engine::names::places(&history)).map(Response::Places),

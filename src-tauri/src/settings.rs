@@ -408,10 +408,25 @@ pub struct Notifications {
     /// Storm control: more than `group_max` new alarms within this window → one summary.
     pub group_window_secs: u64,
     pub group_max: u32,
-    /// Re-show an unacknowledged active alarm after this many minutes (0 = never).
-    pub repeat_mins: u64,
     /// A feed not live for this long raises its own popup.
     pub feed_silence_mins: u64,
+    /// Alarm sounds at all (issue 21): off makes every popup silent.
+    pub sound: bool,
+    /// How critical (Alarm) alarms ring: sound and repeat until acknowledged or cleared.
+    pub critical: Ringing,
+    /// How warnings (and info alarms) ring.
+    pub warning: Ringing,
+}
+
+/// How an alarm of one severity rings until it is acknowledged or cleared (issue 21).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
+#[serde(default)]
+pub struct Ringing {
+    /// The shipped sound played with its popup; None: silent.
+    pub sound: Option<crate::notify::Sound>,
+    /// Re-show the popup, with its sound, of an unacknowledged active alarm after this many
+    /// minutes (0 = never).
+    pub repeat_mins: u64,
 }
 
 impl Default for Notifications {
@@ -421,8 +436,16 @@ impl Default for Notifications {
             quiet_hours: QuietHours::default(),
             group_window_secs: 10,
             group_max: 3,
-            repeat_mins: 0,
             feed_silence_mins: 5,
+            sound: true,
+            critical: Ringing {
+                sound: Some(crate::notify::Sound::Alarm),
+                repeat_mins: 5,
+            },
+            warning: Ringing {
+                sound: Some(crate::notify::Sound::Alert),
+                repeat_mins: 0,
+            },
         }
     }
 }
@@ -600,6 +623,22 @@ pub fn retire_missing_environments(s: &mut Settings) -> Option<String> {
 /// Schema 1 (0.0.x) kept a single `paused` flag and `quiet_start`/`quiet_end` at the top
 /// level; schema 2 groups them under `notifications`.
 fn migrate(mut v: serde_json::Value, from: u32) -> serde_json::Value {
+    // Issue 21: one `repeat_mins` for every alarm became one per severity. A repeat the user
+    // had set keeps applying to both; unset (0) leaves the new defaults (critical: 5 min).
+    if let Some(n) = v.get_mut("notifications").and_then(|n| n.as_object_mut()) {
+        if let Some(old) = n.remove("repeat_mins").and_then(|r| r.as_u64()) {
+            if old > 0 && !n.contains_key("critical") && !n.contains_key("warning") {
+                n.insert(
+                    "critical".into(),
+                    serde_json::json!({"sound": "alarm", "repeat_mins": old}),
+                );
+                n.insert(
+                    "warning".into(),
+                    serde_json::json!({"sound": "alert", "repeat_mins": old}),
+                );
+            }
+        }
+    }
     if from < 2 {
         if let Some(obj) = v.as_object_mut() {
             let mut n = serde_json::Map::new();
@@ -811,6 +850,18 @@ mod tests {
         assert_eq!(s.saveris.len(), 0);
         let back: Settings = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn one_repeat_for_all_becomes_one_per_severity() {
+        let old = r#"{"settings":{"version":2,"notifications":{"repeat_mins":10}}}"#;
+        let n = from_store_json(old).unwrap().notifications;
+        assert_eq!((n.critical.repeat_mins, n.warning.repeat_mins), (10, 10));
+        assert_eq!(n.critical.sound, Some(crate::notify::Sound::Alarm));
+        let unset = r#"{"settings":{"version":2,"notifications":{"repeat_mins":0}}}"#;
+        let n = from_store_json(unset).unwrap().notifications;
+        assert_eq!((n.critical.repeat_mins, n.warning.repeat_mins), (5, 0));
+        assert!(n.sound);
     }
 
     #[test]

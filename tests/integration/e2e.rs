@@ -1546,3 +1546,164 @@ fn e2e_saveris_names_areas_limits_and_backfill_in_the_window() {
     drop(monitor);
     rt.block_on(server.stop());
 }
+
+/// Issue 21 item 2, in the real window: with "a comment is required to acknowledge critical
+/// alarms" on, the popup's Acknowledge opens the comment dialog in the window; the comment is
+/// stored, shown in History and written to the audit trail. A dashboard card acknowledges its
+/// sensor's alarm through the same dialog.
+#[test]
+fn e2e_required_comment_dialog_opens_from_the_popups_acknowledge() {
+    use alarm_tray::engine::history::NewAlarm;
+    use alarm_tray::engine::model::LatestValue;
+    use alarm_tray::engine::History;
+    use alarm_tray::event::{Severity, Source};
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let profile = Profile::new();
+    let now = jiff::Timestamp::now().as_millisecond();
+    // Two active critical alarms never told to the user: the monitor pops them at start.
+    let h = History::open(&profile.data_dir().join("history.sqlite3")).unwrap();
+    let ids = h
+        .write(|w| {
+            let mut ids = Vec::new();
+            for (sensor, name) in [
+                ("fridge-9", "Vaccine fridge 9"),
+                ("fridge-10", "Blood bank 10"),
+            ] {
+                w.set_last_value(&LatestValue {
+                    sensor: sensor.into(),
+                    name: Some(name.into()),
+                    source: Source::Saveris,
+                    quantity: Some("Temperature".into()),
+                    value: 9.5,
+                    unit: Some("°C".into()),
+                    at_ms: now - 60_000,
+                })?;
+                ids.push(w.raise_alarm(&NewAlarm {
+                    alarm_key: format!("{sensor}:upper"),
+                    source: Source::Saveris,
+                    account: "a1".into(),
+                    device: Some(sensor.into()),
+                    sensor: Some(sensor.into()),
+                    name: Some(name.into()),
+                    condition: Some("Upper limit".into()),
+                    severity: Severity::Alarm,
+                    value: Some(9.5),
+                    unit: Some("°C".into()),
+                    limit: Some("> 8".into()),
+                    rule_id: None,
+                    event_id: None,
+                    raised_ms: now - 120_000,
+                })?);
+            }
+            Ok(ids)
+        })
+        .unwrap();
+    drop(h);
+    let (popup_alarm, card_alarm) = (ids[0], ids[1]);
+    let settings = alarm_tray::settings::Settings {
+        comment_required_critical: true,
+        display_name: "Ana Ruiz".into(),
+        ..Default::default()
+    };
+    std::fs::write(
+        profile.settings_file(),
+        serde_json::json!({ alarm_tray::settings::STORE_KEY: settings }).to_string(),
+    )
+    .unwrap();
+    let watch = NotifyWatch::start();
+    let monitor = profile.start_monitor();
+    let mut popup = None;
+    desktop::wait_for(Duration::from_secs(15), "the popup of fridge 9", || {
+        popup = watch.id_of("Vaccine fridge 9");
+        popup.is_some()
+    });
+    let popup = popup.unwrap_or_default();
+
+    let d = Driver::launch(&profile, &["--page", "dashboard"]);
+    // The dashboard card of fridge 10 acknowledges its alarm: a comment is required.
+    d.click("card-ack-fridge-10");
+    d.find("ack-dialog");
+    assert!(
+        d.exists_css("[data-testid='ack-confirm'][disabled]"),
+        "no acknowledging without a comment"
+    );
+    d.type_into("ack-comment", "checked the probe, door was ajar");
+    d.click("ack-confirm");
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "the card's alarm acknowledged",
+        || !d.exists_css("[data-testid='card-alarm-fridge-10']"),
+    );
+
+    // The popup's Acknowledge: the monitor refuses it without a comment and brings the
+    // window to the alarm, where the dialog opens by itself.
+    let dialog = format!("[data-testid='ack-dialog'][data-alarm-id='{popup_alarm}']");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // The popup's waiter subscribes right after Notify returned: repeat until it acts.
+        desktop::invoke_popup_action(popup, "acknowledge");
+        std::thread::sleep(Duration::from_millis(700));
+        if d.exists_css(&dialog) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the popup's Acknowledge did not open the comment dialog"
+        );
+    }
+    d.screenshot("ack-dialog-from-popup");
+    d.type_into("ack-comment", "door left open, closed it");
+    d.click("ack-confirm");
+    let shown = d.wait_text(
+        &format!("alarm-ack-comment-{popup_alarm}"),
+        "door left open, closed it",
+    );
+    assert!(shown.contains("door left open"), "{shown}");
+    let user = d.text(&format!("alarm-ack-user-{popup_alarm}"));
+    assert!(user.starts_with("Ana Ruiz ("), "{user}");
+    d.screenshot("ack-comment-in-history");
+
+    // Stored with who and why, and in the audit trail (written by its own thread).
+    let h = History::open(&profile.data_dir().join("history.sqlite3")).unwrap();
+    for (id, comment, by) in [
+        (popup_alarm, "door left open, closed it", "window"),
+        (card_alarm, "checked the probe, door was ajar", "window"),
+    ] {
+        let row = h.alarm(id).unwrap().unwrap();
+        assert_eq!(row.acknowledged_comment.as_deref(), Some(comment));
+        assert_eq!(row.acknowledged_by.as_deref(), Some(by));
+    }
+    drop(h);
+    let audit = profile.data_dir().join("audit.sqlite3");
+    let mut acks = Vec::new();
+    desktop::wait_for(
+        Duration::from_secs(10),
+        "both acknowledgements audited",
+        || {
+            let c = rusqlite::Connection::open(&audit).unwrap();
+            let mut st = c
+                .prepare("SELECT detail FROM audit WHERE kind = 'acknowledged' ORDER BY seq")
+                .unwrap();
+            acks = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            acks.len() >= 2
+        },
+    );
+    let popup_record: serde_json::Value = acks
+        .iter()
+        .map(|a| serde_json::from_str::<serde_json::Value>(a).unwrap())
+        .find(|v| v["alarm_id"] == popup_alarm)
+        .expect("the popup alarm's acknowledgement is audited");
+    assert_eq!(popup_record["comment"], "door left open, closed it");
+    assert!(popup_record["user"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("Ana Ruiz ("));
+    d.quit();
+    drop(monitor);
+    drop(watch);
+}

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use alarm_tray::clock::Clock;
 use alarm_tray::engine::model::{AlarmFilter, TrayState};
 use alarm_tray::engine::{self, Decision, History, Output};
 use alarm_tray::event::{Ack, AckMsg, Delivery, Event, EventKind, Severity, Source};
@@ -567,4 +568,337 @@ fn audit_verify_names_the_record_that_was_edited_removed_or_swapped() {
     let (ok, text) = audit_verify(empty.path());
     assert!(!ok, "{text}");
     assert!(text.contains("there is no audit trail"), "{text}");
+}
+
+// ---- Issue 21: ring until acknowledged (repeat with sound, quiet hours, snooze) ----
+
+/// The engine on a manual clock with the real desktop notifier on the session's dunst; the
+/// sounds the app plays itself (dunst announces no `sound` capability) are counted.
+struct Ringer {
+    run: Running,
+    history: History,
+    clock: alarm_tray::clock::ManualClock,
+    played: Arc<Mutex<Vec<alarm_tray::notify::Sound>>>,
+    monitor: Monitor,
+    marker: String,
+}
+
+/// 2023-11-14 22:13:20 UTC.
+const RING_T0: i64 = 1_700_000_000_000;
+
+impl Ringer {
+    fn start(settings: Settings, what: &str) -> Ringer {
+        let monitor = Monitor::start();
+        let marker = format!(
+            "{what}{}-{}",
+            std::process::id(),
+            jiff::Timestamp::now().as_nanosecond()
+        );
+        let played = Arc::new(Mutex::new(Vec::new()));
+        let p = played.clone();
+        let (actions_tx, _actions_rx) = mpsc::unbounded_channel();
+        let notifier = Arc::new(DesktopNotifier::with_player(actions_tx, move |s| {
+            p.lock().unwrap().push(s)
+        }));
+        let history = History::open_in_memory().unwrap();
+        let clock = alarm_tray::clock::ManualClock::utc(
+            jiff::Timestamp::from_millisecond(RING_T0).unwrap(),
+        );
+        let (tx, rx) = mpsc::channel(64);
+        let (status_tx, status_rx) = mpsc::unbounded_channel();
+        let (acks_tx, acks) = mpsc::unbounded_channel();
+        let engine = engine::spawn_with(
+            settings,
+            history.clone(),
+            notifier,
+            rx,
+            status_rx,
+            Arc::new(clock.clone()),
+            alarm_tray::engine::wording::Locale {
+                decimal_comma: false,
+                tz: jiff::tz::TimeZone::UTC,
+            },
+        );
+        Ringer {
+            run: Running {
+                engine,
+                tx,
+                acks_tx,
+                acks,
+                _status_tx: status_tx,
+            },
+            history,
+            clock,
+            played,
+            monitor,
+            marker,
+        }
+    }
+
+    /// An alarm of `sensor` (named with this test's marker) of `severity`, raised or cleared.
+    fn alarm(&self, sensor: &str, severity: Severity, raised: bool) -> Event {
+        let mut e = saveris_alarm("Upper limit");
+        e.kind = if raised {
+            EventKind::AlarmRaised
+        } else {
+            EventKind::AlarmCleared
+        };
+        e.key = format!("saveris:acc-1:alarm:{sensor}:{raised}:{}", self.marker);
+        e.sensor = Some(format!("{sensor}-{}", self.marker));
+        e.device = Some(format!("dev-{sensor}-{}", self.marker));
+        e.alarm_id = Some(format!("{sensor}-{}:upper", self.marker));
+        e.name = Some(format!("{sensor} {}", self.marker));
+        e.severity = severity;
+        e.measured_at = Some(self.clock.now());
+        e
+    }
+
+    async fn deliver(&mut self, e: Event) {
+        let token = e.key.clone();
+        assert!(self.run.deliver(e, &token).await.stored);
+        self.run.engine.poke().await;
+    }
+
+    async fn advance_mins(&self, mins: i64) {
+        self.clock.advance_secs(mins * 60);
+        self.run.engine.poke().await;
+    }
+
+    /// The Notify calls dbus-monitor saw of `sensor`'s popups, in order.
+    fn notifies_of(&self, sensor: &str) -> Vec<String> {
+        let name = format!("{sensor} {}", self.marker);
+        let text = self.monitor.text.lock().unwrap().clone();
+        text.split("method call")
+            .filter(|b| b.contains("member=Notify") && b.contains(&name))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Waits until `n` Notify calls of `sensor` were seen; then checks for a moment that no
+    /// more come.
+    fn expect_notifies(&self, sensor: &str, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.notifies_of(sensor).len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        let calls = self.notifies_of(sensor);
+        assert_eq!(
+            calls.len(),
+            n,
+            "Notify calls of {sensor}:\n{}",
+            calls.join("\n----\n")
+        );
+        calls
+    }
+
+    fn alarm_id(&self, sensor: &str) -> i64 {
+        let s = format!("{sensor}-{}", self.marker);
+        self.history
+            .alarms(&AlarmFilter::default())
+            .unwrap()
+            .into_iter()
+            .find(|a| a.sensor.as_deref() == Some(s.as_str()))
+            .expect("the alarm is stored")
+            .id
+    }
+
+    fn audit_kinds(&self) -> Vec<String> {
+        let audit = self.history.audit().unwrap();
+        audit
+            .records()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.kind)
+            .collect()
+    }
+}
+
+/// The value dbus-monitor printed on the line after `string "<hint>"`.
+fn hint_value(call: &str, hint: &str) -> Option<String> {
+    let at = call.find(&format!("string \"{hint}\""))?;
+    call[at..].lines().nth(1).map(|l| l.trim().to_string())
+}
+
+/// The expire timeout: the last `int32` of the Notify call.
+fn expire_timeout(call: &str) -> Option<i32> {
+    call.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("int32 ").and_then(|v| v.parse().ok()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_critical_alarm_rings_again_at_the_interval_until_acknowledged() {
+    if !session_bus_with_daemon() {
+        return;
+    }
+    // Defaults: critical alarms ring with the "alarm" sound every 5 minutes.
+    let mut r = Ringer::start(Settings::default(), "ring");
+    r.deliver(r.alarm("Freezer", Severity::Alarm, true)).await;
+    let calls = r.expect_notifies("Freezer", 1);
+    let sound = hint_value(&calls[0], "sound-file").expect("sound-file hint");
+    assert!(sound.contains("alarm.wav"), "{sound}");
+    let path = sound
+        .trim_start_matches("variant")
+        .trim()
+        .trim_start_matches("string")
+        .trim()
+        .trim_matches('"')
+        .to_string();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        alarm_tray::notify::Sound::Alarm.bytes(),
+        "the hint names the shipped file"
+    );
+    assert!(hint_value(&calls[0], "urgency").is_some_and(|v| v.contains("byte 2")));
+    assert_eq!(
+        expire_timeout(&calls[0]),
+        Some(0),
+        "critical never times out"
+    );
+
+    r.advance_mins(4).await;
+    r.expect_notifies("Freezer", 1);
+    r.advance_mins(1).await;
+    let calls = r.expect_notifies("Freezer", 2);
+    assert!(hint_value(&calls[1], "sound-file").is_some_and(|v| v.contains("alarm.wav")));
+    assert!(hint_value(&calls[1], "urgency").is_some_and(|v| v.contains("byte 2")));
+    assert_eq!(expire_timeout(&calls[1]), Some(0));
+    r.advance_mins(5).await;
+    r.expect_notifies("Freezer", 3);
+    // dunst plays no sound: the app played each one itself.
+    assert_eq!(
+        *r.played.lock().unwrap(),
+        vec![alarm_tray::notify::Sound::Alarm; 3]
+    );
+
+    let id = r.alarm_id("Freezer");
+    r.run.engine.acknowledge(id, "window").await.unwrap();
+    r.advance_mins(5).await;
+    r.advance_mins(5).await;
+    r.expect_notifies("Freezer", 3);
+    assert_eq!(
+        r.played.lock().unwrap().len(),
+        3,
+        "no sound after acknowledging"
+    );
+    let kinds = r.audit_kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "popup_repeated").count(),
+        2,
+        "{kinds:?}"
+    );
+    r.run.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_alarm_stops_ringing() {
+    if !session_bus_with_daemon() {
+        return;
+    }
+    let mut r = Ringer::start(Settings::default(), "clear");
+    r.deliver(r.alarm("Cabinet", Severity::Alarm, true)).await;
+    r.expect_notifies("Cabinet", 1);
+    r.advance_mins(5).await;
+    r.expect_notifies("Cabinet", 2);
+    r.deliver(r.alarm("Cabinet", Severity::Alarm, false)).await;
+    r.advance_mins(5).await;
+    r.advance_mins(5).await;
+    r.expect_notifies("Cabinet", 2);
+    assert_eq!(r.played.lock().unwrap().len(), 2);
+    r.run.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_hold_non_critical_repeats_but_not_critical_ones() {
+    if !session_bus_with_daemon() {
+        return;
+    }
+    let mut settings = Settings::default();
+    settings.notifications.warning.repeat_mins = 5;
+    // From 22:30 UTC; the clock starts at 22:13.
+    settings.notifications.quiet_hours.enabled = true;
+    settings.notifications.quiet_hours.start = "22:30".into();
+    settings.notifications.quiet_hours.end = "07:00".into();
+    let mut r = Ringer::start(settings, "quiet");
+    r.deliver(r.alarm("Incubator", Severity::Warning, true))
+        .await;
+    r.deliver(r.alarm("Pharmacy", Severity::Alarm, true)).await;
+    let warn = r.expect_notifies("Incubator", 1);
+    assert!(hint_value(&warn[0], "sound-file").is_some_and(|v| v.contains("alert.wav")));
+    assert!(hint_value(&warn[0], "urgency").is_some_and(|v| v.contains("byte 1")));
+    r.expect_notifies("Pharmacy", 1);
+    // 22:18, before quiet hours: both ring again.
+    r.advance_mins(5).await;
+    r.expect_notifies("Incubator", 2);
+    r.expect_notifies("Pharmacy", 2);
+    // 22:33 and 22:38, inside quiet hours: only the critical one.
+    r.advance_mins(15).await;
+    r.advance_mins(5).await;
+    r.expect_notifies("Incubator", 2);
+    r.expect_notifies("Pharmacy", 4);
+    let played = r.played.lock().unwrap().clone();
+    use alarm_tray::notify::Sound;
+    assert_eq!(
+        played.iter().filter(|s| **s == Sound::Alert).count(),
+        2,
+        "no warning sound in quiet hours: {played:?}"
+    );
+    r.run.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snoozed_sensor_stays_quiet_until_the_snooze_ends() {
+    if !session_bus_with_daemon() {
+        return;
+    }
+    let mut r = Ringer::start(Settings::default(), "snooze");
+    r.deliver(r.alarm("Coldroom", Severity::Alarm, true)).await;
+    r.expect_notifies("Coldroom", 1);
+    let sensor = format!("Coldroom-{}", r.marker);
+    let snooze = r
+        .run
+        .engine
+        .snooze(
+            &sensor,
+            alarm_tray::engine::model::SnoozeFor::Hours { hours: 1 },
+            "defrosting",
+        )
+        .await
+        .unwrap();
+    assert_eq!(snooze.until_ms, RING_T0 + 3_600_000);
+    assert!(
+        r.run
+            .engine
+            .snooze(
+                &sensor,
+                alarm_tray::engine::model::SnoozeFor::Hours { hours: 1 },
+                " "
+            )
+            .await
+            .is_err(),
+        "a reason is required"
+    );
+    // The open popup closes; repeats every 5 minutes for 55 minutes stay away.
+    r.monitor.wait_for(
+        |s| {
+            s.split("method call")
+                .any(|b| b.contains("member=CloseNotification"))
+        },
+        "the snoozed sensor's popup closing",
+    );
+    for _ in 0..11 {
+        r.advance_mins(5).await;
+    }
+    r.expect_notifies("Coldroom", 1);
+    assert!(r.run.engine.status().summary.contains("1 sensor snoozed"));
+    // At 60 minutes the snooze ends and the alarm, still active, pops once.
+    r.advance_mins(5).await;
+    let calls = r.expect_notifies("Coldroom", 2);
+    assert!(hint_value(&calls[1], "sound-file").is_some_and(|v| v.contains("alarm.wav")));
+    let kinds = r.audit_kinds();
+    for k in ["snoozed", "snooze_ended"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
+    }
+    r.run.engine.shutdown().await;
 }

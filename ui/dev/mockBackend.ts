@@ -2,7 +2,7 @@
 // tests and the dev-only mock page (ui/mock.html). Never part of the app build.
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { InvokeArgs } from "@tauri-apps/api/core";
-import type { AlarmFilter, AlarmRow, AuditReport, Info, LatestValue, LimitLine, MonitorError, SensorView, Settings, Status, UnparsedRow } from "../src/types";
+import type { AlarmFilter, AlarmRow, AuditReport, Info, LatestValue, LimitLine, MonitorError, SensorView, Settings, Snooze, Status, UnparsedRow } from "../src/types";
 
 export interface MockState {
   info: Info;
@@ -17,6 +17,8 @@ export interface MockState {
   series: Record<string, [number, number][]>;
   unparsed: UnparsedRow[];
   audit: AuditReport;
+  /** Snoozed sensors (issue 21). */
+  snoozes: Snooze[];
   calls: { cmd: string; args: InvokeArgs | undefined }[];
   /** Commands that fail with this error (e.g. kind `monitor_not_running`). */
   fail: Record<string, MonitorError>;
@@ -35,8 +37,10 @@ export function defaultSettings(): Settings {
       quiet_hours: { enabled: false, start: "22:00", end: "07:00", allow_critical: true },
       group_window_secs: 10,
       group_max: 3,
-      repeat_mins: 0,
       feed_silence_mins: 5,
+      sound: true,
+      critical: { sound: "alarm", repeat_mins: 5 },
+      warning: { sound: "alert", repeat_mins: 0 },
     },
     sensors: {},
     retention_days: 90,
@@ -61,6 +65,7 @@ export function emptyState(): MockState {
     latest: [],
     series: {},
     unparsed: [],
+    snoozes: [],
     calls: [],
     fail: {},
     handlers: {},
@@ -157,6 +162,19 @@ export function installMock(state: MockState = emptyState()): MockState {
           r.acknowledged_comment = comment;
           return null;
         }
+        case "snooze": {
+          if (!String(a.reason ?? "").trim()) throw { kind: "invalid_input", message: "write why this sensor is snoozed" };
+          const hours = a.length.kind === "hours" ? a.length.hours : 16;
+          const now = Date.now();
+          state.snoozes = state.snoozes.filter((z) => z.sensor !== a.sensor);
+          state.snoozes.push({ sensor: a.sensor, name: null, at_ms: now, until_ms: now + hours * 3_600_000, reason: String(a.reason).trim(), user: "you" });
+          return null;
+        }
+        case "end_snooze":
+          state.snoozes = state.snoozes.filter((z) => z.sensor !== a.sensor);
+          return null;
+        case "snoozes":
+          return structuredClone(state.snoozes);
         case "latest_values":
           return state.latest;
         case "places":

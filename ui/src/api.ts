@@ -19,6 +19,8 @@ import type {
   SecretKey,
   SensorView,
   Settings,
+  Snooze,
+  SnoozeFor,
   Status,
   UnparsedRow,
   AuditReport,
@@ -107,6 +109,10 @@ export const api = {
   alarms: (filter: AlarmFilter) => call<AlarmRow[]>("alarms", { filter }),
   /** `comment`: why (required for critical alarms when the settings say so). */
   acknowledge: (alarmId: number, comment: string | null = null) => call<null>("acknowledge", { alarmId, comment }),
+  /** Holds a sensor's popups back for a while, with a reason (issue 21). */
+  snooze: (sensor: string, length: SnoozeFor, reason: string) => call<null>("snooze", { sensor, length, reason }),
+  endSnooze: (sensor: string) => call<null>("end_snooze", { sensor }),
+  snoozes: () => call<Snooze[]>("snoozes"),
   latestValues: () => call<LatestValue[]>("latest_values"),
   /** Vendor names, areas, equipment and limits of sensors (issue 20). */
   places: () => call<SensorPlace[]>("places"),

@@ -113,19 +113,46 @@ end: string,
  */
 allow_critical: boolean, };
 
+/**
+ * One of the shipped sounds.
+ */
+export type Sound = "alarm" | "alert" | "chime";
+
+/**
+ * How an alarm of one severity rings until it is acknowledged or cleared (issue 21).
+ */
+export type Ringing = { 
+/**
+ * The shipped sound played with its popup; None: silent.
+ */
+sound: Sound | null, 
+/**
+ * Re-show the popup, with its sound, of an unacknowledged active alarm after this many
+ * minutes (0 = never).
+ */
+repeat_mins: number, };
+
 export type Notifications = { paused: boolean, quiet_hours: QuietHours, 
 /**
  * Storm control: more than `group_max` new alarms within this window → one summary.
  */
 group_window_secs: number, group_max: number, 
 /**
- * Re-show an unacknowledged active alarm after this many minutes (0 = never).
- */
-repeat_mins: number, 
-/**
  * A feed not live for this long raises its own popup.
  */
-feed_silence_mins: number, };
+feed_silence_mins: number, 
+/**
+ * Alarm sounds at all (issue 21): off makes every popup silent.
+ */
+sound: boolean, 
+/**
+ * How critical (Alarm) alarms ring: sound and repeat until acknowledged or cleared.
+ */
+critical: Ringing, 
+/**
+ * How warnings (and info alarms) ring.
+ */
+warning: Ringing, };
 
 /**
  * What the user chose for one sensor seen so far.
@@ -286,6 +313,29 @@ limits: Array<number>, };
  * A body that could not be parsed, kept so the user can see it.
  */
 export type UnparsedRow = { id: number, source: Source, account: string, received_ms: number, raw: string, };
+
+/**
+ * A sensor's popups held back for a while, with why and by whom (issue 21: "mute this
+ * sensor for 1 h / 4 h / until tomorrow").
+ */
+export type Snooze = { 
+/**
+ * The sensor identity (as alarms carry it; the device where there is no sensor).
+ */
+sensor: string, 
+/**
+ * The sensor's name when it was snoozed, for lists.
+ */
+name: string | null, at_ms: number, until_ms: number, reason: string, 
+/**
+ * Display name and OS user, as on acknowledgements.
+ */
+user: string, };
+
+/**
+ * How long a snooze lasts, as the window offers it.
+ */
+export type SnoozeFor = { "kind": "hours", hours: number, } | { "kind": "until_tomorrow" };
 
 /**
  * The tray's look.

@@ -252,6 +252,8 @@ enum Job {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: Arc<Mutex<mpsc::Sender<Job>>>,
+    /// The last write failure while records wait to be written again (None once written).
+    error: Arc<Mutex<Option<String>>>,
     /// A second connection for [`AuditLog::verify`] (the in-memory trail shares the writer's).
     read: Arc<Mutex<Connection>>,
 }
@@ -282,14 +284,19 @@ impl AuditLog {
         shared: Option<Arc<Mutex<Connection>>>,
     ) -> AuditLog {
         let (tx, rx) = mpsc::channel::<Job>();
+        let error = Arc::new(Mutex::new(None));
+        let e = error.clone();
         let spawned = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || writer(write, shared, rx));
+            .spawn(move || writer(write, shared, rx, e));
         if let Err(e) = spawned {
             tracing::error!("the audit trail's writer could not start: {e}");
+            *error.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(format!("the audit trail's writer could not start: {e}"));
         }
         AuditLog {
             tx: Arc::new(Mutex::new(tx)),
+            error,
             read,
         }
     }
@@ -300,6 +307,27 @@ impl AuditLog {
             .unwrap_or_else(|p| p.into_inner())
             .send(job)
             .is_ok()
+    }
+
+    /// Why records could not be written, while they wait to be written again (shown in the
+    /// status line: the trail is behind).
+    pub fn write_error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes writes of an in-memory trail fail (as on a full disk) or work again.
+    #[doc(hidden)]
+    pub fn break_writes_for_test(&self, broken: bool) {
+        let sql = if broken {
+            "PRAGMA query_only = ON"
+        } else {
+            "PRAGMA query_only = OFF"
+        };
+        let _ = self
+            .read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .execute_batch(sql);
     }
 
     /// Queues one record; `detail` is a JSON object.
@@ -349,7 +377,12 @@ impl AuditLog {
 }
 
 /// The writer thread: takes all that waits and writes it in one transaction.
-fn writer(mut own: Connection, shared: Option<Arc<Mutex<Connection>>>, rx: mpsc::Receiver<Job>) {
+fn writer(
+    mut own: Connection,
+    shared: Option<Arc<Mutex<Connection>>>,
+    rx: mpsc::Receiver<Job>,
+    error: Arc<Mutex<Option<String>>>,
+) {
     let mut batch = Vec::new();
     let mut flushes = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -377,8 +410,14 @@ fn writer(mut own: Connection, shared: Option<Arc<Mutex<Connection>>>, rx: mpsc:
         if !batch.is_empty() {
             // A failed write is tried again with the next batch: records stay in order.
             match append(c, &batch) {
-                Ok(()) => batch.clear(),
-                Err(e) => tracing::error!("could not write the audit trail: {e}"),
+                Ok(()) => {
+                    batch.clear();
+                    *error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                Err(e) => {
+                    tracing::error!("could not write the audit trail: {e}");
+                    *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                }
             }
         }
         if let Some(cutoff) = prune {

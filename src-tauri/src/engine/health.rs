@@ -102,11 +102,16 @@ impl Engine {
 
     pub(super) fn on_status(&mut self, s: FeedStatus) {
         let now = self.now_ms();
+        // A feed's first status counts as coming up when it is live already (issue 21 item 4:
+        // feed down/up go to the audit trail).
+        let known = self.feeds.contains_key(&s.feed);
         let w = self
             .feeds
             .entry(s.feed.clone())
             .or_insert_with(|| FeedWatch::new(s.clone()));
-        w.note_state(matches!(s.state, FeedState::Live | FeedState::Idle), now);
+        let was_live = known && matches!(w.status.state, FeedState::Live | FeedState::Idle);
+        let is_live = matches!(s.state, FeedState::Live | FeedState::Idle);
+        w.note_state(is_live, now);
         match s.state {
             FeedState::Live | FeedState::Idle => w.not_live_since_ms = None,
             _ => {
@@ -115,10 +120,20 @@ impl Engine {
                 }
             }
         }
+        let audit = (was_live != is_live).then(|| {
+            let kind = if is_live { "feed_up" } else { "feed_down" };
+            let detail = serde_json::json!({
+                "feed": s.feed, "label": s.label, "state": s.state, "error": s.last_error,
+            });
+            (kind, detail)
+        });
         w.status = s;
         let back = w.not_live_since_ms.is_none() && std::mem::take(&mut w.silence_popup);
+        let tag = format!("feed:{}", w.status.feed);
+        if let Some((kind, detail)) = audit {
+            self.audit(kind, detail);
+        }
         if back {
-            let tag = format!("feed:{}", w.status.feed);
             self.popups.close(tag.clone());
             self.decide(Decision::Closed { tag });
         }
@@ -191,6 +206,7 @@ impl Engine {
                 urgency: Urgency::Normal,
                 alarm_id: None,
                 actions: true,
+                sound: None,
             };
             self.show(popup, false);
         }
@@ -242,6 +258,7 @@ impl Engine {
                 urgency: Urgency::Normal,
                 alarm_id: None,
                 actions: true,
+                sound: None,
             };
             self.show(popup, false);
         }
@@ -256,9 +273,19 @@ impl Engine {
             .collect();
         let paused = self.settings.notifications.paused || self.in_quiet_hours();
         let popups_failing = self.popups_failing.failing();
+        // Records that could not be written stay queued and are tried again; until then
+        // the trail is behind, and the user must know (issue 21 item 4).
+        let audit_failing = self
+            .history
+            .audit()
+            .map_or(true, |a| a.write_error().is_some());
         let tray = if unacked > 0 {
             TrayState::Alarm
-        } else if !problems.is_empty() || self.storage_error.is_some() || popups_failing {
+        } else if !problems.is_empty()
+            || self.storage_error.is_some()
+            || popups_failing
+            || audit_failing
+        {
             TrayState::Problem
         } else if paused {
             TrayState::Paused
@@ -274,6 +301,12 @@ impl Engine {
         if acked > 0 {
             parts.push(format!("{acked} acknowledged"));
         }
+        let now = self.now_ms();
+        match self.snoozes.values().filter(|s| s.until_ms > now).count() {
+            0 => {}
+            1 => parts.push("1 sensor snoozed".into()),
+            n => parts.push(format!("{n} sensors snoozed")),
+        }
         for w in &problems {
             let state = if w.unstable_popup && !w.status.state.is_problem() {
                 "keeps dropping the connection".to_string()
@@ -287,6 +320,9 @@ impl Engine {
         }
         if popups_failing {
             parts.push(POPUPS_FAILING.into());
+        }
+        if audit_failing {
+            parts.push("audit trail cannot be written".into());
         }
         if self.settings.notifications.paused {
             parts.push("popups paused".into());

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 
 use super::audit::{AuditLog, AUDIT_FILE};
-use super::model::{AlarmFilter, AlarmRow, LatestValue, SeverityStep, UnparsedRow};
+use super::model::{AlarmFilter, AlarmRow, LatestValue, SeverityStep, Snooze, UnparsedRow};
 use crate::event::{Event, Severity, Source};
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +154,17 @@ CREATE TABLE IF NOT EXISTS names_refresh (
     failed_ms INTEGER,
     message TEXT,
     PRIMARY KEY (source, account)
+);
+-- Issue 21: per-sensor snoozes (active while ended_ms is NULL and until_ms is ahead).
+CREATE TABLE IF NOT EXISTS snoozes (
+    id INTEGER PRIMARY KEY,
+    sensor TEXT NOT NULL,
+    name TEXT,
+    at_ms INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    user TEXT NOT NULL,
+    ended_ms INTEGER
 );
 ";
 
@@ -819,6 +830,51 @@ impl History {
                 st.execute(params![id, at_ms])?;
             }
             Ok(())
+        })
+    }
+
+    /// Snoozes not ended yet (issue 21), oldest first.
+    pub fn snoozes(&self) -> Result<Vec<Snooze>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT sensor, name, at_ms, until_ms, reason, user FROM snoozes \
+             WHERE ended_ms IS NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(Snooze {
+                sensor: r.get(0)?,
+                name: r.get(1)?,
+                at_ms: r.get(2)?,
+                until_ms: r.get(3)?,
+                reason: r.get(4)?,
+                user: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores a snooze; one of the same sensor still running ends now (replaced).
+    pub fn snooze(&self, s: &Snooze) -> Result<(), HistoryError> {
+        self.write(|w| {
+            w.tx.execute(
+                "UPDATE snoozes SET ended_ms = ?2 WHERE sensor = ?1 AND ended_ms IS NULL",
+                params![s.sensor, s.at_ms],
+            )?;
+            w.tx.execute(
+                "INSERT INTO snoozes (sensor, name, at_ms, until_ms, reason, user) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![s.sensor, s.name, s.at_ms, s.until_ms, s.reason, s.user],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Ends the sensor's snooze (expired or ended early). `Ok(false)`: none was running.
+    pub fn end_snooze(&self, sensor: &str, at_ms: i64) -> Result<bool, HistoryError> {
+        self.write(|w| {
+            Ok(w.tx.execute(
+                "UPDATE snoozes SET ended_ms = ?2 WHERE sensor = ?1 AND ended_ms IS NULL",
+                params![sensor, at_ms],
+            )? > 0)
         })
     }
 

@@ -26,6 +26,7 @@ pub mod names;
 pub mod policy;
 mod popups;
 pub mod reduce;
+pub mod ringing;
 pub mod rules;
 mod store;
 pub mod wording;
@@ -74,6 +75,9 @@ pub enum EngineError {
     /// The settings ask for a comment on critical alarms and none was given.
     #[error("a comment is required to acknowledge alarm {0}")]
     CommentRequired(i64),
+    /// A snooze without a reason, or of a length not offered (issue 21).
+    #[error("{0}")]
+    InvalidSnooze(String),
 }
 
 /// What the engine decided, as `watch` prints it and the monitor maps it.
@@ -111,6 +115,10 @@ pub enum Decision {
     Closed { tag: String },
     /// A batch could not be stored: its deliveries were not confirmed.
     StorageFailed { message: String, events: usize },
+    /// A sensor's popups are held back until `snooze.until_ms` (issue 21).
+    Snoozed { snooze: model::Snooze },
+    /// A snooze ended: its time was up, or (`early`) the user ended it.
+    SnoozeEnded { sensor: String, early: bool },
 }
 
 /// What `watch` prints as JSON lines, and what the monitor maps to tray/UI pushes.
@@ -134,6 +142,9 @@ pub enum Decision {
 /// {"type":"decision","decision":{"kind":"acknowledged","alarm_id":3,"by":"window","user":"Ana Ruiz (ana)",
 ///   "comment":"door left open, closed it"}}
 /// {"type":"decision","decision":{"kind":"storage_failed","message":"…","events":12}}
+/// {"type":"decision","decision":{"kind":"snoozed","snooze":{"sensor":"…","name":"Fridge 2","at_ms":…,
+///   "until_ms":…,"reason":"defrosting","user":"Ana Ruiz (ana)"}}}
+/// {"type":"decision","decision":{"kind":"snooze_ended","sensor":"…","early":false}}
 /// {"type":"status","status":{"tray":"alarm","summary":"1 active alarm","paused":false,
 ///   "active_alarms":1,"feeds":[{"feed":"saveris:a1","label":"…","state":"live",…}]}}
 /// ```
@@ -161,6 +172,16 @@ enum Command {
         by: String,
         comment: Option<String>,
         reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Snooze {
+        sensor: String,
+        length: model::SnoozeFor,
+        reason: String,
+        reply: oneshot::Sender<Result<model::Snooze, EngineError>>,
+    },
+    EndSnooze {
+        sensor: String,
+        reply: oneshot::Sender<Result<bool, EngineError>>,
     },
     Poke(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
@@ -222,6 +243,38 @@ impl EngineHandle {
                 alarm_id,
                 by: by.to_string(),
                 comment,
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Holds the popups of `sensor` (its alarms' sensor or device identity) back for
+    /// `length`, with a reason (required): "mute this sensor for 1 h / 4 h / until tomorrow".
+    pub async fn snooze(
+        &self,
+        sensor: &str,
+        length: model::SnoozeFor,
+        reason: &str,
+    ) -> Result<model::Snooze, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Snooze {
+                sensor: sensor.to_string(),
+                length,
+                reason: reason.to_string(),
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Ends a sensor's snooze now (its active alarms pop). `false`: it was not snoozed.
+    pub async fn end_snooze(&self, sensor: &str) -> Result<bool, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::EndSnooze {
+                sensor: sensor.to_string(),
                 reply,
             })
             .map_err(|_| EngineError::Stopped)?;
@@ -317,7 +370,11 @@ fn audit_of(d: &Decision) -> Option<(&'static str, serde_json::Value)> {
             serde_json::json!({"alarm_id": alarm_id, "by": by, "user": user, "comment": comment}),
         ),
         Decision::Popup { popup, repeat } => (
-            "popup_shown",
+            if *repeat {
+                "popup_repeated"
+            } else {
+                "popup_shown"
+            },
             serde_json::json!({"alarm_id": popup.alarm_id, "tag": popup.tag, "summary": popup.summary, "repeat": repeat}),
         ),
         Decision::Summary {
@@ -327,6 +384,13 @@ fn audit_of(d: &Decision) -> Option<(&'static str, serde_json::Value)> {
         } => (
             "popup_shown",
             serde_json::json!({"tag": popup.tag, "summary": popup.summary, "alarms": alarms, "sensors": sensors}),
+        ),
+        Decision::Snoozed { snooze } => {
+            ("snoozed", serde_json::to_value(snooze).unwrap_or_default())
+        }
+        Decision::SnoozeEnded { sensor, early } => (
+            "snooze_ended",
+            serde_json::json!({"sensor": sensor, "early": early}),
         ),
         Decision::HeldBack { popup, reason } => (
             "popup_held_back",
@@ -385,6 +449,7 @@ pub fn spawn_with(
         "app_started",
         serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),
     );
+    engine.load_snoozes();
     engine.start();
     let (status_tx, status_rx) = watch::channel(engine.compute_status());
     engine.status_tx = Some(status_tx);
@@ -429,6 +494,8 @@ struct Engine {
     notified: Vec<i64>,
     /// Alarms whose popup quiet hours or the pause held back.
     held_back: BTreeSet<i64>,
+    /// Snoozed sensors (issue 21), by sensor identity.
+    snoozes: BTreeMap<String, model::Snooze>,
     scratch: Vec<RuleOutcome>,
     /// Vendor names, places and limits (issue 20).
     names: names::Names,
@@ -470,6 +537,7 @@ impl Engine {
             last_prune_ms: 0,
             notified: Vec::new(),
             held_back: BTreeSet::new(),
+            snoozes: BTreeMap::new(),
             scratch: Vec::new(),
             names: names::Names::load(&history_for_names),
             names_wanted: None,
@@ -503,6 +571,12 @@ impl Engine {
                         let _ = reply.send(r);
                     }
                     Some(Command::Names(u)) => self.on_names(*u),
+                    Some(Command::Snooze { sensor, length, reason, reply }) => {
+                        let _ = reply.send(self.snooze(&sensor, length, &reason));
+                    }
+                    Some(Command::EndSnooze { sensor, reply }) => {
+                        let _ = reply.send(self.end_snooze(&sensor));
+                    }
                     Some(Command::Poke(done)) => {
                         self.drain(&mut deliveries, &mut batch);
                         while let Ok(s) = statuses.try_recv() {
@@ -716,6 +790,7 @@ impl Engine {
         outcomes.clear();
         self.scratch = outcomes;
 
+        self.expire_snoozes(now);
         self.repeat_unacknowledged(now);
         self.check_feed_silence(now);
         self.write_notified(now);

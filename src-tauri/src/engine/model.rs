@@ -133,6 +133,31 @@ pub struct Status {
     pub feeds: Vec<FeedStatus>,
 }
 
+/// A sensor's popups held back for a while, with why and by whom (issue 21: "mute this
+/// sensor for 1 h / 4 h / until tomorrow").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct Snooze {
+    /// The sensor identity (as alarms carry it; the device where there is no sensor).
+    pub sensor: String,
+    /// The sensor's name when it was snoozed, for lists.
+    pub name: Option<String>,
+    pub at_ms: i64,
+    pub until_ms: i64,
+    pub reason: String,
+    /// Display name and OS user, as on acknowledgements.
+    pub user: String,
+}
+
+/// How long a snooze lasts, as the window offers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SnoozeFor {
+    /// 1 to 24 hours from now.
+    Hours { hours: u32 },
+    /// Until 07:00 tomorrow, the user's time.
+    UntilTomorrow,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

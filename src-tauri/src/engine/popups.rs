@@ -4,6 +4,7 @@
 
 use super::model::AlarmRow;
 use super::policy::{self, Admit};
+use super::ringing::sound_for;
 use super::store::Active;
 use super::{wording, Decision, Engine};
 use crate::event::Severity;
@@ -22,7 +23,7 @@ impl Engine {
         self.notified.clear();
     }
 
-    fn display_name(&self, row: &AlarmRow) -> String {
+    pub(super) fn display_name(&self, row: &AlarmRow) -> String {
         if let Some(p) = row
             .sensor
             .as_ref()
@@ -39,7 +40,7 @@ impl Engine {
             .unwrap_or_else(|| "Unknown sensor".into())
     }
 
-    fn popup_for(&self, a: &Active, now: i64) -> Popup {
+    pub(super) fn popup_for(&self, a: &Active, now: i64) -> Popup {
         let display = self.display_name(&a.row);
         let (summary, mut body) = wording::alarm_text(&a.row, &display, a.rule, &self.locale, now);
         // Issue 20: the site's time beside the desktop's where the zones differ.
@@ -59,14 +60,24 @@ impl Engine {
             urgency: urgency(a.row.severity),
             alarm_id: Some(a.row.id),
             actions: true,
+            sound: sound_for(&self.settings, a.row.severity),
         }
     }
 
-    fn sensor_muted(&self, row: &AlarmRow) -> bool {
-        [&row.sensor, &row.device]
+    /// Why this alarm's sensor holds its popups back: muted for good (Settings), or
+    /// snoozed for a while (issue 21).
+    pub(super) fn sensor_hold(&self, row: &AlarmRow) -> Option<&'static str> {
+        let muted = [&row.sensor, &row.device]
             .into_iter()
             .flatten()
-            .any(|s| self.settings.sensors.get(s).is_some_and(|p| !p.notify))
+            .any(|s| self.settings.sensors.get(s).is_some_and(|p| !p.notify));
+        if muted {
+            Some("sensor muted")
+        } else if self.snoozed(row) {
+            Some("sensor snoozed")
+        } else {
+            None
+        }
     }
 
     /// A new alarm: pops now, waits for the storm summary, or is held back.
@@ -77,14 +88,14 @@ impl Engine {
         };
         let id = a.row.id;
         let popup = self.popup_for(a, now);
-        let muted = self.sensor_muted(&a.row);
+        let hold = self.sensor_hold(&a.row);
         let sensor = a
             .row
             .sensor
             .clone()
             .or_else(|| a.row.device.clone())
             .unwrap_or_default();
-        let Some(popup) = self.unless_muted(key, id, muted, popup, now) else {
+        let Some(popup) = self.unless_muted(key, id, hold, popup, now) else {
             return;
         };
         match self.grouper.admit(now, id, &sensor, replayed) {
@@ -99,22 +110,22 @@ impl Engine {
         }
     }
 
-    /// Notes that alarm `id` was considered for a popup. A muted sensor's popup is held
-    /// back (and decided on as such); otherwise it is handed back to be shown.
+    /// Notes that alarm `id` was considered for a popup. A muted or snoozed sensor's popup
+    /// is held back (and decided on as such); otherwise it is handed back to be shown.
     fn unless_muted(
         &mut self,
         key: &str,
         id: i64,
-        muted: bool,
+        hold: Option<&'static str>,
         popup: Popup,
         now: i64,
     ) -> Option<Popup> {
         self.notified.push(id);
-        if muted {
+        if let Some(reason) = hold {
             self.mark_considered(key, now, false);
             self.decide(Decision::HeldBack {
                 popup,
-                reason: "sensor muted".into(),
+                reason: reason.into(),
             });
             return None;
         }
@@ -138,16 +149,17 @@ impl Engine {
             urgency: urgency(a.row.severity),
             alarm_id: Some(id),
             actions: true,
+            sound: sound_for(&self.settings, a.row.severity),
         };
-        let muted = self.sensor_muted(&a.row);
-        let Some(popup) = self.unless_muted(key, id, muted, popup, now) else {
+        let hold = self.sensor_hold(&a.row);
+        let Some(popup) = self.unless_muted(key, id, hold, popup, now) else {
             return;
         };
         let shown = self.show(popup, false);
         self.mark_considered(key, now, shown);
     }
 
-    fn mark_considered(&mut self, key: &str, now: i64, shown: bool) {
+    pub(super) fn mark_considered(&mut self, key: &str, now: i64, shown: bool) {
         if let Some(a) = self.active.get_mut(key) {
             a.last_considered_ms = Some(now);
             a.shown |= shown;
@@ -155,7 +167,7 @@ impl Engine {
     }
 
     /// Why popups are held back right now, if they are.
-    fn held_reason(&self, urgency: Urgency) -> Option<&'static str> {
+    pub(super) fn held_reason(&self, urgency: Urgency) -> Option<&'static str> {
         let n = &self.settings.notifications;
         let critical_passes = n.quiet_hours.allow_critical && urgency == Urgency::Critical;
         if n.paused && !critical_passes {
@@ -243,7 +255,7 @@ impl Engine {
     /// alarms listed; None counts them (and their sensors, the device when there is none).
     /// `context` ends the summary's headline. A summary that the pause or quiet hours hold
     /// back keeps its alarms for [`release_held`](Self::release_held).
-    fn pop_one_or_summary(
+    pub(super) fn pop_one_or_summary(
         &mut self,
         keys: &[String],
         tally: Option<(u32, u32)>,
@@ -267,6 +279,11 @@ impl Engine {
                     .map(|a| urgency(a.row.severity))
                     .max()
                     .unwrap_or(Urgency::Normal);
+                let worst = many
+                    .iter()
+                    .map(|a| a.row.severity)
+                    .max()
+                    .unwrap_or(Severity::Warning);
                 let (total, sensors) = tally.unwrap_or_else(|| {
                     let mut s: Vec<&str> = many
                         .iter()
@@ -284,7 +301,12 @@ impl Engine {
                     urgency,
                     alarm_id: None,
                     actions: true,
+                    sound: sound_for(&self.settings, worst),
                 };
+                // Told (or held back) now: repeats count from here, one summary for all.
+                for k in keys {
+                    self.mark_considered(k, now, false);
+                }
                 if let Some(reason) = self.held_reason(urgency) {
                     // Released with the others when quiet hours or the pause end.
                     self.held_back.extend(ids);
@@ -301,37 +323,6 @@ impl Engine {
                     });
                 }
             }
-        }
-    }
-
-    pub(super) fn repeat_unacknowledged(&mut self, now: i64) {
-        let every = i64::try_from(
-            self.settings
-                .notifications
-                .repeat_mins
-                .saturating_mul(60_000),
-        )
-        .unwrap_or(i64::MAX);
-        if every == 0 {
-            return;
-        }
-        let due: Vec<String> = self
-            .active
-            .values()
-            .filter(|a| !a.acked() && a.last_considered_ms.is_some_and(|t| now - t >= every))
-            .map(|a| a.key.clone())
-            .collect();
-        for key in due {
-            let Some(a) = self.active.get(&key) else {
-                continue;
-            };
-            if self.sensor_muted(&a.row) {
-                self.mark_considered(&key, now, false);
-                continue;
-            }
-            let popup = self.popup_for(a, now);
-            let shown = self.show(popup, true);
-            self.mark_considered(&key, now, shown);
         }
     }
 }

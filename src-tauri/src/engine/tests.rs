@@ -355,7 +355,7 @@ async fn quiet_hours_at_midnight() {
 #[tokio::test]
 async fn acknowledge_stops_repeats_and_recounts_tray() {
     let mut s = Settings::default();
-    s.notifications.repeat_mins = 5;
+    s.notifications.critical.repeat_mins = 5;
     let rig = Rig::new(s);
     rig.send_all(vec![raise("a")]).await;
     let id = rig.notifier.shown()[0].alarm_id.unwrap();
@@ -1071,12 +1071,21 @@ async fn the_audit_trail_records_the_alarm_life_and_who_acknowledged_why() {
         "acknowledged",
         "alarm_cleared",
         "notifications_paused",
+        "feed_up",
+        "feed_down",
     ] {
         assert!(
             kinds.iter().any(|(kind, _)| kind == k),
             "{k} missing: {kinds:?}"
         );
     }
+    let down = kinds.iter().find(|(k, _)| k == "feed_down").unwrap();
+    assert_eq!(down.1["feed"], "saveris:a1");
+    assert_eq!(
+        kinds.iter().filter(|(k, _)| k == "feed_up").count(),
+        1,
+        "one up, not one per status: {kinds:?}"
+    );
     let ack = kinds.iter().find(|(k, _)| k == "acknowledged").unwrap();
     assert_eq!(ack.1["comment"], "probe checked");
     assert!(ack.1["user"].as_str().unwrap().starts_with("Ana Ruiz ("));
@@ -1092,4 +1101,100 @@ fn audit_kinds(h: &History) -> Vec<(String, serde_json::Value)> {
         .into_iter()
         .map(|r| (r.kind, serde_json::from_str(&r.detail).unwrap()))
         .collect()
+}
+
+/// Issue 21 item 4: a trail that cannot be written shows in the status line (tray and
+/// General page), and the line clears once the waiting records are written.
+#[tokio::test]
+async fn audit_write_errors_show_in_the_status() {
+    let mut rig = Rig::new(Settings::default());
+    rig.engine.poke().await;
+    let audit = rig.engine.history().audit().unwrap().clone();
+    audit.flush();
+    assert!(!rig.engine.status().summary.contains("audit"));
+    audit.break_writes_for_test(true);
+    rig.send_all(vec![alarm("a", false, Severity::Warning, "audit-a")])
+        .await;
+    audit.flush();
+    rig.engine.poke().await;
+    let st = rig.engine.status();
+    assert!(
+        st.summary.contains("audit trail cannot be written"),
+        "{}",
+        st.summary
+    );
+    audit.break_writes_for_test(false);
+    rig.send_all(vec![alarm("a", true, Severity::Warning, "audit-a-clear")])
+        .await;
+    audit.flush();
+    rig.engine.poke().await;
+    let st = rig.engine.status();
+    assert!(!st.summary.contains("audit"), "{}", st.summary);
+    assert_eq!(st.tray, TrayState::Ok);
+    let kinds = audit_kinds(rig.engine.history());
+    assert!(
+        kinds.iter().any(|(k, _)| k == "alarm_raised"),
+        "the waiting records were written: {kinds:?}"
+    );
+    let _ = rig.decisions();
+}
+
+/// Issue 21 item 1, with the recording notifier: repeats per severity carry the severity's
+/// sound, a snooze holds the sensor's new alarms back and ends by itself.
+#[tokio::test]
+async fn critical_rings_every_five_minutes_and_a_snooze_holds_the_sensor() {
+    let mut s = Settings::default();
+    s.notifications.warning.sound = Some(crate::notify::Sound::Chime);
+    let mut rig = Rig::new(s.clone());
+    rig.send_all(vec![alarm("a", false, Severity::Alarm, "ring-a")])
+        .await;
+    rig.send_all(vec![alarm("b", false, Severity::Warning, "ring-b")])
+        .await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 2);
+    assert_eq!(shown[0].sound, Some(crate::notify::Sound::Alarm));
+    assert_eq!(shown[1].sound, Some(crate::notify::Sound::Chime));
+    rig.clock.advance_secs(300);
+    rig.engine.poke().await;
+    let shown = rig.notifier.shown();
+    assert_eq!(shown.len(), 3, "only the critical one repeats by default");
+    assert_eq!(shown[2].tag, shown[0].tag);
+    assert_eq!(shown[2].sound, Some(crate::notify::Sound::Alarm));
+
+    // Sound off: the next repeat is silent.
+    s.notifications.sound = false;
+    rig.engine.update_settings(s.clone());
+    rig.clock.advance_secs(300);
+    rig.engine.poke().await;
+    assert_eq!(rig.notifier.shown()[3].sound, None);
+
+    // Snoozed until tomorrow 07:00 UTC: a new alarm of that sensor is held back.
+    let z = rig
+        .engine
+        .snooze("b", model::SnoozeFor::UntilTomorrow, "cleaning")
+        .await
+        .unwrap();
+    let tomorrow_7: Timestamp = "2023-11-15T07:00:00Z".parse().unwrap();
+    assert_eq!(z.until_ms, tomorrow_7.as_millisecond());
+    assert_eq!(z.reason, "cleaning");
+    let mut other = alarm("b", false, Severity::Warning, "ring-b2");
+    other.alarm_id = Some("b:lower".into());
+    rig.send_all(vec![other]).await;
+    assert!(rig.decisions().iter().any(|d| matches!(
+        d,
+        Decision::HeldBack { reason, .. } if reason == "sensor snoozed"
+    )));
+    assert_eq!(rig.notifier.shown().len(), 4);
+    // The snooze is kept in the history (a restart honours it) and ends early on request.
+    assert_eq!(rig.engine.history().snoozes().unwrap().len(), 1);
+    assert!(rig.engine.end_snooze("b").await.unwrap());
+    assert!(rig.engine.history().snoozes().unwrap().is_empty());
+    assert!(
+        rig.notifier.shown().len() > 4,
+        "the sensor's active alarms pop when the snooze ends"
+    );
+    let kinds = audit_kinds(rig.engine.history());
+    for k in ["popup_repeated", "snoozed", "snooze_ended"] {
+        assert!(kinds.iter().any(|(kind, _)| kind == k), "{k}: {kinds:?}");
+    }
 }

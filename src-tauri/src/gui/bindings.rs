@@ -9,7 +9,8 @@ use ts_rs::{Config, TS};
 
 use super::window_app::{DownloadDone, InitialPage};
 use crate::engine::model::{
-    AlarmFilter, AlarmRow, LatestValue, SeverityStep, Status, TrayState, UnparsedRow,
+    AlarmFilter, AlarmRow, LatestValue, SeverityStep, Snooze, SnoozeFor, Status, TrayState,
+    UnparsedRow,
 };
 use crate::engine::reduce::{Bucket, LimitLine, LimitOrigin, RangeStats, SensorView};
 use crate::event::{ChannelRefusal, FeedState, FeedStatus, NamedItem, Severity, Source};
@@ -18,8 +19,8 @@ use crate::ipc::Error;
 use crate::secrets::SecretKey;
 use crate::settings::{
     Channels, CustomEndpoint, ElementAccount, ElementKind, ElementScope, ElementSubscription,
-    Environment, Limit, LoginMethod, Notifications, QuietHours, Region, RuleTarget, SaverisAccount,
-    SensorPrefs, Settings, ThresholdRule,
+    Environment, Limit, LoginMethod, Notifications, QuietHours, Region, Ringing, RuleTarget,
+    SaverisAccount, SensorPrefs, Settings, ThresholdRule,
 };
 
 const HEADER: &str = "\
@@ -76,6 +77,8 @@ fn declarations() -> Vec<Decl> {
         Limit,
         ThresholdRule,
         QuietHours,
+        crate::notify::Sound,
+        Ringing,
         Notifications,
         SensorPrefs,
         Settings,
@@ -95,6 +98,8 @@ fn declarations() -> Vec<Decl> {
         LatestValue,
         crate::engine::names::SensorPlace,
         UnparsedRow,
+        Snooze,
+        SnoozeFor,
         TrayState,
         crate::engine::audit::AuditReport,
         Status,

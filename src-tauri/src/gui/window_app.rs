@@ -12,7 +12,7 @@ use crate::instance;
 use crate::ipc::client::Client;
 use crate::ipc::protocol::{
     AlarmFilter, AlarmRow, Connected, ConnectionTest, Discover, Info, LatestValue, NamedItem, Page,
-    Push, Request, Response, Status, UnparsedRow,
+    Push, Request, Response, Snooze, SnoozeFor, Status, UnparsedRow,
 };
 use crate::ipc::Error;
 use crate::secrets::SecretKey;
@@ -166,6 +166,31 @@ async fn acknowledge(
     ask(&state, Request::Acknowledge { alarm_id, comment }).await
 }
 #[tauri::command]
+async fn snooze(
+    state: State<'_, WindowState>,
+    sensor: String,
+    length: SnoozeFor,
+    reason: String,
+) -> Res<()> {
+    ask(
+        &state,
+        Request::Snooze {
+            sensor,
+            length,
+            reason,
+        },
+    )
+    .await
+}
+#[tauri::command]
+async fn end_snooze(state: State<'_, WindowState>, sensor: String) -> Res<()> {
+    ask(&state, Request::EndSnooze { sensor }).await
+}
+#[tauri::command]
+async fn snoozes(state: State<'_, WindowState>) -> Res<Vec<Snooze>> {
+    ask(&state, Request::Snoozes).await
+}
+#[tauri::command]
 async fn latest_values(state: State<'_, WindowState>) -> Res<Vec<LatestValue>> {
     ask(&state, Request::LatestValues).await
 }
@@ -295,6 +320,9 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
             discover,
             alarms,
             acknowledge,
+            snooze,
+            end_snooze,
+            snoozes,
             latest_values,
             places,
             series,

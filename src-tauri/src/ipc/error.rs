@@ -159,7 +159,9 @@ impl From<EngineError> for Error {
             EngineError::History(h) => h.into(),
             EngineError::NoSuchAlarm(_) => Error::NotFound(e.to_string()),
             EngineError::Stopped => Error::Internal(e.to_string()),
-            EngineError::CommentRequired(_) => Error::InvalidInput(e.to_string()),
+            EngineError::CommentRequired(_) | EngineError::InvalidSnooze(_) => {
+                Error::InvalidInput(e.to_string())
+            }
         }
     }
 }

@@ -16,7 +16,8 @@ use crate::settings::Settings;
 // The engine owns the rows, filters and status it stores and decides on; the wire carries
 // them as they are (their serde names are part of this protocol).
 pub use crate::engine::model::{
-    AlarmFilter, AlarmRow, LatestValue, SeverityStep, Status, TrayState, UnparsedRow,
+    AlarmFilter, AlarmRow, LatestValue, SeverityStep, Snooze, SnoozeFor, Status, TrayState,
+    UnparsedRow,
 };
 pub use crate::engine::reduce::SensorView;
 pub use crate::event::NamedItem;
@@ -136,6 +137,18 @@ pub enum Request {
         #[serde(default)]
         comment: Option<String>,
     },
+    /// Hold a sensor's popups back for a while, with a reason (issue 21).
+    Snooze {
+        sensor: String,
+        length: SnoozeFor,
+        reason: String,
+    },
+    /// End a sensor's snooze now.
+    EndSnooze {
+        sensor: String,
+    },
+    /// The snoozes running now.
+    Snoozes,
     LatestValues,
     /// Vendor names, areas, equipment and limits of sensors (issue 20).
     Places,
@@ -213,6 +226,7 @@ pub enum Response {
     Unparsed(Vec<UnparsedRow>),
     SensorView(Box<SensorView>),
     Audit(crate::engine::audit::AuditReport),
+    Snoozes(Vec<Snooze>),
 }
 
 /// A connection test that got through: what it reached, in words.
@@ -283,6 +297,7 @@ answers! {
     Unparsed => Vec<UnparsedRow>,
     SensorView => Box<SensorView>,
     Audit => crate::engine::audit::AuditReport,
+    Snoozes => Vec<Snooze>,
 }
 
 impl TryFrom<Response> for () {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use notify_rust::{Hint, Notification, NotificationHandle, NotificationResponse, Timeout};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::sound::{sounds_dir, SoundPlayer};
 use super::{escape_markup, plain_text, Notifier, NotifyError, Popup, PopupAction, Urgency};
 
 /// The name the daemon shows as the sender.
@@ -25,16 +26,41 @@ pub struct DesktopNotifier {
     actions: UnboundedSender<PopupAction>,
     shown: Arc<Mutex<HashMap<String, Shown>>>,
     next_generation: Mutex<u64>,
+    /// Plays a popup's sound when the daemon cannot (no `sound` capability).
+    player: Box<dyn Fn(super::Sound) + Send + Sync>,
+    /// Whether the daemon plays sounds itself; asked once, asked again after a failure
+    /// (another daemon may have taken over).
+    daemon_sound: Mutex<Option<bool>>,
 }
 
 impl DesktopNotifier {
     /// Clicked actions are sent to `actions` (the root maps them to acknowledge / open).
     pub fn new(actions: UnboundedSender<PopupAction>) -> Self {
+        let player = SoundPlayer::start();
+        Self::with_player(actions, move |s| player.play(s))
+    }
+
+    /// [`DesktopNotifier::new`] with another way to play sounds the daemon cannot (tests
+    /// count them).
+    pub fn with_player(
+        actions: UnboundedSender<PopupAction>,
+        player: impl Fn(super::Sound) + Send + Sync + 'static,
+    ) -> Self {
         DesktopNotifier {
             actions,
             shown: Arc::default(),
             next_generation: Mutex::new(0),
+            player: Box::new(player),
+            daemon_sound: Mutex::new(None),
         }
+    }
+
+    /// Whether the notification daemon announces the `sound` capability.
+    fn daemon_plays_sounds(&self) -> bool {
+        let mut known = self.daemon_sound.lock().unwrap_or_else(|p| p.into_inner());
+        *known.get_or_insert_with(|| {
+            notify_rust::get_capabilities().is_ok_and(|c| c.iter().any(|c| c == "sound"))
+        })
     }
 
     /// The D-Bus notification id of the popup with `tag`, while it is open.
@@ -71,6 +97,16 @@ impl DesktopNotifier {
             // A click on the body opens as well (daemons invoke the `default` action).
             n.action("default", "Open");
         }
+        match popup.sound.map(|s| s.file_in(&sounds_dir())) {
+            Some(Ok(path)) => {
+                n.hint(Hint::SoundFile(path.to_string_lossy().into_owned()));
+            }
+            Some(Err(e)) => tracing::warn!("the alarm sound could not be written: {e}"),
+            // Silent on purpose (sound off, quiet popups): no daemon sound either.
+            None => {
+                n.hint(Hint::SuppressSound(true));
+            }
+        }
         if let Some(id) = replaces {
             n.id(id);
         }
@@ -81,9 +117,18 @@ impl DesktopNotifier {
 impl Notifier for DesktopNotifier {
     fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
         let replaces = self.id_of(&popup.tag);
-        let handle = Self::build(popup, replaces)
-            .show()
-            .map_err(|e| NotifyError::Show(e.to_string()))?;
+        let handle = match Self::build(popup, replaces).show() {
+            Ok(h) => h,
+            Err(e) => {
+                *self.daemon_sound.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                return Err(NotifyError::Show(e.to_string()));
+            }
+        };
+        if let Some(sound) = popup.sound {
+            if !self.daemon_plays_sounds() {
+                (self.player)(sound);
+            }
+        }
         let generation = {
             let mut g = self
                 .next_generation

@@ -4,15 +4,29 @@
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{plain_text, Notifier, NotifyError, Popup, PopupAction};
+use super::sound::SoundPlayer;
+use super::{plain_text, Notifier, NotifyError, Popup, PopupAction, Sound};
 
 pub struct DesktopNotifier {
     _actions: UnboundedSender<PopupAction>,
+    /// Toasts here carry no sound file of ours: the app plays the popup's sound itself.
+    player: Box<dyn Fn(Sound) + Send + Sync>,
 }
 
 impl DesktopNotifier {
     pub fn new(actions: UnboundedSender<PopupAction>) -> Self {
-        DesktopNotifier { _actions: actions }
+        let player = SoundPlayer::start();
+        Self::with_player(actions, move |s| player.play(s))
+    }
+
+    pub fn with_player(
+        actions: UnboundedSender<PopupAction>,
+        player: impl Fn(Sound) + Send + Sync + 'static,
+    ) -> Self {
+        DesktopNotifier {
+            _actions: actions,
+            player: Box::new(player),
+        }
     }
 
     /// Popups have no ids on these platforms.
@@ -23,6 +37,9 @@ impl DesktopNotifier {
 
 impl Notifier for DesktopNotifier {
     fn show(&self, popup: &Popup) -> Result<(), NotifyError> {
+        if let Some(s) = popup.sound {
+            (self.player)(s);
+        }
         notify_rust::Notification::new()
             .appname("Alarm Tray")
             .summary(&plain_text(&popup.summary))

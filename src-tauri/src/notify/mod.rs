@@ -13,10 +13,12 @@ mod desktop;
 mod desktop;
 mod kept;
 mod recording;
+pub mod sound;
 
 pub use desktop::DesktopNotifier;
 pub use kept::KeptNotifier;
 pub use recording::{Recorded, RecordingNotifier};
+pub use sound::{Sound, SoundPlayer};
 
 use serde::Serialize;
 
@@ -49,6 +51,9 @@ pub struct Popup {
     pub alarm_id: Option<i64>,
     /// Offer the Acknowledge (when there is an alarm) and Open actions.
     pub actions: bool,
+    /// The sound that rings with it (issue 21); None: silent (sound off, or not an alarm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sound: Option<Sound>,
 }
 
 /// What the user did with a popup.

@@ -11,8 +11,9 @@ import { mainQuantities } from "../lib/fields";
 import { ago, formatValue, shortTime } from "../lib/format";
 import { suggestUnit } from "../lib/units";
 import { tid } from "../lib/testid";
-import type { LatestValue, SensorPlace, Settings, ThresholdRule } from "../types";
-import { Message } from "../widgets";
+import type { AlarmRow, LatestValue, SensorPlace, Settings, ThresholdRule } from "../types";
+import { AckDialog } from "../history/HistoryPage";
+import { Button, Message } from "../widgets";
 import { Sparkline } from "./Sparkline";
 
 export const STALE_MS = 15 * 60 * 1000;
@@ -71,6 +72,26 @@ export function DashboardPage() {
   const [error, setError] = useState<string | null>(null);
   const [now, setNow] = useState(Date.now());
   const [places, setPlaces] = useState<Map<string, SensorPlace>>(new Map());
+  // Issue 21: active unacknowledged alarms by sensor, newest first, for the cards' Acknowledge.
+  const [unacked, setUnacked] = useState<Map<string, AlarmRow[]>>(new Map());
+  const [acking, setAcking] = useState<AlarmRow | null>(null);
+  const [ackTick, setAckTick] = useState(0);
+
+  useEffect(() => {
+    api
+      .alarms({ state: "active", severity: null, source: "", device: "", from_ms: null, to_ms: null, limit: 500, offset: 0 })
+      .then((rows) => {
+        const m = new Map<string, AlarmRow[]>();
+        for (const r of rows) {
+          if (r.acknowledged_ms !== null) continue;
+          for (const k of new Set([r.sensor, r.device])) {
+            if (k) m.set(k, [...(m.get(k) ?? []), r]);
+          }
+        }
+        setUnacked(m);
+      })
+      .catch(() => {});
+  }, [historyTick, reloadTick, ackTick]);
 
   useEffect(() => {
     const t = setInterval(() => setNow(Date.now()), 30_000);
@@ -138,6 +159,17 @@ export function DashboardPage() {
         )}
       </h2>
       <Message text={error} testid="dashboard-error" />
+      {acking && (
+        <AckDialog
+          row={acking}
+          required={!!settings?.comment_required_critical && acking.severity === "alarm"}
+          onDone={() => {
+            setAcking(null);
+            setAckTick((t) => t + 1);
+          }}
+          onCancel={() => setAcking(null)}
+        />
+      )}
       {latest && latest.length === 0 && (
         <p class="muted" data-testid="dashboard-empty">
           No values yet. Values appear here as soon as a feed delivers measurements or readings.
@@ -160,6 +192,8 @@ export function DashboardPage() {
                     tick={tick}
                     main={isMain(l)}
                     several={(fieldsOf.get(l.sensor) ?? 0) > 1}
+                    alarms={isMain(l) ? (unacked.get(l.sensor) ?? []) : []}
+                    onAcknowledge={setAcking}
                   />
                 ))}
               </div>
@@ -204,7 +238,18 @@ export function groupByPlace(sorted: LatestValue[], places: Map<string, SensorPl
   });
 }
 
-function SensorCard(p: { l: LatestValue; name: string; limits: number[]; now: number; tick: number; main: boolean; several: boolean }) {
+function SensorCard(p: {
+  l: LatestValue;
+  name: string;
+  limits: number[];
+  now: number;
+  tick: number;
+  main: boolean;
+  several: boolean;
+  /** The sensor's active unacknowledged alarms, newest first (on its main card only). */
+  alarms: AlarmRow[];
+  onAcknowledge: (a: AlarmRow) => void;
+}) {
   const { l, name, limits, now, tick } = p;
   const { openSensor } = useApp();
   const open = () => openSensor({ sensor: l.sensor, quantity: l.quantity ?? null });
@@ -300,6 +345,17 @@ function SensorCard(p: { l: LatestValue; name: string; limits: number[]; now: nu
         <div class="spark loading" style={{ height: 56 }} />
       )}
       {limits.length > 0 && <div class="muted small">limits {limits.join(" / ")}</div>}
+      {p.alarms.length > 0 && (
+        <div class="card-alarm" data-testid={`card-alarm-${id}`}>
+          <span class={`sev ${p.alarms[0].severity}`}>
+            {p.alarms.length === 1 ? "1 active alarm" : `${p.alarms.length} active alarms`}
+          </span>{" "}
+          <span class="muted small">{p.alarms[0].condition ?? ""}</span>
+          <Button testid={`card-ack-${id}`} kind="primary" onClick={() => p.onAcknowledge(p.alarms[0])} aria-label={`Acknowledge the alarm of ${name}`}>
+            Acknowledge
+          </Button>
+        </div>
+      )}
     </article>
   );
 }

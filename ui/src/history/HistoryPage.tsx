@@ -5,8 +5,8 @@ import { api, errorText, loadError } from "../api";
 import { useApp } from "../context";
 import { alarmsToCsv, downloadText } from "../lib/csv";
 import { compactTime, formatTime, formatValue, localInputToMs, siteTime } from "../lib/format";
-import type { AlarmFilter, AlarmRow, Severity, UnparsedRow } from "../types";
-import { Button, Field, Message, Select } from "../widgets";
+import type { AlarmFilter, AlarmRow, Severity, Snooze, SnoozeFor, UnparsedRow } from "../types";
+import { Button, Choice, Field, Message, Select } from "../widgets";
 
 export const PAGE_SIZE = 500;
 
@@ -108,6 +108,97 @@ export function AckDialog({ row, required, onDone, onCancel }: { row: AlarmRow; 
   );
 }
 
+/** The sensor a snooze of this alarm holds back: its sensor, else its device. */
+export function snoozeKey(r: AlarmRow): string | null {
+  return r.sensor ?? r.device ?? null;
+}
+
+const SNOOZE_LENGTHS: { value: string; label: string; length: SnoozeFor }[] = [
+  { value: "1h", label: "1 hour", length: { kind: "hours", hours: 1 } },
+  { value: "4h", label: "4 hours", length: { kind: "hours", hours: 4 } },
+  { value: "tomorrow", label: "Until tomorrow 07:00", length: { kind: "until_tomorrow" } },
+];
+
+/** "Mute this sensor for 1 h / 4 h / until tomorrow", with a reason (required). */
+export function SnoozeDialog({ row, onDone, onCancel }: { row: AlarmRow; onDone: () => void; onCancel: () => void }) {
+  const [length, setLength] = useState("1h");
+  const [reason, setReason] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const sensor = snoozeKey(row);
+  const blank = reason.trim() === "";
+  const submit = async () => {
+    const chosen = SNOOZE_LENGTHS.find((l) => l.value === length);
+    if (!sensor || !chosen) return;
+    if (blank) {
+      setError("Write why this sensor is snoozed (e.g. defrosting, door open for loading).");
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      await api.snooze(sensor, chosen.length, reason.trim());
+      onDone();
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="ack-dialog" role="dialog" aria-modal="true" aria-labelledby="snooze-dialog-h" data-testid="snooze-dialog">
+      <h3 id="snooze-dialog-h">Snooze: {who(row)}</h3>
+      <p class="muted small">No popups or sounds for this sensor until the snooze ends; its alarms are still recorded.</p>
+      <Choice legend="For" value={length} options={SNOOZE_LENGTHS} onChange={setLength} testid="snooze-length" />
+      <label class="field">
+        <span>Reason (required)</span>
+        <textarea data-testid="snooze-reason" rows={2} maxLength={500} value={reason} aria-required={true} onInput={(e) => setReason((e.target as HTMLTextAreaElement).value)} />
+      </label>
+      <Message text={error} testid="snooze-dialog-error" />
+      <div class="actions">
+        <span class="spacer" />
+        <Button testid="snooze-cancel" onClick={onCancel}>
+          Cancel
+        </Button>
+        <Button testid="snooze-confirm" kind="primary" disabled={busy || blank} onClick={submit}>
+          Snooze
+        </Button>
+      </div>
+    </div>
+  );
+}
+
+/** The sensors snoozed now, each with who, why, until when and "End snooze". */
+export function SnoozeList({ snoozes, onChanged }: { snoozes: Snooze[]; onChanged: () => void }) {
+  const [error, setError] = useState<string | null>(null);
+  if (snoozes.length === 0) return null;
+  const end = async (sensor: string) => {
+    try {
+      await api.endSnooze(sensor);
+      setError(null);
+      onChanged();
+    } catch (e) {
+      setError(errorText(e));
+    }
+  };
+  return (
+    <div class="snoozes" data-testid="snooze-list">
+      <strong>Snoozed sensors</strong>
+      <ul>
+        {snoozes.map((z) => (
+          <li key={z.sensor} data-testid={`snoozed-${z.sensor}`}>
+            {z.name ?? z.sensor} until {formatTime(z.until_ms)} · {z.user} · “{z.reason}”{" "}
+            <Button testid={`end-snooze-${z.sensor}`} onClick={() => end(z.sensor)}>
+              End snooze
+            </Button>
+          </li>
+        ))}
+      </ul>
+      <Message text={error} testid="snooze-error" />
+    </div>
+  );
+}
+
 export function AlarmsView() {
   const { historyTick, focusAlarm, openSensor, reloadTick } = useApp();
   const openedFor = useRef<number | null>(null);
@@ -115,6 +206,9 @@ export function AlarmsView() {
   /** Saveris account id → its site's time zone (issue 20). */
   const [siteZones, setSiteZones] = useState<Record<string, string>>({});
   const [acking, setAcking] = useState<AlarmRow | null>(null);
+  const [snoozing, setSnoozing] = useState<AlarmRow | null>(null);
+  const [snoozes, setSnoozes] = useState<Snooze[]>([]);
+  const [snoozeTick, setSnoozeTick] = useState(0);
   const autoOpened = useRef<number | null>(null);
   const [form, setForm] = useState<FilterForm>(EMPTY_FILTER);
   const [query, setQuery] = useState<FilterForm>(EMPTY_FILTER);
@@ -143,6 +237,13 @@ export function AlarmsView() {
       live = false;
     };
   }, [query, historyTick]);
+
+  useEffect(() => {
+    api
+      .snoozes()
+      .then(setSnoozes)
+      .catch(() => {});
+  }, [historyTick, snoozeTick]);
 
   useEffect(() => {
     focused.current?.scrollIntoView?.({ block: "center" });
@@ -257,6 +358,17 @@ export function AlarmsView() {
       <Message text={error} testid="alarms-error" />
       <Message text={ackError} testid="ack-error" />
       {acking && <AckDialog row={acking} required={needsComment(acking)} onDone={acked} onCancel={() => setAcking(null)} />}
+      <SnoozeList snoozes={snoozes} onChanged={() => setSnoozeTick((t) => t + 1)} />
+      {snoozing && (
+        <SnoozeDialog
+          row={snoozing}
+          onDone={() => {
+            setSnoozing(null);
+            setSnoozeTick((t) => t + 1);
+          }}
+          onCancel={() => setSnoozing(null)}
+        />
+      )}
       {rows && rows.length === 0 && (
         <p class="muted" data-testid="alarms-empty">
           No alarms match these filters.
@@ -315,6 +427,16 @@ export function AlarmsView() {
                         >
                           chart
                         </button>
+                      )}
+                      {active && snoozeKey(r) && !snoozes.some((z) => z.sensor === snoozeKey(r)) && (
+                        <button type="button" class="link small" data-testid={`alarm-snooze-${r.id}`} aria-label={`Snooze ${who(r)}`} onClick={() => setSnoozing(r)}>
+                          snooze
+                        </button>
+                      )}
+                      {snoozes.some((z) => z.sensor === snoozeKey(r)) && (
+                        <span class="pill neutral small" data-testid={`alarm-snoozed-${r.id}`}>
+                          snoozed
+                        </span>
                       )}
                       {r.condition && <div class="muted small">{r.condition}</div>}
                       <div class="muted small">{r.source}</div>

@@ -1,6 +1,6 @@
 // Inline validation: the same checks the backend makes (settings.rs `validate`), done as the
 // user types so a save that would be rejected is not sent. The backend checks again.
-import type { ElementAccount, Limit, RuleTarget, SaverisAccount, Settings, ThresholdRule } from "../types";
+import type { ElementAccount, Limit, RuleTarget, SaverisAccount, Settings, Sound, ThresholdRule } from "../types";
 
 export type Errors = Record<string, string>;
 
@@ -225,8 +225,13 @@ export interface GeneralDraft {
   allowCritical: boolean;
   groupWindowSecs: string;
   groupMax: string;
-  repeatMins: string;
   feedSilenceMins: string;
+  /** Issue 21: sounds at all, and per severity a sound ("" = none) and a repeat. */
+  sound: boolean;
+  criticalSound: string;
+  criticalRepeatMins: string;
+  warningSound: string;
+  warningRepeatMins: string;
 }
 
 export function generalDraft(s: Settings): GeneralDraft {
@@ -243,8 +248,12 @@ export function generalDraft(s: Settings): GeneralDraft {
     allowCritical: n.quiet_hours.allow_critical,
     groupWindowSecs: String(n.group_window_secs),
     groupMax: String(n.group_max),
-    repeatMins: String(n.repeat_mins),
     feedSilenceMins: String(n.feed_silence_mins),
+    sound: n.sound,
+    criticalSound: n.critical.sound ?? "",
+    criticalRepeatMins: String(n.critical.repeat_mins),
+    warningSound: n.warning.sound ?? "",
+    warningRepeatMins: String(n.warning.repeat_mins),
   };
 }
 
@@ -257,7 +266,8 @@ export function validateGeneral(d: GeneralDraft): Errors {
   if (!isClock(d.quietEnd)) e.quietEnd = "Enter a time as HH:MM, e.g. 07:00.";
   if (!Number.isFinite(int(d.groupWindowSecs, 0))) e.groupWindowSecs = "Enter whole seconds, 0 or more.";
   if (!Number.isFinite(int(d.groupMax, 1))) e.groupMax = "Enter a whole number, at least 1.";
-  if (!Number.isFinite(int(d.repeatMins, 0))) e.repeatMins = "Enter whole minutes, 0 or more (0 = never).";
+  if (!Number.isFinite(int(d.criticalRepeatMins, 0))) e.criticalRepeatMins = "Enter whole minutes, 0 or more (0 = never).";
+  if (!Number.isFinite(int(d.warningRepeatMins, 0))) e.warningRepeatMins = "Enter whole minutes, 0 or more (0 = never).";
   if (!Number.isFinite(int(d.feedSilenceMins, 1))) e.feedSilenceMins = "Enter whole minutes, at least 1.";
   return e;
 }
@@ -277,6 +287,9 @@ export function applyGeneral(s: Settings, d: GeneralDraft): void {
   };
   n.group_window_secs = int(d.groupWindowSecs, 0);
   n.group_max = int(d.groupMax, 1);
-  n.repeat_mins = int(d.repeatMins, 0);
   n.feed_silence_mins = int(d.feedSilenceMins, 1);
+  n.sound = d.sound;
+  const sound = (v: string): Sound | null => (v === "" ? null : (v as Sound));
+  n.critical = { sound: sound(d.criticalSound), repeat_mins: int(d.criticalRepeatMins, 0) };
+  n.warning = { sound: sound(d.warningSound), repeat_mins: int(d.warningRepeatMins, 0) };
 }

@@ -4,8 +4,16 @@ import { api, errorText, updateSettings } from "../api";
 import { useApp } from "../context";
 import { applyGeneral, generalDraft, validateGeneral, type GeneralDraft } from "../lib/validate";
 import type { AuditReport, Settings } from "../types";
-import { Button, Check, Field, Message } from "../widgets";
+import { Button, Check, Field, Message, Select } from "../widgets";
 import { FeedList } from "./feeds";
+
+/** The sounds shipped with the app (src-tauri/sounds/). */
+const SOUNDS = [
+  { value: "alarm", label: "Alarm (three urgent beeps)" },
+  { value: "alert", label: "Alert (two calm beeps)" },
+  { value: "chime", label: "Chime" },
+  { value: "", label: "None (silent)" },
+];
 
 /** "audit trail intact (12,345 records)" or what is wrong. */
 export function auditLine(r: AuditReport): { ok: boolean; text: string } {
@@ -144,21 +152,40 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
         </div>
         <div class="row">
           <Field
-            label="Repeat unacknowledged alarms (min)"
-            value={d.repeatMins}
-            onInput={(v) => set({ repeatMins: v })}
-            testid="repeat-mins"
-            inputMode="numeric"
-            hint="0 = never"
-            error={errors.repeatMins}
-          />
-          <Field
             label="Warn when a feed is silent for (min)"
             value={d.feedSilenceMins}
             onInput={(v) => set({ feedSilenceMins: v })}
             testid="feed-silence"
             inputMode="numeric"
             error={errors.feedSilenceMins}
+          />
+        </div>
+        <h3>Sound and repeat until acknowledged</h3>
+        <div class="row">
+          <Check label="Play alarm sounds" checked={d.sound} onChange={(v) => set({ sound: v })} testid="sound-on" />
+        </div>
+        <div class="row">
+          <Select label="Critical alarms: sound" value={d.criticalSound} options={SOUNDS} onChange={(v) => set({ criticalSound: v })} testid="critical-sound" disabled={!d.sound} />
+          <Field
+            label="Critical alarms: repeat every (min)"
+            value={d.criticalRepeatMins}
+            onInput={(v) => set({ criticalRepeatMins: v })}
+            testid="critical-repeat-mins"
+            inputMode="numeric"
+            hint="Pops again with its sound until acknowledged or cleared; 0 = never"
+            error={errors.criticalRepeatMins}
+          />
+        </div>
+        <div class="row">
+          <Select label="Warnings: sound" value={d.warningSound} options={SOUNDS} onChange={(v) => set({ warningSound: v })} testid="warning-sound" disabled={!d.sound} />
+          <Field
+            label="Warnings: repeat every (min)"
+            value={d.warningRepeatMins}
+            onInput={(v) => set({ warningRepeatMins: v })}
+            testid="warning-repeat-mins"
+            inputMode="numeric"
+            hint="Quiet hours hold warnings and their sounds; 0 = never"
+            error={errors.warningRepeatMins}
           />
         </div>
         <h3>App</h3>
