@@ -211,7 +211,10 @@ impl Engine {
         let paused = self.settings.notifications.paused || self.in_quiet_hours();
         let tray = if unacked > 0 {
             TrayState::Alarm
-        } else if !problems.is_empty() || self.storage_error.is_some() {
+        } else if !problems.is_empty()
+            || self.storage_error.is_some()
+            || self.escalator.failing_names().next().is_some()
+        {
             TrayState::Problem
         } else if paused {
             TrayState::Paused
@@ -238,6 +241,9 @@ impl Engine {
         if self.storage_error.is_some() {
             parts.push("history cannot be written".into());
         }
+        for name in self.escalator.failing_names() {
+            parts.push(format!("webhook {name} failing"));
+        }
         if self.settings.notifications.paused {
             parts.push("popups paused".into());
         } else if paused {
@@ -263,6 +269,7 @@ impl Engine {
                     }
                     st
                 })
+                .chain(self.escalator.statuses())
                 .collect(),
         }
     }

@@ -19,6 +19,7 @@
 //! and the status) and `worker` (the popup thread).
 
 pub mod audit;
+mod escalation;
 mod health;
 pub mod history;
 pub mod model;
@@ -109,6 +110,21 @@ pub enum Decision {
     Closed { tag: String },
     /// A batch could not be stored: its deliveries were not confirmed.
     StorageFailed { message: String, events: usize },
+    /// A critical alarm nobody acknowledged in time reached a webhook (issue 21).
+    Escalated {
+        alarm_id: i64,
+        webhook: String,
+        attempts: u32,
+    },
+    /// An attempt to send an escalation failed: tried again in `retry_in_ms`, or given up
+    /// (`None`).
+    EscalationFailed {
+        alarm_id: i64,
+        webhook: String,
+        attempts: u32,
+        message: String,
+        retry_in_ms: Option<i64>,
+    },
 }
 
 /// What `watch` prints as JSON lines, and what the monitor maps to tray/UI pushes.
@@ -132,6 +148,9 @@ pub enum Decision {
 /// {"type":"decision","decision":{"kind":"acknowledged","alarm_id":3,"by":"window","user":"Ana Ruiz (ana)",
 ///   "comment":"door left open, closed it"}}
 /// {"type":"decision","decision":{"kind":"storage_failed","message":"…","events":12}}
+/// {"type":"decision","decision":{"kind":"escalated","alarm_id":3,"webhook":"ntfy","attempts":1}}
+/// {"type":"decision","decision":{"kind":"escalation_failed","alarm_id":3,"webhook":"ntfy","attempts":1,
+///   "message":"the webhook answered HTTP 500","retry_in_ms":30000}}
 /// {"type":"status","status":{"tray":"alarm","summary":"1 active alarm","paused":false,
 ///   "active_alarms":1,"feeds":[{"feed":"saveris:a1","label":"…","state":"live",…}]}}
 /// ```
@@ -305,6 +324,25 @@ fn audit_of(d: &Decision) -> Option<(&'static str, serde_json::Value)> {
             "popup_shown",
             serde_json::json!({"tag": popup.tag, "summary": popup.summary, "alarms": alarms, "sensors": sensors}),
         ),
+        Decision::Escalated {
+            alarm_id,
+            webhook,
+            attempts,
+        } => (
+            "escalated",
+            serde_json::json!({"alarm_id": alarm_id, "webhook": webhook, "attempts": attempts}),
+        ),
+        Decision::EscalationFailed {
+            alarm_id,
+            webhook,
+            attempts,
+            message,
+            retry_in_ms,
+        } => (
+            "escalation_failed",
+            serde_json::json!({"alarm_id": alarm_id, "webhook": webhook, "attempts": attempts,
+                "message": message, "gave_up": retry_in_ms.is_none()}),
+        ),
         Decision::HeldBack { popup, reason } => (
             "popup_held_back",
             serde_json::json!({"alarm_id": popup.alarm_id, "tag": popup.tag, "reason": reason}),
@@ -399,6 +437,8 @@ struct Engine {
     /// Alarms whose popup quiet hours or the pause held back.
     held_back: BTreeSet<i64>,
     scratch: Vec<RuleOutcome>,
+    /// Critical alarms sent to webhooks (issue 21).
+    escalator: escalation::Escalator,
 }
 
 impl Engine {
@@ -411,6 +451,8 @@ impl Engine {
         out: broadcast::Sender<Output>,
     ) -> Self {
         let n = &settings.notifications;
+        // Alarms escalated before a restart are not sent again.
+        let escalator = escalation::Escalator::new(history.escalated_active().unwrap_or_default());
         Engine {
             rules: Rules::new(&settings),
             grouper: Grouper::new(n.group_window_secs, n.group_max),
@@ -431,6 +473,7 @@ impl Engine {
             notified: Vec::new(),
             held_back: BTreeSet::new(),
             scratch: Vec::new(),
+            escalator,
         }
     }
 
@@ -447,6 +490,7 @@ impl Engine {
         let mut batch: Vec<Delivery> = Vec::with_capacity(BATCH);
         let mut deliveries_open = true;
         let mut statuses_open = true;
+        let mut attempts = self.escalator.take_results();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish_status();
@@ -497,6 +541,7 @@ impl Engine {
                     Some(s) => self.on_status(s),
                     None => statuses_open = false,
                 },
+                Some(a) = attempts.recv() => self.on_attempt(a),
                 _ = tick.tick() => self.on_tick(),
             }
         }
@@ -673,6 +718,7 @@ impl Engine {
         self.scratch = outcomes;
 
         self.repeat_unacknowledged(now);
+        self.escalate(now);
         self.check_feed_silence(now);
         self.write_notified(now);
 

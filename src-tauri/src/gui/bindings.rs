@@ -78,6 +78,10 @@ fn declarations() -> Vec<Decl> {
         QuietHours,
         Notifications,
         SensorPrefs,
+        // Issue 21: escalation webhooks.
+        crate::settings::Escalation,
+        crate::settings::Webhook,
+        crate::settings::WebhookKind,
         Settings,
         // secrets.rs
         SecretKey,
@@ -107,6 +111,7 @@ fn declarations() -> Vec<Decl> {
         InitialPage,
         ConnectionTest,
         Connected,
+        crate::ipc::protocol::Saved,
         Discover,
         Info,
         Push,

@@ -12,6 +12,7 @@ mod desktop;
 #[path = "desktop_plain.rs"]
 mod desktop;
 mod recording;
+pub mod webhook;
 
 pub use desktop::DesktopNotifier;
 pub use recording::{Recorded, RecordingNotifier};
