@@ -2,6 +2,8 @@
 //! on one core, and memory per tracked sensor. Prints figures; asserts nothing about speed.
 //!
 //! `BENCH_EVENTS` (default 200000) sets the number of events of the throughput run.
+//! `BENCH_ONLY=audit` runs only the audit-trail section (issue 21): `audit verify` of an
+//! untouched trail of `BENCH_AUDIT_RECORDS` (default 100000) records.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -148,9 +150,60 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "audit" {
+        let records: i64 = std::env::var("BENCH_AUDIT_RECORDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        audit_verify(records);
+    }
+    if only == "audit" {
+        return;
+    }
     // Memory first, while the heap and RSS are not yet shaped by the big run.
     rt.block_on(memory(10_000));
     rt.block_on(throughput(n));
+}
+
+/// `alarm-tray audit verify` of an untouched trail (issue 21): written by the app's own
+/// writer thread, then verified from the file as the command does, 3 runs.
+fn audit_verify(n: i64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(alarm_tray::engine::audit::AUDIT_FILE);
+    let log = alarm_tray::engine::audit::AuditLog::open(&path).expect("audit trail");
+    let start = Instant::now();
+    for i in 1..=n {
+        log.record(
+            1_714_557_600_000 + i * 1000,
+            "alarm_raised",
+            serde_json::json!({"alarm_id": i, "sensor": format!("fridge-{}", i % 500),
+                "condition": "Upper limit", "severity": "alarm", "value": 9.5, "unit": "°C"}),
+        );
+    }
+    log.flush();
+    let write = start.elapsed().as_secs_f64();
+    drop(log);
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let cpu = cpu_secs();
+        let r = alarm_tray::engine::audit::verify_file(&path).expect("verify");
+        assert!(r.intact && r.records == n as u64, "{r:?}");
+        runs.push((t.elapsed().as_secs_f64(), cpu_secs() - cpu));
+    }
+    let best = runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+    println!(
+        "audit verify of an untouched trail: {n} records ({:.1} MB) in {best:.2} s (best of 3; runs {}), {:.0} records/s",
+        size as f64 / 1e6,
+        runs.iter()
+            .map(|(w, c)| format!("{w:.2} s wall / {c:.2} s CPU"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        n as f64 / best
+    );
+    println!("  (written by the app's writer thread in {write:.2} s)");
 }
 
 async fn throughput(n: usize) {

@@ -16,6 +16,7 @@ pub mod memory;
 pub mod monitor;
 pub mod notify;
 pub mod paths;
+pub mod report;
 pub mod runtime;
 pub mod secret_binding;
 pub mod secrets;

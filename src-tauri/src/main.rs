@@ -89,6 +89,21 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// The shift report of the profile ALARM_TRAY_DATA_DIR names: per sensor its alarms,
+    /// time outside each limit, min/max/mean and mean kinetic temperature. Times are in the
+    /// system's time zone unless they carry an offset. With no file, CSV on stdout.
+    Report {
+        /// Start: 2026-12-07, 2026-12-07T06:00 or RFC 3339.
+        #[arg(long)]
+        from: String,
+        /// End (excluded), as --from.
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_name = "FILE")]
+        pdf: Option<std::path::PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        csv: Option<std::path::PathBuf>,
+    },
     /// Run the demo servers and scenario standalone; prints their URLs and credentials.
     Simulate {
         #[arg(long, default_value_t = 1)]
@@ -216,7 +231,11 @@ fn main() -> ExitCode {
     if matches!(
         cli.command,
         Some(
-            Command::Watch { .. } | Command::Simulate { .. } | Command::Ipc | Command::Audit { .. }
+            Command::Watch { .. }
+                | Command::Simulate { .. }
+                | Command::Ipc
+                | Command::Audit { .. }
+                | Command::Report { .. }
         )
     ) {
         attach_console();
@@ -254,6 +273,19 @@ fn main() -> ExitCode {
         Some(Command::Audit {
             action: AuditAction::Verify,
         }) => audit_verify(),
+        Some(Command::Report { from, to, pdf, csv }) => {
+            let out = alarm_tray::report::Outputs { pdf, csv };
+            match alarm_tray::report::for_profile(&from, &to, &out) {
+                Ok(said) => {
+                    eprintln!("{said}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("alarm-tray report: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Simulate { seed, for_secs }) => {
             block_on(alarm_tray::watch::simulate(seed, for_secs))
         }

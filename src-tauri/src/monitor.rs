@@ -343,8 +343,53 @@ fn upstream_limits(
     })
 }
 
+fn report_error(e: crate::report::ReportError) -> Error {
+    match e {
+        crate::report::ReportError::EmptyRange | crate::report::ReportError::Time(_) => {
+            Error::InvalidInput(e.to_string())
+        }
+        e => Error::Storage(e.to_string()),
+    }
+}
+
 fn db<T>(r: Result<T, crate::engine::HistoryError>) -> Result<T, Error> {
     r.map_err(|e| Error::Storage(format!("The history could not be read: {e}")))
+}
+
+impl Monitor {
+    /// The Test button of a webhook: one test message, no retry; the answer in words.
+    async fn test_webhook(
+        &self,
+        webhook: crate::settings::Webhook,
+        token: Option<String>,
+    ) -> Result<Response, Error> {
+        use crate::notify::webhook::{self, Message, WebhookError};
+        let token = match token.filter(|t| !t.trim().is_empty()) {
+            Some(t) => Some(t.trim().to_string()),
+            None => {
+                let (store, hook) = (self.secrets.clone(), webhook.clone());
+                tokio::task::spawn_blocking(move || webhook::stored_token(&store, &hook))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .map_err(|e| match e {
+                        WebhookError::TokenElsewhere { .. } => {
+                            Error::EndpointChanged(e.to_string())
+                        }
+                        e => Error::Keyring(e.to_string()),
+                    })?
+            }
+        };
+        let now = jiff::Timestamp::now().as_millisecond();
+        match webhook::send(&webhook, &Message::test(now), token.as_deref()).await {
+            Ok(()) => Ok(Response::Connected(Connected {
+                message: "The webhook took the test message.".into(),
+            })),
+            Err(e @ WebhookError::TokenMissing) => Err(Error::SecretMissing(e.to_string())),
+            Err(e @ WebhookError::Url) => Err(Error::InvalidInput(e.to_string())),
+            Err(e @ WebhookError::Status(_)) => Err(Error::BadResponse(e.to_string())),
+            Err(e) => Err(Error::Network(e.to_string())),
+        }
+    }
 }
 
 impl Handler for Monitor {
@@ -454,6 +499,39 @@ impl Handler for Monitor {
                     .map_err(|e| Error::Internal(e.to_string()))?
                     .map(Response::Audit)
                     .map_err(|e| Error::Storage(format!("The audit trail could not be read: {e}")))
+            }
+            Request::TestWebhook { webhook, token } => self.test_webhook(webhook, token).await,
+            Request::Report { from_ms, to_ms } => {
+                let settings = self.settings();
+                // Reads every reading of the range and the whole audit chain: off the
+                // async workers.
+                tokio::task::spawn_blocking(move || {
+                    crate::report::save_for_window(&history, &settings, (from_ms, to_ms))
+                })
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .map(|files| {
+                    Response::Saved(crate::ipc::protocol::Saved {
+                        message: format!("Report saved: {}", files.join(" and ")),
+                        files,
+                    })
+                })
+                .map_err(report_error)
+            }
+            Request::ExportAlarms { filter } => {
+                tokio::task::spawn_blocking(move || crate::report::export_alarms(&history, &filter))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .map(|(file, n)| {
+                        Response::Saved(crate::ipc::protocol::Saved {
+                            message: format!(
+                                "{n} {} saved to {file}",
+                                if n == 1 { "alarm" } else { "alarms" }
+                            ),
+                            files: vec![file],
+                        })
+                    })
+                    .map_err(report_error)
             }
             Request::SendTestNotification => self.test_popup().map(|_| Response::Ok),
             Request::SetPaused { paused } => self.set_paused(paused).await.map(|_| Response::Ok),

@@ -42,6 +42,7 @@ pub fn what(key: &SecretKey) -> &'static str {
         SecretKey::SaverisPassword(_) => "password",
         SecretKey::StompPasscode(_) => "STOMP passcode",
         SecretKey::ElementApiKey(_) => "API key",
+        SecretKey::WebhookToken(_) => "webhook token",
     }
 }
 
@@ -65,6 +66,11 @@ pub fn element_key_origin(account: &ElementAccount) -> Option<String> {
     origin(&account.base_url)
 }
 
+/// Where a webhook sends its token: the webhook's URL (with `{token}` standing in).
+pub fn webhook_token_origin(hook: &crate::settings::Webhook) -> Option<String> {
+    origin(&hook.url.replace("{token}", "token"))
+}
+
 /// The origin `key`'s account in `settings` sends it to; `None` when the account is not in
 /// the settings or sends the secret nowhere.
 pub fn origin_in(settings: &Settings, key: &SecretKey) -> Option<String> {
@@ -84,6 +90,12 @@ pub fn origin_in(settings: &Settings, key: &SecretKey) -> Option<String> {
             .iter()
             .find(|a| &a.id == id)
             .and_then(element_key_origin),
+        SecretKey::WebhookToken(id) => settings
+            .escalation
+            .webhooks
+            .iter()
+            .find(|w| &w.id == id)
+            .and_then(webhook_token_origin),
     }
 }
 

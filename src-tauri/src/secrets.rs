@@ -94,6 +94,8 @@ pub enum SecretKey {
     SaverisPassword(String),
     StompPasscode(String),
     ElementApiKey(String),
+    /// An escalation webhook's token (issue 21), by webhook id.
+    WebhookToken(String),
 }
 
 impl SecretKey {
@@ -102,6 +104,7 @@ impl SecretKey {
             SecretKey::SaverisPassword(a) => format!("saveris:{a}:password"),
             SecretKey::StompPasscode(a) => format!("saveris:{a}:stomp-passcode"),
             SecretKey::ElementApiKey(a) => format!("element:{a}:api-key"),
+            SecretKey::WebhookToken(w) => format!("webhook:{w}:token"),
         }
     }
 

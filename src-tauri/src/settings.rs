@@ -450,6 +450,101 @@ impl Default for Notifications {
     }
 }
 
+/// Escalation (issue 21): a critical alarm nobody acknowledged for `after_mins` minutes is
+/// sent to every enabled webhook. Tokens are in the keyring
+/// ([`crate::secrets::SecretKey::WebhookToken`]), never here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(default)]
+pub struct Escalation {
+    pub after_mins: u32,
+    pub webhooks: Vec<Webhook>,
+}
+
+impl Default for Escalation {
+    fn default() -> Self {
+        Escalation {
+            after_mins: 15,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+impl Escalation {
+    fn validate(&self) -> Result<(), SettingsError> {
+        if !(1..=1440).contains(&self.after_mins) {
+            return Err(SettingsError::Invalid(
+                "escalation waits between 1 and 1440 minutes".into(),
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for w in &self.webhooks {
+            if w.id.is_empty() || !ids.insert(&w.id) {
+                return Err(SettingsError::Invalid(format!(
+                    "webhook id \"{}\" is empty or used twice",
+                    w.id
+                )));
+            }
+            w.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// One receiver of escalations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(default)]
+pub struct Webhook {
+    pub id: String,
+    pub name: String,
+    pub kind: WebhookKind,
+    /// http(s) URL. `{token}` in it is replaced by the stored token (Slack and Teams keep
+    /// their secret in the path); otherwise a stored token goes as `Authorization: Bearer`.
+    pub url: String,
+    pub enabled: bool,
+}
+
+impl Default for Webhook {
+    fn default() -> Self {
+        Webhook {
+            id: String::new(),
+            name: String::new(),
+            kind: WebhookKind::Json,
+            url: String::new(),
+            enabled: true,
+        }
+    }
+}
+
+impl Webhook {
+    fn validate(&self) -> Result<(), SettingsError> {
+        let name = if self.name.is_empty() {
+            &self.id
+        } else {
+            &self.name
+        };
+        // `{token}` is not valid in every URL part: check the URL with a stand-in.
+        match url::Url::parse(&self.url.replace("{token}", "token")) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+            _ => Err(SettingsError::Invalid(format!(
+                "webhook \"{name}\" needs an http:// or https:// URL"
+            ))),
+        }
+    }
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookKind {
+    /// `application/json` with the alarm's fields.
+    #[default]
+    Json,
+    /// ntfy: the text as body, `Title`, `Priority` and `Tags` headers.
+    Ntfy,
+    /// `{"text": …}`, which Slack and Microsoft Teams incoming webhooks both take.
+    Slack,
+}
+
 /// What the user chose for one sensor seen so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
@@ -490,6 +585,11 @@ pub struct Settings {
     pub comment_required_critical: bool,
     /// The audit trail keeps records this long, apart from the history's retention.
     pub audit_retention_days: u32,
+    /// Issue 21: critical alarms left unacknowledged are sent to webhooks.
+    pub escalation: Escalation,
+    /// Issue 21: ΔH/R in kelvin for the shift report's mean kinetic temperature (USP <1079>
+    /// uses 10,000 K, i.e. ΔH ≈ 83.144 kJ/mol).
+    pub mkt_dh_r: f64,
     /// ELEMENT sends no units (issue 20): per parser id, field → unit the user confirmed
     /// ("°C"). Suggestions from field names are not stored here until confirmed.
     pub element_units: BTreeMap<String, BTreeMap<String, String>>,
@@ -506,6 +606,8 @@ impl Default for Settings {
             sensors: BTreeMap::new(),
             retention_days: 90,
             autostart: false,
+            escalation: Escalation::default(),
+            mkt_dh_r: 10_000.0,
             display_name: String::new(),
             comment_required_critical: false,
             audit_retention_days: 730,
@@ -547,6 +649,12 @@ impl Settings {
                     "account id \"{id}\" is empty or used twice"
                 )));
             }
+        }
+        self.escalation.validate()?;
+        if !(1_000.0..=50_000.0).contains(&self.mkt_dh_r) {
+            return Err(SettingsError::Invalid(
+                "ΔH/R for the mean kinetic temperature is between 1,000 and 50,000 K".into(),
+            ));
         }
         for a in self.saveris.iter().filter(|a| a.custom.is_none()) {
             if !saveris_environment_exists(a.region, a.environment) {

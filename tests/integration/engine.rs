@@ -902,3 +902,228 @@ async fn a_snoozed_sensor_stays_quiet_until_the_snooze_ends() {
     }
     r.run.engine.shutdown().await;
 }
+
+/// A profile with a night shift of two fridges (readings every 5 min for 8 h, two
+/// excursions, three alarms with acknowledgements), rules with limits, and an audit trail.
+fn report_profile() -> tempfile::TempDir {
+    use alarm_tray::engine::history::NewAlarm;
+    use alarm_tray::engine::model::LatestValue;
+    use alarm_tray::settings::{Limit, RuleTarget, ThresholdRule};
+    const T0: i64 = 1_765_058_400_000; // 2025-12-06 22:00 UTC
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::open(&dir.path().join("history.sqlite3")).unwrap();
+    let mut alarms = Vec::new();
+    history
+        .write(|w| {
+            for (sensor, name, base) in [
+                ("fr-1", "Vaccine fridge 1", 5.0),
+                ("fr-2", "Pharmacy fridge 2", 4.0),
+            ] {
+                for i in 0..96i64 {
+                    let at_ms = T0 + i * 300_000;
+                    // fr-1 goes over 8 °C from 01:00 to 01:40; fr-2 under 2 °C at 04:00–04:20.
+                    let v = match (sensor, i) {
+                        ("fr-1", 36..=43) => 9.2 + (i - 36) as f64 * 0.1,
+                        ("fr-2", 72..=75) => 1.5,
+                        _ => base + ((i as f64) / 6.0).sin() * 0.8,
+                    };
+                    let at = jiff::Timestamp::from_millisecond(at_ms).unwrap();
+                    let mut e = Event::new(
+                        Source::Saveris,
+                        "a1",
+                        "measurements",
+                        EventKind::Measurement,
+                        format!("{sensor}-{i}"),
+                    );
+                    e.sensor = Some(sensor.into());
+                    e.name = Some(name.into());
+                    e.quantity = Some("Temperature".into());
+                    e.value = Some(v);
+                    e.unit = Some("°C".into());
+                    e.measured_at = Some(at);
+                    e.received_at = at;
+                    w.insert_event(&e)?;
+                    w.set_last_value(&LatestValue {
+                        sensor: sensor.into(),
+                        name: Some(name.into()),
+                        source: Source::Saveris,
+                        quantity: Some("Temperature".into()),
+                        value: v,
+                        unit: Some("°C".into()),
+                        at_ms,
+                    })?;
+                }
+            }
+            for (sensor, name, cond, raised, cleared) in [
+                (
+                    "fr-1",
+                    "Vaccine fridge 1",
+                    "Upper limit",
+                    T0 + 36 * 300_000,
+                    Some(T0 + 44 * 300_000),
+                ),
+                (
+                    "fr-2",
+                    "Pharmacy fridge 2",
+                    "Lower limit",
+                    T0 + 72 * 300_000,
+                    Some(T0 + 76 * 300_000),
+                ),
+                (
+                    "fr-2",
+                    "Pharmacy fridge 2",
+                    "Sensor offline",
+                    T0 + 90 * 300_000,
+                    None,
+                ),
+            ] {
+                let id = w.raise_alarm(&NewAlarm {
+                    alarm_key: format!("{sensor}:{cond}"),
+                    source: Source::Saveris,
+                    account: "a1".into(),
+                    device: None,
+                    sensor: Some(sensor.into()),
+                    name: Some(name.into()),
+                    condition: Some(cond.into()),
+                    severity: Severity::Alarm,
+                    value: None,
+                    unit: Some("°C".into()),
+                    limit: None,
+                    rule_id: None,
+                    event_id: None,
+                    raised_ms: raised,
+                })?;
+                if let Some(c) = cleared {
+                    w.clear_alarm(id, c)?;
+                }
+                alarms.push(id);
+            }
+            Ok(())
+        })
+        .unwrap();
+    history
+        .acknowledge_as(
+            alarms[0],
+            "popup",
+            "Ana Ruiz (ana)",
+            Some("door left open after the delivery, closed it, vaccines moved to fridge 3"),
+            T0 + 38 * 300_000,
+        )
+        .unwrap();
+    history
+        .acknowledge_as(
+            alarms[1],
+            "window",
+            "Ben Okafor (ben)",
+            Some("defrost cycle"),
+            T0 + 73 * 300_000,
+        )
+        .unwrap();
+    let audit = history.audit().unwrap();
+    for i in 1..=5 {
+        audit.record(T0 + i, "alarm_raised", json!({"alarm_id": i}));
+    }
+    audit.flush();
+    let mut s = Settings::default();
+    s.rules = vec![
+        ThresholdRule {
+            id: "hi".into(),
+            name: "Fridge above 8 °C".into(),
+            limit: Limit::Above { value: 8.0 },
+            ..Default::default()
+        },
+        ThresholdRule {
+            id: "lo".into(),
+            name: "Fridge below 2 °C".into(),
+            target: RuleTarget::All,
+            limit: Limit::Below { value: 2.0 },
+            ..Default::default()
+        },
+    ];
+    alarm_tray::settings::save(&dir.path().join(alarm_tray::settings::FILE_NAME), &s).unwrap();
+    dir
+}
+
+/// Runs the real `alarm-tray report` on the profile: (success, stderr).
+fn report_cli(profile: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(crate::desktop::app_bin())
+        .arg("report")
+        .args(args)
+        .env("ALARM_TRAY_DATA_DIR", profile)
+        .env("TZ", "Europe/Berlin")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn report_cli_writes_the_pdf_and_csv_and_the_pdf_renders() {
+    let profile = report_profile();
+    let pdf = profile.path().join("night.pdf");
+    let csv = profile.path().join("night.csv");
+    let (ok, text) = report_cli(
+        profile.path(),
+        &[
+            "--from",
+            "2025-12-06T23:00",
+            "--to",
+            "2025-12-07T07:00",
+            "--pdf",
+            pdf.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("audit trail intact (5 records)"), "{text}");
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    // 23:00 Berlin is 22:00 UTC: the range starts with the first reading.
+    assert!(rows.contains("2025-12-06T23:00:00+01:00"), "{rows}");
+    assert!(
+        rows.contains("sensor,fr-1,Vaccine fridge 1,Temperature,°C,96,"),
+        "{rows}"
+    );
+    // fr-1 is over 8 °C for 8 readings of 5 min.
+    assert!(rows.contains(",Fridge above 8 °C,,8.00,40.0,"), "{rows}");
+    assert!(rows.contains("Ana Ruiz (ana),\"door left open after the delivery, closed it, vaccines moved to fridge 3\""), "{rows}");
+
+    // Rendered by poppler; the first page is kept for people to look at.
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("pdftoppm")
+        .args(["-png", "-r", "90", "-f", "1", "-l", "1", "-singlefile"])
+        .arg(&pdf)
+        .arg(shots.join("report-page-1"))
+        .output()
+        .expect("pdftoppm (Debian poppler-utils, in the Makefile's APT_PKGS)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(shots.join("report-page-1.png")).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    let info = Command::new("pdfinfo").arg(&pdf).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("Pages:"), "{info}");
+
+    // Failures exit non-zero: a bad time, and a profile with no history.
+    let (ok, text) = report_cli(
+        profile.path(),
+        &["--from", "yesterday", "--to", "2025-12-07"],
+    );
+    assert!(!ok && text.contains("is not a time"), "{text}");
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, text) = report_cli(
+        empty.path(),
+        &["--from", "2025-12-06", "--to", "2025-12-07"],
+    );
+    assert!(!ok && text.contains("there is no history"), "{text}");
+}

@@ -44,6 +44,8 @@ export function defaultSettings(): Settings {
     },
     sensors: {},
     retention_days: 90,
+    escalation: { after_mins: 15, webhooks: [] },
+    mkt_dh_r: 10000,
     autostart: false,
     display_name: "",
     comment_required_critical: false,
@@ -139,6 +141,20 @@ export function installMock(state: MockState = emptyState()): MockState {
             return { message: `Logged in as ${t.account.username} and subscribed to the alarms channel.` };
           }
           return { message: "Connected to ELEMENT: 3 devices visible with this API key." };
+        }
+        case "export_alarms": {
+          const n = state.alarms.filter((r) => matches(r, { ...a.filter, limit: 0 })).length;
+          return { files: ["/home/you/Downloads/alarm-history.csv"], message: `${n} alarms saved to /home/you/Downloads/alarm-history.csv` };
+        }
+        case "report":
+          if (a.toMs <= a.fromMs) throw { kind: "invalid_input", message: "the range ends before it starts" };
+          return { files: ["/home/you/Downloads/report.pdf", "/home/you/Downloads/report.csv"], message: "Report saved: /home/you/Downloads/report.pdf and /home/you/Downloads/report.csv" };
+        case "test_webhook": {
+          const w = a.webhook;
+          const token = a.token ?? (state.secrets.has(`webhook_token:${w.id}`) ? "stored" : null);
+          if (w.url.includes("{token}") && !token) throw { kind: "secret_missing", message: "the URL needs a token ({token}) and none is stored" };
+          if (w.url.includes("fail")) throw { kind: "bad_response", message: "the webhook answered HTTP 500" };
+          return { message: "The webhook took the test message." };
         }
         case "discover":
           if (a.what.what === "tags") return [{ id: "tag-cold", name: "Cold rooms" }, { id: "tag-lab", name: "Lab" }];

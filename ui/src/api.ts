@@ -24,6 +24,8 @@ import type {
   Status,
   UnparsedRow,
   AuditReport,
+  Webhook,
+  Saved,
 } from "./types";
 
 export type ErrorKind = MonitorError["kind"];
@@ -105,6 +107,8 @@ export const api = {
   removeAccount: (accountId: string) => call<null>("remove_account", { accountId }),
   status: () => call<Status>("status"),
   testConnection: (test: ConnectionTest) => call<Connected>("test_connection", { test }),
+  /** One test message to an escalation webhook as typed; `token` null: the stored one. */
+  testWebhook: (webhook: Webhook, token: string | null) => call<Connected>("test_webhook", { webhook, token }),
   discover: (account: string, what: Discover) => call<NamedItem[]>("discover", { account, what }),
   alarms: (filter: AlarmFilter) => call<AlarmRow[]>("alarms", { filter }),
   /** `comment`: why (required for critical alarms when the settings say so). */
@@ -123,6 +127,10 @@ export const api = {
   sensorView: (sensor: string, quantity: string | null, fromMs: number, toMs: number, buckets: number) =>
     call<SensorView>("sensor_view", { sensor, quantity, fromMs, toMs, buckets }),
   unparsed: (limit: number) => call<UnparsedRow[]>("unparsed", { limit }),
+  /** The shift report of a range, written by the monitor as PDF and CSV into Downloads. */
+  report: (fromMs: number, toMs: number) => call<Saved>("report", { fromMs, toMs }),
+  /** Every alarm the filter matches (no row cap), streamed by the monitor into a CSV in Downloads. */
+  exportAlarms: (filter: AlarmFilter) => call<Saved>("export_alarms", { filter }),
   /** Walks the audit trail's hash chain. */
   auditVerify: () => call<AuditReport>("audit_verify"),
   sendTestNotification: () => call<null>("send_test_notification"),

@@ -164,6 +164,28 @@ export type SensorPrefs = { name: string, notify: boolean,
  */
 main_field: string, };
 
+/**
+ * Escalation (issue 21): a critical alarm nobody acknowledged for `after_mins` minutes is
+ * sent to every enabled webhook. Tokens are in the keyring
+ * ([`crate::secrets::SecretKey::WebhookToken`]), never here.
+ */
+export type Escalation = { after_mins: number, webhooks: Array<Webhook>, };
+
+/**
+ * One receiver of escalations.
+ */
+export type Webhook = { id: string, name: string, kind: WebhookKind, 
+/**
+ * http(s) URL. `{token}` in it is replaced by the stored token (Slack and Teams keep
+ * their secret in the path); otherwise a stored token goes as `Authorization: Bearer`.
+ */
+url: string, enabled: boolean, };
+
+/**
+ * The body a webhook receives.
+ */
+export type WebhookKind = "json" | "ntfy" | "slack";
+
 export type Settings = { version: number, saveris: Array<SaverisAccount>, element: Array<ElementAccount>, rules: Array<ThresholdRule>, notifications: Notifications, 
 /**
  * Keyed by sensor identity.
@@ -181,13 +203,22 @@ comment_required_critical: boolean,
 /**
  * The audit trail keeps records this long, apart from the history's retention.
  */
-audit_retention_days: number, };
+audit_retention_days: number, 
+/**
+ * Issue 21: critical alarms left unacknowledged are sent to webhooks.
+ */
+escalation: Escalation, 
+/**
+ * Issue 21: ΔH/R in kelvin for the shift report's mean kinetic temperature (USP <1079>
+ * uses 10,000 K, i.e. ΔH ≈ 83.144 kJ/mol).
+ */
+mkt_dh_r: number, };
 
 /**
  * Which secret. Its string form is the keyring entry's user name, e.g.
  * `saveris:acc1:password` — an id, never the secret.
  */
-export type SecretKey = { "kind": "saveris_password", "account": string } | { "kind": "stomp_passcode", "account": string } | { "kind": "element_api_key", "account": string };
+export type SecretKey = { "kind": "saveris_password", "account": string } | { "kind": "stomp_passcode", "account": string } | { "kind": "element_api_key", "account": string } | { "kind": "webhook_token", "account": string };
 
 /**
  * Which upstream an event came from.
@@ -440,6 +471,11 @@ send_stored_to?: string | null, };
  * A connection test that got through: what it reached, in words.
  */
 export type Connected = { message: string, };
+
+/**
+ * Files the monitor wrote for the window (report, export), and a line about them.
+ */
+export type Saved = { files: Array<string>, message: string, };
 
 /**
  * What ELEMENT discovery lists.

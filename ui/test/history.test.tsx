@@ -1,8 +1,9 @@
 import { fireEvent, screen, waitFor } from "@testing-library/preact";
 import { emit } from "@tauri-apps/api/event";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { demoState, installMock } from "../dev/mockBackend";
 import { alarmsToCsv, csvField } from "../src/lib/csv";
+import { EMPTY_FILTER, reportRange } from "../src/history/HistoryPage";
 import type { AlarmRow } from "../src/types";
 import { byId, findId, renderApp } from "./helpers";
 
@@ -111,31 +112,30 @@ describe("history", () => {
     await waitFor(() => expect(byId("alarm-row-3").className).toContain("focus"));
   });
 
-  it("exports exactly the rows shown as CSV", async () => {
-    installMock(demoState());
+  // Issue 21 changed this: the export is every alarm the filter matches, streamed by the
+  // monitor into a file (no row cap), not the rows the page has loaded.
+  it("exports every alarm the filter matches through the monitor", async () => {
+    const m = installMock(demoState());
     await openHistory();
     fireEvent.change(byId("filter-state"), { target: { value: "active" } });
     await waitFor(() => expect(screen.getAllByTestId(/^alarm-row-/)).toHaveLength(2));
-    let blob: Blob | null = null;
-    const create = vi.fn((b: Blob) => {
-      blob = b;
-      return "blob:x";
-    });
-    const revoke = vi.fn();
-    Object.assign(URL, { createObjectURL: create, revokeObjectURL: revoke });
-    let downloaded = "";
-    const click = vi.spyOn(HTMLAnchorElement.prototype, "click").mockImplementation(function (this: HTMLAnchorElement) {
-      downloaded = this.download;
-    });
     fireEvent.click(byId("export-csv"));
-    expect(create).toHaveBeenCalledTimes(1);
-    expect(downloaded).toMatch(/^alarm-history-\d{4}-\d{2}-\d{2}\.csv$/);
-    const text = await (blob as unknown as Blob).text();
-    const lines = text.trim().split("\r\n");
-    expect(lines[0]).toBe("id,state,severity,source,account,device,sensor,name,condition,value,unit,limit,raised,cleared,acknowledged,acknowledged_by");
-    expect(lines).toHaveLength(3);
-    expect(lines[1]).toMatch(/^1,active,alarm,saveris,s1,60A1B2,60A1B2:Temperature,60A1B2,Upper limit,9.4,°C,> 8,/);
-    click.mockRestore();
+    await waitFor(() => expect(byId("history-saved").textContent).toBe("2 alarms saved to /home/you/Downloads/alarm-history.csv"));
+    const call = m.calls.find((c) => c.cmd === "export_alarms")!;
+    expect((call.args as any).filter.state).toBe("active");
+  });
+
+  it("makes the shift report of the filter's range, or of the last 12 hours", async () => {
+    const m = installMock(demoState());
+    await openHistory();
+    fireEvent.click(byId("history-report"));
+    await waitFor(() => expect(byId("history-saved").textContent).toContain("Report saved: /home/you/Downloads/report.pdf"));
+    const a = m.calls.find((c) => c.cmd === "report")!.args as any;
+    expect(a.toMs - a.fromMs).toBe(12 * 3_600_000);
+    expect(reportRange({ ...EMPTY_FILTER, from: "2026-12-06T22:00", to: "2026-12-07T06:00" }, 0)).toEqual([
+      new Date("2026-12-06T22:00").getTime(),
+      new Date("2026-12-07T06:00").getTime(),
+    ]);
   });
 
   it("shows unparsed messages as text", async () => {

@@ -285,6 +285,7 @@ impl Engine {
             || self.storage_error.is_some()
             || popups_failing
             || audit_failing
+            || self.escalator.failing_names().next().is_some()
         {
             TrayState::Problem
         } else if paused {
@@ -324,6 +325,9 @@ impl Engine {
         if audit_failing {
             parts.push("audit trail cannot be written".into());
         }
+        for name in self.escalator.failing_names() {
+            parts.push(format!("webhook {name} failing"));
+        }
         if self.settings.notifications.paused {
             parts.push("popups paused".into());
         } else if paused {
@@ -350,6 +354,7 @@ impl Engine {
                     st.names = self.names_sentence(&st.feed);
                     st
                 })
+                .chain(self.escalator.statuses())
                 .collect(),
         }
     }

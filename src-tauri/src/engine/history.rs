@@ -166,7 +166,30 @@ CREATE TABLE IF NOT EXISTS snoozes (
     user TEXT NOT NULL,
     ended_ms INTEGER
 );
+-- Issue 21: each critical alarm sent (or being sent) to a webhook, one row per webhook.
+CREATE TABLE IF NOT EXISTS escalations (
+    alarm_id INTEGER NOT NULL,
+    webhook TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    started_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (alarm_id, webhook)
+);
 ";
+
+/// One escalation of an alarm to a webhook (issue 21).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EscalationRow {
+    pub alarm_id: i64,
+    pub webhook: String,
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub started_ms: i64,
+    pub updated_ms: i64,
+}
 
 struct Inner {
     write: Mutex<Connection>,
@@ -496,6 +519,49 @@ impl History {
     }
 
     pub fn alarms(&self, f: &AlarmFilter) -> Result<Vec<AlarmRow>, HistoryError> {
+        let (mut sql, args) = alarms_query(f);
+        let limit = if f.limit == 0 {
+            500
+        } else {
+            f.limit.min(10_000)
+        };
+        sql.push_str(&format!(
+            " ORDER BY raised_ms DESC, id DESC LIMIT {limit} OFFSET {}",
+            f.offset
+        ));
+        let c = self.read_conn();
+        let mut st = c.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), alarm_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every alarm the filter matches, newest first, with no row cap (its `limit` and
+    /// `offset` are ignored): handed to `each` one by one, so an export of years of
+    /// alarms never holds them all in memory (issue 21).
+    pub fn each_alarm<E: From<HistoryError>>(
+        &self,
+        f: &AlarmFilter,
+        mut each: impl FnMut(AlarmRow) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let (mut sql, args) = alarms_query(f);
+        sql.push_str(" ORDER BY raised_ms DESC, id DESC");
+        let c = self.read_conn();
+        let mut st = c.prepare(&sql).map_err(HistoryError::from)?;
+        let mut rows = st
+            .query(rusqlite::params_from_iter(args))
+            .map_err(HistoryError::from)?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(HistoryError::from)? {
+            each(alarm_row(r).map_err(HistoryError::from)?)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// The alarms table's SELECT for a filter, without order and limit, and its arguments.
+fn alarms_query(f: &AlarmFilter) -> (String, Vec<rusqlite::types::Value>) {
+    {
         let mut sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE 1=1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         // Every condition uses a numbered parameter: `?{n}` is the next argument's number.
@@ -537,21 +603,11 @@ impl History {
         if let Some(to) = f.to_ms {
             cond(&mut sql, " AND raised_ms <= ?{n}", to.into());
         }
-        let limit = if f.limit == 0 {
-            500
-        } else {
-            f.limit.min(10_000)
-        };
-        sql.push_str(&format!(
-            " ORDER BY raised_ms DESC, id DESC LIMIT {limit} OFFSET {}",
-            f.offset
-        ));
-        let c = self.read_conn();
-        let mut st = c.prepare(&sql)?;
-        let rows = st.query_map(rusqlite::params_from_iter(args), alarm_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        (sql, args)
     }
+}
 
+impl History {
     /// The last value per sensor and quantity.
     pub fn latest_values(&self) -> Result<Vec<LatestValue>, HistoryError> {
         let c = self.read_conn();
@@ -747,6 +803,10 @@ impl History {
             "DELETE FROM alarm_steps WHERE alarm_id IN (SELECT id FROM alarms WHERE cleared_ms < ?1)",
             params![cutoff_ms],
         )?;
+        c.execute(
+            "DELETE FROM escalations WHERE alarm_id IN (SELECT id FROM alarms WHERE cleared_ms < ?1)",
+            params![cutoff_ms],
+        )?;
         total += c.execute(
             "DELETE FROM alarms WHERE cleared_ms < ?1",
             params![cutoff_ms],
@@ -876,6 +936,109 @@ impl History {
                 params![sensor, at_ms],
             )? > 0)
         })
+    }
+
+    /// (sensor, quantity or "") of every reading in `[from_ms, to_ms)`, sorted: the rows of
+    /// the shift report (issue 21).
+    pub fn report_channels(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, String)>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT DISTINCT sensor, coalesce(quantity, '') FROM events WHERE sensor IS NOT NULL \
+             AND at_ms >= ?1 AND at_ms < ?2 AND value IS NOT NULL AND kind IN ('measurement', 'reading') \
+             ORDER BY 1, 2",
+        )?;
+        let rows = st.query_map(params![from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every reading of a sensor's quantity ("" = none) in `[from_ms, to_ms)`, oldest first,
+    /// with no cap: the report computes its figures from all of them.
+    pub fn range_series(
+        &self,
+        sensor: &str,
+        quantity: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, f64)>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT at_ms, value FROM events WHERE sensor = ?1 AND coalesce(quantity, '') = ?2 \
+             AND at_ms >= ?3 AND at_ms < ?4 AND value IS NOT NULL AND kind IN ('measurement', 'reading') \
+             ORDER BY at_ms",
+        )?;
+        let rows = st.query_map(params![sensor, quantity, from_ms, to_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every alarm that overlaps `[from_ms, to_ms]`, oldest first (shift report).
+    pub fn alarms_in_range(&self, from_ms: i64, to_ms: i64) -> Result<Vec<AlarmRow>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE raised_ms <= ?2 \
+             AND (cleared_ms IS NULL OR cleared_ms >= ?1) ORDER BY raised_ms, id"
+        ))?;
+        let rows = st.query_map(params![from_ms, to_ms], alarm_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records where an escalation of `alarm_id` to `webhook` stands (issue 21): `state` is
+    /// "sending", "sent", "failed" (gave up) or "cancelled" (acknowledged or cleared first).
+    pub fn record_escalation(
+        &self,
+        alarm_id: i64,
+        webhook: &str,
+        state: &str,
+        attempts: u32,
+        last_error: Option<&str>,
+        at_ms: i64,
+    ) -> Result<(), HistoryError> {
+        self.write(|w| {
+            w.tx.execute(
+                "INSERT INTO escalations (alarm_id, webhook, state, attempts, last_error, started_ms, updated_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (alarm_id, webhook) DO UPDATE SET \
+                 state = ?3, attempts = ?4, last_error = coalesce(?5, last_error), updated_ms = ?6",
+                params![alarm_id, webhook, state, attempts, last_error, at_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The escalations of one alarm, oldest first.
+    pub fn escalations(&self, alarm_id: i64) -> Result<Vec<EscalationRow>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT webhook, state, attempts, last_error, started_ms, updated_ms \
+             FROM escalations WHERE alarm_id = ?1 ORDER BY started_ms, webhook",
+        )?;
+        let rows = st.query_map(params![alarm_id], |r| {
+            Ok(EscalationRow {
+                alarm_id,
+                webhook: r.get(0)?,
+                state: r.get(1)?,
+                attempts: r.get(2)?,
+                last_error: r.get(3)?,
+                started_ms: r.get(4)?,
+                updated_ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Active alarms that were escalated already (a restart must not send them again).
+    pub fn escalated_active(&self) -> Result<Vec<i64>, HistoryError> {
+        let c = lock(&self.inner.write);
+        let mut st = c.prepare_cached(
+            "SELECT DISTINCT e.alarm_id FROM escalations e JOIN alarms a ON a.id = e.alarm_id \
+             WHERE a.cleared_ms IS NULL",
+        )?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Makes every write fail (as on a full disk or a read-only directory) or work again.

@@ -19,6 +19,7 @@
 //! and the status) and `worker` (the popup thread).
 
 pub mod audit;
+mod escalation;
 mod health;
 pub mod history;
 pub mod model;
@@ -109,6 +110,21 @@ pub enum Decision {
     },
     /// A new alarm waits for the storm summary instead of popping now.
     Grouped { alarm_id: i64 },
+    /// A critical alarm nobody acknowledged in time reached a webhook (issue 21).
+    Escalated {
+        alarm_id: i64,
+        webhook: String,
+        attempts: u32,
+    },
+    /// An attempt to send an escalation failed: tried again in `retry_in_ms`, or given up
+    /// (`None`).
+    EscalationFailed {
+        alarm_id: i64,
+        webhook: String,
+        attempts: u32,
+        message: String,
+        retry_in_ms: Option<i64>,
+    },
     /// A popup was not shown: "quiet hours", "paused" or "sensor muted".
     HeldBack { popup: Popup, reason: String },
     /// The popup with this tag was closed (alarm cleared or acknowledged, feed back).
@@ -133,6 +149,9 @@ pub enum Decision {
 /// {"type":"decision","decision":{"kind":"alarm_raised","alarm":{"id":3,"source":"saveris",…}}}
 /// {"type":"decision","decision":{"kind":"popup","popup":{"tag":"alarm:3","summary":"…","body":"…",
 ///   "urgency":"critical","alarm_id":3,"actions":true},"repeat":false}}
+/// {"type":"decision","decision":{"kind":"escalated","alarm_id":3,"webhook":"ntfy","attempts":1}}
+/// {"type":"decision","decision":{"kind":"escalation_failed","alarm_id":3,"webhook":"ntfy","attempts":1,
+///   "message":"the webhook answered HTTP 500","retry_in_ms":30000}}
 /// {"type":"decision","decision":{"kind":"summary","popup":{…},"alarms":17,"sensors":5}}
 /// {"type":"decision","decision":{"kind":"grouped","alarm_id":7}}
 /// {"type":"decision","decision":{"kind":"held_back","popup":{…},"reason":"quiet hours"}}
@@ -392,6 +411,25 @@ fn audit_of(d: &Decision) -> Option<(&'static str, serde_json::Value)> {
             "snooze_ended",
             serde_json::json!({"sensor": sensor, "early": early}),
         ),
+        Decision::Escalated {
+            alarm_id,
+            webhook,
+            attempts,
+        } => (
+            "escalated",
+            serde_json::json!({"alarm_id": alarm_id, "webhook": webhook, "attempts": attempts}),
+        ),
+        Decision::EscalationFailed {
+            alarm_id,
+            webhook,
+            attempts,
+            message,
+            retry_in_ms,
+        } => (
+            "escalation_failed",
+            serde_json::json!({"alarm_id": alarm_id, "webhook": webhook, "attempts": attempts,
+                "message": message, "gave_up": retry_in_ms.is_none()}),
+        ),
         Decision::HeldBack { popup, reason } => (
             "popup_held_back",
             serde_json::json!({"alarm_id": popup.alarm_id, "tag": popup.tag, "reason": reason}),
@@ -485,6 +523,8 @@ struct Engine {
     /// The "not watched: keyring" popup was shown (once per start, issue 24).
     keyring_popup: bool,
     keyring_popup_open: bool,
+    /// Critical alarms sent to webhooks (issue 21).
+    escalator: escalation::Escalator,
     /// Asked whether popups are failing (kept until the notification service is back).
     popups_failing: Arc<dyn Notifier>,
     /// A batch that failed to store, tried again with backoff before anything new.
@@ -515,9 +555,12 @@ impl Engine {
     ) -> Self {
         let n = &settings.notifications;
         let history_for_names = history.clone();
+        // Alarms escalated before a restart are not sent again.
+        let escalator = escalation::Escalator::new(history.escalated_active().unwrap_or_default());
         Engine {
             rules: Rules::new(&settings),
             grouper: Grouper::new(n.group_window_secs, n.group_max),
+            escalator,
             settings,
             history,
             clock,
@@ -558,6 +601,7 @@ impl Engine {
         let mut batch: Vec<Delivery> = Vec::with_capacity(BATCH);
         let mut deliveries_open = true;
         let mut statuses_open = true;
+        let mut attempts = self.escalator.take_results();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish_status();
@@ -615,6 +659,7 @@ impl Engine {
                     Some(s) => self.on_status(s),
                     None => statuses_open = false,
                 },
+                Some(a) = attempts.recv() => self.on_attempt(a),
                 _ = tick.tick() => self.on_tick(),
             }
         }
@@ -792,6 +837,7 @@ impl Engine {
 
         self.expire_snoozes(now);
         self.repeat_unacknowledged(now);
+        self.escalate(now);
         self.check_feed_silence(now);
         self.write_notified(now);
 

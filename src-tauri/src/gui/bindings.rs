@@ -81,6 +81,10 @@ fn declarations() -> Vec<Decl> {
         Ringing,
         Notifications,
         SensorPrefs,
+        // Issue 21: escalation webhooks.
+        crate::settings::Escalation,
+        crate::settings::Webhook,
+        crate::settings::WebhookKind,
         Settings,
         // secrets.rs
         SecretKey,
@@ -115,6 +119,7 @@ fn declarations() -> Vec<Decl> {
         DownloadDone,
         ConnectionTest,
         Connected,
+        crate::ipc::protocol::Saved,
         Discover,
         Info,
         Push,

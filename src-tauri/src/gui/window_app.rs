@@ -142,6 +142,29 @@ async fn status(state: State<'_, WindowState>) -> Res<Status> {
     ask(&state, Request::Status).await
 }
 #[tauri::command]
+async fn report(
+    state: State<'_, WindowState>,
+    from_ms: i64,
+    to_ms: i64,
+) -> Res<crate::ipc::protocol::Saved> {
+    ask(&state, Request::Report { from_ms, to_ms }).await
+}
+#[tauri::command]
+async fn export_alarms(
+    state: State<'_, WindowState>,
+    filter: AlarmFilter,
+) -> Res<crate::ipc::protocol::Saved> {
+    ask(&state, Request::ExportAlarms { filter }).await
+}
+#[tauri::command]
+async fn test_webhook(
+    state: State<'_, WindowState>,
+    webhook: crate::settings::Webhook,
+    token: Option<String>,
+) -> Res<Connected> {
+    ask(&state, Request::TestWebhook { webhook, token }).await
+}
+#[tauri::command]
 async fn test_connection(state: State<'_, WindowState>, test: ConnectionTest) -> Res<Connected> {
     ask(&state, Request::TestConnection { test }).await
 }
@@ -329,6 +352,9 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
             sensor_view,
             unparsed,
             audit_verify,
+            test_webhook,
+            report,
+            export_alarms,
             send_test_notification,
             set_paused,
             start_monitor

@@ -176,6 +176,22 @@ pub enum Request {
     },
     /// Verify the audit trail's hash chain (General page).
     AuditVerify,
+    /// The shift report of `[from_ms, to_ms)` as PDF and CSV files in Downloads (issue 21).
+    Report {
+        from_ms: i64,
+        to_ms: i64,
+    },
+    /// Every alarm the filter matches, no row cap, as a CSV file in Downloads (issue 21).
+    ExportAlarms {
+        filter: AlarmFilter,
+    },
+    /// Sends a test message to an escalation webhook as typed (issue 21); `token`: as typed,
+    /// or `None` for the stored one (only to the origin it was stored for).
+    TestWebhook {
+        webhook: crate::settings::Webhook,
+        #[serde(default)]
+        token: Option<String>,
+    },
     SendTestNotification,
     SetPaused {
         paused: bool,
@@ -218,6 +234,7 @@ pub enum Response {
     Status(Status),
     /// A connection test that succeeded (a failed one is an [`Error`]).
     Connected(Connected),
+    Saved(Saved),
     Items(Vec<NamedItem>),
     Alarms(Vec<AlarmRow>),
     Latest(Vec<LatestValue>),
@@ -227,6 +244,13 @@ pub enum Response {
     SensorView(Box<SensorView>),
     Audit(crate::engine::audit::AuditReport),
     Snoozes(Vec<Snooze>),
+}
+
+/// Files the monitor wrote for the window (report, export), and a line about them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct Saved {
+    pub files: Vec<String>,
+    pub message: String,
 }
 
 /// A connection test that got through: what it reached, in words.
@@ -296,6 +320,7 @@ answers! {
     Series => Vec<(i64, f64)>,
     Unparsed => Vec<UnparsedRow>,
     SensorView => Box<SensorView>,
+    Saved => Saved,
     Audit => crate::engine::audit::AuditReport,
     Snoozes => Vec<Snooze>,
 }

@@ -12,6 +12,7 @@ mod desktop;
 #[path = "desktop_plain.rs"]
 mod desktop;
 mod kept;
+pub mod webhook;
 mod recording;
 pub mod sound;
 

@@ -3,9 +3,8 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, errorText, loadError } from "../api";
 import { useApp } from "../context";
-import { alarmsToCsv, downloadText } from "../lib/csv";
 import { compactTime, formatTime, formatValue, localInputToMs, siteTime } from "../lib/format";
-import type { AlarmFilter, AlarmRow, Severity, Snooze, SnoozeFor, UnparsedRow } from "../types";
+import type { AlarmFilter, AlarmRow, Saved, Severity, Snooze, SnoozeFor, UnparsedRow } from "../types";
 import { Button, Choice, Field, Message, Select } from "../widgets";
 
 export const PAGE_SIZE = 500;
@@ -215,6 +214,8 @@ export function AlarmsView() {
   const [rows, setRows] = useState<AlarmRow[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [ackError, setAckError] = useState<string | null>(null);
+  const [saved, setSaved] = useState<{ ok: boolean; text: string } | null>(null);
+  const [saving, setSaving] = useState(false);
   const focused = useRef<HTMLTableRowElement>(null);
 
   // Text filters wait for a pause in typing; choices apply at once.
@@ -268,6 +269,18 @@ export function AlarmsView() {
       .catch(() => {});
   }, [reloadTick]);
 
+  // Report and Export are written by the monitor (every row, no cap) into Downloads.
+  const save = async (ask: () => Promise<Saved>) => {
+    setSaving(true);
+    setSaved(null);
+    try {
+      setSaved({ ok: true, text: (await ask()).message });
+    } catch (e) {
+      setSaved({ ok: false, text: errorText(e) });
+    } finally {
+      setSaving(false);
+    }
+  };
   const needsComment = (r: AlarmRow) => commentRequired && r.severity === "alarm";
 
   // Opened on an alarm that cannot be acknowledged without a comment (the popup's
@@ -345,18 +358,18 @@ export function AlarmsView() {
           <Button testid="filter-clear" onClick={() => setForm(EMPTY_FILTER)}>
             Clear
           </Button>
-          <Button
-            testid="export-csv"
-            disabled={!rows || rows.length === 0}
-            onClick={() => rows && downloadText(`alarm-history-${new Date().toISOString().slice(0, 10)}.csv`, alarmsToCsv(rows))}
-          >
+          <Button testid="export-csv" disabled={!rows || rows.length === 0 || saving} onClick={() => save(() => api.exportAlarms(toFilter(form)))}>
             Export CSV
+          </Button>
+          <Button testid="history-report" disabled={saving || !!badRange} onClick={() => save(() => api.report(...reportRange(form, Date.now())))}>
+            Report
           </Button>
         </div>
         </div>
       </form>
       <Message text={error} testid="alarms-error" />
       <Message text={ackError} testid="ack-error" />
+      {saved && <Message ok={saved.ok} text={saved.text} testid="history-saved" />}
       {acking && <AckDialog row={acking} required={needsComment(acking)} onDone={acked} onCancel={() => setAcking(null)} />}
       <SnoozeList snoozes={snoozes} onChanged={() => setSnoozeTick((t) => t + 1)} />
       {snoozing && (
@@ -540,4 +553,11 @@ export function UnparsedView() {
       )}
     </section>
   );
+}
+
+/** The shift report's range: the filter's From/To, else the last 12 hours up to now. */
+export function reportRange(f: FilterForm, nowMs: number): [number, number] {
+  const to = localInputToMs(f.to) ?? nowMs;
+  const from = localInputToMs(f.from) ?? to - 12 * 3_600_000;
+  return [from, to];
 }

@@ -5,15 +5,17 @@ import type { Settings } from "../types";
 import { Message } from "../widgets";
 import { Accounts } from "./Accounts";
 import { ChannelsSection } from "./Channels";
+import { EscalationSection } from "./Escalation";
 import { GeneralSection } from "./General";
 import { RulesSection } from "./Rules";
 
-export type Section = "accounts" | "channels" | "rules" | "general";
+export type Section = "accounts" | "channels" | "rules" | "general" | "escalation";
 const SECTIONS: { id: Section; label: string }[] = [
   { id: "accounts", label: "Accounts" },
   { id: "channels", label: "Channels & devices" },
   { id: "rules", label: "Rules" },
   { id: "general", label: "General" },
+  { id: "escalation", label: "Escalation" },
 ];
 
 export function SettingsPage({ initialSection = "accounts" }: { initialSection?: Section }) {
@@ -55,6 +57,7 @@ export function SettingsPage({ initialSection = "accounts" }: { initialSection?:
         {settings && section === "channels" && <ChannelsSection settings={settings} reload={reload} />}
         {settings && section === "rules" && <RulesSection settings={settings} reload={reload} />}
         {settings && section === "general" && <GeneralSection settings={settings} reload={reload} />}
+        {settings && section === "escalation" && <EscalationSection settings={settings} reload={reload} />}
       </div>
     </div>
   );
