@@ -24,6 +24,7 @@ const COMMANDS: &[&str] = &[
     "send_test_notification",
     "set_paused",
     "start_monitor",
+    "team_status",
 ];
 
 fn main() {

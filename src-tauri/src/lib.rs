@@ -21,6 +21,9 @@ pub mod secret_binding;
 pub mod secrets;
 pub mod settings;
 pub mod simulate;
+/// Issue 26: team sharing over MQTT.
+pub mod team;
+pub mod team_bridge;
 pub mod watch;
 
 #[cfg(test)]

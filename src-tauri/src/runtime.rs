@@ -24,6 +24,9 @@ pub struct Runtime {
     statuses: mpsc::UnboundedSender<FeedStatus>,
     feeds: Mutex<Vec<FeedHandle>>,
     secrets: SecretStore,
+    /// Issue 26: team sharing, when on.
+    team: Mutex<Option<crate::team_bridge::TeamRun>>,
+    team_status: tokio::sync::watch::Sender<Option<crate::team::TeamStatus>>,
 }
 
 impl Runtime {
@@ -48,6 +51,8 @@ impl Runtime {
             statuses,
             feeds: Mutex::new(Vec::new()),
             secrets: SecretStore,
+            team: Mutex::new(None),
+            team_status: tokio::sync::watch::channel(None).0,
         };
         // Secrets stored before they were bound go where the saved settings send them, and
         // from now on only there (see `secret_binding`).
@@ -61,7 +66,51 @@ impl Runtime {
             Err(_) => {}
         }
         rt.restart_feeds(settings).await;
+        rt.restart_team(settings).await;
         rt
+    }
+
+    /// Issue 26: (re)starts team sharing as the settings say.
+    async fn restart_team(&self, settings: &Settings) {
+        let mut team = self.team.lock().await;
+        if let Some(t) = team.take() {
+            t.stop().await;
+        }
+        self.team_status.send_replace(None);
+        match crate::team_bridge::start(
+            settings,
+            &self.secrets,
+            self.engine.clone(),
+            self.deliveries.clone(),
+        )
+        .await
+        {
+            Ok(Some(t)) => {
+                let mut st = t.status();
+                let out = self.team_status.clone();
+                out.send_replace(Some(st.borrow_and_update().clone()));
+                tokio::spawn(async move {
+                    while st.changed().await.is_ok() {
+                        let v = st.borrow_and_update().clone();
+                        out.send_replace(Some(v));
+                    }
+                });
+                *team = Some(t);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "team sharing could not start");
+                self.team_status.send_replace(Some(crate::team::TeamStatus {
+                    state: e,
+                    ..Default::default()
+                }));
+            }
+        }
+    }
+
+    /// Issue 26: the team link's status (`None`: team sharing is off).
+    pub fn team_status(&self) -> tokio::sync::watch::Receiver<Option<crate::team::TeamStatus>> {
+        self.team_status.subscribe()
     }
 
     pub fn engine(&self) -> &EngineHandle {
@@ -75,11 +124,15 @@ impl Runtime {
         if old.saveris != new.saveris || old.element != new.element {
             self.restart_feeds(new).await;
         }
+        if old.team != new.team || (new.team.enabled && old.saveris != new.saveris) {
+            self.restart_team(new).await;
+        }
     }
 
     /// A password or key was stored or removed: reconnect with it.
     pub async fn secrets_changed(&self, settings: &Settings) {
         self.restart_feeds(settings).await;
+        self.restart_team(settings).await;
     }
 
     async fn restart_feeds(&self, settings: &Settings) {
@@ -279,6 +332,36 @@ impl Runtime {
                 };
                 Ok(element::test_connection(&account, &key).await?)
             }
+            ConnectionTest::Team {
+                team,
+                password,
+                site_key,
+            } => {
+                let site = team.site.trim().to_string();
+                let password = match password {
+                    Some(p) => Some(p),
+                    None => self.read_secret(SecretKey::TeamPassword(site.clone())).await,
+                };
+                let site_key = match site_key {
+                    Some(k) => Some(k),
+                    None => self.read_secret(SecretKey::TeamSiteKey(site.clone())).await,
+                };
+                let cfg = crate::team::TeamConfig {
+                    broker_url: team.broker_url.trim().to_string(),
+                    site,
+                    pc: team.pc(),
+                    user: team.user.trim().to_string(),
+                    password,
+                    site_key: site_key.unwrap_or_default().into_bytes(),
+                };
+                crate::team::test_connection(&cfg)
+                    .await
+                    .map_err(|e| match e {
+                        crate::team::TeamError::Connect(m) => Error::Network(m),
+                        crate::team::TeamError::NoSiteKey => Error::SecretMissing(e.to_string()),
+                        other => Error::InvalidInput(other.to_string()),
+                    })
+            }
         }
     }
 
@@ -314,6 +397,9 @@ impl Runtime {
 
     /// Stops the feeds (nothing further is acknowledged), then lets the engine flush.
     pub async fn shutdown(&self) {
+        if let Some(t) = self.team.lock().await.take() {
+            t.stop().await;
+        }
         let mut feeds = self.feeds.lock().await;
         for f in feeds.drain(..) {
             f.stop().await;

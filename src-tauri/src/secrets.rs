@@ -26,6 +26,9 @@ pub enum SecretKey {
     SaverisPassword(String),
     StompPasscode(String),
     ElementApiKey(String),
+    /// Issue 26: the team broker's password and the site key, per site name.
+    TeamPassword(String),
+    TeamSiteKey(String),
 }
 
 impl SecretKey {
@@ -34,6 +37,8 @@ impl SecretKey {
             SecretKey::SaverisPassword(a) => format!("saveris:{a}:password"),
             SecretKey::StompPasscode(a) => format!("saveris:{a}:stomp-passcode"),
             SecretKey::ElementApiKey(a) => format!("element:{a}:api-key"),
+            SecretKey::TeamPassword(site) => format!("team:{site}:broker-password"),
+            SecretKey::TeamSiteKey(site) => format!("team:{site}:site-key"),
         }
     }
 

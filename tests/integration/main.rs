@@ -9,4 +9,5 @@ mod faults;
 mod monitor;
 mod peers;
 mod saveris;
+mod team;
 mod windows;

@@ -20,6 +20,7 @@ import type {
   Status,
   UnparsedRow,
   AuditReport,
+  TeamStatus,
 } from "./types";
 
 export type ErrorKind = MonitorError["kind"];
@@ -118,6 +119,8 @@ export const api = {
   sendTestNotification: () => call<null>("send_test_notification"),
   setPaused: (paused: boolean) => call<null>("set_paused", { paused }),
   startMonitor: () => call<null>("start_monitor"),
+  /** Issue 26: team sharing's status; null when it is off. */
+  teamStatus: () => call<TeamStatus | null>("team_status"),
 };
 
 /**

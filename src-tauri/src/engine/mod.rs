@@ -26,6 +26,8 @@ pub mod policy;
 mod popups;
 pub mod reduce;
 pub mod rules;
+/// Issue 26: the team outbox rows.
+pub mod share;
 mod store;
 pub mod wording;
 mod worker;
@@ -160,6 +162,14 @@ enum Command {
         comment: Option<String>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Issue 26: acknowledged on another PC.
+    AcknowledgeRemote {
+        identity: String,
+        by: String,
+        user: String,
+        comment: Option<String>,
+        reply: oneshot::Sender<Result<bool, EngineError>>,
+    },
     Poke(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -198,6 +208,28 @@ impl EngineHandle {
             .send(Command::Acknowledge {
                 alarm_id,
                 by: by.to_string(),
+                comment,
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Issue 26: an acknowledgement made on another PC, by the alarm's identity; `user` is
+    /// "NAME on PC". `Ok(false)`: the alarm is not active here.
+    pub async fn acknowledge_remote(
+        &self,
+        identity: &str,
+        by: &str,
+        user: &str,
+        comment: Option<String>,
+    ) -> Result<bool, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::AcknowledgeRemote {
+                identity: identity.to_string(),
+                by: by.to_string(),
+                user: user.to_string(),
                 comment,
                 reply,
             })
@@ -457,6 +489,10 @@ impl Engine {
                     Some(Command::Settings(s)) => self.apply_settings(*s),
                     Some(Command::Acknowledge { alarm_id, by, comment, reply }) => {
                         let r = self.acknowledge(alarm_id, &by, comment);
+                        let _ = reply.send(r);
+                    }
+                    Some(Command::AcknowledgeRemote { identity, by, user, comment, reply }) => {
+                        let r = self.acknowledge_remote(&identity, &by, user, comment);
                         let _ = reply.send(r);
                     }
                     Some(Command::Poke(done)) => {

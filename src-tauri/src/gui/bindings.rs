@@ -78,6 +78,7 @@ fn declarations() -> Vec<Decl> {
         QuietHours,
         Notifications,
         SensorPrefs,
+        crate::settings::TeamSettings,
         Settings,
         // secrets.rs
         SecretKey,
@@ -97,6 +98,9 @@ fn declarations() -> Vec<Decl> {
         TrayState,
         crate::engine::audit::AuditReport,
         Status,
+        // team/ (issue 26)
+        crate::team::Peer,
+        crate::team::TeamStatus,
         // engine/reduce.rs
         Bucket,
         LimitLine,

@@ -81,6 +81,11 @@ async fn remove_account(state: State<'_, WindowState>, account_id: String) -> Re
 async fn status(state: State<'_, WindowState>) -> Res<Status> {
     ask(&state, Request::Status).await
 }
+/// Issue 26: team sharing's status (`None`: off).
+#[tauri::command]
+async fn team_status(state: State<'_, WindowState>) -> Res<Option<crate::team::TeamStatus>> {
+    ask(&state, Request::Team).await
+}
 #[tauri::command]
 async fn test_connection(state: State<'_, WindowState>, test: ConnectionTest) -> Res<Connected> {
     ask(&state, Request::TestConnection { test }).await
@@ -238,7 +243,8 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
             audit_verify,
             send_test_notification,
             set_paused,
-            start_monitor
+            start_monitor,
+            team_status
         ])
         .setup(move |app| {
             let built =

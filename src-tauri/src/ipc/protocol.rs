@@ -84,6 +84,16 @@ pub enum ConnectionTest {
         #[ts(optional = nullable)]
         send_stored_to: Option<String>,
     },
+    /// Issue 26: the team broker as typed; `None` secrets: the stored ones.
+    Team {
+        team: crate::settings::TeamSettings,
+        #[serde(default)]
+        #[ts(optional = nullable)]
+        password: Option<String>,
+        #[serde(default)]
+        #[ts(optional = nullable)]
+        site_key: Option<String>,
+    },
 }
 
 /// What ELEMENT discovery lists.
@@ -120,6 +130,8 @@ pub enum Request {
         key: SecretKey,
     },
     Status,
+    /// Issue 26: team sharing's status (`Response::Team`; `None` when it is off).
+    Team,
     TestConnection {
         test: ConnectionTest,
     },
@@ -210,6 +222,8 @@ pub enum Response {
     Unparsed(Vec<UnparsedRow>),
     SensorView(Box<SensorView>),
     Audit(crate::engine::audit::AuditReport),
+    /// Issue 26.
+    Team(Option<crate::team::TeamStatus>),
 }
 
 /// A connection test that got through: what it reached, in words.
@@ -279,6 +293,7 @@ answers! {
     Unparsed => Vec<UnparsedRow>,
     SensorView => Box<SensorView>,
     Audit => crate::engine::audit::AuditReport,
+    Team => Option<crate::team::TeamStatus>,
 }
 
 impl TryFrom<Response> for () {

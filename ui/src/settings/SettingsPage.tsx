@@ -7,13 +7,15 @@ import { Accounts } from "./Accounts";
 import { ChannelsSection } from "./Channels";
 import { GeneralSection } from "./General";
 import { RulesSection } from "./Rules";
+import { TeamSection } from "./Team";
 
-export type Section = "accounts" | "channels" | "rules" | "general";
+export type Section = "accounts" | "channels" | "rules" | "general" | "team";
 const SECTIONS: { id: Section; label: string }[] = [
   { id: "accounts", label: "Accounts" },
   { id: "channels", label: "Channels & devices" },
   { id: "rules", label: "Rules" },
   { id: "general", label: "General" },
+  { id: "team", label: "Team" },
 ];
 
 export function SettingsPage({ initialSection = "accounts" }: { initialSection?: Section }) {
@@ -55,6 +57,7 @@ export function SettingsPage({ initialSection = "accounts" }: { initialSection?:
         {settings && section === "channels" && <ChannelsSection settings={settings} reload={reload} />}
         {settings && section === "rules" && <RulesSection settings={settings} reload={reload} />}
         {settings && section === "general" && <GeneralSection settings={settings} reload={reload} />}
+        {settings && section === "team" && <TeamSection settings={settings} reload={reload} />}
       </div>
     </div>
   );
