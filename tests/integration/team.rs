@@ -188,9 +188,19 @@ async fn team_link_shares_signed_outbox_rows_drops_forged_ones_and_keeps_the_ses
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(out_a.len(), 10, "rows leave the outbox only on PUBACK");
     m.restart().expect("mosquitto again");
-    let got = take(&mut rx_b, 10, Duration::from_secs(40)).await;
+    // QoS 1 is at least once: after the restart the broker may send messages again that
+    // pc-b had acknowledged just before (receivers drop them by identity). What counts is
+    // that every row written while the broker was down arrives.
     let want: Vec<String> = (71..=80).map(|n| format!("rule:r1:s{n}")).collect();
-    assert_eq!(got, want, "rows written while the broker was down");
+    let mut seen = Vec::new();
+    let end = Instant::now() + Duration::from_secs(40);
+    while !want.iter().all(|w| seen.contains(w)) && Instant::now() < end {
+        seen.extend(take(&mut rx_b, 1, Duration::from_secs(2)).await);
+    }
+    let missing: Vec<&String> = want.iter().filter(|w| !seen.contains(w)).collect();
+    assert!(missing.is_empty(), "rows written while the broker was down, missing: {missing:?}");
+    let again = seen.iter().filter(|s| !want.contains(s)).count();
+    eprintln!("after the broker restart: {} messages, {again} of them sent again", seen.len());
     until("pc-a's outbox to empty after the outage", Duration::from_secs(10), || {
         out_a.len() == 0
     })

@@ -132,6 +132,28 @@ export type SensorPrefs = { name: string, notify: boolean,
  */
 main_field: string, };
 
+/**
+ * Team sharing (issue 26). The broker password and the site key are in the keyring
+ * (`SecretKey::TeamPassword` / `TeamSiteKey`, keyed by the site name), never here.
+ */
+export type TeamSettings = { enabled: boolean, 
+/**
+ * `mqtt://host[:port]` or `mqtts://host[:port]`.
+ */
+broker_url: string, 
+/**
+ * This PC's name among the site's; empty = the host name.
+ */
+pc_name: string, 
+/**
+ * The topic prefix `alarm-tray/<site>/…`.
+ */
+site: string, 
+/**
+ * The broker user name (empty: anonymous).
+ */
+user: string, };
+
 export type Settings = { version: number, saveris: Array<SaverisAccount>, element: Array<ElementAccount>, rules: Array<ThresholdRule>, notifications: Notifications, 
 /**
  * Keyed by sensor identity.
@@ -149,13 +171,17 @@ comment_required_critical: boolean,
 /**
  * The audit trail keeps records this long, apart from the history's retention.
  */
-audit_retention_days: number, };
+audit_retention_days: number, 
+/**
+ * Issue 26: sharing alarms with the site's other PCs over MQTT (off by default).
+ */
+team: TeamSettings, };
 
 /**
  * Which secret. Its string form is the keyring entry's user name, e.g.
  * `saveris:acc1:password` — an id, never the secret.
  */
-export type SecretKey = { "kind": "saveris_password", "account": string } | { "kind": "stomp_passcode", "account": string } | { "kind": "element_api_key", "account": string };
+export type SecretKey = { "kind": "saveris_password", "account": string } | { "kind": "stomp_passcode", "account": string } | { "kind": "element_api_key", "account": string } | { "kind": "team_password", "account": string } | { "kind": "team_site_key", "account": string };
 
 /**
  * Which upstream an event came from.
@@ -301,6 +327,36 @@ export type Status = { tray: TrayState,
 summary: string, paused: boolean, active_alarms: number, feeds: Array<FeedStatus>, };
 
 /**
+ * Another PC of the site, as its retained presence says.
+ */
+export type Peer = { pc: string, online: boolean, 
+/**
+ * Its feeds and their states in words (`saveris:a1` → `live`).
+ */
+feeds: Array<[string, string]>, at_ms: number, };
+
+/**
+ * The link's state, as the status line and the Team page show it.
+ */
+export type TeamStatus = { 
+/**
+ * `off`, `connecting`, `live`, or a sentence saying what is wrong.
+ */
+state: string, 
+/**
+ * Messages dropped because their signature was missing or wrong.
+ */
+forged_dropped: number, 
+/**
+ * Rows published and not yet acknowledged by the broker.
+ */
+in_flight: number, 
+/**
+ * Every PC seen on the site, this one included.
+ */
+peers: Array<Peer>, };
+
+/**
  * One pixel column of the chart: `t_ms` is the bucket's start; `min`/`max`/`mean` are
  * `None` when no reading fell in it.
  */
@@ -361,7 +417,7 @@ send_stored_to?: string | null, } | { "kind": "element", account: ElementAccount
 /**
  * As for Saveris: confirms sending the stored API key to this endpoint.
  */
-send_stored_to?: string | null, };
+send_stored_to?: string | null, } | { "kind": "team", team: TeamSettings, password?: string | null, site_key?: string | null, };
 
 /**
  * A connection test that got through: what it reached, in words.
