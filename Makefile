@@ -13,6 +13,8 @@ APT_PKGS := build-essential pkg-config file curl libwebkit2gtk-4.1-dev libxdo-de
   libayatana-appindicator3-dev librsvg2-dev libdbus-1-dev xvfb xauth x11-utils dbus-x11 \
   gnome-keyring libsecret-tools dunst imagemagick xdotool webkit2gtk-driver at-spi2-core \
   libglib2.0-bin rabbitmq-server python3-venv python3-pip openssl strace poppler-utils
+# Issue 26: the team's MQTT broker and its command-line clients (forged messages).
+APT_PKGS += mosquitto mosquitto-clients
 # The Windows build and its tests under Wine (issue 22): MinGW cross-compiler and Wine 8.
 # `WINE_TEST=0` leaves them out on a machine without Wine (CI never sets it).
 ifneq ($(WINE_TEST),0)

@@ -31,6 +31,7 @@ const COMMANDS: &[&str] = &[
     "send_test_notification",
     "set_paused",
     "start_monitor",
+    "team_status",
 ];
 
 fn main() {

@@ -21,6 +21,9 @@ const RULES: &[(&[&str], &[&str])] = &[
     (&["engine", "feeds", "notify", "simulate"], &["ipc", "gui"]),
     (&["feeds"], &["engine"]),
     (&["engine"], &["feeds"]),
+    // Issue 26: team sharing is a feed and a sink at once; the roots wire it to the engine.
+    (&["team"], &["ipc", "gui", "engine", "feeds"]),
+    (&["engine", "feeds"], &["team"]),
 ];
 
 /// The only top-level module that may use tauri.

@@ -10,6 +10,10 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+/// Issue 26: the `subscription` of an event another PC shared through the team is
+/// `team:<pc>`; such events are stored and decided on like the others, never shared again.
+pub const TEAM_SUBSCRIPTION_PREFIX: &str = "team:";
+
 /// Which upstream an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]

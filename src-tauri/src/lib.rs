@@ -21,6 +21,9 @@ pub mod runtime;
 pub mod secret_binding;
 pub mod secrets;
 pub mod settings;
+/// Issue 26: team sharing over MQTT.
+pub mod team;
+pub mod team_bridge;
 pub mod simulate;
 pub mod units;
 pub mod watch;

@@ -417,6 +417,7 @@ impl Handler for Monitor {
                 .await
                 .map(Response::Bool),
             Request::Status => Ok(Response::Status(self.status())),
+            Request::Team => Ok(Response::Team(self.runtime.team_status().borrow().clone())),
             Request::TestConnection { test } => {
                 let message = self.runtime.test_connection(test).await?;
                 Ok(Response::Connected(Connected { message }))

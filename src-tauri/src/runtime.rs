@@ -65,6 +65,9 @@ pub struct Shared {
     names: mpsc::UnboundedSender<crate::event::NamesUpdate>,
     /// (source, account) → its names task's "unknown sensor" poke.
     names_pokes: NamesPokes,
+    /// Issue 26: team sharing, when on.
+    team: Mutex<Option<crate::team_bridge::TeamRun>>,
+    team_status: tokio::sync::watch::Sender<Option<crate::team::TeamStatus>>,
 }
 
 impl std::ops::Deref for Runtime {
@@ -122,6 +125,8 @@ impl Runtime {
             generation: AtomicU64::new(0),
             names,
             names_pokes,
+            team: Mutex::new(None),
+            team_status: tokio::sync::watch::channel(None).0,
         }));
         // Secrets stored before they were bound go where the saved settings send them, and
         // from now on only there (see `secret_binding`).
@@ -132,7 +137,51 @@ impl Runtime {
             Err(e) => tracing::warn!(error = %e.detail(), "stored secrets could not be bound"),
         }
         rt.restart_feeds(settings).await;
+        rt.restart_team(settings).await;
         rt
+    }
+
+    /// Issue 26: (re)starts team sharing as the settings say.
+    async fn restart_team(&self, settings: &Settings) {
+        let mut team = self.team.lock().await;
+        if let Some(t) = team.take() {
+            t.stop().await;
+        }
+        self.team_status.send_replace(None);
+        match crate::team_bridge::start(
+            settings,
+            &crate::secrets::SecretStore,
+            self.engine.clone(),
+            self.deliveries.clone(),
+        )
+        .await
+        {
+            Ok(Some(t)) => {
+                let mut st = t.status();
+                let out = self.team_status.clone();
+                out.send_replace(Some(st.borrow_and_update().clone()));
+                tokio::spawn(async move {
+                    while st.changed().await.is_ok() {
+                        let v = st.borrow_and_update().clone();
+                        out.send_replace(Some(v));
+                    }
+                });
+                *team = Some(t);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "team sharing could not start");
+                self.team_status.send_replace(Some(crate::team::TeamStatus {
+                    state: e,
+                    ..Default::default()
+                }));
+            }
+        }
+    }
+
+    /// Issue 26: the team link's status (`None`: team sharing is off).
+    pub fn team_status(&self) -> tokio::sync::watch::Receiver<Option<crate::team::TeamStatus>> {
+        self.team_status.subscribe()
     }
 
     /// Settings changed: the engine takes rules and notification settings at once; feeds are
@@ -142,11 +191,15 @@ impl Runtime {
         if old.saveris != new.saveris || old.element != new.element {
             self.restart_feeds(new).await;
         }
+        if old.team != new.team || (new.team.enabled && old.saveris != new.saveris) {
+            self.restart_team(new).await;
+        }
     }
 
     /// A password or key was stored or removed: reconnect with it.
     pub async fn secrets_changed(&self, settings: &Settings) {
         self.restart_feeds(settings).await;
+        self.restart_team(settings).await;
     }
 
     async fn restart_feeds(&self, settings: &Settings) {
@@ -553,6 +606,36 @@ impl Shared {
                 };
                 Ok(element::test_connection(&account, &key).await?)
             }
+            ConnectionTest::Team {
+                team,
+                password,
+                site_key,
+            } => {
+                let site = team.site.trim().to_string();
+                let password = match password {
+                    Some(p) => Some(p),
+                    None => team_secret(SecretKey::TeamPassword(site.clone())).await,
+                };
+                let site_key = match site_key {
+                    Some(k) => Some(k),
+                    None => team_secret(SecretKey::TeamSiteKey(site.clone())).await,
+                };
+                let cfg = crate::team::TeamConfig {
+                    broker_url: team.broker_url.trim().to_string(),
+                    site,
+                    pc: team.pc(),
+                    user: team.user.trim().to_string(),
+                    password,
+                    site_key: site_key.unwrap_or_default().into_bytes(),
+                };
+                crate::team::test_connection(&cfg)
+                    .await
+                    .map_err(|e| match e {
+                        crate::team::TeamError::Connect(m) => Error::Network(m),
+                        crate::team::TeamError::NoSiteKey => Error::SecretMissing(e.to_string()),
+                        other => Error::InvalidInput(other.to_string()),
+                    })
+            }
         }
     }
 
@@ -588,6 +671,9 @@ impl Shared {
 
     /// Stops the feeds (nothing further is acknowledged), then lets the engine flush.
     pub async fn shutdown(&self) {
+        if let Some(t) = self.team.lock().await.take() {
+            t.stop().await;
+        }
         let mut feeds = self.feeds.lock().await;
         // A keyring waiter starts nothing after this.
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -595,5 +681,18 @@ impl Shared {
             f.stop().await;
         }
         self.engine.clone().shutdown().await;
+    }
+}
+
+/// A team secret for Test connection; `None` when none is stored or the keyring cannot be
+/// read (the test then says what is missing).
+async fn team_secret(key: SecretKey) -> Option<String> {
+    let name = key.entry_name();
+    match secrets::bounded(move |s| s.get(&key)).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(entry = %name, error = %e.detail(), "keyring read failed");
+            None
+        }
     }
 }

@@ -42,6 +42,8 @@ pub fn what(key: &SecretKey) -> &'static str {
         SecretKey::SaverisPassword(_) => "password",
         SecretKey::StompPasscode(_) => "STOMP passcode",
         SecretKey::ElementApiKey(_) => "API key",
+        SecretKey::TeamPassword(_) => "broker password",
+        SecretKey::TeamSiteKey(_) => "site key",
         SecretKey::WebhookToken(_) => "webhook token",
     }
 }
@@ -90,6 +92,9 @@ pub fn origin_in(settings: &Settings, key: &SecretKey) -> Option<String> {
             .iter()
             .find(|a| &a.id == id)
             .and_then(element_key_origin),
+        // The broker password goes to an mqtt(s):// origin, which has no tuple origin to bind
+        // to; the site key never leaves this PC (it only signs).
+        SecretKey::TeamPassword(_) | SecretKey::TeamSiteKey(_) => None,
         SecretKey::WebhookToken(id) => settings
             .escalation
             .webhooks

@@ -96,6 +96,9 @@ pub enum SecretKey {
     ElementApiKey(String),
     /// An escalation webhook's token (issue 21), by webhook id.
     WebhookToken(String),
+    /// Issue 26: the team broker's password and the site key, per site name.
+    TeamPassword(String),
+    TeamSiteKey(String),
 }
 
 impl SecretKey {
@@ -104,6 +107,8 @@ impl SecretKey {
             SecretKey::SaverisPassword(a) => format!("saveris:{a}:password"),
             SecretKey::StompPasscode(a) => format!("saveris:{a}:stomp-passcode"),
             SecretKey::ElementApiKey(a) => format!("element:{a}:api-key"),
+            SecretKey::TeamPassword(site) => format!("team:{site}:broker-password"),
+            SecretKey::TeamSiteKey(site) => format!("team:{site}:site-key"),
             SecretKey::WebhookToken(w) => format!("webhook:{w}:token"),
         }
     }

@@ -593,6 +593,46 @@ pub struct Settings {
     /// ELEMENT sends no units (issue 20): per parser id, field → unit the user confirmed
     /// ("°C"). Suggestions from field names are not stored here until confirmed.
     pub element_units: BTreeMap<String, BTreeMap<String, String>>,
+    /// Issue 26: sharing alarms with the site's other PCs over MQTT (off by default).
+    pub team: TeamSettings,
+}
+
+/// Team sharing (issue 26). The broker password and the site key are in the keyring
+/// (`SecretKey::TeamPassword` / `TeamSiteKey`, keyed by the site name), never here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(default)]
+pub struct TeamSettings {
+    pub enabled: bool,
+    /// `mqtt://host[:port]` or `mqtts://host[:port]`.
+    pub broker_url: String,
+    /// This PC's name among the site's; empty = the host name.
+    pub pc_name: String,
+    /// The topic prefix `alarm-tray/<site>/…`.
+    pub site: String,
+    /// The broker user name (empty: anonymous).
+    pub user: String,
+}
+
+impl TeamSettings {
+    /// This PC's name: the one set, else the host name.
+    pub fn pc(&self) -> String {
+        match self.pc_name.trim() {
+            "" => crate::team::default_pc_name(),
+            n => n.to_string(),
+        }
+    }
+}
+
+impl Default for TeamSettings {
+    fn default() -> Self {
+        TeamSettings {
+            enabled: false,
+            broker_url: "mqtt://localhost:1883".into(),
+            pc_name: String::new(),
+            site: String::new(),
+            user: String::new(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -611,6 +651,7 @@ impl Default for Settings {
             display_name: String::new(),
             comment_required_critical: false,
             audit_retention_days: 730,
+            team: TeamSettings::default(),
             element_units: BTreeMap::new(),
         }
     }
@@ -631,6 +672,20 @@ impl Settings {
             return Err(SettingsError::Invalid(
                 "the display name is longer than 100 characters".into(),
             ));
+        }
+        if self.team.enabled {
+            // Issue 26: the names become topic segments.
+            let pc = self.team.pc_name.trim();
+            if !crate::team::valid_name(self.team.site.trim())
+                || !(pc.is_empty() || crate::team::valid_name(pc))
+            {
+                return Err(SettingsError::Invalid(
+                    "the site and PC names of team sharing may hold only letters, digits, '-' and '_'"
+                        .into(),
+                ));
+            }
+            crate::team::parse_broker_url(&self.team.broker_url)
+                .map_err(|e| SettingsError::Invalid(e.to_string()))?;
         }
         if self.retention_days == 0 {
             return Err(SettingsError::Invalid(

@@ -143,6 +143,8 @@ pub async fn print_until_stopped(runtime: &Runtime, for_secs: Option<u64>) -> Ex
         }
     };
     tokio::pin!(deadline);
+    // Issue 26: team sharing's status (PCs, forged messages dropped) as `{"type":"team"}`.
+    let mut team = runtime.team_status();
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
@@ -153,6 +155,13 @@ pub async fn print_until_stopped(runtime: &Runtime, for_secs: Option<u64>) -> Ex
         tokio::select! {
             _ = &mut deadline => return ExitCode::SUCCESS,
             _ = shutdown_signal() => return ExitCode::SUCCESS,
+            Ok(()) = team.changed() => {
+                let t = team.borrow_and_update().clone();
+                if let Some(t) = t {
+                    let _ = writeln!(stdout, "{}", serde_json::json!({"type": "team", "team": t}));
+                    let _ = stdout.flush();
+                }
+            }
             o = out.recv() => match o {
                 Ok(line) => {
                     if print(&mut stdout, &line).is_err() {

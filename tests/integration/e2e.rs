@@ -1707,3 +1707,52 @@ fn e2e_required_comment_dialog_opens_from_the_popups_acknowledge() {
     drop(monitor);
     drop(watch);
 }
+
+/// Issue 26: the Team page in the real window against a real mosquitto: settings saved,
+/// secrets to the keyring, Test connection says what the broker answered, and the list of
+/// PCs shows this one online (its own retained presence, signed with the site key).
+#[test]
+fn e2e_team_page_saves_tests_the_broker_and_lists_the_pcs() {
+    use crate::peers::mosquitto::{Mosquitto, PASSWORD, USER};
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let broker = Mosquitto::start().expect("mosquitto");
+    let site = crate::peers::unique("e2esite").replace(['.', ':'], "-");
+    let profile = Profile::new();
+    let monitor = profile.start_monitor();
+    let d = Driver::launch(&profile, &["--page", "settings"]);
+    d.click("section-team");
+    d.find("team-off");
+    d.click("team-enabled");
+    d.type_into("team-broker-url", &broker.url());
+    d.type_into("team-site", &site);
+    d.type_into("team-pc", "e2e-pc");
+    d.type_into("team-user", USER);
+    d.type_into("team-password", "wrong-password");
+    d.click("team-test");
+    let refused = d.wait_text("team-test-msg", "refused");
+    assert!(!refused.contains("wrong-password"), "{refused}");
+    // Typed again right, then Test connection and Save.
+    d.type_into("team-password", PASSWORD);
+    d.type_into("team-site-key", "e2e site key");
+    d.click("team-test");
+    d.wait_text("team-test-msg", "connected to");
+    d.click("team-save");
+    d.wait_text("team-save-msg", "Saved.");
+    // The monitor starts the link with the stored secrets: this PC appears online.
+    desktop::wait_for(Duration::from_secs(20), "this PC in the list", || {
+        d.exists_css("[data-testid='team-peer-e2e-pc'][data-online='yes']")
+    });
+    d.wait_text("team-state", "live");
+    d.screenshot("settings-team");
+    let settings = std::fs::read_to_string(profile.settings_file()).unwrap();
+    assert!(settings.contains(&site), "site saved");
+    assert!(!settings.contains(PASSWORD) && !settings.contains("e2e site key"), "no secret in the settings file");
+    d.quit();
+    drop(monitor);
+    for e in [format!("team:{site}:broker-password"), format!("team:{site}:site-key")] {
+        let _ = Command::new("secret-tool")
+            .args(["clear", "service", "alarm-tray", "username", &e])
+            .status();
+    }
+}

@@ -11,4 +11,5 @@ mod keyring;
 mod monitor;
 mod peers;
 mod saveris;
+mod team;
 mod windows;

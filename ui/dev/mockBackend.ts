@@ -50,6 +50,7 @@ export function defaultSettings(): Settings {
     display_name: "",
     comment_required_critical: false,
     audit_retention_days: 730,
+    team: { enabled: false, broker_url: "mqtt://localhost:1883", pc_name: "", site: "", user: "" },
     element_units: {},
   };
 }
@@ -132,6 +133,8 @@ export function installMock(state: MockState = emptyState()): MockState {
           return null;
         case "status":
           return state.status;
+        case "team_status":
+          return null;
         case "test_connection": {
           const t = a.test;
           if (t.kind === "saveris") {

@@ -24,6 +24,7 @@ import type {
   Status,
   UnparsedRow,
   AuditReport,
+  TeamStatus,
   Webhook,
   Saved,
 } from "./types";
@@ -136,6 +137,8 @@ export const api = {
   sendTestNotification: () => call<null>("send_test_notification"),
   setPaused: (paused: boolean) => call<null>("set_paused", { paused }),
   startMonitor: () => call<null>("start_monitor"),
+  /** Issue 26: team sharing's status; null when it is off. */
+  teamStatus: () => call<TeamStatus | null>("team_status"),
 };
 
 /**

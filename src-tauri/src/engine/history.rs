@@ -166,6 +166,16 @@ CREATE TABLE IF NOT EXISTS snoozes (
     user TEXT NOT NULL,
     ended_ms INTEGER
 );
+-- Issue 26: what this PC shares with the team, written in the transaction of what it
+-- shares, deleted when the broker acknowledged it (PUBACK).
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    tail TEXT NOT NULL,
+    retain INTEGER NOT NULL,
+    body TEXT,
+    at_ms INTEGER NOT NULL
+);
 -- Issue 21: each critical alarm sent (or being sent) to a webhook, one row per webhook.
 CREATE TABLE IF NOT EXISTS escalations (
     alarm_id INTEGER NOT NULL,
@@ -189,6 +199,18 @@ pub struct EscalationRow {
     pub last_error: Option<String>,
     pub started_ms: i64,
     pub updated_ms: i64,
+}
+
+/// A row of the team outbox (issue 26): published as `alarm-tray/<site>/<kind>/<tail>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub kind: String,
+    pub tail: String,
+    pub retain: bool,
+    /// JSON; `None` publishes an empty retained message.
+    pub body: Option<String>,
+    pub at_ms: i64,
 }
 
 struct Inner {
@@ -860,6 +882,20 @@ impl History {
         comment: Option<&str>,
         at_ms: i64,
     ) -> Result<bool, HistoryError> {
+        self.acknowledge_shared(alarm_id, by, user, comment, at_ms, &[])
+    }
+
+    /// [`History::acknowledge_as`] that also writes team outbox rows (kind, tail, retain,
+    /// body) in the same transaction (issue 26).
+    pub fn acknowledge_shared(
+        &self,
+        alarm_id: i64,
+        by: &str,
+        user: &str,
+        comment: Option<&str>,
+        at_ms: i64,
+        outbox: &[(&str, &str, bool, Option<&str>)],
+    ) -> Result<bool, HistoryError> {
         let user = (!user.is_empty()).then_some(user);
         self.write(|w| {
             let n = w.tx.execute(
@@ -874,8 +910,38 @@ impl History {
                     "INSERT INTO acknowledgements (alarm_id, at_ms, by, user, comment) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![alarm_id, at_ms, by, user, comment],
                 )?;
+                for (kind, tail, retain, body) in outbox {
+                    w.outbox_push(kind, tail, *retain, *body, at_ms)?;
+                }
             }
             Ok(n > 0)
+        })
+    }
+
+    /// Outbox rows with an id above `after`, oldest first (issue 26).
+    pub fn outbox_pending(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, HistoryError> {
+        let c = self.read_conn();
+        let mut st = c.prepare_cached(
+            "SELECT id, kind, tail, retain, body, at_ms FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![after, limit as i64], |r| {
+            Ok(OutboxEntry {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                tail: r.get(2)?,
+                retain: r.get(3)?,
+                body: r.get(4)?,
+                at_ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The broker acknowledged an outbox row (issue 26).
+    pub fn outbox_done(&self, id: i64) -> Result<(), HistoryError> {
+        self.write(|w| {
+            w.tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+            Ok(())
         })
     }
 
@@ -1270,6 +1336,23 @@ impl<'a> Writer<'a> {
             return Ok(None);
         }
         Ok(Some(self.tx.last_insert_rowid()))
+    }
+
+    /// Adds a row to the team outbox in this transaction (issue 26).
+    pub fn outbox_push(
+        &mut self,
+        kind: &str,
+        tail: &str,
+        retain: bool,
+        body: Option<&str>,
+        at_ms: i64,
+    ) -> Result<(), HistoryError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO outbox (kind, tail, retain, body, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![kind, tail, retain, body, at_ms])?;
+        Ok(())
     }
 
     pub fn set_cursor(

@@ -29,6 +29,8 @@ mod popups;
 pub mod reduce;
 pub mod ringing;
 pub mod rules;
+/// Issue 26: the team outbox rows.
+pub mod share;
 mod store;
 pub mod wording;
 mod worker;
@@ -202,6 +204,14 @@ enum Command {
         sensor: String,
         reply: oneshot::Sender<Result<bool, EngineError>>,
     },
+    /// Issue 26: acknowledged on another PC.
+    AcknowledgeRemote {
+        identity: String,
+        by: String,
+        user: String,
+        comment: Option<String>,
+        reply: oneshot::Sender<Result<bool, EngineError>>,
+    },
     Poke(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
     /// A names refresh of one account (issue 20).
@@ -294,6 +304,28 @@ impl EngineHandle {
         self.cmd
             .send(Command::EndSnooze {
                 sensor: sensor.to_string(),
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Issue 26: an acknowledgement made on another PC, by the alarm's identity; `user` is
+    /// "NAME on PC". `Ok(false)`: the alarm is not active here.
+    pub async fn acknowledge_remote(
+        &self,
+        identity: &str,
+        by: &str,
+        user: &str,
+        comment: Option<String>,
+    ) -> Result<bool, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::AcknowledgeRemote {
+                identity: identity.to_string(),
+                by: by.to_string(),
+                user: user.to_string(),
+                comment,
                 reply,
             })
             .map_err(|_| EngineError::Stopped)?;
@@ -620,6 +652,10 @@ impl Engine {
                     }
                     Some(Command::EndSnooze { sensor, reply }) => {
                         let _ = reply.send(self.end_snooze(&sensor));
+                    }
+                    Some(Command::AcknowledgeRemote { identity, by, user, comment, reply }) => {
+                        let r = self.acknowledge_remote(&identity, &by, user, comment);
+                        let _ = reply.send(r);
                     }
                     Some(Command::Poke(done)) => {
                         self.drain(&mut deliveries, &mut batch);

@@ -11,6 +11,7 @@ use super::{Decision, Engine, EngineError, Output};
 use crate::event::{Delivery, Event, EventKind, Severity, Source};
 
 /// An alarm that is active (not cleared), as the engine keeps it in memory.
+/// (`key` is the alarm's identity, the same on every PC of a team: issue 26.)
 #[derive(Debug, Clone)]
 pub(super) struct Active {
     pub(super) row: AlarmRow,
@@ -228,6 +229,7 @@ impl Engine {
         let history = self.history.clone();
         let mut new_events: Vec<(usize, i64)> = Vec::new();
         let mut effects: Vec<Effect> = Vec::new();
+        let mut from_team = std::collections::HashSet::new();
         let result = history.write(|w| {
             let mut last: HashMap<(&str, &str), LatestValue> = HashMap::new();
             let mut cursors: HashMap<(Source, &str, &str), &str> = HashMap::new();
@@ -246,9 +248,15 @@ impl Engine {
                 collect_last_values(e, &mut last);
                 // Backfilled values are history for charts and reports: no rule, no popup.
                 if !e.backfill {
+                    let before = effects.len();
                     self.apply_event(w, e, id, now, &mut effects)?;
+                    if e.subscription.starts_with(crate::event::TEAM_SUBSCRIPTION_PREFIX) {
+                        from_team.extend(before..effects.len());
+                    }
                 }
             }
+            // Issue 26: the team outbox, in this transaction.
+            self.share(w, batch, &new_events, &effects, &from_team, now)?;
             for v in last.values() {
                 w.set_last_value(v)?;
             }
@@ -539,11 +547,42 @@ impl Engine {
         by: &str,
         comment: Option<String>,
     ) -> Result<(), EngineError> {
+        self.acknowledge_as(alarm_id, by, None, comment)
+    }
+
+    /// Issue 26: an acknowledgement made on another PC (`user` says "NAME on PC"), by the
+    /// alarm's identity. Not shared again. `Ok(false)`: no such active alarm here.
+    pub(super) fn acknowledge_remote(
+        &mut self,
+        identity: &str,
+        by: &str,
+        user: String,
+        comment: Option<String>,
+    ) -> Result<bool, EngineError> {
+        let Some(id) = self.active.get(identity).map(|a| a.row.id) else {
+            return Ok(false);
+        };
+        if self.active.get(identity).is_some_and(|a| a.acked()) {
+            return Ok(true);
+        }
+        self.acknowledge_as(id, by, Some(user), comment)?;
+        Ok(true)
+    }
+
+    /// `user`: `None` for this PC's user (shared with the team); `Some` for a remote one.
+    fn acknowledge_as(
+        &mut self,
+        alarm_id: i64,
+        by: &str,
+        remote_user: Option<String>,
+        comment: Option<String>,
+    ) -> Result<(), EngineError> {
         let now = self.now_ms();
+        let remote = remote_user.is_some();
         let comment = comment
             .map(|c| c.trim().to_string())
             .filter(|c| !c.is_empty());
-        if comment.is_none() && self.settings.comment_required_critical {
+        if comment.is_none() && self.settings.comment_required_critical && !remote {
             // Critical: its severity now (active) or as stored (cleared since).
             let severity = match self.ids.get(&alarm_id).and_then(|k| self.active.get(k)) {
                 Some(a) => Some(a.row.severity),
@@ -553,10 +592,19 @@ impl Engine {
                 return Err(EngineError::CommentRequired(alarm_id));
             }
         }
-        let user = acknowledging_user(&self.settings.display_name);
+        let user = remote_user.unwrap_or_else(|| acknowledging_user(&self.settings.display_name));
+        // Issue 26: this PC's acknowledgement goes to the team in the same transaction.
+        let share = match (remote, self.ids.get(&alarm_id).and_then(|k| self.active.get(k))) {
+            (false, Some(a)) => self.alarm_rows(a, "acked", now, Some((&user, comment.as_deref()))),
+            _ => Vec::new(),
+        };
+        let rows: Vec<(&str, &str, bool, Option<&str>)> = share
+            .iter()
+            .map(|r| (r.kind, r.tail.as_str(), r.retain, r.body.as_deref()))
+            .collect();
         if !self
             .history
-            .acknowledge_as(alarm_id, by, &user, comment.as_deref(), now)?
+            .acknowledge_shared(alarm_id, by, &user, comment.as_deref(), now, &rows)?
         {
             return Err(EngineError::NoSuchAlarm(alarm_id));
         }

@@ -78,6 +78,7 @@ fn declarations() -> Vec<Decl> {
         ThresholdRule,
         QuietHours,
         crate::notify::Sound,
+        crate::settings::TeamSettings,
         Ringing,
         Notifications,
         SensorPrefs,
@@ -107,6 +108,9 @@ fn declarations() -> Vec<Decl> {
         TrayState,
         crate::engine::audit::AuditReport,
         Status,
+        // team/ (issue 26)
+        crate::team::Peer,
+        crate::team::TeamStatus,
         // engine/reduce.rs
         Bucket,
         LimitLine,

@@ -141,6 +141,11 @@ async fn remove_account(state: State<'_, WindowState>, account_id: String) -> Re
 async fn status(state: State<'_, WindowState>) -> Res<Status> {
     ask(&state, Request::Status).await
 }
+/// Issue 26: team sharing's status (`None`: off).
+#[tauri::command]
+async fn team_status(state: State<'_, WindowState>) -> Res<Option<crate::team::TeamStatus>> {
+    ask(&state, Request::Team).await
+}
 #[tauri::command]
 async fn report(
     state: State<'_, WindowState>,
@@ -357,7 +362,8 @@ pub fn run(page: Page, alarm_id: Option<i64>) -> ExitCode {
             export_alarms,
             send_test_notification,
             set_paused,
-            start_monitor
+            start_monitor,
+            team_status
         ])
         .setup(move |app| {
             let built =

@@ -85,6 +85,16 @@ pub enum ConnectionTest {
         #[ts(optional = nullable)]
         send_stored_to: Option<String>,
     },
+    /// Issue 26: the team broker as typed; `None` secrets: the stored ones.
+    Team {
+        team: crate::settings::TeamSettings,
+        #[serde(default)]
+        #[ts(optional = nullable)]
+        password: Option<String>,
+        #[serde(default)]
+        #[ts(optional = nullable)]
+        site_key: Option<String>,
+    },
 }
 
 /// What ELEMENT discovery lists.
@@ -121,6 +131,8 @@ pub enum Request {
         key: SecretKey,
     },
     Status,
+    /// Issue 26: team sharing's status (`Response::Team`; `None` when it is off).
+    Team,
     TestConnection {
         test: ConnectionTest,
     },
@@ -243,6 +255,8 @@ pub enum Response {
     Unparsed(Vec<UnparsedRow>),
     SensorView(Box<SensorView>),
     Audit(crate::engine::audit::AuditReport),
+    /// Issue 26.
+    Team(Option<crate::team::TeamStatus>),
     Snoozes(Vec<Snooze>),
 }
 
@@ -322,6 +336,7 @@ answers! {
     SensorView => Box<SensorView>,
     Saved => Saved,
     Audit => crate::engine::audit::AuditReport,
+    Team => Option<crate::team::TeamStatus>,
     Snoozes => Vec<Snooze>,
 }
 

@@ -9,6 +9,7 @@
 //! test owns are also stopped by PID when dropped.
 
 pub mod moto;
+pub mod mosquitto;
 pub mod rabbit;
 pub mod token_broker;
 

@@ -118,6 +118,14 @@ export function Accounts({ settings, reload }: { settings: Settings; reload: () 
           )}
         </ul>
       )}
+      {settings.saveris.length > 0 && !settings.team?.enabled && (
+        // Issue 26: a Saveris channel is a queue; each extra PC with the same login takes a share.
+        <p class="muted" data-testid="saveris-split-warning">
+          Two PCs logged in with the same Saveris user split the alarms between them: each alarm
+          reaches only one of them. Turn on team sharing on every PC (README, "For a team"), or
+          give each PC its own Saveris user.
+        </p>
+      )}
       <Button testid="add-saveris" kind="primary" onClick={() => setEditing({ kind: "saveris", account: newSaveris(), isNew: true })}>
         Add Saveris account
       </Button>

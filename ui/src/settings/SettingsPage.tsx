@@ -8,14 +8,16 @@ import { ChannelsSection } from "./Channels";
 import { EscalationSection } from "./Escalation";
 import { GeneralSection } from "./General";
 import { RulesSection } from "./Rules";
+import { TeamSection } from "./Team";
 
-export type Section = "accounts" | "channels" | "rules" | "general" | "escalation";
+export type Section = "accounts" | "channels" | "rules" | "general" | "escalation" | "team";
 const SECTIONS: { id: Section; label: string }[] = [
   { id: "accounts", label: "Accounts" },
   { id: "channels", label: "Channels & devices" },
   { id: "rules", label: "Rules" },
   { id: "general", label: "General" },
   { id: "escalation", label: "Escalation" },
+  { id: "team", label: "Team" },
 ];
 
 export function SettingsPage({ initialSection = "accounts" }: { initialSection?: Section }) {
@@ -55,6 +57,7 @@ export function SettingsPage({ initialSection = "accounts" }: { initialSection?:
         <Message text={error} testid="settings-load-error" />
         {settings && section === "accounts" && <Accounts settings={settings} reload={reload} />}
         {settings && section === "channels" && <ChannelsSection settings={settings} reload={reload} />}
+        {settings && section === "team" && <TeamSection settings={settings} reload={reload} />}
         {settings && section === "rules" && <RulesSection settings={settings} reload={reload} />}
         {settings && section === "general" && <GeneralSection settings={settings} reload={reload} />}
         {settings && section === "escalation" && <EscalationSection settings={settings} reload={reload} />}
