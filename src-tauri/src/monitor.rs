@@ -367,7 +367,7 @@ impl Monitor {
         let token = match token.filter(|t| !t.trim().is_empty()) {
             Some(t) => Some(t.trim().to_string()),
             None => {
-                let (store, hook) = (self.secrets.clone(), webhook.clone());
+                let (store, hook) = (SecretStore, webhook.clone());
                 tokio::task::spawn_blocking(move || webhook::stored_token(&store, &hook))
                     .await
                     .map_err(|e| Error::Internal(e.to_string()))?

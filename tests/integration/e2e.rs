@@ -1397,6 +1397,8 @@ fn e2e_sensor_view_compares_and_exports_png_and_csv() {
     );
     drop(d);
     drop(monitor);
+}
+
 /// Issue 20 in the real window: a Saveris account on the project's server with the demo
 /// tenant's Data API. The dashboard groups the cards by area and equipment under the
 /// vendor's names with full 24 h sparklines (backfilled) and the equipment's limits; History
@@ -1747,10 +1749,16 @@ fn e2e_team_page_saves_tests_the_broker_and_lists_the_pcs() {
     d.screenshot("settings-team");
     let settings = std::fs::read_to_string(profile.settings_file()).unwrap();
     assert!(settings.contains(&site), "site saved");
-    assert!(!settings.contains(PASSWORD) && !settings.contains("e2e site key"), "no secret in the settings file");
+    assert!(
+        !settings.contains(PASSWORD) && !settings.contains("e2e site key"),
+        "no secret in the settings file"
+    );
     d.quit();
     drop(monitor);
-    for e in [format!("team:{site}:broker-password"), format!("team:{site}:site-key")] {
+    for e in [
+        format!("team:{site}:broker-password"),
+        format!("team:{site}:site-key"),
+    ] {
         let _ = Command::new("secret-tool")
             .args(["clear", "service", "alarm-tray", "username", &e])
             .status();

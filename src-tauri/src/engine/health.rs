@@ -172,6 +172,7 @@ impl Engine {
             urgency: Urgency::Critical,
             alarm_id: None,
             actions: true,
+            sound: None,
         };
         self.show(popup, false);
     }

@@ -161,6 +161,7 @@ fn summary(batch: &VecDeque<Popup>, dropped: usize) -> Popup {
             .unwrap_or(Urgency::Normal),
         alarm_id: None,
         actions: true,
+        sound: None,
     }
 }
 
@@ -228,6 +229,7 @@ mod tests {
             urgency: Urgency::Critical,
             alarm_id: None,
             actions: false,
+            sound: None,
         }
     }
 

@@ -151,7 +151,13 @@ pub fn build(
         let points = history.range_series(&sensor, &quantity, from_ms, to_ms)?;
         let q = (!quantity.is_empty()).then_some(quantity.as_str());
         let (name, unit) = history.sensor_unit(&sensor, q)?;
-        let lines = reduce::limit_lines(&settings.rules, &sensor, q);
+        // The sensor's own rules (device and tag rules need the scope the monitor builds
+        // from the subscriptions; the report reads the history alone).
+        let scope = reduce::SensorScope {
+            sensor: sensor.clone(),
+            ..Default::default()
+        };
+        let lines = reduce::limit_lines(&settings.rules, &scope, q);
         // A reading lasts until the next one, but not across a gap (as the sensor view).
         let gap_ms = reduce::gap_threshold(&points, 60_000);
         let all = reduce::stats(&points, from_ms, to_ms, &[], gap_ms, false);
