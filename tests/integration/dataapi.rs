@@ -316,6 +316,7 @@ async fn names_limits_backfill_through_the_engine_and_names_kept_when_the_api_fa
         hysteresis: 0.0,
         min_count: 1,
         min_duration_secs: 0,
+        unit: String::new(),
     });
     let eng = engine::spawn(settings, history.clone(), notifier.clone(), rx, status_rx);
     let mut out = eng.subscribe();

@@ -271,6 +271,7 @@ fn team_settings(
             destination_pattern: String::new(),
             token_url: server.token_url(),
             stomp_login: String::new(),
+            data_api_url: String::new(),
         }),
         ..Default::default()
     });
