@@ -175,7 +175,8 @@ pub async fn child_ours(base_url: &str, n: usize, db: &std::path::Path) -> Resul
 /// text frame parsed as JSON and its readings counted. Prints one JSON line.
 pub async fn child_bare(base_url: &str, n: usize) -> Result<Value, String> {
     use futures_util::StreamExt;
-    let after = element::link::after_param(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2));
+    let after =
+        element::link::after_param(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2));
     let url = element::socket::socket_url(
         base_url,
         &ElementScope::Mandate,
@@ -222,18 +223,29 @@ async fn cpu_per_reading(sim_cfg: &ElementServerConfig, n: usize) -> Result<Valu
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut cmd = std::process::Command::new(&exe);
         if who == "bare" {
-            cmd.args(["--child", "element-bare", &server.base_url(), "", &n.to_string()]);
+            cmd.args([
+                "--child",
+                "element-bare",
+                &server.base_url(),
+                "",
+                &n.to_string(),
+            ]);
         } else {
             cmd.args(["--child", "element", &server.base_url(), "", &n.to_string()])
                 .arg(dir.path().join("history.sqlite3"));
         }
-        let m = tokio::task::spawn_blocking(move || procs::run_measured(cmd, Duration::from_secs(900)))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let m =
+            tokio::task::spawn_blocking(move || procs::run_measured(cmd, Duration::from_secs(900)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         server.stop().await;
         if !m.success {
-            return Err(format!("element child {who} failed: {} {}", m.stdout.trim(), m.stderr.trim()));
+            return Err(format!(
+                "element child {who} failed: {} {}",
+                m.stdout.trim(),
+                m.stderr.trim()
+            ));
         }
         let own: Value = m
             .stdout

@@ -336,9 +336,17 @@ pub async fn run(cfg: &Config, broker: &Broker) -> Result<Value, String> {
                     // wait4 on strace includes the child's CPU.
                     None if strace_available() => {
                         let mut c = Command::new("strace");
-                        c.args(["-f", "-qq", "--seccomp-bpf", "-e", "trace=fsync,fdatasync", "-c", "-o"])
-                            .arg(tmp.path().join("fsyncs.txt"))
-                            .arg(bench_exe()?);
+                        c.args([
+                            "-f",
+                            "-qq",
+                            "--seccomp-bpf",
+                            "-e",
+                            "trace=fsync,fdatasync",
+                            "-c",
+                            "-o",
+                        ])
+                        .arg(tmp.path().join("fsyncs.txt"))
+                        .arg(bench_exe()?);
                         c
                     }
                     None => Command::new(bench_exe()?),

@@ -301,7 +301,10 @@ impl<'de> Deserialize<'de> for Probe {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Probe, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Probe, A::Error> {
                 let mut p = Probe::default();
                 while let Some(key) = map.next_key::<Key>()? {
                     match key {
