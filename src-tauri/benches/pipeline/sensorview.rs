@@ -259,6 +259,12 @@ fn window_draw(cfg: &Config, data_dir: &Path, days: i64) -> Result<Value, String
             .as_str()
             .ok_or_else(|| format!("no session: {r}"))?
             .to_string();
+        // WebDriver's default script timeout is 30 s: a debug build on a loaded machine
+        // needs longer to load the dashboard and five 30-day views (seen: "script timeout").
+        let _ = http
+            .post(format!("{base}/session/{session}/timeouts"))
+            .json(&json!({"script": 600_000}))
+            .send();
         let script = |body: &str, args: Value| -> Result<Value, String> {
             let r: Value = http
                 .post(format!("{base}/session/{session}/execute/async"))
