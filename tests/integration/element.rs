@@ -1040,6 +1040,78 @@ async fn element_sorted_real_keys_rules_look_at_the_temperature() {
     srv.stop().await;
 }
 
+/// Issue 20: ELEMENT sends no units; the unit the user confirmed for a field of the
+/// reading's parser (`parser_id`, carried by the real feed) lets a °F rule compare it.
+#[tokio::test]
+async fn element_field_unit_of_the_parser_converts_for_a_fahrenheit_rule() {
+    use alarm_tray::engine::rules::{RuleOutcome, Rules};
+    use alarm_tray::settings::{Limit, Settings, ThresholdRule};
+    use alarm_tray::simulate::element::PARSER_ID;
+    let srv = server().await;
+    let r = start_feed(feed_cfg(
+        account(
+            srv.base_url(),
+            vec![sub(
+                "t",
+                ElementScope::Device("d1".into()),
+                ElementKind::Readings,
+            )],
+        ),
+        KEY,
+    ));
+    wait_live(&r, &["t"]).await;
+    // 7.9 °C = 46.22 °F, 8.2 °C = 46.76 °F.
+    for t in [7.9, 8.2] {
+        srv.push_reading("d1", climate(t));
+    }
+    wait_until(Duration::from_secs(5), "two readings", || {
+        r.store.lock().unwrap().events.len() == 2
+    })
+    .await;
+    let events = r.store.lock().unwrap().events.clone();
+    assert_eq!(events[0].parser.as_deref(), Some(PARSER_ID));
+    let mut settings = Settings {
+        rules: vec![ThresholdRule {
+            id: "f".into(),
+            name: "above 46.4 °F".into(),
+            quantity: "air_temperature".into(),
+            unit: "°F".into(),
+            limit: Limit::Above { value: 46.4 },
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let fired = |settings: &Settings| {
+        let mut rules = Rules::new(settings);
+        let mut fired = Vec::new();
+        for e in &events {
+            let mut e = e.clone();
+            rules.fill_unit(&mut e);
+            let mut out = Vec::new();
+            rules.on_event(&e, &mut out);
+            for o in out {
+                if let RuleOutcome::Raise(a) = o {
+                    fired.push((a.value, a.unit, e.unit.clone()));
+                }
+            }
+        }
+        fired
+    };
+    // Unconfirmed: 7.9 and 8.2 are compared as received, both far below 46.4.
+    assert!(fired(&settings).is_empty());
+    settings.element_units.insert(
+        PARSER_ID.into(),
+        [("air_temperature".to_string(), "°C".to_string())].into(),
+    );
+    assert_eq!(
+        fired(&settings),
+        vec![(Some(8.2), Some("°C".into()), Some("°C".into()))],
+        "8.2 °C (46.76 °F) fires, 7.9 °C (46.22 °F) does not; the reading carries °C"
+    );
+    r.handle.stop().await;
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn element_pc_clock_10_min_ahead_first_catch_up_loses_no_event() {
     let srv = server().await;

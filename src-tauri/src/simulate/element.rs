@@ -542,7 +542,8 @@ fn format_time(t: Timestamp, plain: bool) -> String {
     }
 }
 
-const PARSER_ID: &str = "3f0c8a52-6d21-4b7e-9a11-5e0d2c7b4a90";
+/// The one parser the simulated devices use (its `parser_id`; issue 20 keys field units by it).
+pub const PARSER_ID: &str = "3f0c8a52-6d21-4b7e-9a11-5e0d2c7b4a90";
 const MANDATE_ID: &str = "b7d41c06-2f3e-4a58-8c9d-1e6f0a2b3c4d";
 
 /// A UUID-shaped id for a sequence number (`salt` keeps kinds apart).
