@@ -19,7 +19,7 @@ ifneq ($(WINE_TEST),0)
 APT_PKGS += wine wine64 gcc-mingw-w64-x86-64
 endif
 # Headless Wayland compositor: the demo runs under it in make test (issue 24).
-APT_PKGS += weston
+APT_PKGS += weston python3-gi
 
 .PHONY: help deps deps-system deps-tools deps-ui ui build demo test test-rust test-ui check fmt clippy bench fuzz soak clean-tools bindings windows
 

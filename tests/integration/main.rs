@@ -10,4 +10,5 @@ mod keyring;
 mod monitor;
 mod peers;
 mod saveris;
+mod wayland;
 mod windows;
