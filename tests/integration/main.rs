@@ -10,5 +10,6 @@ mod keyring;
 mod monitor;
 mod peers;
 mod saveris;
+mod soak;
 mod wayland;
 mod windows;
