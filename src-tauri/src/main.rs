@@ -111,6 +111,13 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long = "for", value_name = "SECONDS")]
         for_secs: Option<u64>,
+        /// Run the scenario this many times as fast as the demo (the soak uses 50).
+        #[arg(long, default_value_t = 1)]
+        speed: u32,
+        /// Write the settings of accounts pointing at these servers to FILE (a settings
+        /// file as the monitor keeps it), for tests that run the tray app against them.
+        #[arg(long, value_name = "FILE")]
+        settings_out: Option<std::path::PathBuf>,
     },
 }
 
@@ -286,9 +293,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::Simulate { seed, for_secs }) => {
-            block_on(alarm_tray::watch::simulate(seed, for_secs))
-        }
+        Some(Command::Simulate {
+            seed,
+            for_secs,
+            speed,
+            settings_out,
+        }) => block_on(alarm_tray::watch::simulate(
+            seed,
+            for_secs,
+            speed,
+            settings_out,
+        )),
     }
 }
 

@@ -474,15 +474,12 @@ impl Shared {
                         _ => {}
                     }
                 }
-                match problem {
-                    Some(e) => {
-                        // The reason changed (locked → absent…): say so.
-                        if last.as_ref() != Some(&e) {
-                            this.report_waiting(&w.feeds, &e);
-                        }
-                        still.push((w, Some(e)));
+                if let Some(e) = problem {
+                    // The reason changed (locked → absent…): say so.
+                    if last.as_ref() != Some(&e) {
+                        this.report_waiting(&w.feeds, &e);
                     }
-                    None => {}
+                    still.push((w, Some(e)));
                 }
             }
             if still.is_empty() {

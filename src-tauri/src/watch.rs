@@ -114,15 +114,27 @@ pub async fn run(opts: WatchOptions) -> ExitCode {
 }
 
 /// `alarm-tray simulate`: the demo servers and scenario alone, for integration testing.
-pub async fn simulate(seed: u64, for_secs: Option<u64>) -> ExitCode {
+pub async fn simulate(
+    seed: u64,
+    for_secs: Option<u64>,
+    speed: u32,
+    settings_out: Option<PathBuf>,
+) -> ExitCode {
     let _log = crate::logging::init(None, "simulate");
-    let demo = match crate::simulate::demo::Demo::start(seed, 0).await {
+    let demo = match crate::simulate::demo::Demo::start_at(seed, 0, speed).await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("alarm-tray simulate: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(path) = settings_out {
+        let text = crate::settings::to_store_json(&demo.settings()).to_string();
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("alarm-tray simulate: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     println!("Alarm Tray simulator (seed {seed})\n{}", demo.describe());
     let _ = std::io::stdout().flush();
     match for_secs {

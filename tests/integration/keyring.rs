@@ -460,8 +460,7 @@ fn popups_missed_while_the_notification_service_is_away_are_shown_when_it_is_bac
             let text = out();
             let last = text
                 .lines()
-                .filter(|l| l.contains("\"type\":\"status\""))
-                .last()
+                .rfind(|l| l.contains("\"type\":\"status\""))
                 .unwrap_or_default()
                 .to_string();
             !last.contains("popups failing")

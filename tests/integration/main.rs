@@ -12,4 +12,6 @@ mod monitor;
 mod peers;
 mod saveris;
 mod team;
+mod soak;
+mod wayland;
 mod windows;

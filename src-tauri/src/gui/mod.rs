@@ -8,6 +8,8 @@ mod bindings;
 pub mod monitor_app;
 pub mod process;
 pub mod tray;
+#[cfg(target_os = "linux")]
+mod wayland;
 pub mod window_app;
 
 /// The one embedded Tauri context (config, UI assets), shared by both processes.

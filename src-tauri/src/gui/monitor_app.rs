@@ -254,6 +254,8 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
         .setup(move |app| {
             let handle = app.handle().clone();
             let tray = tray::build(&handle, "Alarm Tray: starting")?;
+            #[cfg(target_os = "linux")]
+            super::wayland::no_status_icon_fallback();
             // The demo's throwaway profile is written as a plain file: the store plugin
             // would save it again on exit, after the profile was removed.
             let persister: Box<dyn SettingsPersister> = if opts.demo.is_some() {

@@ -42,6 +42,12 @@ pub struct Demo {
 impl Demo {
     /// Starts the servers (port 0 = any free port) and the scenario.
     pub async fn start(seed: u64, element_port: u16) -> Result<Demo, DemoError> {
+        Self::start_at(seed, element_port, 1).await
+    }
+
+    /// As [`Demo::start`], the scenario `speed` times as fast (ticks `speed` times as
+    /// often; `simulate --speed`, the long-run soak of issue 24).
+    pub async fn start_at(seed: u64, element_port: u16, speed: u32) -> Result<Demo, DemoError> {
         let cfg = ElementServerConfig {
             api_keys: vec![(ELEMENT_KEY.into(), KeyRole::ReadOnly)],
             devices: scenario::ELEMENT_DEVICES
@@ -63,7 +69,12 @@ impl Demo {
         let users = vec![(SAVERIS_USER.into(), SAVERIS_PASSWORD.into())];
         let saveris = Arc::new(SaverisServer::start(users).await?);
         saveris.set_data_api_tenant(demo_tenant());
-        let scenario = tokio::spawn(run_scenario(seed, element.clone(), saveris.clone()));
+        let scenario = tokio::spawn(run_scenario(
+            seed,
+            element.clone(),
+            saveris.clone(),
+            speed.max(1),
+        ));
         Ok(Demo {
             element,
             saveris,
@@ -245,9 +256,14 @@ pub fn demo_tenant() -> SimTenant {
     }
 }
 
-async fn run_scenario(seed: u64, element: Arc<ElementServer>, saveris: Arc<SaverisServer>) {
+async fn run_scenario(
+    seed: u64,
+    element: Arc<ElementServer>,
+    saveris: Arc<SaverisServer>,
+    speed: u32,
+) {
     let mut scenario = Scenario::new(seed);
-    let mut tick = tokio::time::interval(scenario::TICK);
+    let mut tick = tokio::time::interval(scenario::TICK / speed);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Let the feeds connect before the first values.
     tokio::time::sleep(Duration::from_millis(500)).await;
