@@ -228,8 +228,11 @@ pub struct EngineHandle {
     task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Accounts whose events name sensors the names do not know (issue 20), for the root
     /// to pass to the account's names refresh; taken once.
-    names_wanted: Arc<Mutex<Option<mpsc::UnboundedReceiver<(crate::event::Source, String)>>>>,
+    names_wanted: Arc<Mutex<Option<NamesWanted>>>,
 }
+
+/// (source, account) of events naming an unknown sensor (issue 20).
+type NamesWanted = mpsc::UnboundedReceiver<(crate::event::Source, String)>;
 
 impl EngineHandle {
     /// Stores an account's names refresh (or its failure) and shows them from now on.
@@ -239,9 +242,7 @@ impl EngineHandle {
 
     /// The stream of (source, account) whose events named an unknown sensor, at most one
     /// per account every [`names::UNKNOWN_GAP_MS`]. `None` after the first call.
-    pub fn take_names_wanted(
-        &self,
-    ) -> Option<mpsc::UnboundedReceiver<(crate::event::Source, String)>> {
+    pub fn take_names_wanted(&self) -> Option<NamesWanted> {
         self.names_wanted
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -178,7 +178,14 @@ impl Demo {
 /// configured limits (issue 20), so the demo shows names and limit lines at once.
 pub fn demo_tenant() -> SimTenant {
     // (name, device, equipment, area, lower violation/warning, upper warning/violation)
-    let about: [(&str, &str, &str, &str, [Option<f64>; 4]); 4] = [
+    type About = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        [Option<f64>; 4],
+    );
+    let about: [About; 4] = [
         (
             "Cold room - Air Sensor",
             "Cold room - Logger",

@@ -404,6 +404,10 @@ impl Session {
         match classify_error(&frame, self.cfg.default_wait) {
             ErrorAction::Auth(msg) if self.login.is_some() && !self.auth_retry_used => {
                 self.auth_retry_used = true;
+                // The refused token leaves the shared slot too, or it would come back.
+                if let Some(t) = self.state.id_token().map(str::to_string) {
+                    self.cfg.token.forget(&t);
+                }
                 self.state.forget_token();
                 conn.status
                     .note(|s| s.last_error = Some(format!("server said: {msg}")));

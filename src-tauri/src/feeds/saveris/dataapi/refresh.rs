@@ -83,9 +83,10 @@ async fn run(
         let last_refresh = tokio::time::Instant::now();
         // Names first: the backfilled readings are then stored under them.
         refresh_names(&cfg, &names).await;
-        backfill(&cfg, &deliveries).await;
-        // Sensors met before the first names arrived are known now (or not listed).
+        // Sensors met before these names arrived are known now (or not listed); sensors
+        // met from here on may still ask.
         while wanted.try_recv().is_ok() {}
+        backfill(&cfg, &deliveries).await;
         crate::feeds::refresh::repeat(cfg.every, cfg.unknown_gap, last_refresh, wanted, || {
             refresh_names(&cfg, &names)
         })
