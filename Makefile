@@ -10,7 +10,7 @@ export PATH := $(TOOLS)/bin:$(TOOLS)/venv/bin:$(PATH)
 # the desktop under test (Xvfb, keyring, dunst, WebKitWebDriver), the real peers (RabbitMQ)
 # and strace (the durable-before-ACK case reads the app's syscalls).
 APT_PKGS := build-essential pkg-config file curl libwebkit2gtk-4.1-dev libxdo-dev libssl-dev \
-  libayatana-appindicator3-dev librsvg2-dev libdbus-1-dev xvfb xauth x11-utils dbus-x11 \
+  libayatana-appindicator3-dev librsvg2-dev libdbus-1-dev libasound2-dev xvfb xauth x11-utils dbus-x11 \
   gnome-keyring libsecret-tools dunst imagemagick xdotool webkit2gtk-driver at-spi2-core \
   libglib2.0-bin rabbitmq-server python3-venv python3-pip openssl strace poppler-utils
 # Issue 26: the team's MQTT broker and its command-line clients (forged messages).

@@ -53,6 +53,24 @@ describe("dashboard", () => {
     expect(m.calls.filter((c) => c.cmd === "series").every((c) => (c.args as any).sinceMs > Date.now() - 25 * 3600_000)).toBe(true);
   });
 
+  it("acknowledges a sensor's active alarm from its card, through the comment dialog (issue 21)", async () => {
+    const st = demoState();
+    st.settings.comment_required_critical = true;
+    const m = installMock(st);
+    await renderApp();
+    fireEvent.click(byId("tab-dashboard"));
+    const card = await findId("card-alarm-60A1B2_Temperature");
+    expect(card.textContent).toContain("active alarm");
+    fireEvent.click(byId("card-ack-60A1B2_Temperature"));
+    await findId("ack-dialog");
+    fireEvent.input(byId("ack-comment"), { target: { value: "door closed" } });
+    fireEvent.click(byId("ack-confirm"));
+    await waitFor(() => expect(screen.queryByTestId("ack-dialog")).toBeNull());
+    const ack = m.calls.find((c) => c.cmd === "acknowledge")?.args as any;
+    expect(ack.comment).toBe("door closed");
+    expect(m.alarms.find((a) => a.id === ack.alarmId)?.sensor).toBe("60A1B2:Temperature");
+  });
+
   it("marks sensors without a value for more than 15 minutes as stale", async () => {
     installMock(demoState());
     await renderApp();

@@ -86,6 +86,28 @@ describe("history", () => {
     await waitFor(() => expect(screen.queryByTestId("ack-dialog")).toBeNull());
   });
 
+  it("snoozes an alarm's sensor with a required reason and lists it with End snooze (issue 21)", async () => {
+    const m = installMock(demoState());
+    await openHistory();
+    fireEvent.click(byId("alarm-snooze-1"));
+    await findId("snooze-dialog");
+    expect((byId("snooze-confirm") as HTMLButtonElement).disabled).toBe(true);
+    fireEvent.click(byId("snooze-length-4h"));
+    fireEvent.input(byId("snooze-reason"), { target: { value: " defrosting " } });
+    fireEvent.click(byId("snooze-confirm"));
+    await findId("snooze-list");
+    const call = m.calls.find((c) => c.cmd === "snooze")?.args as any;
+    expect(call.length).toEqual({ kind: "hours", hours: 4 });
+    expect(call.reason).toBe("defrosting");
+    expect(screen.queryByTestId("snooze-dialog")).toBeNull();
+    expect(byId("alarm-snoozed-1")).toBeTruthy();
+    expect(screen.queryByTestId("alarm-snooze-1")).toBeNull();
+    expect(byId("snooze-list").textContent).toContain("“defrosting”");
+    fireEvent.click(screen.getByTestId(/^end-snooze-/));
+    await waitFor(() => expect(screen.queryByTestId("snooze-list")).toBeNull());
+    expect(m.calls.some((c) => c.cmd === "end_snooze")).toBe(true);
+  });
+
   it("re-queries when the monitor says history changed", async () => {
     const m = installMock(demoState());
     await openHistory();

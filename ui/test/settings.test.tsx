@@ -51,6 +51,26 @@ describe("settings", () => {
     expect(m.settings.audit_retention_days).toBe(3650);
   });
 
+  it("saves sound and repeat per severity (issue 21)", async () => {
+    const m = installMock(demoState());
+    await renderApp();
+    fireEvent.click(await findId("section-general"));
+    expect(((await findId("critical-repeat-mins")) as HTMLInputElement).value).toBe("5");
+    expect((byId("critical-sound") as HTMLSelectElement).value).toBe("alarm");
+    fireEvent.input(byId("critical-repeat-mins"), { target: { value: "2" } });
+    fireEvent.change(byId("warning-sound"), { target: { value: "chime" } });
+    fireEvent.input(byId("warning-repeat-mins"), { target: { value: "15" } });
+    fireEvent.change(byId("critical-sound"), { target: { value: "" } });
+    fireEvent.click(byId("general-save"));
+    await findId("general-save-result");
+    expect(m.settings.notifications.critical).toEqual({ sound: null, repeat_mins: 2 });
+    expect(m.settings.notifications.warning).toEqual({ sound: "chime", repeat_mins: 15 });
+    expect(m.settings.notifications.sound).toBe(true);
+    fireEvent.click(byId("sound-on"));
+    fireEvent.click(byId("general-save"));
+    await waitFor(() => expect(m.settings.notifications.sound).toBe(false));
+  });
+
   it("saves edited general settings to the backend", async () => {
     const m = installMock(demoState());
     await renderApp();

@@ -97,10 +97,15 @@ impl SoundPlayer {
     }
 }
 
+/// After the output could not be opened, sounds are skipped this long before it is tried
+/// again: without a sound card, alsa-lib writes several lines to stderr on every attempt.
+const RETRY_OPEN: Duration = Duration::from_secs(600);
+
 fn play_loop(rx: mpsc::Receiver<Sound>) {
     let mut sink: Option<rodio::MixerDeviceSink> = None;
     // Said once per outage (no sound card, device busy), not once per popup.
     let mut failing = false;
+    let mut retry_at: Option<std::time::Instant> = None;
     loop {
         let job = if sink.is_some() {
             match rx.recv_timeout(KEEP_OPEN) {
@@ -118,17 +123,22 @@ fn play_loop(rx: mpsc::Receiver<Sound>) {
             }
         };
         if sink.is_none() {
+            if retry_at.is_some_and(|t| std::time::Instant::now() < t) {
+                continue;
+            }
             match rodio::DeviceSinkBuilder::open_default_sink() {
                 Ok(mut s) => {
                     s.log_on_drop(false);
                     sink = Some(s);
                     failing = false;
+                    retry_at = None;
                 }
                 Err(e) => {
                     if !failing {
                         tracing::warn!("no audio output for alarm sounds: {e}");
                     }
                     failing = true;
+                    retry_at = Some(std::time::Instant::now() + RETRY_OPEN);
                     continue;
                 }
             }
