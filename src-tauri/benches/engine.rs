@@ -181,7 +181,15 @@ fn audit_verify(n: i64) {
                 "condition": "Upper limit", "severity": "alarm", "value": 9.5, "unit": "°C"}),
         );
     }
-    log.flush();
+    // `flush` waits 5 s at most: wait until the writer has stored every record.
+    let count = || -> i64 {
+        rusqlite::Connection::open(&path)
+            .and_then(|c| c.query_row("SELECT count(*) FROM audit", [], |r| r.get(0)))
+            .unwrap_or(0)
+    };
+    while count() < n && start.elapsed().as_secs() < 600 {
+        log.flush();
+    }
     let write = start.elapsed().as_secs_f64();
     drop(log);
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -1024,22 +1024,24 @@ fn report_profile() -> tempfile::TempDir {
         audit.record(T0 + i, "alarm_raised", json!({"alarm_id": i}));
     }
     audit.flush();
-    let mut s = Settings::default();
-    s.rules = vec![
-        ThresholdRule {
-            id: "hi".into(),
-            name: "Fridge above 8 °C".into(),
-            limit: Limit::Above { value: 8.0 },
-            ..Default::default()
-        },
-        ThresholdRule {
-            id: "lo".into(),
-            name: "Fridge below 2 °C".into(),
-            target: RuleTarget::All,
-            limit: Limit::Below { value: 2.0 },
-            ..Default::default()
-        },
-    ];
+    let s = Settings {
+        rules: vec![
+            ThresholdRule {
+                id: "hi".into(),
+                name: "Fridge above 8 °C".into(),
+                limit: Limit::Above { value: 8.0 },
+                ..Default::default()
+            },
+            ThresholdRule {
+                id: "lo".into(),
+                name: "Fridge below 2 °C".into(),
+                target: RuleTarget::All,
+                limit: Limit::Below { value: 2.0 },
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
     alarm_tray::settings::save(&dir.path().join(alarm_tray::settings::FILE_NAME), &s).unwrap();
     dir
 }

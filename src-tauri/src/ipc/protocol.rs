@@ -295,6 +295,9 @@ pub enum Push {
 }
 
 /// One line from the monitor.
+// A line lives only between the socket and its reader, one at a time: the size of the
+// largest answer (the settings) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerLine {

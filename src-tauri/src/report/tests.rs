@@ -73,23 +73,25 @@ pub(crate) fn fixture() -> (History, Settings) {
         T0 + 12 * MIN,
     )
     .unwrap();
-    let mut s = Settings::default();
-    s.rules = vec![
-        ThresholdRule {
-            id: "max".into(),
-            name: "Fridge max".into(),
-            target: RuleTarget::Sensor("fr1".into()),
-            limit: Limit::Above { value: 8.0 },
-            ..Default::default()
-        },
-        ThresholdRule {
-            id: "min".into(),
-            name: "Fridge min".into(),
-            target: RuleTarget::Sensor("fr1".into()),
-            limit: Limit::Below { value: 6.0 },
-            ..Default::default()
-        },
-    ];
+    let s = Settings {
+        rules: vec![
+            ThresholdRule {
+                id: "max".into(),
+                name: "Fridge max".into(),
+                target: RuleTarget::Sensor("fr1".into()),
+                limit: Limit::Above { value: 8.0 },
+                ..Default::default()
+            },
+            ThresholdRule {
+                id: "min".into(),
+                name: "Fridge min".into(),
+                target: RuleTarget::Sensor("fr1".into()),
+                limit: Limit::Below { value: 6.0 },
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
     (h, s)
 }
 
@@ -208,4 +210,60 @@ fn an_empty_range_is_refused() {
         build(&h, &s, (T0, T0), TimeZone::UTC, String::new(), T0),
         Err(ReportError::EmptyRange)
     ));
+}
+
+#[test]
+fn the_history_export_has_no_row_cap() {
+    let h = History::open_in_memory().unwrap();
+    let n = 10_050; // more than `alarms()` ever answers (10,000)
+    h.write(|w| {
+        for i in 0..n {
+            let id = w.raise_alarm(&NewAlarm {
+                alarm_key: format!("k{i}"),
+                source: Source::Element,
+                account: "e1".into(),
+                device: None,
+                sensor: Some(format!("s{}", i % 7)),
+                name: Some("Room \"A\", north".into()),
+                condition: Some("Upper limit".into()),
+                severity: Severity::Warning,
+                value: Some(1.5),
+                unit: None,
+                limit: None,
+                rule_id: None,
+                event_id: None,
+                raised_ms: T0 + i,
+            })?;
+            w.clear_alarm(id, T0 + i + 1)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let filter = crate::engine::model::AlarmFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    let mut lines = Vec::new();
+    let count = h
+        .each_alarm(&filter, |a| -> Result<(), HistoryError> {
+            lines.push(csv::alarm_line(&a, &TimeZone::UTC));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((count, lines.len()), (n as u64, n as usize));
+    assert!(
+        lines[0].starts_with(&format!("{n},cleared,warning,element,e1,,s")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(",\"Room \"\"A\"\", north\",Upper limit,1.5,"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[0].split(',').count(),
+        csv::ALARM_HEADER.len() + 1,
+        "the quoted comma"
+    );
 }
