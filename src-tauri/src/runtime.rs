@@ -340,7 +340,10 @@ impl Runtime {
                 let site = team.site.trim().to_string();
                 let password = match password {
                     Some(p) => Some(p),
-                    None => self.read_secret(SecretKey::TeamPassword(site.clone())).await,
+                    None => {
+                        self.read_secret(SecretKey::TeamPassword(site.clone()))
+                            .await
+                    }
                 };
                 let site_key = match site_key {
                     Some(k) => Some(k),

@@ -1215,10 +1215,16 @@ fn e2e_team_page_saves_tests_the_broker_and_lists_the_pcs() {
     d.screenshot("settings-team");
     let settings = std::fs::read_to_string(profile.settings_file()).unwrap();
     assert!(settings.contains(&site), "site saved");
-    assert!(!settings.contains(PASSWORD) && !settings.contains("e2e site key"), "no secret in the settings file");
+    assert!(
+        !settings.contains(PASSWORD) && !settings.contains("e2e site key"),
+        "no secret in the settings file"
+    );
     d.quit();
     drop(monitor);
-    for e in [format!("team:{site}:broker-password"), format!("team:{site}:site-key")] {
+    for e in [
+        format!("team:{site}:broker-password"),
+        format!("team:{site}:site-key"),
+    ] {
         let _ = Command::new("secret-tool")
             .args(["clear", "service", "alarm-tray", "username", &e])
             .status();
