@@ -166,7 +166,11 @@ pub async fn start(
 
 /// `saveris:<origin account>:…` → `saveris:<local account>:…` when this PC has an account
 /// with the same Saveris login: one identity on every PC.
-fn local_identity(key: &str, user: Option<&str>, accounts: &[(String, String)]) -> (String, Option<String>) {
+fn local_identity(
+    key: &str,
+    user: Option<&str>,
+    accounts: &[(String, String)],
+) -> (String, Option<String>) {
     let Some(rest) = key.strip_prefix("saveris:") else {
         return (key.to_string(), None);
     };
@@ -210,7 +214,14 @@ async fn receive(
                 }
                 e.subscription = format!("{TEAM_SUBSCRIPTION_PREFIX}{}", env.pc);
                 e.cursor = None;
-                if deliveries.send(Delivery { event: e, ack: m.ack }).await.is_err() {
+                if deliveries
+                    .send(Delivery {
+                        event: e,
+                        ack: m.ack,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -219,7 +230,11 @@ async fn receive(
                 let identity = env.body.get("identity").and_then(Value::as_str);
                 if let (Some("acked"), Some(identity)) = (change, identity) {
                     let (identity, _) = local_identity(identity, user, &accounts);
-                    let who = env.body.get("user").and_then(Value::as_str).unwrap_or("someone");
+                    let who = env
+                        .body
+                        .get("user")
+                        .and_then(Value::as_str)
+                        .unwrap_or("someone");
                     let comment = env
                         .body
                         .get("comment")
@@ -227,9 +242,14 @@ async fn receive(
                         .map(String::from);
                     let by = format!("team:{}", env.pc);
                     let user = format!("{who} on {}", env.pc);
-                    match engine.acknowledge_remote(&identity, &by, &user, comment).await {
+                    match engine
+                        .acknowledge_remote(&identity, &by, &user, comment)
+                        .await
+                    {
                         Ok(_) => m.ack.confirm(),
-                        Err(e) => tracing::warn!(error = %e, "a team acknowledgement could not be applied"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a team acknowledgement could not be applied")
+                        }
                     }
                 } else {
                     m.ack.confirm();
@@ -248,8 +268,15 @@ mod tests {
     fn a_saveris_identity_maps_to_the_local_account_with_the_same_login() {
         let accounts = vec![("lab@example.org".to_string(), "local1".to_string())];
         assert_eq!(
-            local_identity("saveris:acc9:alarm:u1:Alarm:t", Some("Lab@Example.org"), &accounts),
-            ("saveris:local1:alarm:u1:Alarm:t".to_string(), Some("local1".to_string()))
+            local_identity(
+                "saveris:acc9:alarm:u1:Alarm:t",
+                Some("Lab@Example.org"),
+                &accounts
+            ),
+            (
+                "saveris:local1:alarm:u1:Alarm:t".to_string(),
+                Some("local1".to_string())
+            )
         );
         assert_eq!(
             local_identity("saveris:acc9:u1", Some("other"), &accounts).0,

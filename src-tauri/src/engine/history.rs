@@ -919,7 +919,11 @@ impl History {
     }
 
     /// Outbox rows with an id above `after`, oldest first (issue 26).
-    pub fn outbox_pending(&self, after: i64, limit: usize) -> Result<Vec<OutboxEntry>, HistoryError> {
+    pub fn outbox_pending(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, HistoryError> {
         let c = self.read_conn();
         let mut st = c.prepare_cached(
             "SELECT id, kind, tail, retain, body, at_ms FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",

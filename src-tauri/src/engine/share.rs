@@ -33,10 +33,7 @@ pub struct NewOutbox {
 
 impl Engine {
     fn team_pc(&self) -> Option<String> {
-        self.settings
-            .team
-            .enabled
-            .then(|| self.settings.team.pc())
+        self.settings.team.enabled.then(|| self.settings.team.pc())
     }
 
     /// The Saveris login of an account (so other PCs map the alarm to their own account
@@ -50,7 +47,13 @@ impl Engine {
     }
 
     /// Alarm change body: identity, change, what the alarm is, who.
-    pub(super) fn alarm_body(&self, a: &Active, change: &str, at_ms: i64, who: Option<(&str, Option<&str>)>) -> Value {
+    pub(super) fn alarm_body(
+        &self,
+        a: &Active,
+        change: &str,
+        at_ms: i64,
+        who: Option<(&str, Option<&str>)>,
+    ) -> Value {
         let r = &a.row;
         json!({
             "identity": a.key,
@@ -72,7 +75,13 @@ impl Engine {
 
     /// Rows of an alarm change: the change itself and the retained state (emptied when it
     /// cleared).
-    pub(super) fn alarm_rows(&self, a: &Active, change: &str, at_ms: i64, who: Option<(&str, Option<&str>)>) -> Vec<NewOutbox> {
+    pub(super) fn alarm_rows(
+        &self,
+        a: &Active,
+        change: &str,
+        at_ms: i64,
+        who: Option<(&str, Option<&str>)>,
+    ) -> Vec<NewOutbox> {
         let Some(pc) = self.team_pc() else {
             return Vec::new();
         };

@@ -594,7 +594,10 @@ impl Engine {
         }
         let user = remote_user.unwrap_or_else(|| acknowledging_user(&self.settings.display_name));
         // Issue 26: this PC's acknowledgement goes to the team in the same transaction.
-        let share = match (remote, self.ids.get(&alarm_id).and_then(|k| self.active.get(k))) {
+        let share = match (
+            remote,
+            self.ids.get(&alarm_id).and_then(|k| self.active.get(k)),
+        ) {
             (false, Some(a)) => self.alarm_rows(a, "acked", now, Some((&user, comment.as_deref()))),
             _ => Vec::new(),
         };

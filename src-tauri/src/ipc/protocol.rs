@@ -236,6 +236,9 @@ pub struct Info {
     pub notice: Option<String>,
 }
 
+// Issue 26: the team settings made `Settings` the large variant; one answer at a time goes
+// over the socket, so boxing it would only cost an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum Response {

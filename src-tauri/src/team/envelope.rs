@@ -139,7 +139,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -218,9 +218,12 @@ mod tests {
 
     #[test]
     fn canonical_json_does_not_depend_on_key_order() {
-        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"d":2,"c":3}],"x":"é\""}}"#)
-            .expect("json");
-        assert_eq!(canonical(&a), r#"{"a":{"x":"é\"","y":[1,{"c":3,"d":2}]},"b":1}"#);
+        let a: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"d":2,"c":3}],"x":"é\""}}"#).expect("json");
+        assert_eq!(
+            canonical(&a),
+            r#"{"a":{"x":"é\"","y":[1,{"c":3,"d":2}]},"b":1}"#
+        );
         // The same message with keys in another order still verifies.
         let p = seal(KEY, TOPIC, &ack());
         let v: Value = serde_json::from_slice(&p).expect("json");
@@ -244,7 +247,10 @@ mod tests {
         v["sig"] = json!("zz");
         let p = serde_json::to_vec(&v).expect("json");
         assert_eq!(open(KEY, TOPIC, &p), Err(VerifyError::BadSignature));
-        assert_eq!(open(KEY, TOPIC, b"\xff not json"), Err(VerifyError::NotJson));
+        assert_eq!(
+            open(KEY, TOPIC, b"\xff not json"),
+            Err(VerifyError::NotJson)
+        );
     }
 
     #[test]

@@ -217,6 +217,7 @@ pub fn spawn(
         forged,
         outbox: outbox.clone(),
         poke: poke.clone(),
+        feeds: feeds_rx.clone(),
     };
     let shared = Arc::new(shared);
     let tasks = vec![
@@ -247,9 +248,14 @@ struct Shared {
     forged: Arc<AtomicU64>,
     outbox: Arc<dyn Outbox>,
     poke: Arc<Notify>,
+    feeds: watch::Receiver<Vec<(String, String)>>,
 }
 
 impl Shared {
+    fn feeds_now(&self) -> Vec<(String, String)> {
+        self.feeds.borrow().clone()
+    }
+
     /// Hands a publish to the client without waiting, recording its row in the FIFO under
     /// the same lock. `false`: not connected or the request queue is full; try later.
     fn try_publish(&self, row: Option<i64>, topic: String, retain: bool, payload: Vec<u8>) -> bool {
@@ -282,6 +288,21 @@ impl Shared {
     }
 }
 
+/// Publishes received in the current connection and waiting for the engine's verdict.
+#[derive(Default)]
+struct Held {
+    generation: u64,
+    next_token: u64,
+    by_token: HashMap<String, Publish>,
+}
+
+fn lock_held(h: &Mutex<Held>) -> MutexGuard<'_, Held> {
+    h.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The event loop. `poll` is never cancelled (a cancelled poll can lose a request it had
+/// taken from the client's queue: a PUBACK, or a publish whose outbox row would then be
+/// matched to the wrong packet id), so acks and presence changes run in their own tasks.
 async fn run_loop(
     sh: Arc<Shared>,
     mut el: EventLoop,
@@ -292,130 +313,180 @@ async fn run_loop(
 ) {
     let cfg = sh.cfg.clone();
     let subscription = format!("{}/#", cfg.prefix());
-    let mut generation: u64 = 0;
-    // Publishes received in this connection and waiting for the engine's verdict.
-    let mut held: HashMap<String, Publish> = HashMap::new();
-    let mut next_token: u64 = 0;
+    let held = Arc::new(Mutex::new(Held::default()));
+    // The engine's verdicts: PUBACK only for what was stored.
+    let (h2, client) = (held.clone(), sh.client.clone());
+    let acks = tokio::spawn(async move {
+        while let Some(msg) = acks_rx.recv().await {
+            let p = {
+                let mut h = lock_held(&h2);
+                if msg.generation != h.generation {
+                    continue;
+                }
+                h.by_token.remove(&msg.token)
+            };
+            if let (Some(p), true) = (p, msg.stored) {
+                // Not stored: no PUBACK; the broker sends it again after a reconnect.
+                let _ = client.ack(&p).await;
+            }
+        }
+    });
+    // This PC's feeds changed: a new presence message.
+    let sh2 = sh.clone();
+    let presence = tokio::spawn(async move {
+        while feeds_rx.changed().await.is_ok() {
+            let feeds = feeds_rx.borrow_and_update().clone();
+            let cfg = &sh2.cfg;
+            sh2.try_publish(
+                None,
+                cfg.topic(Kind::Presence, &cfg.pc),
+                true,
+                presence_payload(cfg, true, &feeds),
+            );
+        }
+    });
+    let _guard = AbortOnDrop(vec![acks, presence]);
     let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
     let mut backoff = RECONNECT_MIN;
     loop {
-        tokio::select! {
-            ev = el.poll() => match ev {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    backoff = RECONNECT_MIN;
-                    generation += 1;
-                    held.clear();
-                    {
-                        let mut f = lock(&sh.flight);
-                        *f = Flight { connected: true, ..Flight::default() };
+        match el.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = RECONNECT_MIN;
+                {
+                    let mut h = lock_held(&held);
+                    h.generation += 1;
+                    h.by_token.clear();
+                }
+                {
+                    let mut f = lock(&sh.flight);
+                    *f = Flight {
+                        connected: true,
+                        ..Flight::default()
+                    };
+                }
+                sh.set_state("live");
+                // The session may hold the subscription already; asking again is harmless.
+                let _ = sh
+                    .client
+                    .try_subscribe(subscription.clone(), QoS::AtLeastOnce);
+                let feeds = sh.feeds_now();
+                sh.try_publish(
+                    None,
+                    cfg.topic(Kind::Presence, &cfg.pc),
+                    true,
+                    presence_payload(&cfg, true, &feeds),
+                );
+                sh.poke.notify_one();
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut f = lock(&sh.flight);
+                if let Some(row) = f.queued.pop_front() {
+                    f.sent.insert(pkid, row);
+                }
+                let n = f.sent.len() as u32;
+                drop(f);
+                sh.status.send_modify(|s| s.in_flight = n);
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                let row = lock(&sh.flight).sent.remove(&ack.pkid).flatten();
+                if let Some(id) = row {
+                    if let Err(e) = sh.outbox.done(id) {
+                        tracing::warn!(error = %e, "an acknowledged outbox row could not be removed; it will be sent again");
                     }
-                    sh.set_state("live");
-                    // The session may hold the subscription already; asking again is harmless.
-                    let _ = sh.client.try_subscribe(subscription.clone(), QoS::AtLeastOnce);
-                    let feeds = feeds_rx.borrow_and_update().clone();
-                    sh.try_publish(
-                        None,
-                        cfg.topic(Kind::Presence, &cfg.pc),
-                        true,
-                        presence_payload(&cfg, true, &feeds),
-                    );
+                    lock(&sh.flight).rows.remove(&id);
                     sh.poke.notify_one();
                 }
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                    let mut f = lock(&sh.flight);
-                    if let Some(row) = f.queued.pop_front() {
-                        f.sent.insert(pkid, row);
-                    }
-                    let n = f.sent.len() as u32;
-                    drop(f);
-                    sh.status.send_modify(|s| s.in_flight = n);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                if p.payload.is_empty() {
+                    // An emptied retained state: nothing to act on.
+                    let _ = sh.client.try_ack(&p);
+                    continue;
                 }
-                Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    let row = lock(&sh.flight).sent.remove(&ack.pkid).flatten();
-                    if let Some(id) = row {
-                        if let Err(e) = sh.outbox.done(id) {
-                            tracing::warn!(error = %e, "an acknowledged outbox row could not be removed; it will be sent again");
-                        }
-                        lock(&sh.flight).rows.remove(&id);
-                        sh.poke.notify_one();
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                    if p.payload.is_empty() {
-                        // An emptied retained state: nothing to act on.
+                match envelope::open(&cfg.site_key, &topic, &p.payload) {
+                    Err(why) => {
+                        let n = sh.forged.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::warn!(topic, %why, dropped = n, "a team message without a valid signature was dropped");
+                        sh.status.send_modify(|s| s.forged_dropped = n);
                         let _ = sh.client.try_ack(&p);
-                        continue;
                     }
-                    match envelope::open(&cfg.site_key, &topic, &p.payload) {
-                        Err(why) => {
-                            let n = sh.forged.fetch_add(1, Ordering::Relaxed) + 1;
-                            tracing::warn!(topic, %why, dropped = n, "a team message without a valid signature was dropped");
-                            sh.status.send_modify(|s| s.forged_dropped = n);
-                            let _ = sh.client.try_ack(&p);
-                        }
-                        Ok(env) if env.kind == Kind::Presence => {
-                            let peer = Peer {
-                                pc: env.pc.clone(),
-                                online: env.body.get("online").and_then(Value::as_bool).unwrap_or(false),
-                                feeds: serde_json::from_value(env.body.get("feeds").cloned().unwrap_or(Value::Null)).unwrap_or_default(),
-                                at_ms: env.at_ms,
-                            };
-                            peers.insert(env.pc.clone(), peer);
-                            let list: Vec<Peer> = peers.values().cloned().collect();
-                            sh.status.send_modify(|s| s.peers = list);
-                            let _ = sh.client.try_ack(&p);
-                        }
-                        Ok(env) if env.pc == cfg.pc => {
-                            // Our own message coming back (or our retained state): nothing new.
-                            let _ = sh.client.try_ack(&p);
-                        }
-                        Ok(env) => {
-                            next_token += 1;
-                            let token = next_token.to_string();
-                            let ack = if p.qos == QoS::AtMostOnce {
-                                Ack::none()
-                            } else {
-                                held.insert(token.clone(), p.clone());
-                                Ack::new(acks_tx.clone(), generation, token)
-                            };
-                            if incoming.send(Incoming { topic, envelope: env, ack }).await.is_err() {
-                                return;
-                            }
-                        }
+                    Ok(env) if env.kind == Kind::Presence => {
+                        let peer = Peer {
+                            pc: env.pc.clone(),
+                            online: env
+                                .body
+                                .get("online")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false),
+                            feeds: serde_json::from_value(
+                                env.body.get("feeds").cloned().unwrap_or(Value::Null),
+                            )
+                            .unwrap_or_default(),
+                            at_ms: env.at_ms,
+                        };
+                        peers.insert(env.pc.clone(), peer);
+                        let list: Vec<Peer> = peers.values().cloned().collect();
+                        sh.status.send_modify(|s| s.peers = list);
+                        let _ = sh.client.try_ack(&p);
                     }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    {
-                        // Our own retransmission: forget what the library would send again.
-                        let mut f = lock(&sh.flight);
-                        f.connected = false;
-                        el.clean();
-                        el.pending.retain(|r| !matches!(r, Request::Publish(_) | Request::PubAck(_)));
-                        *f = Flight::default();
+                    Ok(env) if env.pc == cfg.pc => {
+                        // Our own message coming back (or our retained state): nothing new.
+                        let _ = sh.client.try_ack(&p);
                     }
-                    held.clear();
-                    sh.status.send_modify(|s| s.in_flight = 0);
-                    sh.set_state(&describe(&e));
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(RECONNECT_MAX);
-                }
-            },
-            Some(msg) = acks_rx.recv() => {
-                if msg.generation == generation {
-                    if let Some(p) = held.remove(&msg.token) {
-                        if msg.stored {
-                            let _ = sh.client.try_ack(&p);
+                    Ok(env) => {
+                        let ack = if p.qos == QoS::AtMostOnce {
+                            Ack::none()
+                        } else {
+                            let mut h = lock_held(&held);
+                            h.next_token += 1;
+                            let token = h.next_token.to_string();
+                            h.by_token.insert(token.clone(), p.clone());
+                            Ack::new(acks_tx.clone(), h.generation, token)
+                        };
+                        let m = Incoming {
+                            topic,
+                            envelope: env,
+                            ack,
+                        };
+                        if incoming.send(m).await.is_err() {
+                            return;
                         }
-                        // Not stored: no PUBACK; the broker sends it again after a reconnect.
                     }
                 }
             }
-            Ok(()) = feeds_rx.changed() => {
-                let feeds = feeds_rx.borrow_and_update().clone();
-                sh.try_publish(None, cfg.topic(Kind::Presence, &cfg.pc), true, presence_payload(&cfg, true, &feeds));
+            Ok(_) => {}
+            Err(e) => {
+                {
+                    // Our own retransmission: forget what the library would send again.
+                    let mut f = lock(&sh.flight);
+                    f.connected = false;
+                    el.clean();
+                    el.pending
+                        .retain(|r| !matches!(r, Request::Publish(_) | Request::PubAck(_)));
+                    *f = Flight::default();
+                }
+                {
+                    let mut h = lock_held(&held);
+                    h.generation += 1;
+                    h.by_token.clear();
+                }
+                sh.status.send_modify(|s| s.in_flight = 0);
+                sh.set_state(&describe(&e));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RECONNECT_MAX);
             }
+        }
+    }
+}
+
+/// Ends the helper tasks with the event loop.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
         }
     }
 }
@@ -478,4 +549,3 @@ fn describe(e: &rumqttc::v5::ConnectionError) -> String {
         other => format!("connection lost: {other}"),
     }
 }
-

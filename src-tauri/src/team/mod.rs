@@ -185,10 +185,18 @@ pub async fn test_connection(cfg: &TeamConfig) -> Result<String, TeamError> {
         Ok(Ok(())) => Ok(format!(
             "connected to {} as {}",
             cfg.broker_url.trim(),
-            if cfg.user.is_empty() { "anonymous" } else { cfg.user.as_str() }
+            if cfg.user.is_empty() {
+                "anonymous"
+            } else {
+                cfg.user.as_str()
+            }
         )),
-        Ok(Err(e)) => Err(TeamError::Connect(format!("the broker refused or failed: {e}"))),
-        Err(_) => Err(TeamError::Connect("the broker did not answer within 10 s".into())),
+        Ok(Err(e)) => Err(TeamError::Connect(format!(
+            "the broker refused or failed: {e}"
+        ))),
+        Err(_) => Err(TeamError::Connect(
+            "the broker did not answer within 10 s".into(),
+        )),
     }
 }
 

@@ -8,8 +8,8 @@
 //! itself or a shared peer is never dropped (Rust tests have no global teardown). Peers a
 //! test owns are also stopped by PID when dropped.
 
-pub mod moto;
 pub mod mosquitto;
+pub mod moto;
 pub mod rabbit;
 pub mod token_broker;
 

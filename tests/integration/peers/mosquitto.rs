@@ -89,7 +89,9 @@ impl Mosquitto {
     pub fn publish(&self, topic: &str, payload: &str) -> bool {
         Command::new("mosquitto_pub")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-u", USER, "-P", PASSWORD, "-q", "1", "-t", topic, "-m", payload])
+            .args([
+                "-u", USER, "-P", PASSWORD, "-q", "1", "-t", topic, "-m", payload,
+            ])
             .status()
             .map(|s| s.success())
             .unwrap_or(false)
