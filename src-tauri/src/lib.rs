@@ -21,10 +21,10 @@ pub mod runtime;
 pub mod secret_binding;
 pub mod secrets;
 pub mod settings;
+pub mod simulate;
 /// Issue 26: team sharing over MQTT.
 pub mod team;
 pub mod team_bridge;
-pub mod simulate;
 pub mod units;
 pub mod watch;
 

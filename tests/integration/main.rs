@@ -11,7 +11,7 @@ mod keyring;
 mod monitor;
 mod peers;
 mod saveris;
-mod team;
 mod soak;
+mod team;
 mod wayland;
 mod windows;

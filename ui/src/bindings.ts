@@ -48,7 +48,12 @@ id: string, enabled: boolean, username: string, region: Region, environment: Env
 /**
  * Cognito endpoint; empty = `https://cognito-idp.eu-central-1.amazonaws.com/`.
  */
-cognito_endpoint: string, cognito_client_id: string, channels: Channels, custom: CustomEndpoint | null, };
+cognito_endpoint: string, cognito_client_id: string, channels: Channels, custom: CustomEndpoint | null, 
+/**
+ * The site's time zone (IANA, "America/Chicago"; issue 20), e.g. the tenant's
+ * `main_timezone` from the Data API. Empty: the zone of the payload's local time, if any.
+ */
+site_timezone: string, };
 
 export type ElementScope = { "type": "device", "id": string } | { "type": "tag", "id": string } | { "type": "stream", "id": string } | { "type": "mandate" };
 
@@ -97,7 +102,14 @@ min_count: number,
 /**
  * Seconds the breach must last before raising (0 = at once).
  */
-min_duration_secs: number, };
+min_duration_secs: number, 
+/**
+ * The unit the limits are in ("°C"; issue 20). Values in °C/°F/K are converted to it
+ * before comparing; other units compare only with the same unit, and a value whose
+ * unit cannot apply is skipped. Empty (every rule saved before units existed) compares
+ * the number as received, as those rules always did.
+ */
+unit: string, };
 
 export type QuietHours = { enabled: boolean, 
 /**
@@ -117,6 +129,28 @@ allow_critical: boolean, };
  * One of the shipped sounds.
  */
 export type Sound = "alarm" | "alert" | "chime";
+
+/**
+ * Team sharing (issue 26). The broker password and the site key are in the keyring
+ * (`SecretKey::TeamPassword` / `TeamSiteKey`, keyed by the site name), never here.
+ */
+export type TeamSettings = { enabled: boolean, 
+/**
+ * `mqtt://host[:port]` or `mqtts://host[:port]`.
+ */
+broker_url: string, 
+/**
+ * This PC's name among the site's; empty = the host name.
+ */
+pc_name: string, 
+/**
+ * The topic prefix `alarm-tray/<site>/…`.
+ */
+site: string, 
+/**
+ * The broker user name (empty: anonymous).
+ */
+user: string, };
 
 /**
  * How an alarm of one severity rings until it is acknowledged or cleared (issue 21).
@@ -212,13 +246,22 @@ escalation: Escalation,
  * Issue 21: ΔH/R in kelvin for the shift report's mean kinetic temperature (USP <1079>
  * uses 10,000 K, i.e. ΔH ≈ 83.144 kJ/mol).
  */
-mkt_dh_r: number, };
+mkt_dh_r: number, 
+/**
+ * ELEMENT sends no units (issue 20): per parser id, field → unit the user confirmed
+ * ("°C"). Suggestions from field names are not stored here until confirmed.
+ */
+element_units: { [key in string]: { [key in string]: string } }, 
+/**
+ * Issue 26: sharing alarms with the site's other PCs over MQTT (off by default).
+ */
+team: TeamSettings, };
 
 /**
  * Which secret. Its string form is the keyring entry's user name, e.g.
  * `saveris:acc1:password` — an id, never the secret.
  */
-export type SecretKey = { "kind": "saveris_password", "account": string } | { "kind": "stomp_passcode", "account": string } | { "kind": "element_api_key", "account": string } | { "kind": "webhook_token", "account": string };
+export type SecretKey = { "kind": "saveris_password", "account": string } | { "kind": "stomp_passcode", "account": string } | { "kind": "element_api_key", "account": string } | { "kind": "webhook_token", "account": string } | { "kind": "team_password", "account": string } | { "kind": "team_site_key", "account": string };
 
 /**
  * Which upstream an event came from.
@@ -233,7 +276,7 @@ export type Severity = "info" | "warning" | "alarm";
 /**
  * The state of one feed connection as the user should read it.
  */
-export type FeedState = { "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, };
+export type FeedState = { "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, } | { "state": "waiting_for_keyring", message: string, };
 
 /**
  * A status report of one feed.
@@ -260,7 +303,7 @@ refused: Array<ChannelRefusal>,
  * How the account's names stand (issue 20): "names last refreshed 3 days ago", or
  * what failed. Filled in by the engine; `None` for feeds without a names source.
  */
-names: string | null, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, });
+names: string | null, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, } | { "state": "waiting_for_keyring", message: string, });
 
 /**
  * A channel the server refused, and the sentence to show next to it.
@@ -405,16 +448,52 @@ export type Status = { tray: TrayState,
 summary: string, paused: boolean, active_alarms: number, feeds: Array<FeedStatus>, };
 
 /**
+ * Another PC of the site, as its retained presence says.
+ */
+export type Peer = { pc: string, online: boolean, 
+/**
+ * Its feeds and their states in words (`saveris:a1` → `live`).
+ */
+feeds: Array<[string, string]>, at_ms: number, };
+
+/**
+ * The link's state, as the status line and the Team page show it.
+ */
+export type TeamStatus = { 
+/**
+ * `off`, `connecting`, `live`, or a sentence saying what is wrong.
+ */
+state: string, 
+/**
+ * Messages dropped because their signature was missing or wrong.
+ */
+forged_dropped: number, 
+/**
+ * Rows published and not yet acknowledged by the broker.
+ */
+in_flight: number, 
+/**
+ * Every PC seen on the site, this one included.
+ */
+peers: Array<Peer>, };
+
+/**
  * One pixel column of the chart: `t_ms` is the bucket's start; `min`/`max`/`mean` are
  * `None` when no reading fell in it.
  */
 export type Bucket = { t_ms: number, min: number | null, max: number | null, mean: number | null, count: number, };
 
 /**
- * A limit of a rule that applies to the sensor: `low` for "below", `high` for "above",
- * both for "outside".
+ * A limit that applies to the sensor: `low` for "below", `high` for "above", both for
+ * "outside". `rule` names where it comes from (the rule's name, or the device's own).
  */
-export type LimitLine = { rule: string, low: number | null, high: number | null, };
+export type LimitLine = { rule: string, low: number | null, high: number | null, origin: LimitOrigin, };
+
+/**
+ * Where a limit line comes from: one of this app's threshold rules, or the limits the
+ * sensor carries upstream (Saveris's own alarm limits, read by the Data API of issue 20).
+ */
+export type LimitOrigin = "rule" | "saveris";
 
 /**
  * The range's figures, from every reading (not from the buckets).
@@ -450,6 +529,12 @@ export type Page = "settings" | "history" | "dashboard";
 export type InitialPage = { page: Page, alarm_id: number | null, };
 
 /**
+ * A file the window offered for download (sensor view CSV/PNG export) was written, or
+ * failed: sent to the web UI as `window://download`, so it can say where the file went.
+ */
+export type DownloadDone = { path: string | null, ok: boolean, };
+
+/**
  * Saveris or ELEMENT account to try with the settings as typed (not yet saved).
  */
 export type ConnectionTest = { "kind": "saveris", account: SaverisAccount, password: string | null, 
@@ -465,7 +550,7 @@ send_stored_to?: string | null, } | { "kind": "element", account: ElementAccount
 /**
  * As for Saveris: confirms sending the stored API key to this endpoint.
  */
-send_stored_to?: string | null, };
+send_stored_to?: string | null, } | { "kind": "team", team: TeamSettings, password?: string | null, site_key?: string | null, };
 
 /**
  * A connection test that got through: what it reached, in words.

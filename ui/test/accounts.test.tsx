@@ -55,7 +55,7 @@ describe("accounts and write-only secrets", () => {
     fireEvent.click(byId("saveris-save"));
     await waitFor(() => expect(m.secretWrites).toHaveLength(1));
     const a = m.settings.saveris[0];
-    expect(a.custom).toEqual({ ws_url: "ws://127.0.0.1:15674/ws", destination_pattern: "/queue/{username}.{channel}", token_url: "", stomp_login: "guest" });
+    expect(a.custom).toEqual({ ws_url: "ws://127.0.0.1:15674/ws", destination_pattern: "/queue/{username}.{channel}", token_url: "", stomp_login: "guest", data_api_url: "" });
     expect(a.channels.alarms).toBe(true);
     expect(m.secretWrites[0]).toEqual({ key: `stomp_passcode:${a.id}`, value: "guestpw" });
   });

@@ -146,7 +146,8 @@ describe("settings", () => {
     fireEvent.click(await findId("sub-add-e1"));
     const device = (await screen.findByRole("option", { name: "Lab freezer (dev-3)" })).closest("select") as HTMLSelectElement;
     fireEvent.change(device, { target: { value: "dev-3" } });
-    fireEvent.click(byId("sub-preload-device"));
+    // preload=device is on for a new subscription (issue 20): names come with the readings.
+    expect((byId("sub-preload-device") as HTMLInputElement).checked).toBe(true);
     fireEvent.click(byId("sub-save"));
     await waitFor(() => expect(m.settings.element[0].subscriptions).toHaveLength(3));
     const sub = m.settings.element[0].subscriptions[2];

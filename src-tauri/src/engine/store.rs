@@ -250,7 +250,9 @@ impl Engine {
                 if !e.backfill {
                     let before = effects.len();
                     self.apply_event(w, e, id, now, &mut effects)?;
-                    if e.subscription.starts_with(crate::event::TEAM_SUBSCRIPTION_PREFIX) {
+                    if e.subscription
+                        .starts_with(crate::event::TEAM_SUBSCRIPTION_PREFIX)
+                    {
                         from_team.extend(before..effects.len());
                     }
                 }

@@ -12,9 +12,9 @@ mod desktop;
 #[path = "desktop_plain.rs"]
 mod desktop;
 mod kept;
-pub mod webhook;
 mod recording;
 pub mod sound;
+pub mod webhook;
 
 pub use desktop::DesktopNotifier;
 pub use kept::KeptNotifier;
