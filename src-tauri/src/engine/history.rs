@@ -64,7 +64,14 @@ CREATE TABLE IF NOT EXISTS events (
     raw TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_received ON events(received_ms);
-CREATE INDEX IF NOT EXISTS events_sensor_at ON events(sensor, at_ms) WHERE sensor IS NOT NULL;
+-- A sensor's readings by time, with kind and value in the index so that a range (the sensor
+-- view's 30 days, the sparklines, the report) never reads the table's rows, which carry the
+-- raw body (issue 27: 166 ms → 49 ms for 43,200 readings of one sensor out of 864,000).
+-- Replaces `events_sensor_at (sensor, at_ms)` of earlier versions: built once at the first
+-- start after the update (about 1.5 s per million events).
+DROP INDEX IF EXISTS events_sensor_at;
+CREATE INDEX IF NOT EXISTS events_sensor_at_value ON events(sensor, at_ms, kind, value)
+    WHERE sensor IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_unparsed ON events(id) WHERE kind = 'unparsed';
 CREATE TABLE IF NOT EXISTS alarms (
     id INTEGER PRIMARY KEY,
@@ -212,6 +219,11 @@ pub struct OutboxEntry {
     pub body: Option<String>,
     pub at_ms: i64,
 }
+
+/// A sensor's readings in a range, read from the index alone (`events_sensor_at_value`).
+const SERIES_BETWEEN: &str = "SELECT at_ms, value FROM events WHERE sensor = ?1 AND at_ms >= ?2 \
+     AND at_ms < ?3 AND value IS NOT NULL AND kind IN ('measurement', 'reading') \
+     ORDER BY at_ms LIMIT ?4";
 
 struct Inner {
     write: Mutex<Connection>,
@@ -666,10 +678,7 @@ impl History {
         limit: u32,
     ) -> Result<Vec<(i64, f64)>, HistoryError> {
         let c = self.read_conn();
-        let mut st = c.prepare_cached(
-            "SELECT at_ms, value FROM events WHERE sensor = ?1 AND at_ms >= ?2 AND at_ms < ?3 \
-             AND value IS NOT NULL AND kind IN ('measurement', 'reading') ORDER BY at_ms LIMIT ?4",
-        )?;
+        let mut st = c.prepare_cached(SERIES_BETWEEN)?;
         let rows = st.query_map(params![sensor, from_ms, to_ms, limit], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
@@ -746,7 +755,7 @@ impl History {
     /// The devices, accounts and subscriptions the sensor's newest events came through
     /// (issue 27: a rule aimed at a device or an ELEMENT tag draws its limits in the sensor
     /// view). The newest 200 events cover every subscription that still delivers it, and
-    /// the `events_sensor_at` index reads them without a scan.
+    /// the `events_sensor_at_value` index finds them without a scan.
     pub fn sensor_origins(
         &self,
         sensor: &str,
@@ -1507,6 +1516,24 @@ mod tests {
         e.unit = Some("°C".into());
         e.measured_at = Some(jiff::Timestamp::from_millisecond(at_ms).unwrap());
         e
+    }
+
+    #[test]
+    fn a_range_of_readings_is_read_from_the_index_alone() {
+        // The sensor view's 30 days must not read each event's row (raw body and all).
+        let h = History::open_in_memory().unwrap();
+        let plan: Vec<String> = h
+            .with_read(|c| {
+                let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {SERIES_BETWEEN}"))?;
+                let rows = st.query_map(params!["s", 0, 1, 1], |r| r.get::<_, String>(3))?;
+                rows.collect()
+            })
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("COVERING INDEX events_sensor_at_value")),
+            "{plan:?}"
+        );
     }
 
     #[test]
