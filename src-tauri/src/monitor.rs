@@ -367,10 +367,10 @@ impl Monitor {
         let token = match token.filter(|t| !t.trim().is_empty()) {
             Some(t) => Some(t.trim().to_string()),
             None => {
-                let (store, hook) = (SecretStore, webhook.clone());
-                tokio::task::spawn_blocking(move || webhook::stored_token(&store, &hook))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))?
+                // Bounded like every keyring call: a hung keyring must not hang the monitor.
+                let hook = webhook.clone();
+                self.secret(move |store| Ok(webhook::stored_token(&store, &hook)))
+                    .await?
                     .map_err(|e| match e {
                         WebhookError::TokenElsewhere { .. } => {
                             Error::EndpointChanged(e.to_string())

@@ -1189,6 +1189,13 @@ async fn critical_rings_every_five_minutes_and_a_snooze_holds_the_sensor() {
     assert_eq!(rig.engine.history().snoozes().unwrap().len(), 1);
     assert!(rig.engine.end_snooze("b").await.unwrap());
     assert!(rig.engine.history().snoozes().unwrap().is_empty());
+    // The popup goes out on the popup thread: wait for it (bounded), as the user would.
+    for _ in 0..100 {
+        if rig.notifier.shown().len() > 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(
         rig.notifier.shown().len() > 4,
         "the sensor's active alarms pop when the snooze ends"
