@@ -135,6 +135,31 @@ impl Profile {
     }
 }
 
+/// Stores `secret` under the app's keyring entry `entry` with `secret-tool`, as a user
+/// would: the value on stdin, never in the arguments. `cmd` is `secret-tool` with the
+/// environment it needs (a private session bus, for instance).
+pub fn secret_tool_store(mut cmd: Command, entry: &str, secret: &str) {
+    use std::io::Write;
+    let mut c = cmd
+        .args([
+            "store",
+            "--label",
+            entry,
+            "service",
+            alarm_tray::secrets::SERVICE,
+        ])
+        .args(["username", entry])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("secret-tool");
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(secret.as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success(), "secret-tool store {entry}");
+}
+
 pub fn wait_for(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + within;
     while Instant::now() < end {

@@ -172,26 +172,7 @@ impl PrivateBus {
     }
 
     fn store_secret(&self, key: &SecretKey, value: &str) {
-        let mut child = self
-            .command("secret-tool")
-            .args([
-                "store",
-                "--label=alarm-tray test",
-                "service",
-                alarm_tray::secrets::SERVICE,
-                "username",
-                &key.entry_name(),
-            ])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("secret-tool");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(value.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "secret-tool store failed");
+        desktop::secret_tool_store(self.command("secret-tool"), &key.entry_name(), value);
     }
 }
 

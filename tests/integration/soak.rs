@@ -4,7 +4,7 @@
 //! more than 1 MB. Only under `make soak` (`ALARM_TRAY_SOAK=1`); `ALARM_TRAY_SOAK_MINS` sets
 //! the length (25 by default). Prints one `SOAK-FIGURES` line.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,25 +32,7 @@ fn memory(pid: u32) -> Option<(u64, u64)> {
 }
 
 fn store_secret(key: &SecretKey, value: &str) {
-    let mut child = Command::new("secret-tool")
-        .args([
-            "store",
-            "--label=alarm-tray soak",
-            "service",
-            alarm_tray::secrets::SERVICE,
-            "username",
-            &key.entry_name(),
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("secret-tool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(value.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    desktop::secret_tool_store(Command::new("secret-tool"), &key.entry_name(), value);
 }
 
 fn mean(v: &[u64]) -> f64 {

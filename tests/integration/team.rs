@@ -275,27 +275,7 @@ fn saveris_alarm(i: usize) -> String {
 }
 
 fn keyring_store(entry: &str, secret: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut c = Command::new("secret-tool")
-        .args([
-            "store",
-            "--label",
-            entry,
-            "service",
-            "alarm-tray",
-            "username",
-            entry,
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("secret-tool");
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(secret.as_bytes())
-        .unwrap();
-    assert!(c.wait().unwrap().success(), "secret-tool store {entry}");
+    crate::desktop::secret_tool_store(std::process::Command::new("secret-tool"), entry, secret);
 }
 
 fn keyring_clear(entry: &str) {

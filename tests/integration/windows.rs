@@ -639,25 +639,7 @@ fn windows_simulate_serves_a_linux_watch() {
         ),
     ];
     for (entry, secret) in &entries {
-        let mut c = Command::new("secret-tool")
-            .args([
-                "store",
-                "--label",
-                entry,
-                "service",
-                "alarm-tray",
-                "username",
-                entry,
-            ])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("secret-tool");
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(secret.as_bytes())
-            .unwrap();
-        assert!(c.wait().unwrap().success(), "secret-tool store {entry}");
+        desktop::secret_tool_store(Command::new("secret-tool"), entry, secret);
     }
     let watch = Command::new(desktop::app_bin())
         .args(["watch", "--settings"])
