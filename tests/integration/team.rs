@@ -373,6 +373,21 @@ impl WatchPc {
             .next_back()
     }
 
+    /// Alarms this PC took from the Saveris queue itself (not through the team).
+    fn direct_alarms(&self) -> usize {
+        self.lines()
+            .iter()
+            .filter(|v| {
+                v["type"] == "event"
+                    && v["event"]["kind"] == "alarm_raised"
+                    && !v["event"]["subscription"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("team:")
+            })
+            .count()
+    }
+
     /// Saveris alarms raised here, by sensor.
     fn raised_sensors(&self) -> Vec<String> {
         self.decisions("alarm_raised")
@@ -505,9 +520,33 @@ fn team_three_pcs_one_saveris_user_see_every_alarm_once_and_share_acknowledgemen
     for i in 0..500 {
         server.publish(&user, "alarms", saveris_alarm(i));
     }
-    wait_for("500 alarms on every PC", Duration::from_secs(120), || {
-        pcs.iter().all(|p| p.raised_sensors().len() >= 500) && count_a().0 >= 500
-    });
+    let all_arrived = || pcs.iter().all(|p| p.raised_sensors().len() >= 500) && count_a().0 >= 500;
+    let end = Instant::now() + Duration::from_secs(120);
+    while !all_arrived() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if !all_arrived() {
+        let direct_b_c: Vec<usize> = pcs.iter().map(|p| p.direct_alarms()).collect();
+        let missing: Vec<Vec<usize>> = pcs
+            .iter()
+            .map(|p| {
+                let have: std::collections::HashSet<String> =
+                    p.raised_sensors().into_iter().collect();
+                (0..500)
+                    .filter(|i| !have.contains(&format!("sensor-{i}")))
+                    .take(20)
+                    .collect()
+            })
+            .collect();
+        panic!(
+            "timed out waiting for 500 alarms on every PC: a has {:?}, b and c raised {:?} \
+             (taken from Saveris by b and c: {direct_b_c:?}, missing on b and c: {missing:?}); team status on a: {:?}, b and c: {:?}",
+            count_a(),
+            pcs.iter().map(|p| p.raised_sensors().len()).collect::<Vec<_>>(),
+            team_a.borrow().as_ref().map(|t| serde_json::to_value(t).unwrap()),
+            pcs.iter().map(|p| p.team()).collect::<Vec<_>>(),
+        );
+    }
     eprintln!("500 alarms on all three PCs after {:?}", started.elapsed());
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(count_a(), (500, 500), "PC a: alarms, distinct sensors");
@@ -535,22 +574,7 @@ fn team_three_pcs_one_saveris_user_see_every_alarm_once_and_share_acknowledgemen
         assert_eq!(popped.len(), n, "PC {name}: an alarm popped twice");
     }
     // The queue split them: each PC took only a part from Saveris itself.
-    let direct: Vec<usize> = pcs
-        .iter()
-        .map(|p| {
-            p.lines()
-                .iter()
-                .filter(|v| {
-                    v["type"] == "event"
-                        && v["event"]["kind"] == "alarm_raised"
-                        && !v["event"]["subscription"]
-                            .as_str()
-                            .unwrap_or("")
-                            .starts_with("team:")
-                })
-                .count()
-        })
-        .collect();
+    let direct: Vec<usize> = pcs.iter().map(WatchPc::direct_alarms).collect();
     let direct_a: i64 = rusqlite::Connection::open(&db_a)
         .unwrap()
         .query_row(

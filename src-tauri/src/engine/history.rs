@@ -174,9 +174,11 @@ CREATE TABLE IF NOT EXISTS snoozes (
     ended_ms INTEGER
 );
 -- Issue 26: what this PC shares with the team, written in the transaction of what it
--- shares, deleted when the broker acknowledged it (PUBACK).
+-- shares, deleted when the broker acknowledged it (PUBACK). AUTOINCREMENT: an id is never
+-- given twice, even after the newest rows were deleted; the publisher reads after the highest
+-- id it sent, so a reused id would never be sent.
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
     tail TEXT NOT NULL,
     retain INTEGER NOT NULL,
@@ -320,6 +322,38 @@ fn add_column(c: &Connection, table: &str, column: &str, ty: &str) -> Result<(),
     Ok(())
 }
 
+/// The first team builds made the outbox without AUTOINCREMENT, so SQLite gave the id of
+/// deleted (acknowledged) newest rows again and the publisher, reading after the highest id
+/// it sent, skipped them. Rebuilds such a table keeping its rows and their order.
+fn outbox_ids_never_reused(c: &Connection) -> Result<(), HistoryError> {
+    let sql: String = c.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+        [],
+        |r| r.get(0),
+    )?;
+    if sql.contains("AUTOINCREMENT") {
+        return Ok(());
+    }
+    // Rolled back on drop if any step fails: the old table stays as it was.
+    let tx = c.unchecked_transaction()?;
+    tx.execute_batch(
+        "ALTER TABLE outbox RENAME TO outbox_old;
+         CREATE TABLE outbox (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             kind TEXT NOT NULL,
+             tail TEXT NOT NULL,
+             retain INTEGER NOT NULL,
+             body TEXT,
+             at_ms INTEGER NOT NULL
+         );
+         INSERT INTO outbox (id, kind, tail, retain, body, at_ms)
+             SELECT id, kind, tail, retain, body, at_ms FROM outbox_old ORDER BY id;
+         DROP TABLE outbox_old;",
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
     // back on drop), so a poisoned lock is still usable.
@@ -425,6 +459,7 @@ impl History {
         add_column(c, "alarms", "acknowledged_comment", "TEXT")?;
         add_column(c, "acknowledgements", "user", "TEXT")?;
         add_column(c, "acknowledgements", "comment", "TEXT")?;
+        outbox_ids_never_reused(c)?;
         Ok(())
     }
 
@@ -1534,6 +1569,62 @@ mod tests {
                 .any(|p| p.contains("COVERING INDEX events_sensor_at_value")),
             "{plan:?}"
         );
+    }
+
+    #[test]
+    fn an_outbox_id_is_never_given_twice_so_the_publisher_never_skips_a_row() {
+        // The publisher reads rows after the highest id it sent. Rows 1-3 sent and deleted
+        // (PUBACK): the next row must be 4, not 1 again (the team test lost 3 alarms so).
+        let h = History::open_in_memory().unwrap();
+        let push = |n: usize| {
+            h.write(|w| {
+                for _ in 0..n {
+                    w.outbox_push("event", "pc-a", false, Some("{}"), 1)?;
+                }
+                Ok(())
+            })
+            .unwrap()
+        };
+        push(3);
+        let sent = h.outbox_pending(0, 10).unwrap();
+        assert_eq!(sent.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2, 3]);
+        for r in &sent {
+            h.outbox_done(r.id).unwrap();
+        }
+        push(2);
+        let next: Vec<i64> = h
+            .outbox_pending(3, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(next, [4, 5]);
+    }
+
+    #[test]
+    fn an_outbox_of_the_first_team_builds_is_rebuilt_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite3");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE outbox (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, tail TEXT NOT NULL,
+                     retain INTEGER NOT NULL, body TEXT, at_ms INTEGER NOT NULL);
+                 INSERT INTO outbox VALUES (7, 'event', 'pc-a', 0, '{\"a\":1}', 5);
+                 INSERT INTO outbox VALUES (9, 'state', 'x', 1, NULL, 6);",
+            )
+            .unwrap();
+        }
+        let h = History::open(&path).unwrap();
+        let rows = h.outbox_pending(0, 10).unwrap();
+        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [7, 9]);
+        assert_eq!(rows[0].body.as_deref(), Some("{\"a\":1}"));
+        for r in &rows {
+            h.outbox_done(r.id).unwrap();
+        }
+        h.write(|w| w.outbox_push("event", "pc-a", false, None, 1))
+            .unwrap();
+        assert_eq!(h.outbox_pending(0, 10).unwrap()[0].id, 10);
     }
 
     #[test]
