@@ -106,6 +106,19 @@ describe("site time in History (issue 20)", () => {
     fireEvent.click(byId("tab-history"));
     expect((await findId("alarm-site-time-1")).textContent).toContain(`site time (${away})`);
   });
+
+  it("without a zone in the account, the tenant's main_timezone from the names is used", async () => {
+    const s = demoState();
+    s.settings.saveris[0].site_timezone = "";
+    const row = s.alarms.find((a) => a.id === 1)!;
+    s.handlers.places = () => [
+      { sensor: row.sensor ?? "", label: "Fridge 1 - Air Sensor · Kitchen", area: "Kitchen", equipment: "Fridge 1", limits: [], timezone: away },
+    ];
+    installMock(s);
+    await renderApp();
+    fireEvent.click(byId("tab-history"));
+    expect((await findId("alarm-site-time-1")).textContent).toContain(`site time (${away})`);
+  });
 });
 
 describe("ELEMENT unit suggestions (issue 20)", () => {

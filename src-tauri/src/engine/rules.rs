@@ -332,6 +332,17 @@ impl Rules {
         if e.unit.is_none() && e.parser.is_some() {
             e.unit = unit_of(e, None, &self.field_units).map(|u| u.symbol().to_string());
         }
+        // The other fields' units too, for their last values (issue 20).
+        if e.parser.is_some() && e.field_units.is_empty() {
+            let main = e.quantity.as_deref();
+            e.field_units = (e.fields.iter())
+                .filter(|(f, _)| Some(f.as_str()) != main)
+                .filter_map(|(f, _)| {
+                    let u = unit_of(e, Some(f), &self.field_units)?;
+                    Some((f.clone(), u.symbol().to_string()))
+                })
+                .collect();
+        }
     }
 
     /// Number of tracked (rule, sensor) pairs.
