@@ -1012,6 +1012,30 @@ mod tests {
         other.parser = Some("p2".into());
         r.fill_unit(&mut other);
         assert_eq!(other.unit, None, "another parser");
+        assert!(other.field_units.is_empty());
+    }
+
+    #[test]
+    fn the_other_fields_get_their_confirmed_units_too() {
+        let mut s = Settings::default();
+        s.element_units.insert(
+            "p1".into(),
+            [
+                ("air_temperature".to_string(), "°C".to_string()),
+                ("battery_voltage".to_string(), "V".to_string()),
+            ]
+            .into(),
+        );
+        let r = Rules::new(&s);
+        let mut e = sorted_reading(5.0);
+        e.parser = Some("p1".into());
+        r.fill_unit(&mut e);
+        // The main field's unit is the event's; humidity was never confirmed: none.
+        assert_eq!(e.unit.as_deref(), Some("°C"));
+        assert_eq!(
+            e.field_units,
+            vec![("battery_voltage".to_string(), "V".to_string())]
+        );
     }
 
     #[test]
