@@ -1034,7 +1034,7 @@ mod tests {
         assert_eq!(e.unit.as_deref(), Some("°C"));
         assert_eq!(
             e.field_units,
-            vec![("battery_voltage".to_string(), "V".to_string())]
+            [("battery_voltage".to_string(), "V".to_string())]
         );
     }
 
