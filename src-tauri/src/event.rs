@@ -143,6 +143,10 @@ pub struct Event {
     /// For readings: every numeric field of `data` (field name, value).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<(String, f64)>,
+    /// For readings: the units of `fields` other than the main one, as the user gave them
+    /// for the parser (ELEMENT sends none; filled in by the engine, issue 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub field_units: Vec<(String, String)>,
     /// For alarms: identity of the alarm condition, so that a clear finds its raise
     /// (sensor + condition).
     pub alarm_id: Option<String>,
@@ -164,6 +168,10 @@ pub struct Event {
     /// stored for charts and reports only; no popup, no rule, never replaces a live value.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub backfill: bool,
+    /// Saveris: the UTC offset of the site's local time (`alarm_time_local`, "+02:00"),
+    /// the site's time when no zone is known (issue 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_offset: Option<String>,
     /// The subscription's position after this event (ELEMENT: `inserted_at`), stored with
     /// the event in one transaction so a reconnect resumes exactly after it.
     pub cursor: Option<String>,
@@ -193,7 +201,9 @@ impl Event {
             value: None,
             unit: None,
             parser: None,
+            site_offset: None,
             fields: Vec::new(),
+            field_units: Vec::new(),
             alarm_id: None,
             condition: None,
             severity: Severity::Info,

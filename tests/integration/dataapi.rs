@@ -406,6 +406,17 @@ async fn names_limits_backfill_through_the_engine_and_names_kept_when_the_api_fa
         "{}",
         popup.body
     );
+    // No zone in the account: the tenant's main_timezone names the site's time, where it
+    // reads differently from this desktop's (issue 20).
+    let now = jiff::Timestamp::now();
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    if jiff::tz::TimeZone::system().to_offset(now) != berlin.to_offset(now) {
+        assert!(
+            popup.body.contains(" site time (Europe/Berlin)"),
+            "{}",
+            popup.body
+        );
+    }
     let row = &history.alarms(&AlarmFilter::default()).unwrap()[0];
     assert_eq!(
         row.limit.as_deref(),
@@ -522,6 +533,14 @@ fn watch_demo_lines_carry_names_limits_and_backfill() {
     );
     let mut names = std::collections::BTreeSet::new();
     let (mut backfilled, mut live) = (0, 0);
+    // The demo tenant's site is in Berlin; this desktop is not (UTC): live lines name the
+    // site's time (issue 20).
+    let now = jiff::Timestamp::now();
+    let away = jiff::tz::TimeZone::system().to_offset(now)
+        != jiff::tz::TimeZone::get("Europe/Berlin")
+            .unwrap()
+            .to_offset(now);
+    let mut site_times = 0;
     let mut popups = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -534,6 +553,10 @@ fn watch_demo_lines_carry_names_limits_and_backfill() {
                     backfilled += 1;
                 } else {
                     live += 1;
+                }
+                if let Some(t) = v["site_time"].as_str() {
+                    assert!(t.ends_with(" site time (Europe/Berlin)"), "{t}");
+                    site_times += 1;
                 }
             }
             Some("decision") if v["decision"]["kind"] == "popup" => {
@@ -556,6 +579,18 @@ fn watch_demo_lines_carry_names_limits_and_backfill() {
         "{names:?}"
     );
     assert!(backfilled >= 4 * 280, "24 h for 4 sensors: {backfilled}");
+    if away {
+        assert!(
+            site_times >= backfilled,
+            "{site_times} lines with the site's time"
+        );
+        assert!(
+            popups
+                .iter()
+                .any(|p| p.contains("site time (Europe/Berlin)")),
+            "{popups:#?}"
+        );
+    }
     assert!(live >= 5, "{live}");
     assert!(
         popups
@@ -568,4 +603,260 @@ fn watch_demo_lines_carry_names_limits_and_backfill() {
         popups.len() < 10,
         "backfilled values do not pop: {popups:#?}"
     );
+}
+
+/// The real app (monitor, private profile) logs in to the project's Saveris server, takes
+/// its names from the Data API, and a live alarm's popup, read from the notification daemon
+/// on D-Bus, names "Fridge 1 - Air Sensor · Kitchen" with its equipment's limit and the
+/// site's time (the tenant's `main_timezone`, no zone set in the account) (issue 20).
+#[test]
+fn dbus_popup_names_the_fridge_with_its_limit_and_site_time() {
+    use alarm_tray::ipc::client::Client;
+    use alarm_tray::ipc::protocol::Request;
+    use alarm_tray::secrets::SecretKey;
+    use alarm_tray::settings::{Channels, CustomEndpoint, SaverisAccount};
+
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(server(demo_tenant()));
+    let profile = desktop::Profile::new();
+    let _monitor = profile.start_monitor();
+    let client = Client::new(&profile.socket());
+    let id = crate::peers::unique("names-dbus");
+    let mut settings: Settings = rt.block_on(client.ask(Request::GetSettings)).unwrap();
+    settings.saveris.push(SaverisAccount {
+        id: id.clone(),
+        username: USER.into(),
+        channels: Channels {
+            alarms: true,
+            measurements: false,
+            measurements_v2: false,
+        },
+        custom: Some(CustomEndpoint {
+            ws_url: s.ws_url(),
+            token_url: s.token_url(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    rt.block_on(client.ask::<()>(Request::SaveSettings { settings }))
+        .unwrap();
+    rt.block_on(client.ask::<()>(Request::SetSecret {
+        key: SecretKey::SaverisPassword(id.clone()),
+        value: PASSWORD.into(),
+    }))
+    .unwrap();
+    desktop::wait_for(Duration::from_secs(60), "names from the Data API", || {
+        let st: alarm_tray::engine::model::Status =
+            rt.block_on(client.ask(Request::Status)).unwrap();
+        st.feeds
+            .iter()
+            .any(|f| f.names.as_deref() == Some("names last refreshed just now"))
+    });
+    let watch = desktop::NotifyWatch::start();
+    let now = jiff::Timestamp::now();
+    let body = json!({
+        "uuid": crate::peers::unique("a"), "alarm_status": "Alarm",
+        "alarm_condition_type": "Upper limit", "alarm_severity": "Alarm",
+        "alarm_time": now.to_string(), "alarm_value": "9.5", "physical_unit": "°C",
+        "physical_value": "Temperature", "alarm_source_uuid": FRIDGE,
+        "alarm_type": "measurement alarm", "serial_number": "61234502"
+    });
+    s.publish(USER, "alarms", body.to_string());
+    let text = watch.wait_for(
+        "Fridge 1 - Air Sensor \u{b7} Kitchen",
+        Duration::from_secs(30),
+    );
+    let call = text
+        .split("\nmethod ")
+        .find(|m| m.contains("Fridge 1 - Air Sensor \u{b7} Kitchen"))
+        .unwrap_or_default()
+        .to_string();
+    eprintln!("{call}");
+    assert!(call.contains("Upper limit"), "{call}");
+    assert!(call.contains("9.5 °C, upper limit 8.0 °C"), "{call}");
+    // The desktop here is not in Berlin's offset (the session runs in UTC): the site's
+    // time is named beside it.
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    if jiff::tz::TimeZone::system().to_offset(now) != berlin.to_offset(now) {
+        let site = now.to_zoned(berlin).strftime("%H:%M").to_string();
+        assert!(
+            call.contains(&format!("{site} site time (Europe/Berlin)")),
+            "{call}"
+        );
+    }
+    rt.block_on(s.stop());
+}
+
+/// While running: the push feed loses its link (the server drops it), reconnects, and the
+/// Data API fills in the outage from `/v2/measurements` — one window of at least 5 min
+/// ending at the reconnect, every sensor's readings through the outage, backfilled (no
+/// popups); a second outage right after is not asked for in an overlapping window (issue 20).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_the_push_feed_is_filled_in_from_the_data_api() {
+    use alarm_tray::feeds::saveris::{self, SaverisFeedConfig};
+    use alarm_tray::settings::{Channels, CustomEndpoint, SaverisAccount};
+
+    let mut tenant = demo_tenant();
+    tenant.measuring_minutes = 1;
+    let sensors = tenant.sensors.len();
+    let s = server(tenant).await;
+    let slot = TokenSlot::default();
+    let account = SaverisAccount {
+        id: "acc".into(),
+        username: USER.into(),
+        channels: Channels {
+            alarms: true,
+            measurements: false,
+            measurements_v2: false,
+        },
+        custom: Some(CustomEndpoint {
+            ws_url: s.ws_url(),
+            token_url: s.token_url(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut cfg =
+        crate::saveris::fast(SaverisFeedConfig::new(account, Some(PASSWORD.into()), None));
+    cfg.token = slot.clone();
+    let (tx, mut rx) = mpsc::channel::<Delivery>(4096);
+    let (status_tx, _status_rx) = mpsc::unbounded_channel();
+    let feed = saveris::spawn(cfg, tx.clone(), status_tx);
+    let (names_tx, _names_rx) = mpsc::unbounded_channel::<NamesUpdate>();
+    let (_poke, wanted) = mpsc::unbounded_channel();
+    // Readings stored a moment ago: no start backfill, only the outage's.
+    let cfg = RefreshConfig::new("acc", client(&s, &slot), Some(jiff::Timestamp::now()));
+    let task = refresh::spawn(cfg, slot.clone(), names_tx, tx.clone(), wanted);
+    let live = |n: u64| {
+        let s = &s;
+        async move {
+            timeout(Duration::from_secs(20), async {
+                while s.connects() < n || s.connections(USER) == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+            .expect("the push feed is live")
+        }
+    };
+    live(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.data_api_posts_to("v2/measurements"),
+        0,
+        "nothing missed yet"
+    );
+
+    let down = jiff::Timestamp::now();
+    s.drop_connections();
+    live(2).await;
+    let up = jiff::Timestamp::now();
+    let mut got: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    let filled = timeout(Duration::from_secs(30), async {
+        while got.values().map(Vec::len).sum::<usize>() < sensors * 5 {
+            let d = rx.recv().await.expect("deliveries");
+            let e = d.event;
+            if e.kind == EventKind::Measurement {
+                assert!(e.backfill, "from the Data API, stored without popups");
+                let at = e.measured_at.unwrap().as_second();
+                got.entry(e.sensor.clone().unwrap()).or_default().push(at);
+            }
+        }
+    })
+    .await;
+    eprintln!("outage {down} .. {up}; filled in {got:?}");
+    assert!(filled.is_ok(), "the outage filled in within 30 s: {got:?}");
+    assert_eq!(s.data_api_posts_to("v2/measurements"), 1);
+    assert_eq!(got.len(), sensors, "every sensor");
+    for times in got.values() {
+        // The simulated loggers measure every minute: five readings of the 5 min window
+        // ending at the reconnect, the outage inside it, no hole.
+        assert_eq!(times.len(), 5, "{times:?}");
+        let (first, last) = (times[0], times[4]);
+        assert!(
+            first >= up.as_second() - 301 && first <= down.as_second(),
+            "{times:?}"
+        );
+        assert!(last <= up.as_second(), "{times:?}");
+        assert!(times.windows(2).all(|w| w[1] - w[0] == 60), "{times:?}");
+    }
+
+    // A second outage at once: its 5 min window would overlap the one just asked for, so
+    // it waits until it can start where that one ended (no request within these seconds).
+    s.drop_connections();
+    live(3).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        s.data_api_posts_to("v2/measurements"),
+        1,
+        "no overlapping window"
+    );
+
+    task.stop().await;
+    feed.stop().await;
+    s.stop().await;
+}
+
+/// CSV result files (the vendor's default format) give the same names, places, limits and
+/// measurements as JSON ones; a CSV file cut short is malformed and not asked for again
+/// (issue 20).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_result_files_give_the_same_names_and_a_cut_one_is_malformed() {
+    use alarm_tray::feeds::saveris::dataapi::ResultFormat;
+
+    let s = server(demo_tenant()).await;
+    let slot = TokenSlot::default();
+    push_feed_login(&s, &slot).await;
+    let json_client = client(&s, &slot);
+    let mut csv_client = client(&s, &slot);
+    csv_client.format = ResultFormat::Csv;
+
+    let sorted = |mut v: Vec<alarm_tray::event::NameEntry>| {
+        v.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+        v
+    };
+    let from_json = sorted(refresh::fetch_names(&json_client).await.unwrap());
+    let from_csv = sorted(refresh::fetch_names(&csv_client).await.unwrap());
+    assert!(!from_csv.is_empty());
+    assert_eq!(from_csv, from_json, "the same names from either format");
+    let fridge = from_csv.iter().find(|n| n.id == FRIDGE).unwrap();
+    assert_eq!(fridge.label(), "Fridge 1 - Air Sensor \u{b7} Kitchen");
+    assert_eq!(fridge.limits.upper_violation, Some(8.0));
+    assert_eq!(fridge.timezone.as_deref(), Some("Europe/Berlin"));
+
+    let now = jiff::Timestamp::now();
+    let window = json!({
+        "date_time_from": (now - jiff::SignedDuration::from_hours(1)).to_string(),
+        "date_time_until": now.to_string(),
+    });
+    let rows = csv_client
+        .export("v2/measurements", window.clone())
+        .await
+        .unwrap();
+    assert!((4 * 11..=4 * 13).contains(&rows.len()), "{}", rows.len());
+    // A CSV row is text: it maps to the same reading as the JSON one.
+    let ev = |r: &serde_json::Map<String, serde_json::Value>| {
+        let body = serde_json::Value::Object(r.clone()).to_string();
+        payload::to_event("acc", "measurements-v2", body.as_bytes(), now)
+    };
+    let json_rows = json_client.export("v2/measurements", window).await.unwrap();
+    let (a, b) = (ev(&rows[0]), ev(&json_rows[0]));
+    assert_eq!((a.key, a.value, a.sensor), (b.key, b.value, b.sensor));
+
+    s.set_data_api_fault(Some(Fault::Malformed));
+    let before = s.data_api_counts();
+    let e = csv_client
+        .export("v4/equipments", json!({}))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DataApiError::Malformed(_)), "{e}");
+    let d = delta(s.data_api_counts(), before);
+    assert_eq!((d.posts, d.downloads), (1, 1), "not asked for again: {d:?}");
+    s.stop().await;
 }

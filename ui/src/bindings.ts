@@ -381,7 +381,12 @@ label: string, area: string | null, equipment: string | null,
 /**
  * The configured limits (warning and violation, both sides), ascending.
  */
-limits: Array<number>, };
+limits: Array<number>, 
+/**
+ * The site's IANA zone (the tenant's `main_timezone`), for the site's time beside the
+ * desktop's.
+ */
+timezone: string | null, };
 
 /**
  * A body that could not be parsed, kept so the user can see it.

@@ -10,7 +10,7 @@ vi.mock("uplot/dist/uPlot.min.css", () => ({}));
 import { demoState, installMock } from "../dev/mockBackend";
 import { alarmsToCsv, isoTime } from "../src/lib/csv";
 import { canonicalUnit, compatibleUnits, suggestUnit } from "../src/lib/units";
-import { describeLimit, unitProblems } from "../src/settings/Rules";
+import { describeLimit, unitProblems, unitToConfirm } from "../src/settings/Rules";
 import { byId, findId, renderApp } from "./helpers";
 
 describe("units (issue 20)", () => {
@@ -58,6 +58,46 @@ describe("units (issue 20)", () => {
     expect((await findId("rules-table")).textContent).toContain("above 8 °C");
   });
 
+  it("asks for the limits' unit where the values have one and the rule none", () => {
+    const fields = [
+      { quantity: "Temperature", unit: "FAHRENHEIT" },
+      { quantity: "air_humidity", unit: null },
+      { quantity: "counter", unit: null },
+    ];
+    expect(unitToConfirm("", "temperature", fields)).toEqual({
+      seen: ["Temperature in °F"],
+      choices: ["°F", "°C", "K"],
+      suggested: "°F",
+    });
+    expect(unitToConfirm("", "air_humidity", fields)).toEqual({
+      seen: ["air_humidity (likely %RH?)"],
+      choices: ["%RH"],
+      suggested: "%RH",
+    });
+    expect(unitToConfirm("°C", "temperature", fields)).toBeNull();
+    expect(unitToConfirm("", "counter", fields)).toBeNull();
+  });
+
+  it("the rule editor's picker confirms the unit for a °F sensor and saves it", async () => {
+    const s = demoState();
+    s.latest.push({ sensor: "amp-1", name: "Walk-in (am.p)", source: "saveris", quantity: "Temperature", value: 46.4, unit: "°F", at_ms: Date.now() - 30_000 });
+    const m = installMock(s);
+    await renderApp();
+    fireEvent.click(await findId("section-rules"));
+    fireEvent.click(await findId("rule-add"));
+    fireEvent.input(await findId("rule-name"), { target: { value: "Walk-in above 8" } });
+    fireEvent.change(byId("rule-target"), { target: { value: "sensor:amp-1" } });
+    const picker = await findId("rule-unit-confirm");
+    expect(picker.textContent).toContain("Temperature in °F");
+    expect(byId("rule-unit-confirm-_F").className).toContain("selected");
+    fireEvent.click(byId("rule-unit-confirm-_C"));
+    await waitFor(() => expect((byId("rule-unit") as HTMLSelectElement).value).toBe("°C"));
+    expect(document.querySelector('[data-testid="rule-unit-confirm"]')).toBeNull();
+    fireEvent.click(byId("rule-save"));
+    await waitFor(() => expect(m.settings.rules).toHaveLength(3));
+    expect(m.settings.rules[2]).toMatchObject({ unit: "°C", target: { type: "sensor", id: "amp-1" } });
+  });
+
   it("CSV times are ISO 8601 with the offset", () => {
     const t = Date.UTC(2024, 4, 1, 12, 0, 0);
     const s = isoTime(t);
@@ -101,6 +141,19 @@ describe("site time in History (issue 20)", () => {
   it("the alarm table shows the site's time beside the desktop's", async () => {
     const s = demoState();
     s.settings.saveris[0].site_timezone = away;
+    installMock(s);
+    await renderApp();
+    fireEvent.click(byId("tab-history"));
+    expect((await findId("alarm-site-time-1")).textContent).toContain(`site time (${away})`);
+  });
+
+  it("without a zone in the account, the tenant's main_timezone from the names is used", async () => {
+    const s = demoState();
+    s.settings.saveris[0].site_timezone = "";
+    const row = s.alarms.find((a) => a.id === 1)!;
+    s.handlers.places = () => [
+      { sensor: row.sensor ?? "", label: "Fridge 1 - Air Sensor · Kitchen", area: "Kitchen", equipment: "Fridge 1", limits: [], timezone: away },
+    ];
     installMock(s);
     await renderApp();
     fireEvent.click(byId("tab-history"));

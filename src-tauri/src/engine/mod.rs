@@ -176,6 +176,9 @@ pub enum Output {
     Event {
         id: i64,
         event: Event,
+        /// "13:20 site time (Europe/Berlin)" where the site's clock differs (issue 20).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        site_time: Option<String>,
     },
     Decision {
         decision: Decision,

@@ -24,6 +24,10 @@ pub struct SensorPlace {
     pub equipment: Option<String>,
     /// The configured limits (warning and violation, both sides), ascending.
     pub limits: Vec<f64>,
+    /// The site's IANA zone (the tenant's `main_timezone`), for the site's time beside the
+    /// desktop's.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 /// Every named sensor's place and limits.
@@ -31,7 +35,8 @@ pub fn places(history: &History) -> Result<Vec<SensorPlace>, HistoryError> {
     history.with_read(|c| {
         let mut st = c.prepare_cached(
             "SELECT id, name, area, location, equipment, lower_violation, lower_warning, upper_warning, \
-             upper_violation FROM names WHERE kind = 'sensor' ORDER BY id",
+             upper_violation, timezone, kind FROM names \
+             WHERE kind = 'sensor' OR (source = 'element' AND kind = 'device') ORDER BY id",
         )?;
         let rows = st.query_map([], |r| {
             let entry = NameEntry {
@@ -49,12 +54,18 @@ pub fn places(history: &History) -> Result<Vec<SensorPlace>, HistoryError> {
                 .collect();
             limits.sort_by(f64::total_cmp);
             limits.dedup();
+            // An ELEMENT device is its own sensor; its first tag (folder) is its area.
+            let area = match r.get::<_, String>(10)?.as_str() {
+                "device" => entry.area.clone().or_else(|| entry.location.clone()),
+                _ => entry.area.clone(),
+            };
             Ok(SensorPlace {
                 sensor: entry.id.clone(),
                 label: entry.label(),
-                area: entry.area.clone(),
+                area,
                 equipment: entry.equipment.clone(),
                 limits,
+                timezone: r.get(9)?,
             })
         })?;
         rows.collect()
@@ -121,6 +132,7 @@ impl super::Engine {
         let now = self.now_ms();
         for d in batch.iter_mut() {
             let e = &mut d.event;
+            self.names.note_offset(e);
             if self.names.is_unknown(e) {
                 let k = (e.source, e.account.clone());
                 let due = self
@@ -137,6 +149,31 @@ impl super::Engine {
             }
             self.names.apply(e);
         }
+    }
+
+    /// The site's zone of an account's sensor: the account's setting, else the tenant's
+    /// `main_timezone` from the names, else the offset of the account's latest
+    /// `alarm_time_local` ("+02:00"). Empty when nothing tells.
+    pub(super) fn site_zone(&self, source: Source, account: &str, sensor: Option<&str>) -> String {
+        let set = self
+            .settings
+            .saveris
+            .iter()
+            .find(|s| source == Source::Saveris && s.id == account)
+            .map(|s| s.site_timezone.trim())
+            .filter(|z| !z.is_empty());
+        if let Some(z) = set {
+            return z.to_string();
+        }
+        self.names.zone(source, account, sensor).unwrap_or_default()
+    }
+
+    /// "13:20 site time (Europe/Berlin)" for an event whose site reads another time than
+    /// the desktop (`watch` lines, issue 20).
+    pub(super) fn site_time_of(&self, e: &Event) -> Option<String> {
+        let at = e.measured_at.unwrap_or(e.received_at).as_millisecond();
+        let zone = self.site_zone(e.source, &e.account, e.sensor.as_deref());
+        super::wording::site_time(at, &zone, &self.locale, self.now_ms())
     }
 
     /// The names sentence of a feed's account (`saveris:<account>`,
@@ -167,6 +204,9 @@ struct Refresh {
 pub struct Names {
     entries: HashMap<(Source, String, String, String), NameEntry>,
     refresh: HashMap<(Source, String), Refresh>,
+    /// The newest `alarm_time_local` offset each account's payloads carried: the site's
+    /// time when neither the settings nor the tenant give a zone.
+    offsets: HashMap<(Source, String), String>,
 }
 
 type Key = (Source, String, String, String);
@@ -350,6 +390,27 @@ impl Names {
         get("sensor", &e.sensor).or_else(|| get("device", &e.device))
     }
 
+    /// The site's zone as the vendor tells it: the tenant's `main_timezone` of the sensor's
+    /// names, else the account's latest payload offset.
+    pub fn zone(&self, source: Source, account: &str, sensor: Option<&str>) -> Option<String> {
+        let tenant = sensor
+            .and_then(|id| self.entries.get(&key(source, account, "sensor", id)))
+            .and_then(|n| n.timezone.as_deref())
+            .map(str::trim)
+            .filter(|z| !z.is_empty());
+        tenant
+            .map(str::to_string)
+            .or_else(|| self.offsets.get(&(source, account.to_string())).cloned())
+    }
+
+    /// Remembers the site offset an event's payload carried.
+    pub fn note_offset(&mut self, e: &Event) {
+        if let Some(o) = &e.site_offset {
+            self.offsets
+                .insert((e.source, e.account.clone()), o.clone());
+        }
+    }
+
     /// An entry by sensor id alone, whatever the account (the window asks by sensor).
     pub fn of_sensor(&self, sensor: &str) -> Option<&NameEntry> {
         self.entries
@@ -523,6 +584,71 @@ mod tests {
         );
         e.account = "other".into();
         assert!(names.is_unknown(&e), "names are per account");
+    }
+
+    #[test]
+    fn the_site_zone_is_the_tenants_else_the_payloads_offset_and_element_devices_have_places() {
+        let h = History::open_in_memory().unwrap();
+        let mut names = Names::load(&h);
+        let mut f = fridge();
+        f.timezone = Some("America/Chicago".into());
+        names.update(&h, update(1_000, Ok(vec![f]))).unwrap();
+        assert_eq!(
+            names.zone(Source::Saveris, "a1", Some("s-1")).as_deref(),
+            Some("America/Chicago")
+        );
+        // An unknown sensor: nothing, until a payload told the account's offset.
+        assert_eq!(names.zone(Source::Saveris, "a1", Some("s-9")), None);
+        let mut e = Event::new(
+            Source::Saveris,
+            "a1",
+            "alarms",
+            EventKind::AlarmRaised,
+            "k".into(),
+        );
+        e.site_offset = Some("+05:30".into());
+        names.note_offset(&e);
+        assert_eq!(
+            names.zone(Source::Saveris, "a1", Some("s-9")).as_deref(),
+            Some("+05:30")
+        );
+        assert_eq!(
+            names.zone(Source::Saveris, "a2", Some("s-9")),
+            None,
+            "per account"
+        );
+        // The tenant's zone wins over a payload's offset.
+        assert_eq!(
+            names.zone(Source::Saveris, "a1", Some("s-1")).as_deref(),
+            Some("America/Chicago")
+        );
+
+        // ELEMENT devices are places too: their first folder is their area.
+        let device = NameEntry {
+            kind: "device".into(),
+            id: "dev-1".into(),
+            name: "Warehouse freezer".into(),
+            location: Some("Warehouse".into()),
+            ..Default::default()
+        };
+        let tag = NameEntry {
+            kind: "tag".into(),
+            id: "t-1".into(),
+            name: "Warehouse".into(),
+            ..Default::default()
+        };
+        let mut u = update(2_000, Ok(vec![device, tag]));
+        u.source = Source::Element;
+        u.account = "e1".into();
+        names.update(&h, u).unwrap();
+        let places = places(&h).unwrap();
+        assert_eq!(places.len(), 2, "{places:?}");
+        let freezer = places.iter().find(|p| p.sensor == "dev-1").unwrap();
+        assert_eq!(freezer.area.as_deref(), Some("Warehouse"));
+        assert_eq!(freezer.label, "Warehouse freezer \u{b7} Warehouse");
+        let fridge = places.iter().find(|p| p.sensor == "s-1").unwrap();
+        assert_eq!(fridge.timezone.as_deref(), Some("America/Chicago"));
+        assert_eq!(fridge.limits, vec![7.0, 8.0]);
     }
 
     #[test]

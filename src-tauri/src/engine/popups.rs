@@ -44,13 +44,9 @@ impl Engine {
         let display = self.display_name(&a.row);
         let (summary, mut body) = wording::alarm_text(&a.row, &display, a.rule, &self.locale, now);
         // Issue 20: the site's time beside the desktop's where the zones differ.
-        let zone = self
-            .settings
-            .saveris
-            .iter()
-            .find(|s| s.id == a.row.account)
-            .map_or("", |s| s.site_timezone.as_str());
-        if let Some(t) = wording::site_time(a.row.raised_ms, zone, &self.locale, now) {
+        // The account's zone, else the tenant's, else the payload's offset.
+        let zone = self.site_zone(a.row.source, &a.row.account, a.row.sensor.as_deref());
+        if let Some(t) = wording::site_time(a.row.raised_ms, &zone, &self.locale, now) {
             body.push_str(&format!(" \u{b7} {t}"));
         }
         Popup {

@@ -332,6 +332,17 @@ impl Rules {
         if e.unit.is_none() && e.parser.is_some() {
             e.unit = unit_of(e, None, &self.field_units).map(|u| u.symbol().to_string());
         }
+        // The other fields' units too, for their last values (issue 20).
+        if e.parser.is_some() && e.field_units.is_empty() {
+            let main = e.quantity.as_deref();
+            e.field_units = (e.fields.iter())
+                .filter(|(f, _)| Some(f.as_str()) != main)
+                .filter_map(|(f, _)| {
+                    let u = unit_of(e, Some(f), &self.field_units)?;
+                    Some((f.clone(), u.symbol().to_string()))
+                })
+                .collect();
+        }
     }
 
     /// Number of tracked (rule, sensor) pairs.
@@ -1001,6 +1012,30 @@ mod tests {
         other.parser = Some("p2".into());
         r.fill_unit(&mut other);
         assert_eq!(other.unit, None, "another parser");
+        assert!(other.field_units.is_empty());
+    }
+
+    #[test]
+    fn the_other_fields_get_their_confirmed_units_too() {
+        let mut s = Settings::default();
+        s.element_units.insert(
+            "p1".into(),
+            [
+                ("air_temperature".to_string(), "°C".to_string()),
+                ("battery_voltage".to_string(), "V".to_string()),
+            ]
+            .into(),
+        );
+        let r = Rules::new(&s);
+        let mut e = sorted_reading(5.0);
+        e.parser = Some("p1".into());
+        r.fill_unit(&mut e);
+        // The main field's unit is the event's; humidity was never confirmed: none.
+        assert_eq!(e.unit.as_deref(), Some("°C"));
+        assert_eq!(
+            e.field_units,
+            [("battery_voltage".to_string(), "V".to_string())]
+        );
     }
 
     #[test]

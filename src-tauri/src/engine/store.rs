@@ -279,6 +279,7 @@ impl Engine {
                 self.emit(Output::Event {
                     id: *id,
                     event: batch[*i].event.clone(),
+                    site_time: self.site_time_of(&batch[*i].event),
                 });
             }
         }
@@ -700,11 +701,11 @@ fn collect_last_values<'a>(e: &'a Event, last: &mut HashMap<(&'a str, &'a str), 
         }
     } else {
         for (k, v) in &e.fields {
-            // Only the primary field has a known unit.
+            // The primary field's unit, else the one the user gave the parser's field.
             let unit = if Some(k.as_str()) == e.quantity.as_deref() {
                 e.unit.as_ref()
             } else {
-                None
+                e.field_units.iter().find(|(f, _)| f == k).map(|(_, u)| u)
             };
             put(k.as_str(), *v, unit);
         }

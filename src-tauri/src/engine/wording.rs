@@ -76,15 +76,19 @@ impl Locale {
     }
 }
 
-/// The time at the site, when the site's zone (IANA name, e.g. a tenant's `main_timezone`)
-/// reads differently from the desktop's at that instant: "08:02 site time
-/// (America/Chicago)". `None` when the zones agree or the name is unknown (issue 20).
+/// The time at the site, when the site's zone (IANA name, e.g. a tenant's `main_timezone`,
+/// or a fixed offset "+02:00" from a payload's `alarm_time_local`) reads differently from
+/// the desktop's at that instant: "08:02 site time (America/Chicago)", "13:20 site time
+/// (UTC+02:00)". `None` when the zones agree or the name is unknown (issue 20).
 pub fn site_time(at_ms: i64, site_zone: &str, loc: &Locale, now_ms: i64) -> Option<String> {
     let name = site_zone.trim();
     if name.is_empty() {
         return None;
     }
-    let site = TimeZone::get(name).ok()?;
+    let (site, name) = match fixed_offset(name) {
+        Some(tz) => (tz, format!("UTC{name}")),
+        None => (TimeZone::get(name).ok()?, name.to_string()),
+    };
     let at = Timestamp::from_millisecond(at_ms).ok()?;
     if site.to_offset(at) == loc.tz.to_offset(at) {
         return None;
@@ -97,6 +101,23 @@ pub fn site_time(at_ms: i64, site_zone: &str, loc: &Locale, now_ms: i64) -> Opti
         "{} site time ({name})",
         site_loc.time(at_ms, now_ms)
     ))
+}
+
+/// "+02:00" / "-05:30" as a fixed zone.
+fn fixed_offset(text: &str) -> Option<TimeZone> {
+    let b = text.as_bytes();
+    let sign = match b.first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m) = text.get(1..)?.split_once(':')?;
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if !(0..=18).contains(&h) || !(0..60).contains(&m) {
+        return None;
+    }
+    let offset = jiff::tz::Offset::from_seconds(sign * (h * 3600 + m * 60)).ok()?;
+    Some(TimeZone::fixed(offset))
 }
 
 fn severity_word(s: Severity) -> &'static str {
@@ -407,6 +428,13 @@ mod tests {
         assert_eq!(site_time(at, "Europe/Paris", &berlin, at), None);
         assert_eq!(site_time(at, "", &berlin, at), None);
         assert_eq!(site_time(at, "Mars/Olympus", &berlin, at), None);
+        // A payload's fixed offset: shown as UTC±hh:mm, and not when it matches the desktop.
+        assert_eq!(
+            site_time(at, "-05:00", &berlin, at).as_deref(),
+            Some("07:00 site time (UTC-05:00)")
+        );
+        assert_eq!(site_time(at, "+02:00", &berlin, at), None);
+        assert_eq!(site_time(at, "+99:00", &berlin, at), None);
         // Another day at the site shows its date.
         let tokyo = site_time(at + 11 * 3_600_000, "Asia/Tokyo", &berlin, at);
         assert_eq!(

@@ -204,6 +204,9 @@ export function AlarmsView() {
   const [commentRequired, setCommentRequired] = useState(false);
   /** Saveris account id → its site's time zone (issue 20). */
   const [siteZones, setSiteZones] = useState<Record<string, string>>({});
+  // Issue 20: a Saveris tenant's `main_timezone` (from the names) where the account sets none.
+  const [tenantZones, setTenantZones] = useState<Record<string, string>>({});
+  const zoneOf = (r: AlarmRow) => siteZones[r.account] || (r.sensor ? tenantZones[r.sensor] : "") || "";
   const [acking, setAcking] = useState<AlarmRow | null>(null);
   const [snoozing, setSnoozing] = useState<AlarmRow | null>(null);
   const [snoozes, setSnoozes] = useState<Snooze[]>([]);
@@ -266,6 +269,10 @@ export function AlarmsView() {
         setCommentRequired(s.comment_required_critical);
         setSiteZones(Object.fromEntries(s.saveris.map((a) => [a.id, a.site_timezone ?? ""])));
       })
+      .catch(() => {});
+    api
+      .places()
+      .then((ps) => setTenantZones(Object.fromEntries(ps.filter((p) => p.timezone).map((p) => [p.sensor, p.timezone ?? ""]))))
       .catch(() => {});
   }, [reloadTick]);
 
@@ -460,9 +467,9 @@ export function AlarmsView() {
                     <td>{r.limit ?? ""}</td>
                     <td class="nowrap" title={formatTime(r.raised_ms)} data-testid={`alarm-raised-${r.id}`}>
                       {compactTime(r.raised_ms)}
-                      {siteTime(r.raised_ms, siteZones[r.account]) && (
+                      {siteTime(r.raised_ms, zoneOf(r)) && (
                         <div class="muted small" data-testid={`alarm-site-time-${r.id}`}>
-                          {siteTime(r.raised_ms, siteZones[r.account])}
+                          {siteTime(r.raised_ms, zoneOf(r))}
                         </div>
                       )}
                     </td>

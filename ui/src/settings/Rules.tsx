@@ -6,7 +6,7 @@ import { useApp } from "../context";
 import { newId } from "../lib/ids";
 import { formatValue } from "../lib/format";
 import { tid } from "../lib/testid";
-import { UNIT_CHOICES, canonicalUnit, compatibleUnits } from "../lib/units";
+import { UNIT_CHOICES, canonicalUnit, compatibleUnits, suggestUnit } from "../lib/units";
 import {
   draftToRule,
   emptyRuleDraft,
@@ -99,6 +99,37 @@ export function unitProblems(
     incompatible: relevant.filter((f) => f.unit && !compatibleUnits(f.unit, unit)).map((f) => `${f.quantity} (${f.unit})`),
     unitless: relevant.filter((f) => !f.unit).map((f) => f.quantity),
   };
+}
+
+const TEMPERATURES = ["°C", "°F", "K"];
+
+/** Issue 20: a rule without a unit whose target's values come in a unit (or, for an ELEMENT
+ *  field without one, likely do): the editor asks which unit the limits are in, since an
+ *  8 typed as °C compared with a °F sensor is not what was meant. `seen` are the values'
+ *  units (suggested ones marked "?"), `choices` what the picker offers, `suggested` first. */
+export function unitToConfirm(
+  unit: string,
+  quantity: string,
+  fields: { quantity: string; unit: string | null }[],
+): { seen: string[]; choices: string[]; suggested: string } | null {
+  if (unit.trim()) return null;
+  const q = quantity.trim().toLowerCase();
+  const relevant = fields.filter((f) => !q || f.quantity.toLowerCase() === q);
+  const units: string[] = [];
+  const seen: string[] = [];
+  for (const f of relevant) {
+    const sent = canonicalUnit(f.unit);
+    const u = sent || suggestUnit(f.quantity) || "";
+    if (!u) continue;
+    if (!units.includes(u)) units.push(u);
+    const label = sent ? `${f.quantity} in ${u}` : `${f.quantity} (likely ${u}?)`;
+    if (!seen.includes(label)) seen.push(label);
+  }
+  if (!units.length) return null;
+  const choices = [...units];
+  // Temperatures convert into each other: offer all three whenever one is seen.
+  if (units.some((u) => TEMPERATURES.includes(u))) for (const t of TEMPERATURES) if (!choices.includes(t)) choices.push(t);
+  return { seen, choices, suggested: units[0] };
 }
 
 export function RulesSection({ settings, reload }: { settings: Settings; reload: () => void }) {
@@ -238,6 +269,7 @@ export function RuleEditor(p: {
 
   const fields = fieldsForTarget(d.target, p.latest ?? []);
   const problems = unitProblems(d.unit, d.quantity, fields);
+  const confirm = unitToConfirm(d.unit, d.quantity, fields);
   const unitOpts = [{ value: "", label: "none: compare the number as received" }, ...UNIT_CHOICES.map((u) => ({ value: u, label: u }))];
   for (const f of fields) {
     const u = canonicalUnit(f.unit);
@@ -332,6 +364,25 @@ export function RuleEditor(p: {
           testid="rule-unit"
         />
       </div>
+      {d.limitType !== "no_data" && confirm && (
+        <div class="warn small" role="group" aria-label="Unit of the limits" data-testid="rule-unit-confirm">
+          <p>
+            Which unit are the limits in? Values seen: {confirm.seen.join(", ")}. Without a unit the number is compared as
+            received.
+          </p>
+          {confirm.choices.map((u) => (
+            <button
+              type="button"
+              key={u}
+              class={"chip" + (u === confirm.suggested ? " selected" : "")}
+              data-testid={`rule-unit-confirm-${tid(u)}`}
+              onClick={() => set({ unit: u })}
+            >
+              {u}
+            </button>
+          ))}
+        </div>
+      )}
       {d.limitType !== "no_data" && problems.incompatible.length > 0 && (
         <p class="warn small" role="note" data-testid="rule-unit-warning">
           Limits in {d.unit} cannot be compared with {problems.incompatible.join(", ")}: °C, °F and K convert into each other,

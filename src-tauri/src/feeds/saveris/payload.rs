@@ -512,7 +512,20 @@ fn alarm_event(account_id: &str, channel: &str, a: &Alarm, body: &[u8]) -> Event
         .as_deref()
         .or(a.last_status_change_time.as_deref())
         .and_then(timestamp);
+    ev.site_offset = a.alarm_time_local.as_deref().and_then(utc_offset);
     ev
+}
+
+/// The UTC offset a local RFC 3339 time ends with ("+02:00"; `Z` is "+00:00").
+fn utc_offset(local: &str) -> Option<String> {
+    let t = local.trim();
+    if t.ends_with(['Z', 'z']) {
+        return Some("+00:00".into());
+    }
+    let tail = t.get(t.len().checked_sub(6)?..)?;
+    let b = tail.as_bytes();
+    let digits = [1, 2, 4, 5].iter().all(|i| b[*i].is_ascii_digit());
+    (matches!(b[0], b'+' | b'-') && b[3] == b':' && digits && t.len() > 6).then(|| tail.to_string())
 }
 
 /// A text field that is present and not blank.
@@ -654,6 +667,32 @@ mod tests {
         );
         assert_eq!(ev.received_at, now());
         assert_eq!(ev.raw, MEAS_ALARM);
+        assert_eq!(ev.site_offset.as_deref(), Some("+02:00"));
+    }
+
+    #[test]
+    fn the_local_times_offset_is_read_and_nonsense_is_not() {
+        assert_eq!(
+            utc_offset("2023-08-01T13:20:00+02:00").as_deref(),
+            Some("+02:00")
+        );
+        assert_eq!(
+            utc_offset("2023-08-01T06:20:00-05:00").as_deref(),
+            Some("-05:00")
+        );
+        assert_eq!(
+            utc_offset("2023-08-01T11:20:00Z").as_deref(),
+            Some("+00:00")
+        );
+        for bad in [
+            "",
+            "+02:00",
+            "2023-08-01T13:20:00",
+            "2023-08-01T13:20:00+0a:00",
+            "ü€€€€€",
+        ] {
+            assert_eq!(utc_offset(bad), None, "{bad}");
+        }
     }
 
     #[test]

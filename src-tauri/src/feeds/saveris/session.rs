@@ -493,6 +493,8 @@ impl Session {
             .filter(|(c, _)| !self.refused.contains(c))
             .cloned()
             .collect();
+        // Issue 20: the Data API fills in the time the link was down.
+        shared_token.link_up(clock.now());
         let mut actions = state.connected(link.decoder, link.heart_beats, &dests, clock.now());
         let mut io = LinkIo {
             ws: link.ws,
@@ -544,6 +546,7 @@ impl Session {
             };
         };
         state.disconnected();
+        shared_token.link_down(clock.now());
         io.close(&end).await;
         end
     }

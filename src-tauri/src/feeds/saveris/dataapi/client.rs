@@ -102,6 +102,25 @@ pub struct DataApiClient {
     password: Option<String>,
     clock: Arc<dyn Clock>,
     pub policy: PollPolicy,
+    /// The result files asked for (issue 20: JSON lines or the vendor's default CSV).
+    pub format: ResultFormat,
+}
+
+/// `options.result_file_format` of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResultFormat {
+    #[default]
+    Json,
+    Csv,
+}
+
+impl ResultFormat {
+    fn word(self) -> &'static str {
+        match self {
+            ResultFormat::Json => "JSON",
+            ResultFormat::Csv => "CSV",
+        }
+    }
 }
 
 impl std::fmt::Debug for DataApiClient {
@@ -135,6 +154,7 @@ impl DataApiClient {
             password,
             clock,
             policy: PollPolicy::default(),
+            format: ResultFormat::default(),
         }
     }
 
@@ -166,7 +186,7 @@ impl DataApiClient {
         if let Value::Object(m) = &mut body {
             let options = m.entry("options").or_insert_with(|| json!({}));
             if let Value::Object(o) = options {
-                o.insert("result_file_format".into(), json!("JSON"));
+                o.insert("result_file_format".into(), json!(self.format.word()));
             }
         }
         let url = self
@@ -290,14 +310,27 @@ impl DataApiClient {
             if !resp.status().is_success() {
                 return Attempt::Repost(DataApiError::ResultFile(resp.status().as_u16()));
             }
+            // The file's type wins over what was asked for (a server may ignore the option).
+            let csv = match resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(t) if t.starts_with("text/csv") => true,
+                Some(t) if t.contains("json") => false,
+                _ => self.format == ResultFormat::Csv,
+            };
             let text = match resp.text().await {
                 Ok(t) => t,
                 Err(e) => return Attempt::Repost(DataApiError::Unreachable(reason(&e))),
             };
-            match parse_rows(
-                &text,
-                self.policy.max_rows - rows.len().min(self.policy.max_rows),
-            ) {
+            let left = self.policy.max_rows - rows.len().min(self.policy.max_rows);
+            let parsed = if csv {
+                parse_csv_rows(&text, left)
+            } else {
+                parse_rows(&text, left)
+            };
+            match parsed {
                 Ok(mut r) => rows.append(&mut r),
                 // The same export would give the same file: no resend.
                 Err(e) => return Attempt::Fail(e),
@@ -387,6 +420,58 @@ pub fn parse_rows(text: &str, max_rows: usize) -> Result<Vec<Row>, DataApiError>
     Ok(rows)
 }
 
+/// Rows of a CSV result file (a header line, then one line per row, every cell text; an
+/// empty cell is no value). A file cut short, or a line with another number of cells than
+/// the header, is malformed.
+pub fn parse_csv_rows(text: &str, max_rows: usize) -> Result<Vec<Row>, DataApiError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    // The exports end every line: a file without the last one was cut.
+    if !text.ends_with('\n') {
+        return Err(DataApiError::Malformed(
+            "the CSV file ends in the middle of a line".into(),
+        ));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let bad = |e: csv::Error| DataApiError::Malformed(format!("not CSV: {e}"));
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(bad)?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if header.iter().any(String::is_empty) {
+        return Err(DataApiError::Malformed("a CSV column has no name".into()));
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(bad)?;
+        if rows.len() >= max_rows {
+            return Err(DataApiError::Malformed(format!(
+                "more than {max_rows} rows"
+            )));
+        }
+        let row: Row = header
+            .iter()
+            .zip(record.iter())
+            .map(|(h, cell)| {
+                let v = if cell.is_empty() {
+                    Value::Null
+                } else {
+                    Value::String(cell.to_string())
+                };
+                (h.clone(), v)
+            })
+            .collect();
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 /// The Data API base URL of an account: the custom endpoint's, else the origin of its
 /// token URL, else the vendor's host for its region and environment. `None`: the account
 /// logs in with a STOMP passcode and has no Data API.
@@ -427,6 +512,44 @@ pub fn base_url(account: &crate::settings::SaverisAccount) -> Result<Option<url:
 mod tests {
     use super::*;
     use crate::settings::{CustomEndpoint, SaverisAccount};
+
+    #[test]
+    fn csv_result_files_read_as_rows_and_broken_ones_are_malformed() {
+        let text = "\"sensor_uuid\",\"sensor_display_name\",\"upper_violation\"\n\
+                    \"s-1\",\"Fridge 1 - Air Sensor, left\",\"8.0\"\n\
+                    \"s-2\",\"Say \"\"hi\"\"\",\"\"\n";
+        let rows = super::parse_csv_rows(text, 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0]["sensor_display_name"],
+            "Fridge 1 - Air Sensor, left"
+        );
+        assert_eq!(rows[0]["upper_violation"], "8.0");
+        assert_eq!(rows[1]["sensor_display_name"], "Say \"hi\"");
+        assert_eq!(rows[1]["upper_violation"], serde_json::Value::Null);
+        assert!(super::parse_csv_rows("", 10).unwrap().is_empty());
+        for bad in [
+            // Cut in the middle of a line.
+            "\"a\",\"b\"\n\"1\",\"2",
+            // A row with a cell too many.
+            "\"a\",\"b\"\n\"1\",\"2\",\"3\"\n",
+            // A column without a name.
+            "\"a\",\"\"\n\"1\",\"2\"\n",
+        ] {
+            assert!(
+                matches!(
+                    super::parse_csv_rows(bad, 10),
+                    Err(DataApiError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
+        let many = "\"a\"\n\"1\"\n\"2\"\n\"3\"\n";
+        assert!(matches!(
+            super::parse_csv_rows(many, 2),
+            Err(DataApiError::Malformed(_))
+        ));
+    }
 
     #[test]
     fn json_lines_and_arrays_parse_and_a_cut_file_does_not() {

@@ -5,6 +5,6 @@
 pub mod client;
 pub mod token;
 
-pub use client::{DataApiClient, DataApiError, PollPolicy, Row};
+pub use client::{DataApiClient, DataApiError, PollPolicy, ResultFormat, Row};
 pub use token::TokenSlot;
 pub mod refresh;

@@ -86,11 +86,12 @@ async fn run(
         // Sensors met before these names arrived are known now (or not listed); sensors
         // met from here on may still ask.
         while wanted.try_recv().is_ok() {}
-        backfill(&cfg, &deliveries).await;
-        crate::feeds::refresh::repeat(cfg.every, cfg.unknown_gap, last_refresh, wanted, || {
-            refresh_names(&cfg, &names)
-        })
-        .await;
+        let asked = backfill(&cfg, &deliveries).await;
+        let names_loop =
+            crate::feeds::refresh::repeat(cfg.every, cfg.unknown_gap, last_refresh, wanted, || {
+                refresh_names(&cfg, &names)
+            });
+        tokio::join!(names_loop, fill_outages(&cfg, &tokens, &deliveries, asked));
     };
     tokio::select! {
         _ = work => {}
@@ -208,7 +209,8 @@ pub fn unit_symbol(unit: &str) -> String {
     }
 }
 
-async fn fetch_names(client: &DataApiClient) -> Result<Vec<NameEntry>, DataApiError> {
+/// The account's names, places, limits and site zone, joined from the four exports.
+pub async fn fetch_names(client: &DataApiClient) -> Result<Vec<NameEntry>, DataApiError> {
     let select = |cols: &str| json!({"odata": {"$select": cols}});
     // Four independent exports: side by side, so names arrive in one export's time.
     let (props, equipment, locations, tenants) = tokio::join!(
@@ -362,11 +364,75 @@ pub fn backfill_window(
     (now.duration_since(from) >= SignedDuration::from_mins(5)).then_some((from, now))
 }
 
-async fn backfill(cfg: &RefreshConfig, deliveries: &mpsc::Sender<Delivery>) {
+/// The shortest and longest window the vendor allows for `/v2/measurements`.
+const MIN_WINDOW: SignedDuration = SignedDuration::from_mins(5);
+const MAX_WINDOW: SignedDuration = SignedDuration::from_hours(7 * 24);
+
+/// The window that fills in a push-feed outage `(down, up)`, given the end of the last
+/// window asked for: at least 5 min (reaching back before the outage when it was
+/// shorter), at most 7 days (the newest part), and never overlapping an earlier window.
+/// Returns `(from, until)`; `until` may lie ahead of `up`: the caller waits for it.
+pub fn outage_window(
+    down: Timestamp,
+    up: Timestamp,
+    asked_until: Option<Timestamp>,
+) -> Option<(Timestamp, Timestamp)> {
+    let up = up.max(down);
+    let mut from = down
+        .min(up.checked_sub(MIN_WINDOW).ok()?)
+        .max(up.checked_sub(MAX_WINDOW).ok()?);
+    if let Some(asked) = asked_until {
+        if asked >= up {
+            // Asked for already: nothing of it is missing.
+            return None;
+        }
+        from = from.max(asked);
+    }
+    let until = up.max(from.checked_add(MIN_WINDOW).ok()?);
+    Some((from, until))
+}
+
+/// Fills in every outage of the push feed from the Data API, one window each (issue 20):
+/// the live feed missed those readings, the history and charts would have a hole.
+async fn fill_outages(
+    cfg: &RefreshConfig,
+    tokens: &super::TokenSlot,
+    deliveries: &mpsc::Sender<Delivery>,
+    mut asked_until: Option<Timestamp>,
+) {
+    loop {
+        let (down, up) = tokens.next_outage().await;
+        let Some((from, until)) = outage_window(down, up, asked_until) else {
+            continue;
+        };
+        // A window may not end in the future: wait until it has passed (a short outage
+        // right after another window).
+        let ahead = until.duration_since(Timestamp::now());
+        if ahead.is_positive() {
+            tokio::time::sleep(Duration::try_from(ahead).unwrap_or(Duration::ZERO)).await;
+        }
+        tracing::info!(account = %cfg.account_id, %from, %until, "filling in the push feed's outage");
+        asked_until = Some(until);
+        fetch_measurements(cfg, deliveries, from, until).await;
+    }
+}
+
+/// The start's backfill; returns the end of the window asked for, if one was.
+async fn backfill(cfg: &RefreshConfig, deliveries: &mpsc::Sender<Delivery>) -> Option<Timestamp> {
     let now = Timestamp::now();
-    let Some((from, until)) = backfill_window(cfg.last_reading, now, cfg.backfill, cfg.gap) else {
-        return;
-    };
+    let (from, until) = backfill_window(cfg.last_reading, now, cfg.backfill, cfg.gap)?;
+    fetch_measurements(cfg, deliveries, from, until).await;
+    Some(until)
+}
+
+/// `/v2/measurements` of `[from, until]` to the engine as backfilled readings.
+async fn fetch_measurements(
+    cfg: &RefreshConfig,
+    deliveries: &mpsc::Sender<Delivery>,
+    from: Timestamp,
+    until: Timestamp,
+) {
+    let now = Timestamp::now();
     let body = json!({
         "date_time_from": from.to_string(),
         "date_time_until": until.to_string(),
@@ -411,6 +477,35 @@ async fn backfill(cfg: &RefreshConfig, deliveries: &mpsc::Sender<Delivery>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outage_windows_are_5_min_to_7_days_and_never_overlap() {
+        let t = |m: i64| Timestamp::from_second(1_800_000_000 + m * 60).unwrap();
+        // A 40 s outage: 5 min ending at its end.
+        let up = t(100) + SignedDuration::from_secs(40);
+        assert_eq!(outage_window(t(100), up, None), Some((up - MIN_WINDOW, up)));
+        // An hour: exactly that.
+        assert_eq!(outage_window(t(100), t(160), None), Some((t(100), t(160))));
+        // Ten days: the newest 7.
+        let ten = t(100) + SignedDuration::from_hours(240);
+        assert_eq!(
+            outage_window(t(100), ten, None),
+            Some((ten - MAX_WINDOW, ten))
+        );
+        // Right after a window that ended at 158: starts there, and is still 5 min long,
+        // ending ahead of the outage's end (the caller waits).
+        assert_eq!(
+            outage_window(t(159), t(160), Some(t(158))),
+            Some((t(158), t(163)))
+        );
+        // Everything already asked for: nothing.
+        assert_eq!(outage_window(t(100), t(120), Some(t(130))), None);
+        for (down, up, asked) in [(t(100), up, None), (t(159), t(160), Some(t(158)))] {
+            let (f, u) = outage_window(down, up, asked).unwrap();
+            assert!(u.duration_since(f) >= MIN_WINDOW && u.duration_since(f) <= MAX_WINDOW);
+            assert!(asked.is_none_or(|a| f >= a), "no overlap");
+        }
+    }
 
     #[test]
     fn backfill_covers_first_starts_and_gaps_over_an_hour_only() {

@@ -2,20 +2,35 @@
 //! token first logs in, the other reuses it until it is due for renewal (the vendor: "cache
 //! the token and renew it before expiry; reuse a valid token").
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::feeds::saveris::auth::Token;
 
-/// The account's current token, if any. Cheap to clone; clones share the slot.
+/// The account's current token, if any, and the push feed's outages (the Data API fills
+/// them in, issue 20). Cheap to clone; clones share the slot.
 #[derive(Clone)]
-pub struct TokenSlot(Arc<watch::Sender<Option<Token>>>);
+pub struct TokenSlot(Arc<watch::Sender<Option<Token>>>, Arc<Outages>);
+
+/// When the push feed's link went down, and the outages not yet filled in.
+#[derive(Default)]
+pub struct Outages {
+    state: Mutex<OutageState>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct OutageState {
+    down_since: Option<Timestamp>,
+    /// From the start of the oldest unfilled outage to the end of the newest.
+    pending: Option<(Timestamp, Timestamp)>,
+}
 
 impl Default for TokenSlot {
     fn default() -> Self {
-        TokenSlot(Arc::new(watch::channel(None).0))
+        TokenSlot(Arc::new(watch::channel(None).0), Arc::default())
     }
 }
 
@@ -56,6 +71,42 @@ impl TokenSlot {
         let mut rx = self.0.subscribe();
         let _ = rx.wait_for(Option::is_some).await;
     }
+
+    /// The push feed lost its link at `at` (the first loss counts until it is back).
+    pub fn link_down(&self, at: Timestamp) {
+        let mut s = self.1.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.down_since.get_or_insert(at);
+    }
+
+    /// The push feed is live again at `at`: the time it was down becomes an outage to fill
+    /// in. The first link of a feed is no outage (the start's backfill covers that).
+    pub fn link_up(&self, at: Timestamp) {
+        let mut s = self.1.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(from) = s.down_since.take() {
+            let from = s.pending.map_or(from, |(f, _)| f.min(from));
+            s.pending = Some((from, at));
+            drop(s);
+            self.1.notify.notify_one();
+        }
+    }
+
+    /// Waits for an outage of the push feed that ended (several in a row come as one).
+    pub async fn next_outage(&self) -> (Timestamp, Timestamp) {
+        loop {
+            let notified = self.1.notify.notified();
+            if let Some(o) = self
+                .1
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pending
+                .take()
+            {
+                return o;
+            }
+            notified.await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +131,25 @@ mod tests {
         assert!(slot.fresh(at).is_some());
         slot.forget("not-a-jwt");
         assert!(slot.fresh(at).is_none());
+    }
+
+    #[tokio::test]
+    async fn outages_of_the_push_feed_are_told_once_and_merged() {
+        let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
+        let slot = TokenSlot::default();
+        // The first link is no outage.
+        slot.link_up(at(0));
+        let none = tokio::time::timeout(Duration::from_millis(50), slot.next_outage()).await;
+        assert!(none.is_err());
+        // Two outages before anyone asked: one, from the first loss to the last return.
+        slot.link_down(at(10));
+        slot.link_down(at(11));
+        slot.link_up(at(20));
+        slot.link_down(at(30));
+        slot.link_up(at(40));
+        let clone = slot.clone();
+        assert_eq!(clone.next_outage().await, (at(10), at(40)));
+        let again = tokio::time::timeout(Duration::from_millis(50), slot.next_outage()).await;
+        assert!(again.is_err(), "told once");
     }
 }
