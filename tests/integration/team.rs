@@ -294,7 +294,9 @@ fn team_settings(
     use alarm_tray::settings::{Channels, CustomEndpoint, LoginMethod, SaverisAccount, Settings};
     let mut s = Settings::default();
     s.saveris.push(SaverisAccount {
-        id: format!("acc-{pc}"),
+        // The site is unique per test: so are the keyring entries of tests running at
+        // the same time (one test clearing its entries must not take another's).
+        id: format!("acc-{site}-{pc}"),
         enabled: true,
         username: user.into(),
         login: LoginMethod::DataApi,
@@ -435,8 +437,8 @@ fn team_three_pcs_one_saveris_user_see_every_alarm_once_and_share_acknowledgemen
         .unwrap();
     let key_text = "0123456789abcdef-site-key";
     let entries = [
-        ("saveris:acc-pc-b:password".to_string(), "pw-lab"),
-        ("saveris:acc-pc-c:password".to_string(), "pw-lab"),
+        (format!("saveris:acc-{site}-pc-b:password"), "pw-lab"),
+        (format!("saveris:acc-{site}-pc-c:password"), "pw-lab"),
         (format!("team:{site}:broker-password"), PASSWORD),
         (format!("team:{site}:site-key"), key_text),
     ];
@@ -449,7 +451,10 @@ fn team_three_pcs_one_saveris_user_see_every_alarm_once_and_share_acknowledgemen
     let store = alarm_tray::secrets::SecretStore;
     use alarm_tray::secrets::SecretKey;
     store
-        .set(&SecretKey::SaverisPassword("acc-pc-a".into()), "pw-lab")
+        .set(
+            &SecretKey::SaverisPassword(format!("acc-{site}-pc-a")),
+            "pw-lab",
+        )
         .unwrap();
     store
         .set(&SecretKey::TeamPassword(site.clone()), PASSWORD)
@@ -690,8 +695,8 @@ fn team_max_connections_reads_watching_through_the_team() {
         .unwrap();
     let key_text = "0123456789abcdef-site-key";
     let entries = [
-        ("saveris:acc-pc-a:password".to_string(), "pw-lab"),
-        ("saveris:acc-pc-b:password".to_string(), "pw-lab"),
+        (format!("saveris:acc-{site}-pc-a:password"), "pw-lab"),
+        (format!("saveris:acc-{site}-pc-b:password"), "pw-lab"),
         (format!("team:{site}:broker-password"), PASSWORD),
         (format!("team:{site}:site-key"), key_text),
     ];
@@ -832,7 +837,7 @@ fn team_three_pcs_survive_a_broker_outage_and_a_pc_away() {
     let names = ["pc-a", "pc-b", "pc-c"];
     let mut entries: Vec<(String, &str)> = names
         .iter()
-        .map(|pc| (format!("saveris:acc-{pc}:password"), "pw-lab"))
+        .map(|pc| (format!("saveris:acc-{site}-{pc}:password"), "pw-lab"))
         .collect();
     entries.push((format!("team:{site}:broker-password"), PASSWORD));
     entries.push((format!("team:{site}:site-key"), key_text));
