@@ -124,9 +124,8 @@ impl Drop for Broker {
 }
 
 fn cpu_secs() -> f64 {
-    let mut u = libc::rusage {
-        ..unsafe { std::mem::zeroed() }
-    };
+    // SAFETY: getrusage fills the zeroed struct it is given; RUSAGE_SELF is always valid.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(u.ru_utime) + tv(u.ru_stime)
