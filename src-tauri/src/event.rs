@@ -319,6 +319,12 @@ pub enum FeedState {
     WaitingForKeyring {
         message: String,
     },
+    /// Issue 26: not live here (e.g. Saveris refused a fifth connection), while team sharing
+    /// gets this account's alarms from `pc`, which holds it live. Set by the engine from the
+    /// team's view, never by a feed; the feed keeps retrying on its own.
+    ThroughTeam {
+        pc: String,
+    },
 }
 
 impl FeedState {
@@ -326,7 +332,10 @@ impl FeedState {
     pub fn is_problem(&self) -> bool {
         !matches!(
             self,
-            FeedState::Live | FeedState::Idle | FeedState::Connecting
+            FeedState::Live
+                | FeedState::Idle
+                | FeedState::Connecting
+                | FeedState::ThroughTeam { .. }
         )
     }
 
@@ -344,6 +353,7 @@ impl FeedState {
             FeedState::WaitingForKeyring { message } => {
                 format!("not watched, waiting for the keyring: {message}")
             }
+            FeedState::ThroughTeam { pc } => format!("watching through the team ({pc})"),
         }
     }
 }

@@ -611,7 +611,15 @@ impl Shared {
                 let site = team.site.trim().to_string();
                 let password = match password {
                     Some(p) => Some(p),
-                    None => team_secret(SecretKey::TeamPassword(site.clone())).await,
+                    // Issue 26: only to the broker it was stored for.
+                    None => self
+                        .stored_secret(
+                            SecretKey::TeamPassword(site.clone()),
+                            secret_binding::team_password_origin(&team.broker_url),
+                            None,
+                        )
+                        .await
+                        .map_err(Error::from)?,
                 };
                 let site_key = match site_key {
                     Some(k) => Some(k),

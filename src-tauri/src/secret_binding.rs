@@ -68,6 +68,20 @@ pub fn element_key_origin(account: &ElementAccount) -> Option<String> {
     origin(&account.base_url)
 }
 
+/// Where the team's broker password goes (issue 26): `mqtt://host:port` or
+/// `mqtts://host:port` of the broker URL, host lowercased, port always written (`url` gives
+/// mqtt:// URLs no tuple origin, so it is built here from the parsed URL).
+pub fn team_password_origin(broker_url: &str) -> Option<String> {
+    let (tls, host, port) = crate::team::parse_broker_url(broker_url).ok()?;
+    let scheme = if tls { "mqtts" } else { "mqtt" };
+    let host = host.to_ascii_lowercase();
+    Some(if host.contains(':') {
+        format!("{scheme}://[{host}]:{port}")
+    } else {
+        format!("{scheme}://{host}:{port}")
+    })
+}
+
 /// Where a webhook sends its token: the webhook's URL (with `{token}` standing in).
 pub fn webhook_token_origin(hook: &crate::settings::Webhook) -> Option<String> {
     origin(&hook.url.replace("{token}", "token"))
@@ -92,9 +106,12 @@ pub fn origin_in(settings: &Settings, key: &SecretKey) -> Option<String> {
             .iter()
             .find(|a| &a.id == id)
             .and_then(element_key_origin),
-        // The broker password goes to an mqtt(s):// origin, which has no tuple origin to bind
-        // to; the site key never leaves this PC (it only signs).
-        SecretKey::TeamPassword(_) | SecretKey::TeamSiteKey(_) => None,
+        // Issue 26: the broker password goes to the broker (`mqtt://host:port`); the site
+        // key never leaves this PC (it only signs).
+        SecretKey::TeamPassword(site) => (settings.team.site.trim() == site)
+            .then(|| team_password_origin(&settings.team.broker_url))
+            .flatten(),
+        SecretKey::TeamSiteKey(_) => None,
         SecretKey::WebhookToken(id) => settings
             .escalation
             .webhooks
@@ -150,6 +167,12 @@ pub fn bind_unbound(store: &SecretStore, settings: &Settings) -> Result<usize, S
                 .element
                 .iter()
                 .map(|a| SecretKey::ElementApiKey(a.id.clone())),
+        )
+        .chain(
+            Some(SecretKey::TeamPassword(
+                settings.team.site.trim().to_string(),
+            ))
+            .filter(|_| settings.team.enabled),
         );
     let mut bound = 0;
     for key in keys {
@@ -168,6 +191,38 @@ pub fn bind_unbound(store: &SecretStore, settings: &Settings) -> Result<usize, S
 mod tests {
     use super::*;
     use crate::settings::{CustomEndpoint, LoginMethod};
+
+    /// Issue 26: the broker password is bound to the broker's host and port.
+    #[test]
+    fn the_broker_password_is_bound_to_its_broker() {
+        assert_eq!(
+            team_password_origin("mqtt://Broker.Lab").as_deref(),
+            Some("mqtt://broker.lab:1883")
+        );
+        assert_eq!(
+            team_password_origin("mqtts://broker.lab:8883/").as_deref(),
+            Some("mqtts://broker.lab:8883")
+        );
+        assert_eq!(team_password_origin("wss://broker.lab/mqtt"), None);
+        let mut s = Settings::default();
+        s.team.site = "lab1".into();
+        s.team.broker_url = "mqtt://broker.lab".into();
+        let key = SecretKey::TeamPassword("lab1".into());
+        let stored = origin_in(&s, &key);
+        assert_eq!(stored.as_deref(), Some("mqtt://broker.lab:1883"));
+        assert_eq!(
+            origin_in(&s, &SecretKey::TeamPassword("other".into())),
+            None
+        );
+        assert_eq!(origin_in(&s, &SecretKey::TeamSiteKey("lab1".into())), None);
+        // The URL changed to another host: the stored password is withheld.
+        s.team.broker_url = "mqtt://elsewhere.example:1883".into();
+        let now = origin_in(&s, &key);
+        let m = check(&key, stored.as_deref(), now.as_deref(), None).unwrap_err();
+        assert_eq!(m.what, "broker password");
+        assert_eq!(m.now, "mqtt://elsewhere.example:1883");
+        assert!(check(&key, stored.as_deref(), now.as_deref(), now.as_deref()).is_ok());
+    }
 
     #[test]
     fn origins_of_each_secret() {

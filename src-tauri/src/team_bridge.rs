@@ -6,12 +6,14 @@
 //! - acknowledgements from other PCs → the engine, by the alarm's identity;
 //! - this PC's feed states → its presence message.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
+use crate::engine::model::TeamView;
 use crate::engine::{EngineHandle, History};
 use crate::event::{Delivery, Event, TEAM_SUBSCRIPTION_PREFIX};
 use crate::secrets::{SecretKey, SecretStore};
@@ -53,6 +55,7 @@ impl Outbox for HistoryOutbox {
 /// The running team link and its helpers.
 pub struct TeamRun {
     link: TeamLink,
+    engine: EngineHandle,
     cfg: TeamConfig,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -66,6 +69,7 @@ impl TeamRun {
         for t in &self.tasks {
             t.abort();
         }
+        self.engine.set_team(None);
         self.link.stop(&self.cfg).await;
     }
 }
@@ -75,15 +79,31 @@ pub async fn config(settings: &Settings, secrets: &SecretStore) -> Result<TeamCo
     let t = &settings.team;
     let site = t.site.trim().to_string();
     let (store, s1, s2) = (secrets.clone(), site.clone(), site.clone());
-    let (password, key) = tokio::task::spawn_blocking(move || {
+    let origin = crate::secret_binding::team_password_origin(&t.broker_url);
+    let (password, stored_for, key) = tokio::task::spawn_blocking(move || {
+        let k = SecretKey::TeamPassword(s1);
         (
-            store.get(&SecretKey::TeamPassword(s1)),
+            store.get(&k),
+            store.binding(&k),
             store.get(&SecretKey::TeamSiteKey(s2)),
         )
     })
     .await
     .map_err(|e| e.to_string())?;
     let password = password.map_err(|e| e.to_string())?;
+    // The broker password goes only to the broker it was stored for (issue 26, like the
+    // feeds' secrets): after the URL changed to another host it must be typed again.
+    let pw_key = SecretKey::TeamPassword(site.clone());
+    let stored_for = stored_for.map_err(|e| e.to_string())?;
+    if password.is_some() {
+        crate::secret_binding::check(&pw_key, stored_for.as_deref(), origin.as_deref(), None)
+            .map_err(|m| m.to_string())?;
+        if let (None, Some(origin)) = (stored_for, origin) {
+            // Unbound (stored before the binding existed): bound to its first broker.
+            let store = secrets.clone();
+            let _ = tokio::task::spawn_blocking(move || store.bind(&pw_key, &origin)).await;
+        }
+    }
     let key = key.map_err(|e| e.to_string())?.unwrap_or_default();
     let cfg = TeamConfig {
         broker_url: t.broker_url.trim().to_string(),
@@ -135,13 +155,26 @@ pub async fn start(
             }
         }
     }));
-    // This PC's feeds for its presence message.
+    // This PC's feeds for its presence message, and the team's view for the engine's status
+    // ("3 PCs watching", a feed another PC holds live: "watching through the team").
     let feeds_engine = engine.clone();
     let feeds_link = link.feeds_sender();
+    let link_status = link.status();
+    let me = cfg.pc.clone();
+    let logins: Vec<(String, String)> = settings
+        .saveris
+        .iter()
+        .map(|a| {
+            (
+                format!("saveris:{}", a.id),
+                a.username.trim().to_lowercase(),
+            )
+        })
+        .collect();
     tasks.push(tokio::spawn(async move {
         loop {
-            let feeds: Vec<(String, String)> = feeds_engine
-                .status()
+            let status = feeds_engine.status();
+            let feeds: Vec<(String, String)> = status
                 .feeds
                 .iter()
                 .map(|f| {
@@ -152,16 +185,55 @@ pub async fn start(
                     (f.feed.clone(), state)
                 })
                 .collect();
+            let presence = team::PresenceFeeds {
+                feeds,
+                logins: logins.clone(),
+            };
             feeds_link.send_if_modified(|f| {
-                let changed = *f != feeds;
-                *f = feeds;
+                let changed = *f != presence;
+                *f = presence;
                 changed
             });
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            let view = team_view(&link_status.borrow(), &me, &logins);
+            feeds_engine.set_team(Some(view));
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }));
-    let run = TeamRun { link, cfg, tasks };
+    let run = TeamRun {
+        link,
+        engine,
+        cfg,
+        tasks,
+    };
     Ok(Some(run))
+}
+
+/// The engine's view of the team: the PCs online (this one included; just this one while
+/// the broker is unreachable, as nothing else is known then), and this PC's Saveris feeds
+/// whose login another online PC holds live (`logins`: local feed id → login).
+fn team_view(status: &TeamStatus, me: &str, logins: &[(String, String)]) -> TeamView {
+    let live = status.state == "live";
+    let online: Vec<&team::Peer> = status.peers.iter().filter(|p| live && p.online).collect();
+    let pcs_watching = 1 + online.iter().filter(|p| p.pc != me).count() as u32;
+    let mut covered = BTreeMap::new();
+    for (feed, login) in logins {
+        let holder = online.iter().find(|p| {
+            p.pc != me
+                && p.logins.iter().any(|(their_feed, their_login)| {
+                    their_login == login
+                        && p.feeds
+                            .iter()
+                            .any(|(f, state)| f == their_feed && state == "live")
+                })
+        });
+        if let Some(p) = holder {
+            covered.insert(feed.clone(), p.pc.clone());
+        }
+    }
+    TeamView {
+        pcs_watching,
+        covered,
+    }
 }
 
 /// `saveris:<origin account>:…` → `saveris:<local account>:…` when this PC has an account
@@ -283,5 +355,44 @@ mod tests {
             "saveris:acc9:u1"
         );
         assert_eq!(local_identity("rule:r1:s", None, &accounts).0, "rule:r1:s");
+    }
+
+    fn peer(pc: &str, online: bool, feed: &str, state: &str, login: &str) -> team::Peer {
+        team::Peer {
+            pc: pc.into(),
+            online,
+            feeds: vec![(feed.into(), state.into())],
+            logins: vec![(feed.into(), login.into())],
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_feed_another_pc_holds_live_with_the_same_login_is_watched_through_the_team() {
+        let logins = vec![("saveris:mine".to_string(), "lab@x".to_string())];
+        let mut status = TeamStatus {
+            state: "live".into(),
+            peers: vec![
+                peer("pc-a", true, "saveris:mine", "waiting", "lab@x"),
+                peer("pc-b", true, "saveris:theirs", "live", "lab@x"),
+                peer("pc-c", false, "saveris:c", "live", "lab@x"),
+                peer("pc-d", true, "saveris:d", "live", "other@x"),
+            ],
+            ..TeamStatus::default()
+        };
+        let v = team_view(&status, "pc-a", &logins);
+        assert_eq!(v.pcs_watching, 3);
+        assert_eq!(
+            v.covered.get("saveris:mine").map(String::as_str),
+            Some("pc-b")
+        );
+        // pc-b's feed not live (e.g. refused too): nobody holds it.
+        status.peers[1].feeds[0].1 = "through_team".into();
+        assert!(team_view(&status, "pc-a", &logins).covered.is_empty());
+        // The broker is unreachable: nothing is known of the others.
+        status.peers[1].feeds[0].1 = "live".into();
+        status.state = "connecting".into();
+        let v = team_view(&status, "pc-a", &logins);
+        assert_eq!((v.pcs_watching, v.covered.len()), (1, 0));
     }
 }

@@ -294,7 +294,9 @@ fn team_settings(
     use alarm_tray::settings::{Channels, CustomEndpoint, LoginMethod, SaverisAccount, Settings};
     let mut s = Settings::default();
     s.saveris.push(SaverisAccount {
-        id: format!("acc-{pc}"),
+        // The site is unique per test: so are the keyring entries of tests running at
+        // the same time (one test clearing its entries must not take another's).
+        id: format!("acc-{site}-{pc}"),
         enabled: true,
         username: user.into(),
         login: LoginMethod::DataApi,
@@ -435,8 +437,8 @@ fn team_three_pcs_one_saveris_user_see_every_alarm_once_and_share_acknowledgemen
         .unwrap();
     let key_text = "0123456789abcdef-site-key";
     let entries = [
-        ("saveris:acc-pc-b:password".to_string(), "pw-lab"),
-        ("saveris:acc-pc-c:password".to_string(), "pw-lab"),
+        (format!("saveris:acc-{site}-pc-b:password"), "pw-lab"),
+        (format!("saveris:acc-{site}-pc-c:password"), "pw-lab"),
         (format!("team:{site}:broker-password"), PASSWORD),
         (format!("team:{site}:site-key"), key_text),
     ];
@@ -449,7 +451,10 @@ fn team_three_pcs_one_saveris_user_see_every_alarm_once_and_share_acknowledgemen
     let store = alarm_tray::secrets::SecretStore;
     use alarm_tray::secrets::SecretKey;
     store
-        .set(&SecretKey::SaverisPassword("acc-pc-a".into()), "pw-lab")
+        .set(
+            &SecretKey::SaverisPassword(format!("acc-{site}-pc-a")),
+            "pw-lab",
+        )
         .unwrap();
     store
         .set(&SecretKey::TeamPassword(site.clone()), PASSWORD)
@@ -650,6 +655,298 @@ fn team_three_pcs_one_saveris_user_see_every_alarm_once_and_share_acknowledgemen
     }
 
     rt.block_on(runtime_a.shutdown());
+    drop(pcs);
+    rt.block_on(server.stop());
+    for (e, _) in &entries {
+        keyring_clear(e);
+    }
+}
+
+impl WatchPc {
+    /// The last status line `watch` printed.
+    fn status(&self) -> Option<serde_json::Value> {
+        self.lines()
+            .into_iter()
+            .filter(|v| v["type"] == "status")
+            .map(|v| v["status"].clone())
+            .next_back()
+    }
+}
+
+/// Issue 26, item 6: Saveris refuses PC b (`max-connections-reached`, the simulator's ERROR
+/// frame) while PC a holds the same login live. PC b's feed reads "watching through the
+/// team (pc-a)", its tray is not in "feed problem", its status says "2 PCs watching", and
+/// it still gets every alarm through the team; its own connection waits (a minute at
+/// least) before it tries again.
+#[test]
+fn team_max_connections_reads_watching_through_the_team() {
+    use alarm_tray::simulate::saveris::{ErrorKind, SaverisServer};
+    crate::desktop::require_desktop();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let m = Mosquitto::start().expect("mosquitto");
+    let user = crate::peers::unique("teammax");
+    let site = crate::peers::unique("site").replace(['.', ':'], "-");
+    let server = rt
+        .block_on(SaverisServer::start(vec![(user.clone(), "pw-lab".into())]))
+        .unwrap();
+    let key_text = "0123456789abcdef-site-key";
+    let entries = [
+        (format!("saveris:acc-{site}-pc-a:password"), "pw-lab"),
+        (format!("saveris:acc-{site}-pc-b:password"), "pw-lab"),
+        (format!("team:{site}:broker-password"), PASSWORD),
+        (format!("team:{site}:site-key"), key_text),
+    ];
+    for (e, s) in &entries {
+        keyring_store(e, s);
+    }
+    let a = WatchPc::start(&team_settings(&server, &user, &m.url(), &site, "pc-a"));
+    let feed_state = |p: &WatchPc| -> Option<serde_json::Value> {
+        p.status()?["feeds"]
+            .as_array()?
+            .iter()
+            .find(|f| {
+                f["feed"]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with("saveris:"))
+            })
+            .cloned()
+    };
+    wait_for("PC a's Saveris feed live", Duration::from_secs(30), || {
+        feed_state(&a).is_some_and(|f| f["state"] == "live")
+    });
+    let opened = server.connections_opened();
+    server.fail_next_connect_with(ErrorKind::MaxConnections);
+    let b = WatchPc::start(&team_settings(&server, &user, &m.url(), &site, "pc-b"));
+    wait_for(
+        "PC b watching through the team",
+        Duration::from_secs(40),
+        || feed_state(&b).is_some_and(|f| f["state"] == "through_team" && f["pc"] == "pc-a"),
+    );
+    let status_b = b.status().unwrap();
+    assert_ne!(status_b["tray"], "problem", "{status_b}");
+    let summary = status_b["summary"].as_str().unwrap_or("");
+    assert!(summary.contains("2 PCs watching"), "{summary}");
+    assert!(
+        summary.contains("watching through the team (pc-a)"),
+        "{summary}"
+    );
+    assert_eq!(status_b["team_pcs"], 2, "{status_b}");
+    wait_for("PC a says 2 PCs watching", Duration::from_secs(10), || {
+        a.status().is_some_and(|s| s["team_pcs"] == 2)
+    });
+    // The alarms reach b through the team.
+    for i in 0..5 {
+        server.publish(&user, "alarms", saveris_alarm(i));
+    }
+    wait_for("5 alarms on b", Duration::from_secs(20), || {
+        b.raised_sensors().len() >= 5
+    });
+    assert_eq!(
+        b.direct_alarms(),
+        0,
+        "b has no Saveris connection of its own"
+    );
+    // Refused once, then a slow retry: not another attempt within these seconds.
+    assert_eq!(
+        server.connections_opened() - opened,
+        1,
+        "PC b tried Saveris again at once"
+    );
+    assert_eq!(server.connections(&user), 1, "only PC a is connected");
+    assert!(b.decisions("popup").iter().all(|d| !d["popup"]["summary"]
+        .as_str()
+        .unwrap_or("")
+        .contains("not connected")));
+    drop(b);
+    drop(a);
+    rt.block_on(server.stop());
+    for (e, _) in &entries {
+        keyring_clear(e);
+    }
+}
+
+impl WatchPc {
+    /// Starts this PC's `watch` again with the same profile (history, settings); its output
+    /// goes on in the same file, so what it printed before counts too.
+    fn restart(&mut self) {
+        use std::process::{Command, Stdio};
+        self.stop();
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join(name))
+                .unwrap()
+        };
+        let mut cmd = Command::new(crate::desktop::app_bin());
+        cmd.args(["watch", "--settings"])
+            .arg(self.dir.path().join("settings.json"))
+            .args(["--no-notify"])
+            .env("ALARM_TRAY_DATA_DIR", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(open("stdout.jsonl"))
+            .stderr(open("stderr.log"));
+        self.child = crate::peers::spawn_child(cmd).expect("alarm-tray watch again");
+    }
+
+    /// Every Saveris alarm this PC raised, each exactly once, `n` in all.
+    fn has_each_once(&self, n: usize) -> Result<(), String> {
+        let mut s = self.raised_sensors();
+        let total = s.len();
+        s.sort();
+        s.dedup();
+        if s.len() != total {
+            return Err(format!("{} raised twice", total - s.len()));
+        }
+        let missing: Vec<usize> = (0..n)
+            .filter(|i| s.binary_search(&format!("sensor-{i}")).is_err())
+            .take(20)
+            .collect();
+        if missing.is_empty() && total == n {
+            Ok(())
+        } else {
+            Err(format!("{total} raised, missing {missing:?}"))
+        }
+    }
+}
+
+/// Issue 26 tests 3 and 4 with three `watch` processes and one Saveris login: the broker
+/// stopped (SIGTERM by PID) for 30 s while alarms arrive — the PCs that take them from
+/// Saveris keep popping them, and after the restart every PC has every alarm once; then PC
+/// c stopped for 60 s while more arrive — on its return it catches up, nothing twice.
+#[test]
+fn team_three_pcs_survive_a_broker_outage_and_a_pc_away() {
+    use alarm_tray::simulate::saveris::SaverisServer;
+    crate::desktop::require_desktop();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let m = Mosquitto::start().expect("mosquitto");
+    let user = crate::peers::unique("teamout");
+    let site = crate::peers::unique("site").replace(['.', ':'], "-");
+    let server = rt
+        .block_on(SaverisServer::start(vec![(user.clone(), "pw-lab".into())]))
+        .unwrap();
+    let key_text = "0123456789abcdef-site-key";
+    let names = ["pc-a", "pc-b", "pc-c"];
+    let mut entries: Vec<(String, &str)> = names
+        .iter()
+        .map(|pc| (format!("saveris:acc-{site}-{pc}:password"), "pw-lab"))
+        .collect();
+    entries.push((format!("team:{site}:broker-password"), PASSWORD));
+    entries.push((format!("team:{site}:site-key"), key_text));
+    for (e, s) in &entries {
+        keyring_store(e, s);
+    }
+    let mut pcs: Vec<WatchPc> = names
+        .iter()
+        .map(|pc| WatchPc::start(&team_settings(&server, &user, &m.url(), &site, pc)))
+        .collect();
+    let online = |p: &WatchPc, n: usize| {
+        p.team().is_some_and(|t| {
+            t["state"] == "live"
+                && t["peers"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().filter(|p| p["online"] == true).count() == n)
+        })
+    };
+    wait_for("three PCs online", Duration::from_secs(60), || {
+        pcs.iter().all(|p| online(p, 3))
+    });
+    wait_for("three Saveris feeds live", Duration::from_secs(30), || {
+        pcs.iter().all(|p| {
+            p.status().is_some_and(|s| {
+                s["feeds"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f["state"] == "live"))
+            })
+        })
+    });
+    let all_have = |pcs: &[WatchPc], n: usize, within: Duration| {
+        let end = Instant::now() + within;
+        loop {
+            let r: Vec<Result<(), String>> = pcs.iter().map(|p| p.has_each_once(n)).collect();
+            if r.iter().all(Result::is_ok) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "every PC to have {n} alarms once: {r:?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let direct = |pcs: &[WatchPc]| pcs.iter().map(WatchPc::direct_alarms).sum::<usize>();
+
+    // 50 alarms with the broker up.
+    for i in 0..50 {
+        server.publish(&user, "alarms", saveris_alarm(i));
+    }
+    all_have(&pcs, 50, Duration::from_secs(60));
+
+    // The broker goes away for 30 s; 60 alarms arrive meanwhile, 2 a second.
+    let popups = |pcs: &[WatchPc]| -> usize {
+        pcs.iter()
+            .map(|p| p.decisions("popup").len() + p.decisions("grouped").len())
+            .sum()
+    };
+    let popups_before = popups(&pcs);
+    let down = Instant::now();
+    m.stop();
+    for i in 50..110 {
+        server.publish(&user, "alarms", saveris_alarm(i));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // Taken from Saveris, stored and popped locally while the broker was down.
+    wait_for(
+        "60 alarms taken from Saveris while the broker was down",
+        Duration::from_secs(5),
+        || direct(&pcs) == 110,
+    );
+    assert!(
+        popups(&pcs) > popups_before,
+        "no popup while the broker was down"
+    );
+    assert!(
+        down.elapsed() < Duration::from_secs(30),
+        "the outage ended early"
+    );
+    while down.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    m.run_again().expect("mosquitto again");
+    let t = Instant::now();
+    all_have(&pcs, 110, Duration::from_secs(60));
+    eprintln!(
+        "after the broker's return every PC had all 110 after {:?}",
+        t.elapsed()
+    );
+
+    // PC c is away for 60 s while 50 more arrive.
+    pcs[2].stop();
+    wait_for("a and b see c offline", Duration::from_secs(15), || {
+        online(&pcs[0], 2) && online(&pcs[1], 2)
+    });
+    let away = Instant::now();
+    for i in 110..160 {
+        server.publish(&user, "alarms", saveris_alarm(i));
+    }
+    all_have(&pcs[..2], 160, Duration::from_secs(40));
+    while away.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    pcs[2].restart();
+    let t = Instant::now();
+    all_have(&pcs, 160, Duration::from_secs(60));
+    eprintln!("PC c caught up 50 missed alarms after {:?}", t.elapsed());
+    assert_eq!(direct(&pcs), 160, "each alarm taken from Saveris once");
+
     drop(pcs);
     rt.block_on(server.stop());
     for (e, _) in &entries {

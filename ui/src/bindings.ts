@@ -276,7 +276,7 @@ export type Severity = "info" | "warning" | "alarm";
 /**
  * The state of one feed connection as the user should read it.
  */
-export type FeedState = { "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, } | { "state": "waiting_for_keyring", message: string, };
+export type FeedState = { "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, } | { "state": "waiting_for_keyring", message: string, } | { "state": "through_team", pc: string, };
 
 /**
  * A status report of one feed.
@@ -303,7 +303,7 @@ refused: Array<ChannelRefusal>,
  * How the account's names stand (issue 20): "names last refreshed 3 days ago", or
  * what failed. Filled in by the engine; `None` for feeds without a names source.
  */
-names: string | null, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, } | { "state": "waiting_for_keyring", message: string, });
+names: string | null, } & ({ "state": "idle" } | { "state": "connecting" } | { "state": "live" } | { "state": "waiting", secs: number, reason: string, } | { "state": "login_failed", message: string, } | { "state": "stopped", message: string, } | { "state": "waiting_for_keyring", message: string, } | { "state": "through_team", pc: string, });
 
 /**
  * A channel the server refused, and the sentence to show next to it.
@@ -450,7 +450,11 @@ export type Status = { tray: TrayState,
 /**
  * One line, as in the tooltip.
  */
-summary: string, paused: boolean, active_alarms: number, feeds: Array<FeedStatus>, };
+summary: string, paused: boolean, active_alarms: number, feeds: Array<FeedStatus>, 
+/**
+ * Issue 26: PCs watching on the site while team sharing is on.
+ */
+team_pcs?: number, };
 
 /**
  * Another PC of the site, as its retained presence says.
@@ -459,7 +463,12 @@ export type Peer = { pc: string, online: boolean,
 /**
  * Its feeds and their states in words (`saveris:a1` → `live`).
  */
-feeds: Array<[string, string]>, at_ms: number, };
+feeds: Array<[string, string]>, 
+/**
+ * Its Saveris feeds' logins (`saveris:a1` → `lab@example.org`, lower case), so another
+ * PC with the same login knows who holds it (account ids differ between PCs).
+ */
+logins: Array<[string, string]>, at_ms: number, };
 
 /**
  * The link's state, as the status line and the Team page show it.

@@ -9,6 +9,7 @@
 //! Environment:
 //! - `BENCH_SECTIONS` — comma list of `ingest,latency,history,element,footprint,sensor_view`
 //!   (all; `sensor_view` is issue 27's sensor view on 864,000 readings);
+//!   and `team` (issue 26: team sharing through mosquitto; `BENCH_ONLY=team` runs it alone);
 //! - `BENCH_QUICK=1` — small counts and short idle periods (a smoke run);
 //! - `BENCH_MESSAGES` (200000), `BENCH_HISTORY_EVENTS` (1000000), `BENCH_IDLE_SECS` (60);
 //! - `BENCH_NODE` (node), `BENCH_NODE_DIR` (bench/node), `ALARM_TRAY_BIN` (release binary),
@@ -24,6 +25,7 @@ mod messages;
 mod procs;
 mod report;
 mod sensorview;
+mod team;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -53,10 +55,11 @@ impl Config {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let num = |k: &str, d: usize| var(k).and_then(|v| v.parse().ok()).unwrap_or(d);
         let quick = var("BENCH_QUICK").is_some_and(|v| v != "0");
-        let all = "ingest,latency,history,element,footprint,sensor_view";
+        let all = "ingest,latency,history,element,footprint,sensor_view,team";
         Config {
             quick,
             sections: var("BENCH_SECTIONS")
+                .or_else(|| var("BENCH_ONLY"))
                 .unwrap_or_else(|| all.into())
                 .split(',')
                 .map(|s| s.trim().to_string())
@@ -255,6 +258,11 @@ fn run(cfg: &Config) -> Result<(), String> {
     if cfg.wants("sensor_view") {
         let r = sensorview::run(cfg, &rt);
         section("sensor_view", r, &mut report);
+    }
+    // Issue 26: team sharing through its own mosquitto.
+    if cfg.wants("team") {
+        let r = rt.block_on(team::run(cfg));
+        section("team", r, &mut report);
     }
     drop(broker);
     report["machine"]["load_avg_end"] = json!(std::fs::read_to_string("/proc/loadavg")

@@ -190,7 +190,14 @@ impl Engine {
         // first report, and prints this decision too.
         self.keyring_popup_if_waiting();
         let mut due = Vec::new();
+        let covered = self.team.as_ref().map(|t| &t.covered);
         for w in self.feeds.values_mut() {
+            // Watched through the team (issue 26): not "alarms may be missed".
+            if covered.is_some_and(|c| c.contains_key(&w.status.feed))
+                && matches!(w.status.state, FeedState::Waiting { .. })
+            {
+                continue;
+            }
             if let Some(since) = w.not_live_since_ms {
                 if !w.silence_popup && now - since > limit {
                     w.silence_popup = true;
@@ -265,12 +272,23 @@ impl Engine {
         }
     }
 
+    /// Issue 26: a feed waiting to reconnect here while another PC holds its account live
+    /// reads "watching through the team (pc)" and is no problem.
+    fn team_state(&self, w: &FeedWatch) -> Option<FeedState> {
+        let pc = self.team.as_ref()?.covered.get(&w.status.feed)?;
+        matches!(w.status.state, FeedState::Waiting { .. })
+            .then(|| FeedState::ThroughTeam { pc: pc.clone() })
+    }
+
     pub(super) fn compute_status(&self) -> Status {
         let unacked = self.active.values().filter(|a| !a.acked()).count() as u32;
         let problems: Vec<&FeedWatch> = self
             .feeds
             .values()
-            .filter(|w| w.status.state.is_problem() || w.silence_popup || w.unstable_popup)
+            .filter(|w| {
+                self.team_state(w).is_none()
+                    && (w.status.state.is_problem() || w.silence_popup || w.unstable_popup)
+            })
             .collect();
         let paused = self.settings.notifications.paused || self.in_quiet_hours();
         let popups_failing = self.popups_failing.failing();
@@ -329,6 +347,17 @@ impl Engine {
         for name in self.escalator.failing_names() {
             parts.push(format!("webhook {name} failing"));
         }
+        for w in self.feeds.values() {
+            if let Some(state) = self.team_state(w) {
+                parts.push(format!("{}: {}", w.status.label, state.describe()));
+            }
+        }
+        if let Some(t) = &self.team {
+            parts.push(match t.pcs_watching {
+                1 => "1 PC watching".to_string(),
+                n => format!("{n} PCs watching"),
+            });
+        }
         if self.settings.notifications.paused {
             parts.push("popups paused".into());
         } else if paused {
@@ -344,6 +373,9 @@ impl Engine {
                 .values()
                 .map(|w| {
                     let mut st = w.status.clone();
+                    if let Some(state) = self.team_state(w) {
+                        st.state = state;
+                    }
                     // What the engine saw, to the minute (the tooltip's resolution, and the
                     // status changes at most once a minute because of it).
                     let seen = self.last_message_ms.get(&w.status.feed).and_then(|ms| {
@@ -357,6 +389,7 @@ impl Engine {
                 })
                 .chain(self.escalator.statuses())
                 .collect(),
+            team_pcs: self.team.as_ref().map(|t| t.pcs_watching),
         }
     }
 

@@ -215,6 +215,8 @@ enum Command {
         comment: Option<String>,
         reply: oneshot::Sender<Result<bool, EngineError>>,
     },
+    /// Issue 26: what team sharing says (`None`: off).
+    Team(Option<model::TeamView>),
     Poke(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
     /// A names refresh of one account (issue 20).
@@ -334,6 +336,12 @@ impl EngineHandle {
             })
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Issue 26: the PCs watching and the feeds other PCs hold for this one (`None`: team
+    /// sharing is off). The status changes only when it differs.
+    pub fn set_team(&self, view: Option<model::TeamView>) {
+        let _ = self.cmd.send(Command::Team(view));
     }
 
     /// Tray state, summary line, feeds.
@@ -578,6 +586,8 @@ struct Engine {
     names_wanted: Option<mpsc::UnboundedSender<(crate::event::Source, String)>>,
     /// When each account last asked for a names refresh because of an unknown sensor.
     names_asked_ms: HashMap<(crate::event::Source, String), i64>,
+    /// Issue 26: team sharing's view (`None`: off).
+    team: Option<model::TeamView>,
 }
 
 impl Engine {
@@ -606,6 +616,7 @@ impl Engine {
             feeds: BTreeMap::new(),
             last_message_ms: HashMap::new(),
             popups_failing: notifier.clone(),
+            team: None,
             popups: Popups::start(notifier),
             out,
             status_tx: None,
@@ -660,6 +671,12 @@ impl Engine {
                     Some(Command::AcknowledgeRemote { identity, by, user, comment, reply }) => {
                         let r = self.acknowledge_remote(&identity, &by, user, comment);
                         let _ = reply.send(r);
+                    }
+                    Some(Command::Team(view)) => {
+                        if self.team != view {
+                            self.team = view;
+                            self.publish_status();
+                        }
                     }
                     Some(Command::Poke(done)) => {
                         self.drain(&mut deliveries, &mut batch);

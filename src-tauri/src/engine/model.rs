@@ -4,6 +4,8 @@
 //! The window protocol (`ipc/`) re-exports these types as they are; their serde names are
 //! the wire format, so a rename here is a protocol change (`PROTOCOL_VERSION`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::event::{FeedStatus, Severity, Source};
@@ -122,6 +124,17 @@ pub enum TrayState {
     Paused,
 }
 
+/// Issue 26: what team sharing tells the engine (the root builds it from the team link;
+/// the engine never names `team`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TeamView {
+    /// PCs online on the site, this one included.
+    pub pcs_watching: u32,
+    /// This PC's feeds that are not live here while another PC holds the same account live:
+    /// feed id → that PC's name. They read "watching through the team (pc-b)", not a problem.
+    pub covered: BTreeMap<String, String>,
+}
+
 /// What the tray, the window and `watch` show of the engine's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Status {
@@ -131,6 +144,10 @@ pub struct Status {
     pub paused: bool,
     pub active_alarms: u32,
     pub feeds: Vec<FeedStatus>,
+    /// Issue 26: PCs watching on the site while team sharing is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub team_pcs: Option<u32>,
 }
 
 /// A sensor's popups held back for a while, with why and by whom (issue 21: "mute this

@@ -85,6 +85,11 @@ pub fn status_line(status: &Status) -> String {
             .any(|s| matches!(s, FeedState::Waiting { .. }))
         {
             "reconnecting"
+        } else if states
+            .iter()
+            .any(|s| matches!(s, FeedState::ThroughTeam { .. }))
+        {
+            "watching through the team"
         } else if states.iter().any(|s| matches!(s, FeedState::Connecting)) {
             "connecting"
         } else if states.iter().any(|s| matches!(s, FeedState::Live)) {
@@ -102,6 +107,12 @@ pub fn status_line(status: &Status) -> String {
     }
     if status.summary.contains("history cannot be written") {
         parts.push("history cannot be written".into());
+    }
+    // Issue 26: team sharing is on.
+    match status.team_pcs {
+        Some(1) => parts.push("1 PC watching".into()),
+        Some(n) => parts.push(format!("{n} PCs watching")),
+        None => {}
     }
     if status.paused {
         parts.push("popups paused".into());
@@ -212,6 +223,7 @@ mod tests {
                     },
                 ),
             ],
+            team_pcs: None,
         };
         assert_eq!(
             status_line(&s),
@@ -228,5 +240,25 @@ mod tests {
         s.feeds.clear();
         s.paused = false;
         assert_eq!(status_line(&s), "no active alarms");
+    }
+
+    /// Issue 26: the PCs watching, and a feed another PC holds for this one.
+    #[test]
+    fn the_status_line_says_how_many_pcs_watch_and_what_the_team_holds() {
+        let s = Status {
+            tray: TrayState::Ok,
+            summary: String::new(),
+            paused: false,
+            active_alarms: 0,
+            feeds: vec![feed(
+                "saveris:a",
+                FeedState::ThroughTeam { pc: "pc-b".into() },
+            )],
+            team_pcs: Some(3),
+        };
+        assert_eq!(
+            status_line(&s),
+            "no active alarms \u{b7} Saveris watching through the team \u{b7} 3 PCs watching"
+        );
     }
 }

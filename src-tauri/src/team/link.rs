@@ -61,8 +61,21 @@ pub struct Peer {
     pub online: bool,
     /// Its feeds and their states in words (`saveris:a1` → `live`).
     pub feeds: Vec<(String, String)>,
+    /// Its Saveris feeds' logins (`saveris:a1` → `lab@example.org`, lower case), so another
+    /// PC with the same login knows who holds it (account ids differ between PCs).
+    #[serde(default)]
+    pub logins: Vec<(String, String)>,
     #[ts(type = "number")]
     pub at_ms: i64,
+}
+
+/// What this PC's presence message says besides `online`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PresenceFeeds {
+    /// Feed id → its state in words.
+    pub feeds: Vec<(String, String)>,
+    /// Saveris feed id → its login, lower case.
+    pub logins: Vec<(String, String)>,
 }
 
 /// The link's state, as the status line and the Team page show it.
@@ -93,7 +106,7 @@ pub struct TeamLink {
     client: AsyncClient,
     status: watch::Receiver<TeamStatus>,
     poke: Arc<Notify>,
-    feeds: watch::Sender<Vec<(String, String)>>,
+    feeds: watch::Sender<PresenceFeeds>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -106,13 +119,13 @@ impl TeamLink {
         self.poke.clone()
     }
     /// Where this PC's feeds and their states go, for the presence message.
-    pub fn feeds_sender(&self) -> watch::Sender<Vec<(String, String)>> {
+    pub fn feeds_sender(&self) -> watch::Sender<PresenceFeeds> {
         self.feeds.clone()
     }
     /// Says goodbye (retained offline presence, then DISCONNECT) and stops.
     pub async fn stop(self, cfg: &TeamConfig) {
         let topic = cfg.topic(Kind::Presence, &cfg.pc);
-        let payload = presence_payload(cfg, false, &[]);
+        let payload = presence_payload(cfg, false, &PresenceFeeds::default());
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             let _ = self
                 .client
@@ -166,7 +179,7 @@ pub fn options(cfg: &TeamConfig) -> Result<MqttOptions, TeamError> {
     }
     o.set_last_will(LastWill::new(
         cfg.topic(Kind::Presence, &cfg.pc),
-        presence_payload(cfg, false, &[]),
+        presence_payload(cfg, false, &PresenceFeeds::default()),
         QoS::AtLeastOnce,
         true,
         None,
@@ -180,13 +193,13 @@ pub fn options(cfg: &TeamConfig) -> Result<MqttOptions, TeamError> {
     Ok(o)
 }
 
-fn presence_payload(cfg: &TeamConfig, online: bool, feeds: &[(String, String)]) -> Vec<u8> {
+fn presence_payload(cfg: &TeamConfig, online: bool, p: &PresenceFeeds) -> Vec<u8> {
     let env = Envelope {
         v: envelope::VERSION,
         pc: cfg.pc.clone(),
         at_ms: jiff::Timestamp::now().as_millisecond(),
         kind: Kind::Presence,
-        body: json!({"online": online, "feeds": feeds}),
+        body: json!({"online": online, "feeds": p.feeds, "logins": p.logins}),
     };
     envelope::seal(&cfg.site_key, &cfg.topic(Kind::Presence, &cfg.pc), &env)
 }
@@ -203,7 +216,7 @@ pub fn spawn(
         state: "connecting".into(),
         ..TeamStatus::default()
     });
-    let (feeds, feeds_rx) = watch::channel(Vec::new());
+    let (feeds, feeds_rx) = watch::channel(PresenceFeeds::default());
     let poke = Arc::new(Notify::new());
     let flight = Arc::new(Mutex::new(Flight::default()));
     let forged = Arc::new(AtomicU64::new(0));
@@ -248,11 +261,11 @@ struct Shared {
     forged: Arc<AtomicU64>,
     outbox: Arc<dyn Outbox>,
     poke: Arc<Notify>,
-    feeds: watch::Receiver<Vec<(String, String)>>,
+    feeds: watch::Receiver<PresenceFeeds>,
 }
 
 impl Shared {
-    fn feeds_now(&self) -> Vec<(String, String)> {
+    fn feeds_now(&self) -> PresenceFeeds {
         self.feeds.borrow().clone()
     }
 
@@ -309,7 +322,7 @@ async fn run_loop(
     incoming: mpsc::Sender<Incoming>,
     acks_tx: mpsc::UnboundedSender<AckMsg>,
     mut acks_rx: mpsc::UnboundedReceiver<AckMsg>,
-    mut feeds_rx: watch::Receiver<Vec<(String, String)>>,
+    mut feeds_rx: watch::Receiver<PresenceFeeds>,
 ) {
     let cfg = sh.cfg.clone();
     let subscription = format!("{}/#", cfg.prefix());
@@ -421,6 +434,10 @@ async fn run_loop(
                                 .unwrap_or(false),
                             feeds: serde_json::from_value(
                                 env.body.get("feeds").cloned().unwrap_or(Value::Null),
+                            )
+                            .unwrap_or_default(),
+                            logins: serde_json::from_value(
+                                env.body.get("logins").cloned().unwrap_or(Value::Null),
                             )
                             .unwrap_or_default(),
                             at_ms: env.at_ms,

@@ -10,7 +10,7 @@ pub mod link;
 use std::time::Duration;
 
 pub use envelope::Kind;
-pub use link::{Incoming, Outbox, OutboxRow, Peer, TeamLink, TeamStatus};
+pub use link::{Incoming, Outbox, OutboxRow, Peer, PresenceFeeds, TeamLink, TeamStatus};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TeamError {
@@ -130,9 +130,13 @@ pub fn parse_broker_url(s: &str) -> Result<(bool, String, u16), TeamError> {
     let (tls, default_port) = match url.scheme() {
         "mqtt" | "tcp" => (false, 1883),
         "mqtts" | "ssl" => (true, 8883),
+        // Refused on purpose (docs/TEAM.md, "WebSocket"): rumqttc's websocket transport
+        // brings rustls (a second TLS stack beside native-tls) even for ws://.
         "ws" | "wss" => {
             return Err(TeamError::Url(
-                "MQTT over WebSocket is not supported by this build; use mqtt:// or mqtts://"
+                "MQTT over WebSocket (ws://, wss://) is not supported: use the broker's MQTT \
+                 port, mqtt://host:1883 or mqtts://host:8883 (mosquitto, EMQX and HiveMQ all \
+                 serve it)"
                     .into(),
             ))
         }

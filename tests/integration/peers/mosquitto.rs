@@ -76,6 +76,11 @@ impl Mosquitto {
         }
     }
 
+    /// Starts it again after [`Self::stop`], on the same port with the same persistence.
+    pub fn run_again(&self) -> Result<(), String> {
+        self.run()
+    }
+
     pub fn restart(&self) -> Result<(), String> {
         self.stop();
         self.run()

@@ -21,12 +21,14 @@ export function describeFeed(f: FeedStatus): string {
       return `stopped: ${f.message}`;
     case "waiting_for_keyring":
       return `not watched, waiting for the keyring: ${f.message}`;
+    case "through_team":
+      return `watching through the team (${f.pc})`;
   }
 }
 
 function stateClass(f: FeedStatus): string {
   if (f.state === "live") return "good";
-  if (f.state === "idle" || f.state === "connecting") return "neutral";
+  if (f.state === "idle" || f.state === "connecting" || f.state === "through_team") return "neutral";
   return "bad";
 }
 
