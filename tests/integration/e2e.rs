@@ -1347,8 +1347,16 @@ fn e2e_sensor_view_compares_and_exports_png_and_csv() {
         &lines[..8]
     );
     // Issue 27: Fridge 8 is compared, so it is in the file too, each row naming its sensor.
-    assert!(lines.contains(&"# compared sensor,fridge-8"), "{:?}", &lines[..14]);
-    assert!(lines.contains(&"# compared name,Fridge 8"), "{:?}", &lines[..14]);
+    assert!(
+        lines.contains(&"# compared sensor,fridge-8"),
+        "{:?}",
+        &lines[..14]
+    );
+    assert!(
+        lines.contains(&"# compared name,Fridge 8"),
+        "{:?}",
+        &lines[..14]
+    );
     let header = lines.iter().position(|l| *l == "time,time_ms,value,sensor");
     let all: Vec<(i64, f64, &str)> = lines[header.expect("a column header") + 1..]
         .iter()

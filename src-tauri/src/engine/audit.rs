@@ -661,17 +661,17 @@ mod tests {
         let formatted: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex(&bytes), formatted);
         // A record's hash keeps its value from before (chains written earlier still verify).
-        assert_eq!(
-            record_hash(GENESIS, 1, 2, "k", "{}"),
-            {
-                let mut h = Sha256::new();
-                for part in [GENESIS, "1", "2", "k", "{}"] {
-                    h.update((part.len() as u64).to_be_bytes());
-                    h.update(part.as_bytes());
-                }
-                h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        assert_eq!(record_hash(GENESIS, 1, 2, "k", "{}"), {
+            let mut h = Sha256::new();
+            for part in [GENESIS, "1", "2", "k", "{}"] {
+                h.update((part.len() as u64).to_be_bytes());
+                h.update(part.as_bytes());
             }
-        );
+            h.finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        });
     }
 
     #[test]

@@ -1106,7 +1106,10 @@ async fn a_batch_of_alarms_is_one_audit_commit() {
     audit.flush();
     assert_eq!(rig.acks().len(), 30);
     let commits = audit.commits() - before;
-    assert!(commits <= 2, "{commits} audit commits for one batch of 30 alarms");
+    assert!(
+        commits <= 2,
+        "{commits} audit commits for one batch of 30 alarms"
+    );
     let kinds = audit_kinds(rig.engine.history());
     assert_eq!(
         kinds.iter().filter(|(k, _)| k == "alarm_raised").count(),
