@@ -1346,13 +1346,33 @@ fn e2e_sensor_view_compares_and_exports_png_and_csv() {
         "{:?}",
         &lines[..8]
     );
-    let header = lines.iter().position(|l| *l == "time,time_ms,value");
-    let rows: Vec<(i64, f64)> = lines[header.expect("a column header") + 1..]
+    // Issue 27: Fridge 8 is compared, so it is in the file too, each row naming its sensor.
+    assert!(
+        lines.contains(&"# compared sensor,fridge-8"),
+        "{:?}",
+        &lines[..14]
+    );
+    assert!(
+        lines.contains(&"# compared name,Fridge 8"),
+        "{:?}",
+        &lines[..14]
+    );
+    let header = lines.iter().position(|l| *l == "time,time_ms,value,sensor");
+    let all: Vec<(i64, f64, &str)> = lines[header.expect("a column header") + 1..]
         .iter()
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (f[1].parse().unwrap(), f[2].parse().unwrap())
+            (f[1].parse().unwrap(), f[2].parse().unwrap(), f[3])
         })
+        .collect();
+    assert!(
+        all.iter().filter(|r| r.2 == "fridge-8").count() > 1000,
+        "the compared sensor's readings are in the file"
+    );
+    let rows: Vec<(i64, f64)> = all
+        .iter()
+        .filter(|r| r.2 == "fridge-7")
+        .map(|r| (r.0, r.1))
         .collect();
     // 24 h at one a minute, less the hour's gap (59 readings) and the first reading, which
     // falls just before a range that ends when the view was opened.

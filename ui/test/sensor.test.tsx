@@ -85,6 +85,43 @@ describe("sensor view data", () => {
   });
 });
 
+describe("sensor view CSV with compared sensors", () => {
+  it("names every compared sensor in the header and each row's sensor, within the view's range", () => {
+    const other: SensorView = { ...view(), sensor: "dev-2:temperature", name: "Cold room 2", limits: [{ rule: "Room 2", low: 2, high: 6, origin: "rule" }] };
+    const csv = rangeCsv(
+      view(),
+      [
+        [100, 4.25],
+        [3500, 9.5],
+      ],
+      [
+        {
+          view: other,
+          points: [
+            [-5, 1],
+            [200, 3.5],
+            [3600, 5],
+          ],
+        },
+      ],
+    );
+    const lines = csv.trim().split("\r\n");
+    expect(lines[0]).toBe("# sensor,dev-1:temperature");
+    expect(lines).toContain("# compared sensor,dev-2:temperature");
+    expect(lines).toContain("# compared name,Cold room 2");
+    expect(lines).toContain("# compared unit,°C");
+    expect(lines).toContain("# compared limits,Room 2: 2–6 °C");
+    const rows = lines.filter((l) => /^[^#]/.test(l));
+    expect(rows[0]).toBe("time,time_ms,value,sensor");
+    expect(rows.slice(1).map((r) => r.split(",").slice(1).join(","))).toEqual([
+      "100,4.25,dev-1:temperature",
+      "3500,9.5,dev-1:temperature",
+      "200,3.5,dev-2:temperature",
+      "3600,5,dev-2:temperature",
+    ]);
+  });
+});
+
 describe("sensor view in the window", () => {
   it("opens from an alarm in History with the alarm band and the limit line", async () => {
     drawn.length = 0;

@@ -83,6 +83,8 @@ pub async fn child_ours(
     let mut settings = Settings::default();
     settings.saveris.push(account.clone());
     let history = History::open(db).map_err(|e| e.to_string())?;
+    // Issue 27: BENCH_SENSOR_INDEX=narrow measures ingest with the index the covering one replaced.
+    let index = crate::history::sensor_index(db)?;
     let notifier = Arc::new(CountingNotifier::default());
     // The same wiring as `runtime::Runtime` (its queue size), without the keyring.
     let (tx, rx) = mpsc::channel(4096);
@@ -125,6 +127,8 @@ pub async fn child_ours(
         "popups_closed": notifier.closed.load(Ordering::Relaxed),
         "alarms_raised": alarms,
         "history_commits": history.commits(),
+        "audit_commits": history.audit().map(|a| a.commits()).unwrap_or(0),
+        "sensor_index": index,
     }))
 }
 

@@ -89,10 +89,18 @@ pub fn record_hash(prev: &str, seq: i64, at_ms: i64, kind: &str, detail: &str) -
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
-    h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
+    hex(&h.finalize())
+}
+
+/// Lower-case hex of `bytes` (one allocation: this runs once per record on the audit thread).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
 }
 
 fn setup(c: &Connection) -> Result<(), AuditError> {
@@ -244,14 +252,28 @@ pub fn prune_before(c: &mut Connection, cutoff_ms: i64) -> Result<usize, AuditEr
 
 enum Job {
     Record(i64, String, String),
+    /// The records of one engine batch, written in one transaction (issue 28).
+    Records(Vec<(i64, String, String)>),
     Flush(mpsc::Sender<()>),
     Prune(i64),
+}
+
+/// Records made while the trail is held ([`AuditLog::hold`]): sent together on release.
+#[derive(Default)]
+struct Held {
+    depth: usize,
+    records: Vec<(i64, String, String)>,
 }
 
 /// The running audit trail: records go to its writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: Arc<Mutex<mpsc::Sender<Job>>>,
+    /// Issue 28: the engine holds the trail while it handles a batch, so the batch's records
+    /// reach the writer as one job and cost one commit (one fsync), not one each.
+    held: Arc<Mutex<Held>>,
+    /// Transactions the writer committed (the bench and tests count them).
+    commits: Arc<std::sync::atomic::AtomicU64>,
     /// The last write failure while records wait to be written again (None once written).
     error: Arc<Mutex<Option<String>>>,
     /// A second connection for [`AuditLog::verify`] (the in-memory trail shares the writer's).
@@ -286,9 +308,11 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel::<Job>();
         let error = Arc::new(Mutex::new(None));
         let e = error.clone();
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = commits.clone();
         let spawned = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || writer(write, shared, rx, e));
+            .spawn(move || writer(write, shared, rx, e, counted));
         if let Err(e) = spawned {
             tracing::error!("the audit trail's writer could not start: {e}");
             *error.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -296,6 +320,8 @@ impl AuditLog {
         }
         AuditLog {
             tx: Arc::new(Mutex::new(tx)),
+            held: Arc::new(Mutex::new(Held::default())),
+            commits,
             error,
             read,
         }
@@ -332,13 +358,55 @@ impl AuditLog {
 
     /// Queues one record; `detail` is a JSON object.
     pub fn record(&self, at_ms: i64, kind: &str, detail: serde_json::Value) {
-        if !self.send(Job::Record(at_ms, kind.to_string(), detail.to_string())) {
-            tracing::error!(kind, "audit record lost: the writer has stopped");
+        let detail = detail.to_string();
+        {
+            // Decided under the lock, so a record never overtakes one held before it.
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if held.depth > 0 {
+                held.records.push((at_ms, kind.to_string(), detail));
+                return;
+            }
+            if self.send(Job::Record(at_ms, kind.to_string(), detail)) {
+                return;
+            }
+        }
+        tracing::error!(kind, "audit record lost: the writer has stopped");
+    }
+
+    /// Holds the records made until the returned guard is dropped, then queues them as one
+    /// job: the writer commits them in one transaction. Holds nest.
+    pub fn hold(&self) -> AuditHold {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).depth += 1;
+        AuditHold { log: self.clone() }
+    }
+
+    /// Queues the held records (the outermost hold ends, or a flush).
+    fn release(&self, end_hold: bool) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if end_hold {
+            held.depth = held.depth.saturating_sub(1);
+            if held.depth > 0 {
+                return;
+            }
+        }
+        if held.records.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut held.records);
+        let n = records.len();
+        if !self.send(Job::Records(records)) {
+            tracing::error!(n, "audit records lost: the writer has stopped");
         }
     }
 
-    /// Waits (up to 5 s) until every queued record is written.
+    /// Transactions the writer has committed so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits (up to 5 s) until every queued record is written (held ones included).
     pub fn flush(&self) {
+        self.release(false);
         let (done, rx) = mpsc::channel();
         if self.send(Job::Flush(done)) {
             let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
@@ -376,12 +444,24 @@ impl AuditLog {
     }
 }
 
+/// Ends a hold of the trail ([`AuditLog::hold`]).
+pub struct AuditHold {
+    log: AuditLog,
+}
+
+impl Drop for AuditHold {
+    fn drop(&mut self) {
+        self.log.release(true);
+    }
+}
+
 /// The writer thread: takes all that waits and writes it in one transaction.
 fn writer(
     mut own: Connection,
     shared: Option<Arc<Mutex<Connection>>>,
     rx: mpsc::Receiver<Job>,
     error: Arc<Mutex<Option<String>>>,
+    commits: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut batch = Vec::new();
     let mut flushes = Vec::new();
@@ -391,6 +471,7 @@ fn writer(
         while let Some(job) = next {
             match job {
                 Job::Record(at, kind, detail) => batch.push((at, kind, detail)),
+                Job::Records(mut records) => batch.append(&mut records),
                 Job::Flush(done) => flushes.push(done),
                 Job::Prune(cutoff) => prune = Some(cutoff),
             }
@@ -412,6 +493,7 @@ fn writer(
             match append(c, &batch) {
                 Ok(()) => {
                     batch.clear();
+                    commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     *error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 }
                 Err(e) => {
@@ -538,6 +620,58 @@ mod tests {
         // Removing the new first record is still found.
         c.execute("DELETE FROM audit WHERE seq = 11", []).unwrap();
         assert_eq!(verify(&c).unwrap().first_bad, Some(11));
+    }
+
+    /// Issue 28: what is recorded while the trail is held costs one transaction, in order
+    /// with what came before and after.
+    #[test]
+    fn held_records_are_one_commit_and_keep_the_chain() {
+        let log = AuditLog::open_in_memory().unwrap();
+        log.record(1, "app_started", serde_json::json!({}));
+        log.flush();
+        let before = log.commits();
+        {
+            let _outer = log.hold();
+            for i in 0..40 {
+                log.record(10 + i, "alarm_raised", serde_json::json!({ "alarm_id": i }));
+            }
+            {
+                let _inner = log.hold();
+                log.record(60, "popup_shown", serde_json::json!({ "alarm_id": 0 }));
+            }
+            // The inner hold ended, the outer one has not: nothing was sent yet.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert_eq!(log.commits(), before);
+        }
+        log.record(70, "alarm_cleared", serde_json::json!({ "alarm_id": 0 }));
+        log.flush();
+        assert!(log.commits() <= before + 2, "{}", log.commits() - before);
+        let records = log.records().unwrap();
+        let kinds: Vec<_> = records.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(records.len(), 43);
+        assert_eq!(kinds[0], "app_started");
+        assert_eq!(kinds[41], "popup_shown");
+        assert_eq!(kinds[42], "alarm_cleared");
+        assert!(log.verify().unwrap().intact);
+    }
+
+    #[test]
+    fn hex_matches_the_formatted_digest() {
+        let bytes = [0u8, 1, 0x0f, 0x10, 0xab, 0xff];
+        let formatted: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&bytes), formatted);
+        // A record's hash keeps its value from before (chains written earlier still verify).
+        assert_eq!(record_hash(GENESIS, 1, 2, "k", "{}"), {
+            let mut h = Sha256::new();
+            for part in [GENESIS, "1", "2", "k", "{}"] {
+                h.update((part.len() as u64).to_be_bytes());
+                h.update(part.as_bytes());
+            }
+            h.finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        });
     }
 
     #[test]

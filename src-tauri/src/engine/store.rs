@@ -132,6 +132,9 @@ impl Engine {
     /// Stores a batch in one transaction, then confirms, then decides. A batch that cannot
     /// be stored is kept in memory, unconfirmed, and tried again (see [`Retry`]).
     pub(super) fn process(&mut self, batch: &mut Vec<Delivery>) {
+        // Issue 28: the batch's audit records (raised, cleared, popups) go to the trail's
+        // writer together when this returns: one audit commit per batch, not one per alarm.
+        let _audit = self.history.audit().ok().map(|a| a.hold());
         self.name_events(batch);
         let now = self.now_ms();
         // Issue 20: ELEMENT sends no units; the ones the user confirmed per parser.
@@ -162,6 +165,7 @@ impl Engine {
     /// and decided on as if it had worked the first time. Still failing after
     /// [`RETRY_GIVE_UP_MS`]: rejected, so the feed lets the upstream deliver it again.
     pub(super) fn retry_held(&mut self, force: bool) {
+        let _audit = self.history.audit().ok().map(|a| a.hold());
         let now = self.now_ms();
         let Some(mut r) = self.retry.take() else {
             return;

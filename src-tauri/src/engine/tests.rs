@@ -1092,6 +1092,32 @@ async fn the_audit_trail_records_the_alarm_life_and_who_acknowledged_why() {
     assert_eq!(report.records as usize, kinds.len());
 }
 
+/// Issue 28: a batch of alarms costs the audit trail one commit (one fsync), not one per
+/// alarm, and every alarm and popup of it is in the trail.
+#[tokio::test]
+async fn a_batch_of_alarms_is_one_audit_commit() {
+    let mut rig = Rig::new(Settings::default());
+    rig.engine.poke().await;
+    let audit = rig.engine.history().audit().unwrap().clone();
+    audit.flush();
+    let before = audit.commits();
+    let events: Vec<_> = (0..30).map(|i| raise(&format!("s{i}"))).collect();
+    rig.send_all(events).await;
+    audit.flush();
+    assert_eq!(rig.acks().len(), 30);
+    let commits = audit.commits() - before;
+    assert!(
+        commits <= 2,
+        "{commits} audit commits for one batch of 30 alarms"
+    );
+    let kinds = audit_kinds(rig.engine.history());
+    assert_eq!(
+        kinds.iter().filter(|(k, _)| k == "alarm_raised").count(),
+        30
+    );
+    assert!(audit.verify().unwrap().intact);
+}
+
 /// (kind, detail) of every audit record, oldest first.
 fn audit_kinds(h: &History) -> Vec<(String, serde_json::Value)> {
     h.audit()

@@ -249,7 +249,11 @@ export function SensorPanel(p: { target: SensorTarget; onClose: () => void }) {
     setExportDone(null);
     try {
       const pts = await api.series(view.sensor, view.from_ms, view.quantity ?? undefined);
-      downloadBlob(`${fileStem(view)}.csv`, new Blob([rangeCsv(view, pts)], { type: "text/csv;charset=utf-8" }));
+      // Issue 27: the compared sensors' readings go into the same file, each row naming its sensor.
+      const compared = await Promise.all(
+        otherViews.map(async (o) => ({ view: o, points: await api.series(o.sensor, view.from_ms, o.quantity ?? undefined) })),
+      );
+      downloadBlob(`${fileStem(view)}.csv`, new Blob([rangeCsv(view, pts, compared)], { type: "text/csv;charset=utf-8" }));
     } catch (e) {
       setExportMsg(errorText(e));
     }

@@ -252,8 +252,12 @@ export function compareSummary(others: SensorView[]): string {
   return ` Compared with ${parts.join("; ")}.`;
 }
 
-/** The range's readings as CSV: a commented header with the sensor, unit and limits, then time,value rows. */
-export function rangeCsv(v: SensorView, points: [number, number][]): string {
+/**
+ * The range's readings as CSV: a commented header with the sensor, unit and limits, then time,value rows.
+ * With compared sensors (issue 27), each gets its own `# compared …` header lines and the rows gain a
+ * sensor column: the view's sensor first, then each compared one, each oldest first.
+ */
+export function rangeCsv(v: SensorView, points: [number, number][], compared: { view: SensorView; points: [number, number][] }[] = []): string {
   const lines = [
     `# sensor,${csvField(v.sensor)}`,
     `# name,${csvField(v.name ?? "")}`,
@@ -262,11 +266,24 @@ export function rangeCsv(v: SensorView, points: [number, number][]): string {
     `# limits,${csvField(limitText(v.limits, v.unit))}`,
     `# from,${csvField(isoTime(v.from_ms))}`,
     `# to,${csvField(isoTime(v.to_ms))}`,
-    "time,time_ms,value",
   ];
-  for (const [t, val] of points) {
-    if (t < v.from_ms || t >= v.to_ms) continue;
-    lines.push(`${csvField(isoTime(t))},${t},${val}`);
+  for (const c of compared) {
+    lines.push(
+      `# compared sensor,${csvField(c.view.sensor)}`,
+      `# compared name,${csvField(c.view.name ?? "")}`,
+      `# compared unit,${csvField(c.view.unit ?? "")}`,
+      `# compared limits,${csvField(limitText(c.view.limits, c.view.unit))}`,
+    );
+  }
+  const withSensor = compared.length > 0;
+  lines.push(withSensor ? "time,time_ms,value,sensor" : "time,time_ms,value");
+  // Every sensor's rows within the view's range (the compared ones were asked for the same range).
+  for (const { view: s, points: pts } of [{ view: v, points }, ...compared]) {
+    const tail = withSensor ? `,${csvField(s.sensor)}` : "";
+    for (const [t, val] of pts) {
+      if (t < v.from_ms || t >= v.to_ms) continue;
+      lines.push(`${csvField(isoTime(t))},${t},${val}${tail}`);
+    }
   }
   return lines.join("\r\n") + "\r\n";
 }
