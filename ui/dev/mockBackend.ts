@@ -51,6 +51,7 @@ export function defaultSettings(): Settings {
     comment_required_critical: false,
     audit_retention_days: 730,
     team: { enabled: false, broker_url: "mqtt://localhost:1883", pc_name: "", site: "", user: "" },
+    language: "auto",
     element_units: {},
   };
 }

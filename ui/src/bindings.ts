@@ -255,7 +255,11 @@ element_units: { [key in string]: { [key in string]: string } },
 /**
  * Issue 26: sharing alarms with the site's other PCs over MQTT (off by default).
  */
-team: TeamSettings, };
+team: TeamSettings, 
+/**
+ * Issue 25: "auto" (the desktop's language), "en", "de" or "fr".
+ */
+language: string, };
 
 /**
  * Which secret. Its string form is the keyring entry's user name, e.g.
