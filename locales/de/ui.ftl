@@ -78,3 +78,15 @@ sound-alarm = Alarm (drei dringende Pieptöne)
 sound-alert = Hinweis (zwei ruhige Pieptöne)
 sound-chime = Gong
 sound-none = Kein Ton (lautlos)
+
+## Verbindungen
+feed-idle = inaktiv
+feed-connecting = verbindet…
+feed-live = verbunden
+feed-waiting = wartet { $time } ({ $reason })
+feed-login-failed = Anmeldung fehlgeschlagen: { $message }
+feed-stopped = angehalten: { $message }
+feed-keyring = nicht überwacht, wartet auf den Schlüsselbund: { $message }
+feed-last-message = · letzte Nachricht { $ago }
+feed-refused = { $message }. Den Kanal in den Kontoeinstellungen aus- und wieder einschalten, um es erneut zu versuchen.
+feed-last-error = Letzter Fehler: { $error }

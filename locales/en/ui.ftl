@@ -78,3 +78,15 @@ sound-alarm = Alarm (three urgent beeps)
 sound-alert = Alert (two calm beeps)
 sound-chime = Chime
 sound-none = None (silent)
+
+## Feed status lines (settings/feeds.tsx)
+feed-idle = idle
+feed-connecting = connecting…
+feed-live = live
+feed-waiting = waiting { $time } ({ $reason })
+feed-login-failed = login failed: { $message }
+feed-stopped = stopped: { $message }
+feed-keyring = not watched, waiting for the keyring: { $message }
+feed-last-message = · last message { $ago }
+feed-refused = { $message }. Turn the channel off and on in the account's settings to try it again.
+feed-last-error = Last error: { $error }

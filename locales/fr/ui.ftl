@@ -78,3 +78,15 @@ sound-alarm = Alarme (trois bips urgents)
 sound-alert = Alerte (deux bips calmes)
 sound-chime = Carillon
 sound-none = Aucun (silencieux)
+
+## Connexions
+feed-idle = inactif
+feed-connecting = connexion…
+feed-live = connecté
+feed-waiting = attente { $time } ({ $reason })
+feed-login-failed = échec de connexion : { $message }
+feed-stopped = arrêté : { $message }
+feed-keyring = non surveillé, en attente du trousseau : { $message }
+feed-last-message = · dernier message { $ago }
+feed-refused = { $message }. Désactivez puis réactivez le canal dans les paramètres du compte pour réessayer.
+feed-last-error = Dernière erreur : { $error }

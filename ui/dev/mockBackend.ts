@@ -58,7 +58,7 @@ export function defaultSettings(): Settings {
 
 export function emptyState(): MockState {
   return {
-    info: { version: "0.1.0", data_dir: "/home/u/.local/share/alarm-tray", log_dir: "/home/u/.local/state/alarm-tray/logs", demo: false, notice: null },
+    info: { version: "0.1.0", data_dir: "/home/u/.local/share/alarm-tray", log_dir: "/home/u/.local/state/alarm-tray/logs", demo: false, notice: null, language: "en" },
     page: { page: "settings", alarm_id: null },
     settings: defaultSettings(),
     secrets: new Set(),

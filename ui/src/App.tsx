@@ -42,7 +42,9 @@ export function App() {
   // Issue 25: the language chosen under General ("auto" = the desktop's); a change re-renders
   // every component through LangContext.
   const [lang, setLang] = useState<Lang>(resolve("auto"));
-  const setLanguage = useCallback((setting: string) => setLang(resolve(setting)), []);
+  const [langSetting, setLangSetting] = useState("auto");
+  const setLanguage = useCallback((setting: string) => setLangSetting(setting), []);
+  useEffect(() => setLang(resolve(langSetting, info?.language)), [langSetting, info]);
   const t = (id: string, args?: Record<string, string | number>) => format(lang, id, args);
   const tabs = useRef<(HTMLButtonElement | null)[]>([]);
   const historyTimer = useRef<ReturnType<typeof setTimeout> | null>(null);

@@ -575,7 +575,12 @@ export type Info = { version: string, data_dir: string, log_dir: string, demo: b
 /**
  * Something the user must read (e.g. the settings file was corrupt).
  */
-notice: string | null, };
+notice: string | null, 
+/**
+ * Issue 25: the desktop's language as the monitor reads it ("en", "de", "fr"): the
+ * window's "auto" follows it, so window, tray and popups agree.
+ */
+language: string, };
 
 /**
  * Live events pushed to a subscribed window.

@@ -380,6 +380,7 @@ async fn start_core(
             .into_iter()
             .flatten()
             .reduce(|a, b| format!("{a} {b}")),
+        language: crate::text::Lang::from_env().code().into(),
     };
     let monitor = Monitor::new(
         settings,

@@ -47,11 +47,12 @@ export function format(lang: Lang, id: string, args?: Args): string {
   return id;
 }
 
-/** The settings' `language` ("auto" = the desktop's, as the webview reports it) → a language. */
-export function resolve(setting: string | undefined | null): Lang {
+/** The settings' `language` → a language. "auto" is the desktop's: as the monitor read it from
+ * the environment (`desktop`, from `info`), else as the webview reports it. */
+export function resolve(setting: string | undefined | null, desktop?: string | null): Lang {
   const s = (setting ?? "auto").trim().toLowerCase();
   if (s === "pseudo") return "pseudo";
-  const wanted = s === "auto" || s === "" ? navigator.language || "en" : s;
+  const wanted = s === "auto" || s === "" ? desktop || navigator.language || "en" : s;
   const code = wanted.split(/[-_.@]/)[0];
   return code === "de" || code === "fr" ? code : "en";
 }
