@@ -110,6 +110,8 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
         s.language = v;
       });
       setLanguage(v);
+      // The select shows the saved choice (a controlled select would snap back otherwise).
+      reload();
     } catch (e) {
       setLangMsg(errorText(e));
     }
