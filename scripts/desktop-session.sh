@@ -14,6 +14,19 @@ if [ -z "${ALARM_TRAY_IN_BUS:-}" ]; then
   exec dbus-run-session -- "$0" "$@"
 fi
 
+# Issue 25: the language tests run the app under de_DE.UTF-8 and fr_FR.UTF-8; generate them
+# once (as root, as tests and CI run here; a user without the rights gets a note and the tests
+# fall back to LANGUAGE, which the app and WebKit also read).
+for loc in de_DE fr_FR; do
+  if ! locale -a 2>/dev/null | grep -qix "$loc.utf-\?8"; then
+    if [ "$(id -u)" = 0 ] && command -v localedef >/dev/null; then
+      localedef -i "$loc" -f UTF-8 "$loc.UTF-8" || echo "desktop-session: could not generate $loc.UTF-8" >&2
+    else
+      echo "desktop-session: locale $loc.UTF-8 missing (run as root or install it)" >&2
+    fi
+  fi
+done
+
 SESSION_DIR=$(mktemp -d /tmp/alarm-tray-session.XXXXXX)
 # Toolchains found through HOME must still be found with the throwaway HOME.
 export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"

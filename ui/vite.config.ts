@@ -5,6 +5,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig(({ mode }) => ({
   // Relative asset paths: the app serves ui/dist from its own origin, never from a server root.
   base: "./",
+  // The window's words are the repository's locales/*.ftl (issue 25), one folder above ui/.
+  server: { fs: { allow: [".."] } },
   build: {
     outDir: mode === "mock" ? "dist-mock" : "dist",
     emptyOutDir: true,

@@ -25,6 +25,7 @@ pub mod simulate;
 /// Issue 26: team sharing over MQTT.
 pub mod team;
 pub mod team_bridge;
+pub mod text;
 pub mod units;
 pub mod watch;
 

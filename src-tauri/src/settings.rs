@@ -595,6 +595,8 @@ pub struct Settings {
     pub element_units: BTreeMap<String, BTreeMap<String, String>>,
     /// Issue 26: sharing alarms with the site's other PCs over MQTT (off by default).
     pub team: TeamSettings,
+    /// Issue 25: "auto" (the desktop's language), "en", "de" or "fr".
+    pub language: String,
 }
 
 /// Team sharing (issue 26). The broker password and the site key are in the keyring
@@ -652,6 +654,7 @@ impl Default for Settings {
             comment_required_critical: false,
             audit_retention_days: 730,
             team: TeamSettings::default(),
+            language: "auto".into(),
             element_units: BTreeMap::new(),
         }
     }

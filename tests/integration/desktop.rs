@@ -83,6 +83,19 @@ pub fn unsafe_kill(pid: u32, sig: i32) {
         .status();
 }
 
+/// Sets `env` on `cmd`; when any is given, the language variables not given are removed.
+pub fn with_lang_env(cmd: &mut Command, env: &[(&str, &str)]) {
+    if env.is_empty() {
+        return;
+    }
+    for k in ["LANGUAGE", "LC_ALL", "LC_MESSAGES", "LC_NUMERIC", "LANG"] {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+}
+
 /// A private profile: data dir (settings, history, logs, socket tag) of its own.
 pub struct Profile {
     pub dir: tempfile::TempDir,
@@ -112,9 +125,15 @@ impl Profile {
     }
     /// Starts the monitor (`--hidden`) and waits until its socket answers.
     pub fn start_monitor(&self) -> Proc {
+        self.start_monitor_env(&[])
+    }
+    /// [`Profile::start_monitor`] with environment variables set (`LANG`, issue 25); each
+    /// language variable not given is removed, so the test's own locale does not leak in.
+    pub fn start_monitor_env(&self, env: &[(&str, &str)]) -> Proc {
         let log = std::fs::File::create(self.dir.path().join("monitor.out")).unwrap();
-        let child = self
-            .command(&["--hidden"])
+        let mut cmd = self.command(&["--hidden"]);
+        with_lang_env(&mut cmd, env);
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -402,9 +421,15 @@ pub fn tauri_driver_bin() -> PathBuf {
 impl Driver {
     /// Launches `alarm-tray window <args>` in `profile` under tauri-driver.
     pub fn launch(profile: &Profile, args: &[&str]) -> Driver {
+        Driver::launch_env(profile, args, &[])
+    }
+    /// [`Driver::launch`] with environment variables for the window (`LANG`, issue 25).
+    pub fn launch_env(profile: &Profile, args: &[&str], env: &[(&str, &str)]) -> Driver {
         let port = free_port();
         let native = free_port();
-        let child = Command::new(tauri_driver_bin())
+        let mut cmd = Command::new(tauri_driver_bin());
+        with_lang_env(&mut cmd, env);
+        let child = cmd
             .args([
                 "--port",
                 &port.to_string(),

@@ -1784,3 +1784,109 @@ fn e2e_team_page_saves_tests_the_broker_and_lists_the_pcs() {
             .status();
     }
 }
+
+/// Issue 25: under `LANG=de_DE.UTF-8` the demo's popups (read from dunst on D-Bus) are German
+/// with the decimal comma, and so is the tray menu; under `LANG=fr_FR.UTF-8` the tray is French.
+#[test]
+fn e2e_popups_and_tray_speak_the_desktops_language() {
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    for (lang, since, quit, history) in [
+        ("de_DE.UTF-8", "seit ", "Beenden", "Alarmverlauf"),
+        (
+            "fr_FR.UTF-8",
+            "depuis ",
+            "Quitter",
+            "Historique des alarmes",
+        ),
+    ] {
+        let watch = NotifyWatch::start();
+        let mut cmd = Command::new(desktop::app_bin());
+        cmd.args(["--demo", "--seed", "1"])
+            .env_remove("ALARM_TRAY_DATA_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        desktop::with_lang_env(&mut cmd, &[("LANG", lang)]);
+        let child = cmd.spawn().expect("alarm-tray --demo");
+        let mut app = desktop::Proc { child };
+        // A popup whose body has a measured value written with the decimal comma ("8,4 °C").
+        let has_comma = |b: &str| {
+            b.as_bytes()
+                .windows(3)
+                .any(|w| w[0].is_ascii_digit() && w[1] == b',' && w[2].is_ascii_digit())
+        };
+        let mut popup = String::new();
+        desktop::wait_for(
+            Duration::from_secs(60),
+            "a popup in the language with a decimal comma",
+            || {
+                let text = watch.text();
+                popup = text
+                    .split("method call")
+                    .find(|b| b.contains("member=Notify") && b.contains(since) && has_comma(b))
+                    .unwrap_or("")
+                    .to_string();
+                !popup.is_empty()
+            },
+        );
+        let all = watch.text();
+        assert!(!all.contains("\nsince "), "{lang}: English left: {all}");
+        eprintln!("{lang} popup: {popup}");
+        desktop::wait_for(
+            Duration::from_secs(15),
+            "the tray menu in the language",
+            || {
+                let items = desktop::tray_menu(app.pid());
+                items.iter().any(|(_, l)| l == quit) && items.iter().any(|(_, l)| l == history)
+            },
+        );
+        desktop::click_tray(app.pid(), quit);
+        assert!(
+            app.wait_exit(Duration::from_secs(15)).is_some(),
+            "{lang}: {quit} ends the demo"
+        );
+    }
+}
+
+/// Issue 25: the window under `LANG=de_DE.UTF-8` is German; choosing French under General
+/// turns the window and the tray menu French at once, without a restart; "Same as the
+/// desktop" brings German back.
+#[test]
+fn e2e_window_in_german_and_switched_to_french_under_general() {
+    desktop::require_desktop();
+    let _serial = desktop::serial();
+    let profile = Profile::new();
+    let de = [("LANG", "de_DE.UTF-8")];
+    let monitor = profile.start_monitor_env(&de);
+    let d = Driver::launch_env(&profile, &["--page", "settings"], &de);
+    d.wait_text("tab-settings", "Einstellungen");
+    assert_eq!(d.text("tab-history"), "Verlauf");
+    d.click("section-general");
+    d.wait_text("section-general", "Allgemein");
+    d.wait_text("general-save", "Speichern");
+    desktop::wait_for(Duration::from_secs(10), "the German tray menu", || {
+        desktop::tray_menu(monitor.pid())
+            .iter()
+            .any(|(_, l)| l == "Alarm Tray öffnen")
+    });
+    d.screenshot("i18n-general-de");
+
+    d.select("language", "fr");
+    d.wait_text("tab-settings", "Paramètres");
+    d.wait_text("general-save", "Enregistrer");
+    desktop::wait_for(Duration::from_secs(10), "the French tray menu", || {
+        desktop::tray_menu(monitor.pid())
+            .iter()
+            .any(|(_, l)| l == "Ouvrir Alarm Tray")
+    });
+    let saved = std::fs::read_to_string(profile.settings_file()).unwrap();
+    assert!(
+        saved.contains("\"language\": \"fr\"") || saved.contains("\"language\":\"fr\""),
+        "{saved}"
+    );
+    d.screenshot("i18n-general-fr");
+
+    d.select("language", "auto");
+    d.wait_text("tab-settings", "Einstellungen");
+    d.quit();
+}

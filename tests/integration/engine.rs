@@ -617,6 +617,7 @@ impl Ringer {
             alarm_tray::engine::wording::Locale {
                 decimal_comma: false,
                 tz: jiff::tz::TimeZone::UTC,
+                lang: alarm_tray::text::Lang::En,
             },
         );
         Ringer {

@@ -51,13 +51,14 @@ export function defaultSettings(): Settings {
     comment_required_critical: false,
     audit_retention_days: 730,
     team: { enabled: false, broker_url: "mqtt://localhost:1883", pc_name: "", site: "", user: "" },
+    language: "auto",
     element_units: {},
   };
 }
 
 export function emptyState(): MockState {
   return {
-    info: { version: "0.1.0", data_dir: "/home/u/.local/share/alarm-tray", log_dir: "/home/u/.local/state/alarm-tray/logs", demo: false, notice: null },
+    info: { version: "0.1.0", data_dir: "/home/u/.local/share/alarm-tray", log_dir: "/home/u/.local/state/alarm-tray/logs", demo: false, notice: null, language: "en" },
     page: { page: "settings", alarm_id: null },
     settings: defaultSettings(),
     secrets: new Set(),

@@ -10,20 +10,21 @@ import type { SensorTarget } from "./sensor/view";
 import { SettingsPage } from "./settings/SettingsPage";
 import type { Info, Page, Push, Status } from "./types";
 import { Button } from "./widgets";
+import { LangContext, format, resolve, type Lang } from "./i18n";
 
 const PAGES: { id: Page; label: string }[] = [
-  { id: "settings", label: "Settings" },
-  { id: "history", label: "History" },
-  { id: "dashboard", label: "Dashboard" },
+  { id: "settings", label: "app-page-settings" },
+  { id: "history", label: "app-page-history" },
+  { id: "dashboard", label: "app-page-dashboard" },
 ];
 
 const HISTORY_THROTTLE_MS = 500;
 
 const TRAY_TEXT: Record<Status["tray"], string> = {
-  ok: "All quiet",
-  alarm: "Alarm",
-  problem: "Feed problem",
-  paused: "Paused",
+  ok: "app-tray-ok",
+  alarm: "app-tray-alarm",
+  problem: "app-tray-problem",
+  paused: "app-tray-paused",
 };
 
 export function App() {
@@ -38,6 +39,13 @@ export function App() {
   const [disconnected, setDisconnected] = useState<string | null>(null);
   const [startError, setStartError] = useState<string | null>(null);
   const [starting, setStarting] = useState(false);
+  // Issue 25: the language chosen under General ("auto" = the desktop's); a change re-renders
+  // every component through LangContext.
+  const [lang, setLang] = useState<Lang>(resolve("auto"));
+  const [langSetting, setLangSetting] = useState("auto");
+  const setLanguage = useCallback((setting: string) => setLangSetting(setting), []);
+  useEffect(() => setLang(resolve(langSetting, info?.language)), [langSetting, info]);
+  const t = (id: string, args?: Record<string, string | number>) => format(lang, id, args);
   const tabs = useRef<(HTMLButtonElement | null)[]>([]);
   const historyTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
 
@@ -65,6 +73,10 @@ export function App() {
   // What the window shows after the monitor (re)appeared.
   const loadAll = useCallback(() => {
     api.info().then(setInfo).catch(() => {});
+    api
+      .getSettings()
+      .then((s) => setLanguage(s.language))
+      .catch(() => {});
     refreshStatus();
   }, [refreshStatus]);
 
@@ -86,7 +98,7 @@ export function App() {
         else if (p.type === "focus") go(p.data.page, p.data.alarm_id);
       },
       (why) => {
-        setDisconnected(why || "The connection to Alarm Tray was lost.");
+        setDisconnected(why || t("app-connection-lost"));
         setNotRunning(true);
       },
     )
@@ -136,29 +148,30 @@ export function App() {
   const state: AppState = { info, status, historyTick, reloadTick, focusAlarm, go, refreshStatus, openSensor };
 
   return (
+    <LangContext.Provider value={{ lang, setLanguage }}>
     <AppContext.Provider value={state}>
       <header class="top">
         <h1>
           Alarm Tray
           {info?.demo && (
             <span class="badge demo" data-testid="demo-badge">
-              Demo
+              {t("app-demo")}
             </span>
           )}
         </h1>
         {status && (
           <span class={`tray-state ${status.tray}`} data-testid="tray-state" data-state={status.tray} title={status.summary}>
             <span class="dot" aria-hidden="true" />
-            {TRAY_TEXT[status.tray]}
+            {t(TRAY_TEXT[status.tray])}
             {status.active_alarms > 0 && (
               <span data-testid="active-alarms">
                 {" "}
-                · {status.active_alarms} active
+                {t("app-active", { count: status.active_alarms })}
               </span>
             )}
           </span>
         )}
-        <nav class="tabs" role="tablist" aria-label="Pages">
+        <nav class="tabs" role="tablist" aria-label={t("app-pages")}>
           {PAGES.map((p, i) => (
             <button
               type="button"
@@ -176,7 +189,7 @@ export function App() {
               onClick={() => go(p.id)}
               onKeyDown={(e) => onTabKey(e, i)}
             >
-              {p.label}
+              {t(p.label)}
             </button>
           ))}
         </nav>
@@ -184,11 +197,11 @@ export function App() {
       {notRunning && (
         <div class="banner bad" role="alert" data-testid="not-running-banner">
           <span>
-            Alarm Tray is not running — no alarms are being watched.
+            {t("app-not-running")}
             {disconnected && <span class="muted"> ({disconnected})</span>}
           </span>
           <Button testid="start-monitor" kind="primary" onClick={start} disabled={starting}>
-            Start it
+            {t("app-start")}
           </Button>
           {startError && <span data-testid="start-error">{startError}</span>}
         </div>
@@ -207,5 +220,6 @@ export function App() {
         </div>
       </main>
     </AppContext.Provider>
+    </LangContext.Provider>
   );
 }

@@ -255,7 +255,11 @@ element_units: { [key in string]: { [key in string]: string } },
 /**
  * Issue 26: sharing alarms with the site's other PCs over MQTT (off by default).
  */
-team: TeamSettings, };
+team: TeamSettings, 
+/**
+ * Issue 25: "auto" (the desktop's language), "en", "de" or "fr".
+ */
+language: string, };
 
 /**
  * Which secret. Its string form is the keyring entry's user name, e.g.
@@ -585,7 +589,12 @@ export type Info = { version: string, data_dir: string, log_dir: string, demo: b
 /**
  * Something the user must read (e.g. the settings file was corrupt).
  */
-notice: string | null, };
+notice: string | null, 
+/**
+ * Issue 25: the desktop's language as the monitor reads it ("en", "de", "fr"): the
+ * window's "auto" follows it, so window, tray and popups agree.
+ */
+language: string, };
 
 /**
  * Live events pushed to a subscribed window.

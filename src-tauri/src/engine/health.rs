@@ -164,7 +164,7 @@ impl Engine {
         }
         self.keyring_popup = true;
         self.keyring_popup_open = true;
-        let (summary, body) = wording::keyring_waiting_text(&waiting);
+        let (summary, body) = wording::keyring_waiting_text(&waiting, &self.locale);
         let popup = Popup {
             tag: KEYRING_TAG.into(),
             summary,
@@ -258,7 +258,7 @@ impl Engine {
         }
         let mins = limit / 60_000;
         for (status, drops) in due {
-            let (summary, body) = wording::feed_unstable_text(&status, drops, mins);
+            let (summary, body) = wording::feed_unstable_text(&status, drops, mins, &self.locale);
             let popup = Popup {
                 tag: unstable_tag(&status.feed),
                 summary,
@@ -312,56 +312,63 @@ impl Engine {
         } else {
             TrayState::Ok
         };
-        let mut parts = vec![match unacked {
-            0 => "no active alarms".to_string(),
-            1 => "1 active alarm".to_string(),
-            n => format!("{n} active alarms"),
-        }];
+        // Issue 25: in the user's language (POPUPS_FAILING is the English of
+        // status-popups-failing).
+        let loc = &self.locale;
+        let mut parts = vec![loc.tr("tray-active", &[("count", unacked.into())])];
         let acked = self.active.len() as u32 - unacked;
         if acked > 0 {
-            parts.push(format!("{acked} acknowledged"));
+            parts.push(loc.tr("status-acknowledged", &[("count", acked.into())]));
         }
         let now = self.now_ms();
         match self.snoozes.values().filter(|s| s.until_ms > now).count() {
             0 => {}
-            1 => parts.push("1 sensor snoozed".into()),
-            n => parts.push(format!("{n} sensors snoozed")),
+            n => parts.push(loc.tr("status-snoozed", &[("count", n.into())])),
         }
         for w in &problems {
             let state = if w.unstable_popup && !w.status.state.is_problem() {
-                "keeps dropping the connection".to_string()
+                loc.tr("status-unstable", &[])
             } else {
                 w.status.state.describe()
             };
-            parts.push(format!("{}: {state}", w.status.label));
+            parts.push(loc.tr(
+                "status-feed",
+                &[
+                    ("feed", w.status.label.as_str().into()),
+                    ("state", state.into()),
+                ],
+            ));
         }
         if self.storage_error.is_some() {
-            parts.push("history cannot be written".into());
+            parts.push(loc.tr("status-history-failing", &[]));
         }
         if popups_failing {
-            parts.push(POPUPS_FAILING.into());
+            parts.push(loc.tr("status-popups-failing", &[]));
         }
         if audit_failing {
-            parts.push("audit trail cannot be written".into());
+            parts.push(loc.tr("status-audit-failing", &[]));
         }
         for name in self.escalator.failing_names() {
-            parts.push(format!("webhook {name} failing"));
+            parts.push(loc.tr("status-webhook-failing", &[("name", name.into())]));
         }
         for w in self.feeds.values() {
             if let Some(state) = self.team_state(w) {
-                parts.push(format!("{}: {}", w.status.label, state.describe()));
+                parts.push(loc.tr(
+                    "status-feed",
+                    &[
+                        ("feed", w.status.label.as_str().into()),
+                        ("state", state.describe().into()),
+                    ],
+                ));
             }
         }
         if let Some(t) = &self.team {
-            parts.push(match t.pcs_watching {
-                1 => "1 PC watching".to_string(),
-                n => format!("{n} PCs watching"),
-            });
+            parts.push(loc.tr("team-pcs-watching", &[("count", t.pcs_watching.into())]));
         }
         if self.settings.notifications.paused {
-            parts.push("popups paused".into());
+            parts.push(loc.tr("status-paused", &[]));
         } else if paused {
-            parts.push("quiet hours".into());
+            parts.push(loc.tr("status-quiet", &[]));
         }
         Status {
             tray,
@@ -394,9 +401,11 @@ impl Engine {
     }
 
     fn status_says_failing(&self) -> bool {
-        self.status_tx
-            .as_ref()
-            .is_some_and(|tx| tx.borrow().summary.contains(POPUPS_FAILING))
+        self.status_tx.as_ref().is_some_and(|tx| {
+            tx.borrow()
+                .summary
+                .contains(&self.locale.tr("status-popups-failing", &[]))
+        })
     }
 
     /// Publishes the status when it changed.

@@ -499,7 +499,9 @@ pub fn spawn(
     statuses: mpsc::UnboundedReceiver<FeedStatus>,
 ) -> EngineHandle {
     let clock = Arc::new(SystemClock);
-    let locale = Locale::from_env(clock.tz());
+    let locale = Locale::for_setting(&settings.language, clock.tz());
+    // The tray and the popups' buttons follow the same language (issue 25).
+    crate::text::set_current(locale.lang);
     spawn_with(
         settings, history, notifier, deliveries, statuses, clock, locale,
     )
@@ -843,6 +845,11 @@ impl Engine {
         let dropped = self.rules.update(&s);
         let n = &s.notifications;
         self.grouper.configure(n.group_window_secs, n.group_max);
+        if s.language != self.settings.language {
+            // Issue 25: new popups speak the newly chosen language at once.
+            self.locale = Locale::for_setting(&s.language, self.locale.tz.clone());
+            crate::text::set_current(self.locale.lang);
+        }
         self.settings = s;
         if !dropped.is_empty() {
             // Alarms of rules that changed or went away end now.

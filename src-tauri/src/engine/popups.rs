@@ -37,7 +37,7 @@ impl Engine {
             .clone()
             .or_else(|| row.sensor.clone())
             .or_else(|| row.device.clone())
-            .unwrap_or_else(|| "Unknown sensor".into())
+            .unwrap_or_else(|| crate::text::tr(self.locale.lang, "popup-unknown-sensor", &[]))
     }
 
     pub(super) fn popup_for(&self, a: &Active, now: i64) -> Popup {
@@ -225,7 +225,7 @@ impl Engine {
             (f.total, f.sensors)
         };
         let keys: Vec<String> = held.iter().map(|a| a.key.clone()).collect();
-        let context = all_held.then_some("while disconnected");
+        let context = all_held.then_some("group-while-disconnected");
         self.pop_one_or_summary(&keys, Some(tally), context, now);
     }
 
@@ -243,7 +243,7 @@ impl Engine {
             .filter(|a| !a.acked() && !a.shown)
             .map(|a| a.key.clone())
             .collect();
-        self.pop_one_or_summary(&keys, None, Some("while popups were held back"), now);
+        self.pop_one_or_summary(&keys, None, Some("group-while-held"), now);
     }
 
     /// Tells the user of the active alarms `keys`: one pops on its own, several become one
@@ -289,7 +289,8 @@ impl Engine {
                     s.dedup();
                     (many.len() as u32, s.len().max(1) as u32)
                 });
-                let (summary, body) = wording::summary_text(total, sensors, &names, context);
+                let (summary, body) =
+                    wording::summary_text(total, sensors, &names, context, &self.locale);
                 let popup = Popup {
                     tag: "summary".into(),
                     summary,

@@ -6,12 +6,15 @@ use jiff::Timestamp;
 
 use super::model::AlarmRow;
 use crate::event::{FeedState, FeedStatus, Severity};
+use crate::text::{tr, vendor, Lang};
 
 /// How numbers and times are written for the user.
 #[derive(Debug, Clone)]
 pub struct Locale {
     pub decimal_comma: bool,
     pub tz: TimeZone,
+    /// The language of the words (issue 25).
+    pub lang: Lang,
 }
 
 impl Locale {
@@ -36,6 +39,23 @@ impl Locale {
         Locale {
             decimal_comma: COMMA.contains(&code.as_str()),
             tz,
+            lang: Lang::from_env(),
+        }
+    }
+
+    /// From the settings' `language` ("auto" = the desktop's, as [`Locale::from_env`]); a
+    /// language chosen in the settings brings its own decimal separator.
+    pub fn for_setting(language: &str, tz: TimeZone) -> Self {
+        match language.trim() {
+            "" | "auto" => Locale::from_env(tz),
+            _ => {
+                let lang = Lang::resolve(language);
+                Locale {
+                    decimal_comma: lang.decimal_comma(),
+                    tz,
+                    lang,
+                }
+            }
         }
     }
 
@@ -43,7 +63,13 @@ impl Locale {
         Locale {
             decimal_comma: false,
             tz,
+            lang: Lang::En,
         }
+    }
+
+    /// The message `id` in this locale's language.
+    pub fn tr(&self, id: &str, args: &[(&str, fluent_bundle::FluentValue)]) -> String {
+        tr(self.lang, id, args)
     }
 
     /// Up to two decimals, trailing zeros dropped: 22.015625 → "22.02", 8 → "8".
@@ -96,10 +122,14 @@ pub fn site_time(at_ms: i64, site_zone: &str, loc: &Locale, now_ms: i64) -> Opti
     let site_loc = Locale {
         decimal_comma: loc.decimal_comma,
         tz: site,
+        lang: loc.lang,
     };
-    Some(format!(
-        "{} site time ({name})",
-        site_loc.time(at_ms, now_ms)
+    Some(loc.tr(
+        "popup-site-time",
+        &[
+            ("time", site_loc.time(at_ms, now_ms).into()),
+            ("zone", name.into()),
+        ],
     ))
 }
 
@@ -120,30 +150,34 @@ fn fixed_offset(text: &str) -> Option<TimeZone> {
     Some(TimeZone::fixed(offset))
 }
 
-fn severity_word(s: Severity) -> &'static str {
-    match s {
-        Severity::Alarm => "Alarm",
-        Severity::Warning => "Warning",
-        Severity::Info => "Notice",
-    }
+fn severity_word(s: Severity, loc: &Locale) -> String {
+    loc.tr(
+        match s {
+            Severity::Alarm => "severity-alarm",
+            Severity::Warning => "severity-warning",
+            Severity::Info => "severity-info",
+        },
+        &[],
+    )
 }
 
 /// The system alarm conditions Saveris sends, in the app's words.
-fn system_wording(condition: &str) -> Option<&'static str> {
+fn system_wording(condition: &str, loc: &Locale) -> Option<String> {
     let c = condition.to_ascii_lowercase();
-    Some(if c.contains("battery") {
-        "battery nearly empty"
+    let id = if c.contains("battery") {
+        "system-battery"
     } else if c.contains("power") {
-        "external power lost"
+        "system-power"
     } else if c.contains("connection timeout") || c.contains("communicat") {
-        "not reporting (connection timeout)"
+        "system-timeout"
     } else if c.contains("broken") {
-        "sensor broken"
+        "system-broken"
     } else if c.contains("calibration") {
-        "calibration overdue"
+        "system-calibration"
     } else {
         return None;
-    })
+    };
+    Some(loc.tr(id, &[]))
 }
 
 /// Summary and body of an alarm's popup. `display` is the sensor's name as the user sees it;
@@ -155,31 +189,70 @@ pub fn alarm_text(
     loc: &Locale,
     now_ms: i64,
 ) -> (String, String) {
-    let since = loc.time(row.raised_ms, now_ms);
+    let since = loc.tr(
+        "popup-since",
+        &[("time", loc.time(row.raised_ms, now_ms).into())],
+    );
     let value = row.value.map(|v| match &row.unit {
         Some(u) if !u.is_empty() => format!("{} {u}", loc.number(v)),
         _ => loc.number(v),
     });
-    let condition = row.condition.as_deref().unwrap_or("");
+    let raw_condition = row.condition.as_deref().unwrap_or("");
+    // The vendor's condition text in the user's language when known, else as received.
+    let condition = vendor(loc.lang, raw_condition);
+    let condition = condition.as_str();
+    let severity = severity_word(row.severity, loc);
     if rule {
         let limit = row.limit.as_deref().unwrap_or("");
         return match value {
             Some(v) => (
-                format!("{}: {display} {v}", severity_word(row.severity)),
-                format!("{v}, {limit} (rule \u{201c}{condition}\u{201d})\nsince {since}"),
+                loc.tr(
+                    "popup-rule-summary",
+                    &[
+                        ("severity", severity.into()),
+                        ("name", display.into()),
+                        ("value", v.clone().into()),
+                    ],
+                ),
+                format!(
+                    "{}\n{since}",
+                    loc.tr(
+                        "popup-rule-body",
+                        &[
+                            ("value", v.into()),
+                            ("limit", limit.into()),
+                            ("rule", raw_condition.into()),
+                        ],
+                    )
+                ),
             ),
             None => (
-                format!("{display}: {limit}"),
-                format!("No value received (rule \u{201c}{condition}\u{201d})\nsince {since}"),
+                loc.tr(
+                    "popup-rule-novalue-summary",
+                    &[("name", display.into()), ("limit", limit.into())],
+                ),
+                format!(
+                    "{}\n{since}",
+                    loc.tr("popup-rule-novalue-body", &[("rule", raw_condition.into())])
+                ),
             ),
         };
     }
-    if let Some(words) = system_wording(condition) {
+    if let Some(words) = system_wording(raw_condition, loc) {
         return (
-            format!("{display}: {words}"),
+            loc.tr(
+                "popup-system-summary",
+                &[("name", display.into()), ("words", words.into())],
+            ),
             format!(
-                "{} system alarm: {condition}\nsince {since}",
-                severity_word(row.severity)
+                "{}\n{since}",
+                loc.tr(
+                    "popup-system-body",
+                    &[
+                        ("severity", severity.into()),
+                        ("condition", raw_condition.into()),
+                    ],
+                )
             ),
         );
     }
@@ -187,35 +260,47 @@ pub fn alarm_text(
     // The equipment's configured limit (Saveris Data API, issue 20): "9.5 °C, upper limit
     // 8.0 °C", the condition already being in the summary.
     if let (Some(v), Some(limit)) = (&value, row.limit.as_deref().filter(|l| !l.is_empty())) {
+        let word = if condition.is_empty() {
+            loc.tr("popup-limit", &[])
+        } else {
+            condition.to_string()
+        };
         return (
-            format!(
-                "{}: {display} \u{2014} {}",
-                severity_word(row.severity),
-                if condition.is_empty() {
-                    "limit"
-                } else {
-                    condition
-                }
+            loc.tr(
+                "popup-summary-condition",
+                &[
+                    ("severity", severity.into()),
+                    ("name", display.into()),
+                    ("condition", word.into()),
+                ],
             ),
-            format!("{v}, {limit}\nsince {since}"),
+            format!("{v}, {limit}\n{since}"),
         );
     }
     if let Some(v) = &value {
         body.push_str(v);
         body.push_str(" \u{b7} ");
     }
-    body.push_str(if condition.is_empty() {
-        "alarm condition violated"
+    if condition.is_empty() {
+        body.push_str(&loc.tr("popup-condition-violated", &[]));
     } else {
-        condition
-    });
-    body.push_str(&format!("\nsince {since}"));
+        body.push_str(condition);
+    }
+    body.push('\n');
+    body.push_str(&since);
     let summary = if condition.is_empty() {
-        format!("{}: {display}", severity_word(row.severity))
+        loc.tr(
+            "popup-summary",
+            &[("severity", severity.into()), ("name", display.into())],
+        )
     } else {
-        format!(
-            "{}: {display} \u{2014} {condition}",
-            severity_word(row.severity)
+        loc.tr(
+            "popup-summary-condition",
+            &[
+                ("severity", severity.into()),
+                ("name", display.into()),
+                ("condition", condition.into()),
+            ],
         )
     };
     (summary, body)
@@ -231,29 +316,42 @@ pub fn worse_text(
     now_ms: i64,
 ) -> (String, String) {
     let (_, body) = alarm_text(row, display, false, loc, now_ms);
-    let condition = row.condition.as_deref().unwrap_or("");
+    let condition = vendor(loc.lang, row.condition.as_deref().unwrap_or(""));
+    let severity = severity_word(row.severity, loc);
     let summary = if condition.is_empty() {
-        format!("{display} got worse: now {}", severity_word(row.severity))
+        loc.tr(
+            "popup-worse",
+            &[("name", display.into()), ("severity", severity.into())],
+        )
     } else {
-        format!(
-            "{display} \u{2014} {condition} got worse: now {}",
-            severity_word(row.severity)
+        loc.tr(
+            "popup-worse-condition",
+            &[
+                ("name", display.into()),
+                ("condition", condition.into()),
+                ("severity", severity.into()),
+            ],
         )
     };
     let mut steps: Vec<String> = row
         .steps
         .iter()
         .map(|s| {
-            format!(
-                "{} since {}",
-                severity_word(s.severity),
-                loc.time(s.at_ms, now_ms)
+            loc.tr(
+                "popup-step",
+                &[
+                    ("severity", severity_word(s.severity, loc).into()),
+                    ("time", loc.time(s.at_ms, now_ms).into()),
+                ],
             )
         })
         .collect();
     if steps.len() < 2 {
         // Steps were not kept (an alarm from an older history): say where it came from.
-        steps = vec![format!("was {}", severity_word(from))];
+        steps = vec![loc.tr(
+            "popup-was",
+            &[("severity", severity_word(from, loc).into())],
+        )];
     }
     let first_line = body.lines().next().unwrap_or("");
     (summary, format!("{first_line}\n{}", steps.join(", ")))
@@ -266,42 +364,44 @@ pub fn summary_text(
     sensors: u32,
     names: &[String],
     context: Option<&str>,
+    loc: &Locale,
 ) -> (String, String) {
-    let alarms = if total == 1 {
-        "1 alarm".to_string()
-    } else {
-        format!("{total} alarms")
-    };
-    let on = if sensors == 1 {
-        "1 sensor".to_string()
-    } else {
-        format!("{sensors} sensors")
-    };
-    let summary = match context {
-        Some(c) => format!("{alarms} on {on} {c}"),
-        None => format!("{alarms} on {on}"),
-    };
+    let alarms = loc.tr("group-alarms", &[("count", total.into())]);
+    let on = loc.tr("group-sensors", &[("count", sensors.into())]);
+    // `context` is a message id ("group-while-disconnected"), not a sentence.
+    let summary = loc.tr(
+        context.unwrap_or("group-summary"),
+        &[("alarms", alarms.into()), ("sensors", on.into())],
+    );
     let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
     let mut body = shown.join(", ");
     if names.len() > shown.len() {
-        body.push_str(&format!(" and {} more", names.len() - shown.len()));
+        body = loc.tr(
+            "group-more",
+            &[
+                ("names", body.into()),
+                ("count", (names.len() - shown.len()).into()),
+            ],
+        );
     }
     (summary, body)
 }
 
 /// "Alarms are not watched: the keyring cannot be read" and, per waiting feed, its label,
 /// then the reason once (issue 24).
-pub fn keyring_waiting_text(waiting: &[&FeedStatus]) -> (String, String) {
-    let summary = "Alarms are not watched: the keyring cannot be read".to_string();
+pub fn keyring_waiting_text(waiting: &[&FeedStatus], loc: &Locale) -> (String, String) {
+    let summary = loc.tr("keyring-summary", &[]);
     let mut body = String::new();
     if let Some(FeedState::WaitingForKeyring { message }) = waiting.first().map(|s| &s.state) {
         body.push_str(message);
     }
     for s in waiting.iter().take(5) {
-        body.push_str(&format!("\nNot watched: {}", s.label));
+        body.push('\n');
+        body.push_str(&loc.tr("keyring-not-watched", &[("feed", s.label.as_str().into())]));
     }
     if waiting.len() > 5 {
-        body.push_str(&format!("\n… and {} more", waiting.len() - 5));
+        body.push('\n');
+        body.push_str(&loc.tr("keyring-more", &[("count", (waiting.len() - 5).into())]));
     }
     (summary, body)
 }
@@ -313,16 +413,19 @@ pub fn feed_silence_text(
     loc: &Locale,
     now_ms: i64,
 ) -> (String, String) {
-    let summary = format!(
-        "{}: not connected since {} \u{2014} alarms may be missed",
-        status.label,
-        loc.time(since_ms, now_ms)
+    let summary = loc.tr(
+        "silence-summary",
+        &[
+            ("feed", status.label.as_str().into()),
+            ("time", loc.time(since_ms, now_ms).into()),
+        ],
     );
-    let mut body = format!("Now: {}", status.state.describe());
+    let mut body = loc.tr("silence-now", &[("state", status.state.describe().into())]);
     if let Some(t) = status.last_message_at {
-        body.push_str(&format!(
-            "\nLast message at {}",
-            loc.time(t.as_millisecond(), now_ms)
+        body.push('\n');
+        body.push_str(&loc.tr(
+            "silence-last",
+            &[("time", loc.time(t.as_millisecond(), now_ms).into())],
         ));
     }
     (summary, body)
@@ -330,14 +433,24 @@ pub fn feed_silence_text(
 
 /// "Saveris eu/production (alice) keeps dropping the connection (12 times in 5 min) —
 /// alarms may be delayed".
-pub fn feed_unstable_text(status: &FeedStatus, drops: usize, mins: i64) -> (String, String) {
-    let summary = format!(
-        "{} keeps dropping the connection ({drops} times in {mins} min) \u{2014} alarms may be delayed",
-        status.label
+pub fn feed_unstable_text(
+    status: &FeedStatus,
+    drops: usize,
+    mins: i64,
+    loc: &Locale,
+) -> (String, String) {
+    let summary = loc.tr(
+        "unstable-summary",
+        &[
+            ("feed", status.label.as_str().into()),
+            ("drops", drops.into()),
+            ("mins", mins.into()),
+        ],
     );
     let body = format!(
-        "Now: {}\nIt reconnects each time, but alarms can arrive late while the link is unstable.",
-        status.state.describe()
+        "{}\n{}",
+        loc.tr("silence-now", &[("state", status.state.describe().into())]),
+        loc.tr("unstable-body", &[])
     );
     (summary, body)
 }
@@ -378,6 +491,7 @@ mod tests {
         let de = Locale {
             decimal_comma: true,
             tz: TimeZone::UTC,
+            lang: Lang::En,
         };
         let (_, b) = alarm_text(
             &row(),
@@ -387,6 +501,28 @@ mod tests {
             1_700_000_000_000 + 86_400_000,
         );
         assert_eq!(b, "22,02 °C \u{b7} Upper limit\nsince 2023-11-14 22:13");
+    }
+
+    #[test]
+    fn german_and_french_popups_use_saveris_terms_and_the_decimal_comma() {
+        let de = Locale::for_setting("de", TimeZone::UTC);
+        let (s, b) = alarm_text(&row(), "Kühlschrank 1", false, &de, 1_700_000_000_000);
+        assert_eq!(s, "Alarm: Kühlschrank 1 \u{2014} Oberer Grenzwert");
+        assert_eq!(b, "22,02 °C \u{b7} Oberer Grenzwert\nseit 22:13");
+        let fr = Locale::for_setting("fr", TimeZone::UTC);
+        let mut r = row();
+        r.severity = Severity::Warning;
+        r.condition = Some("Lower limit".into());
+        let (s, b) = alarm_text(&r, "Frigo 1", false, &fr, 1_700_000_000_000);
+        assert_eq!(s, "Avertissement : Frigo 1 \u{2014} Limite inférieure");
+        assert_eq!(b, "22,02 °C \u{b7} Limite inférieure\ndepuis 22:13");
+        let names: Vec<String> = (1..=7).map(|i| format!("S{i}")).collect();
+        let (s, b) = summary_text(17, 1, &names, Some("group-while-disconnected"), &de);
+        assert_eq!(
+            s,
+            "17 Alarme an 1 Fühler während der Verbindungsunterbrechung"
+        );
+        assert_eq!(b, "S1, S2, S3, S4, S5 und 2 weitere");
     }
 
     #[test]
@@ -462,7 +598,7 @@ mod tests {
             "{b}"
         );
         let names: Vec<String> = (1..=7).map(|i| format!("S{i}")).collect();
-        let (s, b) = summary_text(17, 5, &names, None);
+        let (s, b) = summary_text(17, 5, &names, None, &Locale::plain(TimeZone::UTC));
         assert_eq!(s, "17 alarms on 5 sensors");
         assert_eq!(b, "S1, S2, S3, S4, S5 and 2 more");
     }

@@ -253,7 +253,7 @@ pub fn run(opts: MonitorOptions) -> ExitCode {
         ))
         .setup(move |app| {
             let handle = app.handle().clone();
-            let tray = tray::build(&handle, "Alarm Tray: starting")?;
+            let tray = tray::build(&handle, &crate::text::t("tray-tooltip-starting", &[]))?;
             #[cfg(target_os = "linux")]
             super::wayland::no_status_icon_fallback();
             // The demo's throwaway profile is written as a plain file: the store plugin
@@ -380,6 +380,7 @@ async fn start_core(
             .into_iter()
             .flatten()
             .reduce(|a, b| format!("{a} {b}")),
+        language: crate::text::Lang::from_env().code().into(),
     };
     let monitor = Monitor::new(
         settings,

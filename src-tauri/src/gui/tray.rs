@@ -16,6 +16,7 @@ use tauri::{AppHandle, Wry};
 
 use crate::engine::model::{Status, TrayState};
 use crate::event::FeedState;
+use crate::text::{t, tr, Lang};
 
 pub const ID_STATUS: &str = "status";
 pub const ID_OPEN: &str = "open";
@@ -49,12 +50,13 @@ pub fn icon_with_count(state: TrayState, unacked: u32) -> tauri::Result<Image<'s
 }
 
 /// The menu's status line: active alarms, each feed kind's state, and the pause.
-pub fn status_line(status: &Status) -> String {
-    let mut parts = vec![match status.active_alarms {
-        0 => "no active alarms".to_string(),
-        1 => "1 active alarm".to_string(),
-        n => format!("{n} active alarms"),
-    }];
+pub fn status_line(status: &Status, lang: Lang) -> String {
+    let t = |id: &str| tr(lang, id, &[]);
+    let mut parts = vec![tr(
+        lang,
+        "tray-active",
+        &[("count", status.active_alarms.into())],
+    )];
     for (prefix, name) in [("saveris:", "Saveris"), ("element:", "ELEMENT")] {
         let states: Vec<&FeedState> = status
             .feeds
@@ -69,53 +71,55 @@ pub fn status_line(status: &Status) -> String {
             .iter()
             .any(|s| matches!(s, FeedState::LoginFailed { .. }))
         {
-            "login failed"
+            "tray-login-failed"
         } else if states
             .iter()
             .any(|s| matches!(s, FeedState::Stopped { .. }))
         {
-            "stopped"
+            "tray-stopped"
         } else if states
             .iter()
             .any(|s| matches!(s, FeedState::WaitingForKeyring { .. }))
         {
-            "not watched (keyring locked or missing)"
+            "tray-keyring"
         } else if states
             .iter()
             .any(|s| matches!(s, FeedState::Waiting { .. }))
         {
-            "reconnecting"
+            "tray-reconnecting"
         } else if states
             .iter()
             .any(|s| matches!(s, FeedState::ThroughTeam { .. }))
         {
-            "watching through the team"
+            "tray-through-team"
         } else if states.iter().any(|s| matches!(s, FeedState::Connecting)) {
-            "connecting"
+            "tray-connecting"
         } else if states.iter().any(|s| matches!(s, FeedState::Live)) {
-            "live"
+            "tray-live"
         } else {
-            "idle"
+            "tray-idle"
         };
-        parts.push(format!("{name} {word}"));
+        parts.push(tr(
+            lang,
+            "tray-feed",
+            &[("kind", name.into()), ("state", t(word).into())],
+        ));
     }
-    if status.summary.contains("keeps dropping the connection") {
-        parts.push("connection unstable".into());
+    if status.summary.contains(&t("status-unstable")) {
+        parts.push(t("tray-unstable"));
     }
-    if status.summary.contains(crate::engine::POPUPS_FAILING) {
-        parts.push("popups failing".into());
+    if status.summary.contains(&t("status-popups-failing")) {
+        parts.push(t("tray-popups-failing"));
     }
-    if status.summary.contains("history cannot be written") {
-        parts.push("history cannot be written".into());
+    if status.summary.contains(&t("status-history-failing")) {
+        parts.push(t("tray-history-failing"));
     }
     // Issue 26: team sharing is on.
-    match status.team_pcs {
-        Some(1) => parts.push("1 PC watching".into()),
-        Some(n) => parts.push(format!("{n} PCs watching")),
-        None => {}
+    if let Some(n) = status.team_pcs {
+        parts.push(tr(lang, "team-pcs-watching", &[("count", n.into())]));
     }
     if status.paused {
-        parts.push("popups paused".into());
+        parts.push(t("tray-paused"));
     }
     parts.join(" \u{b7} ")
 }
@@ -125,17 +129,21 @@ pub struct Tray {
     pub icon: TrayIcon<Wry>,
     pub status_item: MenuItem<Wry>,
     pub pause_item: MenuItem<Wry>,
+    /// The items whose words change only with the language (issue 25).
+    fixed_items: Vec<(MenuItem<Wry>, &'static str)>,
+    shown_lang: Mutex<Option<Lang>>,
     shown_icon: Mutex<Option<(TrayState, u32)>>,
 }
 
 pub fn build(app: &AppHandle, tooltip: &str) -> tauri::Result<Tray> {
-    let status_item = MenuItem::with_id(app, ID_STATUS, "starting", false, None::<&str>)?;
+    let status_item =
+        MenuItem::with_id(app, ID_STATUS, t("tray-starting", &[]), false, None::<&str>)?;
     let sep_top = PredefinedMenuItem::separator(app)?;
-    let open = MenuItem::with_id(app, ID_OPEN, "Open Alarm Tray", true, None::<&str>)?;
-    let history = MenuItem::with_id(app, ID_HISTORY, "Alarm history", true, None::<&str>)?;
-    let pause_item = MenuItem::with_id(app, ID_PAUSE, "Pause notifications", true, None::<&str>)?;
+    let open = MenuItem::with_id(app, ID_OPEN, t("tray-open", &[]), true, None::<&str>)?;
+    let history = MenuItem::with_id(app, ID_HISTORY, t("tray-history", &[]), true, None::<&str>)?;
+    let pause_item = MenuItem::with_id(app, ID_PAUSE, t("tray-pause", &[]), true, None::<&str>)?;
     let sep = PredefinedMenuItem::separator(app)?;
-    let quit = MenuItem::with_id(app, ID_QUIT, "Quit", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, ID_QUIT, t("tray-quit", &[]), true, None::<&str>)?;
     let menu = Menu::with_items(
         app,
         &[
@@ -158,6 +166,12 @@ pub fn build(app: &AppHandle, tooltip: &str) -> tauri::Result<Tray> {
         icon,
         status_item,
         pause_item,
+        fixed_items: vec![
+            (open, "tray-open"),
+            (history, "tray-history"),
+            (quit, "tray-quit"),
+        ],
+        shown_lang: Mutex::new(Some(crate::text::current())),
         shown_icon: Mutex::new(Some((TrayState::Ok, 0))),
     })
 }
@@ -175,18 +189,34 @@ impl Tray {
                 .map(|_| *shown = Some(key))
         };
         drop(shown);
+        // A language chosen under General re-labels the menu without a restart.
+        let lang = crate::text::current();
+        let mut shown_lang = self.shown_lang.lock().unwrap_or_else(|p| p.into_inner());
+        if *shown_lang != Some(lang) {
+            for (item, id) in &self.fixed_items {
+                if let Err(e) = item.set_text(tr(lang, id, &[])) {
+                    tracing::warn!(error = %e, "tray relabel failed");
+                }
+            }
+            *shown_lang = Some(lang);
+        }
+        drop(shown_lang);
         let result = icon
             .and_then(|_| {
                 self.icon
                     .set_tooltip(Some(format!("{prefix}{}", status.summary)))
             })
-            .and_then(|_| self.status_item.set_text(status_line(status)))
+            .and_then(|_| self.status_item.set_text(status_line(status, lang)))
             .and_then(|_| {
-                self.pause_item.set_text(if status.paused {
-                    "Resume notifications"
-                } else {
-                    "Pause notifications"
-                })
+                self.pause_item.set_text(tr(
+                    lang,
+                    if status.paused {
+                        "tray-resume"
+                    } else {
+                        "tray-pause"
+                    },
+                    &[],
+                ))
             });
         if let Err(e) = result {
             tracing::warn!(error = %e, "tray update failed");
@@ -226,20 +256,20 @@ mod tests {
             team_pcs: None,
         };
         assert_eq!(
-            status_line(&s),
+            status_line(&s, Lang::En),
             "2 active alarms \u{b7} Saveris live \u{b7} ELEMENT reconnecting"
         );
         s.active_alarms = 1;
         s.feeds.truncate(1);
         s.paused = true;
         assert_eq!(
-            status_line(&s),
+            status_line(&s, Lang::En),
             "1 active alarm \u{b7} Saveris live \u{b7} popups paused"
         );
         s.active_alarms = 0;
         s.feeds.clear();
         s.paused = false;
-        assert_eq!(status_line(&s), "no active alarms");
+        assert_eq!(status_line(&s, Lang::En), "no active alarms");
     }
 
     /// Issue 26: the PCs watching, and a feed another PC holds for this one.
@@ -257,8 +287,9 @@ mod tests {
             team_pcs: Some(3),
         };
         assert_eq!(
-            status_line(&s),
+            status_line(&s, Lang::En),
             "no active alarms \u{b7} Saveris watching through the team \u{b7} 3 PCs watching"
         );
+        assert!(status_line(&s, Lang::De).ends_with("3 PCs überwachen"));
     }
 }

@@ -172,6 +172,7 @@ mod tests {
                     log_dir: String::new(),
                     demo: false,
                     notice: None,
+                    language: "en".into(),
                 })),
                 Request::HasSecret { .. } => Err(Error::Keyring("keyring locked".into())),
                 _ => Ok(Response::Ok),

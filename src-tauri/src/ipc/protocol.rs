@@ -234,6 +234,10 @@ pub struct Info {
     pub demo: bool,
     /// Something the user must read (e.g. the settings file was corrupt).
     pub notice: Option<String>,
+    /// Issue 25: the desktop's language as the monitor reads it ("en", "de", "fr"): the
+    /// window's "auto" follows it, so window, tray and popups agree.
+    #[serde(default)]
+    pub language: String,
 }
 
 // Issue 26: the team settings made `Settings` the large variant; one answer at a time goes

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use notify_rust::{Hint, Notification, NotificationHandle, NotificationResponse, Timeout};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::text::t;
+
 use super::sound::{sounds_dir, SoundPlayer};
 use super::{escape_markup, plain_text, Notifier, NotifyError, Popup, PopupAction, Urgency};
 
@@ -91,11 +93,11 @@ impl DesktopNotifier {
         }
         if popup.actions {
             if popup.alarm_id.is_some() {
-                n.action("acknowledge", "Acknowledge");
+                n.action("acknowledge", &t("action-acknowledge", &[]));
             }
-            n.action("open", "Open");
+            n.action("open", &t("action-open", &[]));
             // A click on the body opens as well (daemons invoke the `default` action).
-            n.action("default", "Open");
+            n.action("default", &t("action-open", &[]));
         }
         match popup.sound.map(|s| s.file_in(&sounds_dir())) {
             Some(Ok(path)) => {

@@ -524,6 +524,7 @@ async fn flapping_saveris_link_raises_keeps_dropping_once_then_clears() {
         engine::wording::Locale {
             decimal_comma: false,
             tz: jiff::tz::TimeZone::UTC,
+            lang: alarm_tray::text::Lang::En,
         },
     );
     let cfg = fast(SaverisFeedConfig::new(

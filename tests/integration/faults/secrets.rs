@@ -177,6 +177,7 @@ impl MonitorChild {
             log_dir: dir.join("logs").display().to_string(),
             demo: false,
             notice: None,
+            language: "en".into(),
         };
         let monitor = Monitor::new(
             Settings::default(),

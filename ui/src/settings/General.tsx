@@ -6,24 +6,34 @@ import { applyGeneral, generalDraft, validateGeneral, type GeneralDraft } from "
 import type { AuditReport, Settings } from "../types";
 import { Button, Check, Field, Message, Select } from "../widgets";
 import { FeedList } from "./feeds";
+import { locale, useLang, useT, type T } from "../i18n";
 
 /** The sounds shipped with the app (src-tauri/sounds/). */
 const SOUNDS = [
-  { value: "alarm", label: "Alarm (three urgent beeps)" },
-  { value: "alert", label: "Alert (two calm beeps)" },
-  { value: "chime", label: "Chime" },
-  { value: "", label: "None (silent)" },
+  { value: "alarm", label: "sound-alarm" },
+  { value: "alert", label: "sound-alert" },
+  { value: "chime", label: "sound-chime" },
+  { value: "", label: "sound-none" },
 ];
 
 /** "audit trail intact (12,345 records)" or what is wrong. */
-export function auditLine(r: AuditReport): { ok: boolean; text: string } {
-  const n = r.records.toLocaleString("en-US");
+export function auditLine(r: AuditReport, t?: T, lang: string = "en-US"): { ok: boolean; text: string } {
+  const n = r.records.toLocaleString(lang);
+  if (t) {
+    return r.intact
+      ? { ok: true, text: t("general-audit-intact", { count: r.records }) }
+      : { ok: false, text: t("general-audit-broken", { problem: r.problem ?? "" }) };
+  }
   const noun = r.records === 1 ? "record" : "records";
   return r.intact ? { ok: true, text: `audit trail intact (${n} ${noun})` } : { ok: false, text: `audit trail NOT intact: ${r.problem}` };
 }
 
 export function GeneralSection({ settings, reload }: { settings: Settings; reload: () => void }) {
   const { info, status, refreshStatus } = useApp();
+  const t = useT();
+  const { lang, setLanguage } = useLang();
+  const [langMsg, setLangMsg] = useState<string | null>(null);
+  const sounds = SOUNDS.map((s) => ({ ...s, label: t(s.label) }));
   const [d, setD] = useState<GeneralDraft>(generalDraft(settings));
   const [touched, setTouched] = useState(false);
   const [saveMsg, setSaveMsg] = useState<{ ok: boolean; text: string } | null>(null);
@@ -36,8 +46,8 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
     let live = true;
     api
       .auditVerify()
-      .then((r) => live && setAudit(auditLine(r)))
-      .catch((e) => live && setAudit({ ok: false, text: `Audit trail: ${errorText(e)}` }));
+      .then((r) => live && setAudit(auditLine(r, t, locale(lang))))
+      .catch((e) => live && setAudit({ ok: false, text: t("general-audit-error", { error: errorText(e) }) }));
     return () => {
       live = false;
     };
@@ -59,12 +69,12 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
   const save = async () => {
     setTouched(true);
     if (Object.keys(validateGeneral(d)).length) {
-      setSaveMsg({ ok: false, text: "Fix the fields marked above, then save." });
+      setSaveMsg({ ok: false, text: t("general-fix-fields") });
       return;
     }
     try {
       await updateSettings((s) => applyGeneral(s, d));
-      setSaveMsg({ ok: true, text: "Saved." });
+      setSaveMsg({ ok: true, text: t("general-saved") });
       reload();
     } catch (e) {
       setSaveMsg({ ok: false, text: errorText(e) });
@@ -75,7 +85,7 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
     setTestMsg(null);
     try {
       await api.sendTestNotification();
-      setTestMsg({ ok: true, text: "A test notification was sent. If no popup appeared, check the system's notification settings." });
+      setTestMsg({ ok: true, text: t("general-test-sent") });
     } catch (e) {
       setTestMsg({ ok: false, text: errorText(e) });
     }
@@ -92,67 +102,98 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
     }
   };
 
+  // The language applies at once (window, tray, new popups): saved on its own, like the pause.
+  const chooseLanguage = async (v: string) => {
+    setLangMsg(null);
+    try {
+      await updateSettings((s) => {
+        s.language = v;
+      });
+      setLanguage(v);
+      // The select shows the saved choice (a controlled select would snap back otherwise).
+      reload();
+    } catch (e) {
+      setLangMsg(errorText(e));
+    }
+  };
+
   return (
     <section aria-labelledby="general-h">
-      <h2 id="general-h">General</h2>
+      <h2 id="general-h">{t("general-title")}</h2>
       <div class="card">
         <dl class="facts">
-          <dt>Version</dt>
+          <dt>{t("general-version")}</dt>
           <dd data-testid="app-version">{info?.version ?? ""}</dd>
-          <dt>Data folder</dt>
+          <dt>{t("general-data-folder")}</dt>
           <dd data-testid="data-dir" class="path">
             {info?.data_dir ?? ""}
           </dd>
-          <dt>Log folder</dt>
+          <dt>{t("general-log-folder")}</dt>
           <dd data-testid="log-dir" class="path">
             {info?.log_dir ?? ""}
           </dd>
-          <dt>Status</dt>
+          <dt>{t("general-status")}</dt>
           <dd data-testid="status-summary">{status?.summary ?? ""}</dd>
-          <dt>Audit trail</dt>
+          <dt>{t("general-audit")}</dt>
           <dd data-testid="audit-status" data-ok={audit ? String(audit.ok) : undefined} class={audit && !audit.ok ? "bad" : undefined}>
-            {audit?.text ?? "checking…"}
+            {audit?.text ?? t("general-audit-checking")}
           </dd>
         </dl>
         <div class="actions">
           <Button testid="send-test-notification" onClick={testNotification}>
-            Send test notification
+            {t("general-send-test")}
           </Button>
-          <Check label="Pause notifications" checked={paused} onChange={setPaused} testid="pause-toggle" />
+          <Check label={t("general-pause")} checked={paused} onChange={setPaused} testid="pause-toggle" />
         </div>
         {testMsg && <Message ok={testMsg.ok} text={testMsg.text} testid="test-notification-result" />}
+        <div class="row">
+          <Select
+            label={t("general-language")}
+            value={settings.language || "auto"}
+            options={[
+              { value: "auto", label: t("general-language-auto") },
+              { value: "en", label: "English" },
+              { value: "de", label: "Deutsch" },
+              { value: "fr", label: "Français" },
+            ]}
+            onChange={chooseLanguage}
+            testid="language"
+          />
+          <span class="muted">{t("general-language-hint")}</span>
+        </div>
+        <Message text={langMsg} testid="language-error" />
         <Message text={pauseError} testid="pause-error" />
       </div>
 
       <div class="card">
-        <h3>Feeds</h3>
-        <FeedList feeds={status?.feeds ?? []} empty="No feed is running. Add an account to start one." />
+        <h3>{t("general-feeds")}</h3>
+        <FeedList feeds={status?.feeds ?? []} empty={t("general-no-feeds")} />
       </div>
 
       <div class="card">
-        <h3>Notifications</h3>
+        <h3>{t("general-notifications")}</h3>
         <fieldset class="inline">
-          <legend>Quiet hours</legend>
-          <Check label="On" checked={d.quietEnabled} onChange={(v) => set({ quietEnabled: v })} testid="quiet-enabled" />
-          <Field label="From" value={d.quietStart} onInput={(v) => set({ quietStart: v })} testid="quiet-start" placeholder="22:00" error={errors.quietStart} />
-          <Field label="To" value={d.quietEnd} onInput={(v) => set({ quietEnd: v })} testid="quiet-end" placeholder="07:00" error={errors.quietEnd} />
-          <Check label="Critical alarms still pop up" checked={d.allowCritical} onChange={(v) => set({ allowCritical: v })} testid="quiet-allow-critical" />
+          <legend>{t("general-quiet-hours")}</legend>
+          <Check label={t("general-on")} checked={d.quietEnabled} onChange={(v) => set({ quietEnabled: v })} testid="quiet-enabled" />
+          <Field label={t("general-from")} value={d.quietStart} onInput={(v) => set({ quietStart: v })} testid="quiet-start" placeholder="22:00" error={errors.quietStart} />
+          <Field label={t("general-to")} value={d.quietEnd} onInput={(v) => set({ quietEnd: v })} testid="quiet-end" placeholder="07:00" error={errors.quietEnd} />
+          <Check label={t("general-quiet-critical")} checked={d.allowCritical} onChange={(v) => set({ allowCritical: v })} testid="quiet-allow-critical" />
         </fieldset>
         <div class="row">
           <Field
-            label="Grouping window (s)"
+            label={t("general-group-window")}
             value={d.groupWindowSecs}
             onInput={(v) => set({ groupWindowSecs: v })}
             testid="group-window"
             inputMode="numeric"
-            hint="More alarms than the maximum in this window become one summary"
+            hint={t("general-group-window-hint")}
             error={errors.groupWindowSecs}
           />
-          <Field label="Maximum popups per window" value={d.groupMax} onInput={(v) => set({ groupMax: v })} testid="group-max" inputMode="numeric" error={errors.groupMax} />
+          <Field label={t("general-group-max")} value={d.groupMax} onInput={(v) => set({ groupMax: v })} testid="group-max" inputMode="numeric" error={errors.groupMax} />
         </div>
         <div class="row">
           <Field
-            label="Warn when a feed is silent for (min)"
+            label={t("general-feed-silence")}
             value={d.feedSilenceMins}
             onInput={(v) => set({ feedSilenceMins: v })}
             testid="feed-silence"
@@ -160,49 +201,49 @@ export function GeneralSection({ settings, reload }: { settings: Settings; reloa
             error={errors.feedSilenceMins}
           />
         </div>
-        <h3>Sound and repeat until acknowledged</h3>
+        <h3>{t("general-sound-title")}</h3>
         <div class="row">
-          <Check label="Play alarm sounds" checked={d.sound} onChange={(v) => set({ sound: v })} testid="sound-on" />
+          <Check label={t("general-sound-on")} checked={d.sound} onChange={(v) => set({ sound: v })} testid="sound-on" />
         </div>
         <div class="row">
-          <Select label="Critical alarms: sound" value={d.criticalSound} options={SOUNDS} onChange={(v) => set({ criticalSound: v })} testid="critical-sound" disabled={!d.sound} />
+          <Select label={t("general-critical-sound")} value={d.criticalSound} options={sounds} onChange={(v) => set({ criticalSound: v })} testid="critical-sound" disabled={!d.sound} />
           <Field
-            label="Critical alarms: repeat every (min)"
+            label={t("general-critical-repeat")}
             value={d.criticalRepeatMins}
             onInput={(v) => set({ criticalRepeatMins: v })}
             testid="critical-repeat-mins"
             inputMode="numeric"
-            hint="Pops again with its sound until acknowledged or cleared; 0 = never"
+            hint={t("general-critical-repeat-hint")}
             error={errors.criticalRepeatMins}
           />
         </div>
         <div class="row">
-          <Select label="Warnings: sound" value={d.warningSound} options={SOUNDS} onChange={(v) => set({ warningSound: v })} testid="warning-sound" disabled={!d.sound} />
+          <Select label={t("general-warning-sound")} value={d.warningSound} options={sounds} onChange={(v) => set({ warningSound: v })} testid="warning-sound" disabled={!d.sound} />
           <Field
-            label="Warnings: repeat every (min)"
+            label={t("general-warning-repeat")}
             value={d.warningRepeatMins}
             onInput={(v) => set({ warningRepeatMins: v })}
             testid="warning-repeat-mins"
             inputMode="numeric"
-            hint="Quiet hours hold warnings and their sounds; 0 = never"
+            hint={t("general-warning-repeat-hint")}
             error={errors.warningRepeatMins}
           />
         </div>
-        <h3>App</h3>
+        <h3>{t("general-app")}</h3>
         <div class="row">
-          <Check label="Start Alarm Tray when I log in" checked={d.autostart} onChange={(v) => set({ autostart: v })} testid="autostart" />
-          <Field label="Keep history (days)" value={d.retentionDays} onInput={(v) => set({ retentionDays: v })} testid="retention-days" inputMode="numeric" error={errors.retentionDays} />
+          <Check label={t("general-autostart")} checked={d.autostart} onChange={(v) => set({ autostart: v })} testid="autostart" />
+          <Field label={t("general-retention")} value={d.retentionDays} onInput={(v) => set({ retentionDays: v })} testid="retention-days" inputMode="numeric" error={errors.retentionDays} />
         </div>
-        <h3>Acknowledging and audit trail</h3>
+        <h3>{t("general-ack-title")}</h3>
         <div class="row">
-          <Field label="Your name on acknowledgements" value={d.displayName} onInput={(v) => set({ displayName: v })} testid="display-name" error={errors.displayName} />
-          <Check label="A comment is required to acknowledge critical alarms" checked={d.commentRequired} onChange={(v) => set({ commentRequired: v })} testid="comment-required" />
-          <Field label="Keep the audit trail (days)" value={d.auditRetentionDays} onInput={(v) => set({ auditRetentionDays: v })} testid="audit-retention-days" inputMode="numeric" error={errors.auditRetentionDays} />
+          <Field label={t("general-display-name")} value={d.displayName} onInput={(v) => set({ displayName: v })} testid="display-name" error={errors.displayName} />
+          <Check label={t("general-comment-required")} checked={d.commentRequired} onChange={(v) => set({ commentRequired: v })} testid="comment-required" />
+          <Field label={t("general-audit-retention")} value={d.auditRetentionDays} onInput={(v) => set({ auditRetentionDays: v })} testid="audit-retention-days" inputMode="numeric" error={errors.auditRetentionDays} />
         </div>
         <div class="actions">
           <span class="spacer" />
           <Button testid="general-save" kind="primary" onClick={save}>
-            Save
+            {t("general-save")}
           </Button>
         </div>
         {saveMsg && <Message ok={saveMsg.ok} text={saveMsg.text} testid="general-save-result" />}

@@ -3,6 +3,7 @@ import { api, loadError } from "../api";
 import { useApp } from "../context";
 import type { Settings } from "../types";
 import { Message } from "../widgets";
+import { useT } from "../i18n";
 import { Accounts } from "./Accounts";
 import { ChannelsSection } from "./Channels";
 import { EscalationSection } from "./Escalation";
@@ -12,16 +13,17 @@ import { TeamSection } from "./Team";
 
 export type Section = "accounts" | "channels" | "rules" | "general" | "escalation" | "team";
 const SECTIONS: { id: Section; label: string }[] = [
-  { id: "accounts", label: "Accounts" },
-  { id: "channels", label: "Channels & devices" },
-  { id: "rules", label: "Rules" },
-  { id: "general", label: "General" },
-  { id: "escalation", label: "Escalation" },
-  { id: "team", label: "Team" },
+  { id: "accounts", label: "settings-accounts" },
+  { id: "channels", label: "settings-channels" },
+  { id: "rules", label: "settings-rules" },
+  { id: "general", label: "settings-general" },
+  { id: "escalation", label: "settings-escalation" },
+  { id: "team", label: "settings-team" },
 ];
 
 export function SettingsPage({ initialSection = "accounts" }: { initialSection?: Section }) {
   const { reloadTick } = useApp();
+  const t = useT();
   const [section, setSection] = useState<Section>(initialSection);
   const [settings, setSettings] = useState<Settings | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -39,7 +41,7 @@ export function SettingsPage({ initialSection = "accounts" }: { initialSection?:
 
   return (
     <div class="settings">
-      <nav class="subnav" aria-label="Settings sections">
+      <nav class="subnav" aria-label={t("settings-sections")}>
         {SECTIONS.map((s) => (
           <button
             type="button"
@@ -49,7 +51,7 @@ export function SettingsPage({ initialSection = "accounts" }: { initialSection?:
             data-testid={`section-${s.id}`}
             onClick={() => setSection(s.id)}
           >
-            {s.label}
+            {t(s.label)}
           </button>
         ))}
       </nav>

@@ -2,27 +2,30 @@
 import type { FeedStatus } from "../types";
 import { ago, parseTimestamp } from "../lib/format";
 import { tid } from "../lib/testid";
+import { format, useT, type T } from "../i18n";
 
-export function describeFeed(f: FeedStatus): string {
+const english: T = (id, args) => format("en", id, args);
+
+export function describeFeed(f: FeedStatus, t: T = english): string {
   switch (f.state) {
     case "idle":
-      return "idle";
+      return t("feed-idle");
     case "connecting":
-      return "connecting…";
+      return t("feed-connecting");
     case "live":
-      return "live";
+      return t("feed-live");
     case "waiting": {
-      const t = f.secs >= 120 ? `${Math.ceil(f.secs / 60)} min` : `${f.secs} s`;
-      return `waiting ${t} (${f.reason})`;
+      const time = f.secs >= 120 ? `${Math.ceil(f.secs / 60)} min` : `${f.secs} s`;
+      return t("feed-waiting", { time, reason: f.reason });
     }
     case "login_failed":
-      return `login failed: ${f.message}`;
+      return t("feed-login-failed", { message: f.message });
     case "stopped":
-      return `stopped: ${f.message}`;
+      return t("feed-stopped", { message: f.message });
     case "waiting_for_keyring":
-      return `not watched, waiting for the keyring: ${f.message}`;
+      return t("feed-keyring", { message: f.message });
     case "through_team":
-      return `watching through the team (${f.pc})`;
+      return t("feed-through-team", { pc: f.pc });
   }
 }
 
@@ -43,21 +46,22 @@ export function feedsOf(feeds: FeedStatus[] | undefined, accountId: string): Fee
 export function FeedLine({ f }: { f: FeedStatus }) {
   const last = parseTimestamp(f.last_message_at);
   const safe = tid(f.feed);
+  const t = useT();
   return (
     <li class="feed" data-testid={`feed-${safe}`} data-feed={f.feed} data-state={f.state}>
       <span class={`dot ${stateClass(f)}`} aria-hidden="true" />
       <span class="feed-label">{f.label}</span>
       <span class={`feed-state ${stateClass(f)}`} data-testid={`feed-state-${safe}`}>
-        {describeFeed(f)}
+        {describeFeed(f, t)}
       </span>
-      {last !== null && <span class="muted"> · last message {ago(last)}</span>}
+      {last !== null && <span class="muted"> {t("feed-last-message", { ago: ago(last) })}</span>}
       {(f.refused ?? []).map((r) => (
         <div
           class="feed-error"
           data-testid={`feed-refused-${safe}-${tid(r.channel)}`}
           key={r.channel}
         >
-          {r.message}. Turn the channel off and on in the account's settings to try it again.
+          {t("feed-refused", { message: r.message })}
         </div>
       ))}
       {f.names && (
@@ -67,7 +71,7 @@ export function FeedLine({ f }: { f: FeedStatus }) {
       )}
       {f.last_error && (
         <div class="feed-error" data-testid={`feed-error-${safe}`}>
-          Last error: {f.last_error}
+          {t("feed-last-error", { error: f.last_error })}
         </div>
       )}
     </li>
