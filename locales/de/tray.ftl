@@ -40,4 +40,5 @@ team-pcs-watching = { $count ->
     [one] { $count } PC überwacht
    *[other] { $count } PCs überwachen
 }
+team-sole-holder = nur dieser PC empfängt { $feed }
 status-quiet = Ruhezeit

@@ -42,4 +42,5 @@ team-pcs-watching = { $count ->
     [one] { $count } PC watching
    *[other] { $count } PCs watching
 }
+team-sole-holder = only this PC receives { $feed }
 status-quiet = quiet hours

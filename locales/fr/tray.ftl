@@ -40,4 +40,5 @@ team-pcs-watching = { $count ->
     [one] { $count } poste surveille
    *[other] { $count } postes surveillent
 }
+team-sole-holder = seul ce poste reçoit { $feed }
 status-quiet = heures calmes

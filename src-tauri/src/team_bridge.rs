@@ -6,7 +6,7 @@
 //! - acknowledgements from other PCs → the engine, by the alarm's identity;
 //! - this PC's feed states → its presence message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -216,6 +216,7 @@ fn team_view(status: &TeamStatus, me: &str, logins: &[(String, String)]) -> Team
     let online: Vec<&team::Peer> = status.peers.iter().filter(|p| live && p.online).collect();
     let pcs_watching = 1 + online.iter().filter(|p| p.pc != me).count() as u32;
     let mut covered = BTreeMap::new();
+    let mut sole = BTreeSet::new();
     for (feed, login) in logins {
         let holder = online.iter().find(|p| {
             p.pc != me
@@ -226,13 +227,22 @@ fn team_view(status: &TeamStatus, me: &str, logins: &[(String, String)]) -> Team
                             .any(|(f, state)| f == their_feed && state == "live")
                 })
         });
-        if let Some(p) = holder {
-            covered.insert(feed.clone(), p.pc.clone());
+        match holder {
+            Some(p) => {
+                covered.insert(feed.clone(), p.pc.clone());
+            }
+            // Known only while the link is live: without the broker nothing is known of
+            // the others.
+            None if live => {
+                sole.insert(feed.clone());
+            }
+            None => {}
         }
     }
     TeamView {
         pcs_watching,
         covered,
+        sole,
     }
 }
 
@@ -386,13 +396,16 @@ mod tests {
             v.covered.get("saveris:mine").map(String::as_str),
             Some("pc-b")
         );
-        // pc-b's feed not live (e.g. refused too): nobody holds it.
+        assert!(v.sole.is_empty());
+        // pc-b's feed not live (e.g. refused too): nobody else holds it; this PC alone does.
         status.peers[1].feeds[0].1 = "through_team".into();
-        assert!(team_view(&status, "pc-a", &logins).covered.is_empty());
+        let v = team_view(&status, "pc-a", &logins);
+        assert!(v.covered.is_empty());
+        assert!(v.sole.contains("saveris:mine"));
         // The broker is unreachable: nothing is known of the others.
         status.peers[1].feeds[0].1 = "live".into();
         status.state = "connecting".into();
         let v = team_view(&status, "pc-a", &logins);
-        assert_eq!((v.pcs_watching, v.covered.len()), (1, 0));
+        assert_eq!((v.pcs_watching, v.covered.len(), v.sole.len()), (1, 0, 0));
     }
 }

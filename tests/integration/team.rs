@@ -738,6 +738,25 @@ fn team_max_connections_reads_watching_through_the_team() {
     wait_for("PC a says 2 PCs watching", Duration::from_secs(10), || {
         a.status().is_some_and(|s| s["team_pcs"] == 2)
     });
+    // PC a is the only one Saveris gives this login's alarms to, and says so.
+    wait_for(
+        "PC a says only it receives the account",
+        Duration::from_secs(10),
+        || {
+            a.status().is_some_and(|s| {
+                s["summary"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("only this PC receives Saveris"))
+            })
+        },
+    );
+    assert!(
+        !b.status().unwrap()["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("only this PC"),
+        "PC b holds no Saveris feed"
+    );
     // The alarms reach b through the team.
     for i in 0..5 {
         server.publish(&user, "alarms", saveris_alarm(i));

@@ -364,6 +364,19 @@ impl Engine {
         }
         if let Some(t) = &self.team {
             parts.push(loc.tr("team-pcs-watching", &[("count", t.pcs_watching.into())]));
+            // Issue 26: with others watching, a Saveris account only this PC receives
+            // (its queue goes nowhere else when this PC is switched off).
+            if t.pcs_watching > 1 {
+                for w in self.feeds.values() {
+                    if t.sole.contains(&w.status.feed) && matches!(w.status.state, FeedState::Live)
+                    {
+                        parts.push(loc.tr(
+                            "team-sole-holder",
+                            &[("feed", w.status.label.as_str().into())],
+                        ));
+                    }
+                }
+            }
         }
         if self.settings.notifications.paused {
             parts.push(loc.tr("status-paused", &[]));

@@ -4,7 +4,7 @@
 //! The window protocol (`ipc/`) re-exports these types as they are; their serde names are
 //! the wire format, so a rename here is a protocol change (`PROTOCOL_VERSION`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -133,6 +133,9 @@ pub struct TeamView {
     /// This PC's feeds that are not live here while another PC holds the same account live:
     /// feed id → that PC's name. They read "watching through the team (pc-b)", not a problem.
     pub covered: BTreeMap<String, String>,
+    /// This PC's Saveris feeds whose login no other online PC holds live: when this PC
+    /// stops, nobody receives that account's alarms, so the status line says so.
+    pub sole: BTreeSet<String>,
 }
 
 /// What the tray, the window and `watch` show of the engine's state.
