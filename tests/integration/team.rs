@@ -409,6 +409,58 @@ impl Drop for WatchPc {
     }
 }
 
+/// The site's key in every team test.
+const SITE_KEY: &str = "0123456789abcdef-site-key";
+
+/// One site for a team test: a runtime, mosquitto, one Saveris login on the simulator, and
+/// in the real keyring the Saveris passwords of the `watch` PCs named, the broker password
+/// and the site key (`entries`, which the test clears at its end).
+struct Lab {
+    rt: tokio::runtime::Runtime,
+    m: Mosquitto,
+    user: String,
+    site: String,
+    server: alarm_tray::simulate::saveris::SaverisServer,
+    entries: Vec<String>,
+}
+
+impl Lab {
+    fn start(user_prefix: &str, watch_pcs: &[&str]) -> Lab {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let m = Mosquitto::start().expect("mosquitto");
+        let user = crate::peers::unique(user_prefix);
+        let site = crate::peers::unique("site").replace(['.', ':'], "-");
+        let server = rt
+            .block_on(alarm_tray::simulate::saveris::SaverisServer::start(vec![(
+                user.clone(),
+                "pw-lab".into(),
+            )]))
+            .unwrap();
+        let mut secrets: Vec<(String, &str)> = watch_pcs
+            .iter()
+            .map(|pc| (format!("saveris:acc-{site}-{pc}:password"), "pw-lab"))
+            .collect();
+        secrets.push((format!("team:{site}:broker-password"), PASSWORD));
+        secrets.push((format!("team:{site}:site-key"), SITE_KEY));
+        for (e, s) in &secrets {
+            keyring_store(e, s);
+        }
+        let entries = secrets.into_iter().map(|(e, _)| e).collect();
+        Lab {
+            rt,
+            m,
+            user,
+            site,
+            server,
+            entries,
+        }
+    }
+}
+
 fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + within;
     while !f() {
@@ -422,29 +474,15 @@ fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 /// PC a reaches b and c within 2 s with who and where; a forged one is dropped and counted.
 #[test]
 fn team_three_pcs_one_saveris_user_see_every_alarm_once_and_share_acknowledgements() {
-    use alarm_tray::simulate::saveris::SaverisServer;
     crate::desktop::require_desktop();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let m = Mosquitto::start().expect("mosquitto");
-    let user = crate::peers::unique("teamlab");
-    let site = crate::peers::unique("site").replace(['.', ':'], "-");
-    let server = rt
-        .block_on(SaverisServer::start(vec![(user.clone(), "pw-lab".into())]))
-        .unwrap();
-    let key_text = "0123456789abcdef-site-key";
-    let entries = [
-        (format!("saveris:acc-{site}-pc-b:password"), "pw-lab"),
-        (format!("saveris:acc-{site}-pc-c:password"), "pw-lab"),
-        (format!("team:{site}:broker-password"), PASSWORD),
-        (format!("team:{site}:site-key"), key_text),
-    ];
-    for (e, s) in &entries {
-        keyring_store(e, s);
-    }
+    let Lab {
+        rt,
+        m,
+        user,
+        site,
+        server,
+        entries,
+    } = Lab::start("teamlab", &["pc-b", "pc-c"]);
     // PC a runs in this process (so the test can acknowledge on it as the window does,
     // with its secrets in the in-memory keyring); b and c are `watch` processes.
     alarm_tray::secrets::init_mock();
@@ -460,7 +498,7 @@ fn team_three_pcs_one_saveris_user_see_every_alarm_once_and_share_acknowledgemen
         .set(&SecretKey::TeamPassword(site.clone()), PASSWORD)
         .unwrap();
     store
-        .set(&SecretKey::TeamSiteKey(site.clone()), key_text)
+        .set(&SecretKey::TeamSiteKey(site.clone()), SITE_KEY)
         .unwrap();
     let dir_a = tempfile::Builder::new()
         .prefix("at-team-pc-a-")
@@ -657,7 +695,7 @@ fn team_three_pcs_one_saveris_user_see_every_alarm_once_and_share_acknowledgemen
     rt.block_on(runtime_a.shutdown());
     drop(pcs);
     rt.block_on(server.stop());
-    for (e, _) in &entries {
+    for e in &entries {
         keyring_clear(e);
     }
 }
@@ -680,29 +718,16 @@ impl WatchPc {
 /// least) before it tries again.
 #[test]
 fn team_max_connections_reads_watching_through_the_team() {
-    use alarm_tray::simulate::saveris::{ErrorKind, SaverisServer};
+    use alarm_tray::simulate::saveris::ErrorKind;
     crate::desktop::require_desktop();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let m = Mosquitto::start().expect("mosquitto");
-    let user = crate::peers::unique("teammax");
-    let site = crate::peers::unique("site").replace(['.', ':'], "-");
-    let server = rt
-        .block_on(SaverisServer::start(vec![(user.clone(), "pw-lab".into())]))
-        .unwrap();
-    let key_text = "0123456789abcdef-site-key";
-    let entries = [
-        (format!("saveris:acc-{site}-pc-a:password"), "pw-lab"),
-        (format!("saveris:acc-{site}-pc-b:password"), "pw-lab"),
-        (format!("team:{site}:broker-password"), PASSWORD),
-        (format!("team:{site}:site-key"), key_text),
-    ];
-    for (e, s) in &entries {
-        keyring_store(e, s);
-    }
+    let Lab {
+        rt,
+        m,
+        user,
+        site,
+        server,
+        entries,
+    } = Lab::start("teammax", &["pc-a", "pc-b"]);
     let a = WatchPc::start(&team_settings(&server, &user, &m.url(), &site, "pc-a"));
     let feed_state = |p: &WatchPc| -> Option<serde_json::Value> {
         p.status()?["feeds"]
@@ -783,7 +808,7 @@ fn team_max_connections_reads_watching_through_the_team() {
     drop(b);
     drop(a);
     rt.block_on(server.stop());
-    for (e, _) in &entries {
+    for e in &entries {
         keyring_clear(e);
     }
 }
@@ -839,30 +864,16 @@ impl WatchPc {
 /// c stopped for 60 s while more arrive — on its return it catches up, nothing twice.
 #[test]
 fn team_three_pcs_survive_a_broker_outage_and_a_pc_away() {
-    use alarm_tray::simulate::saveris::SaverisServer;
     crate::desktop::require_desktop();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let m = Mosquitto::start().expect("mosquitto");
-    let user = crate::peers::unique("teamout");
-    let site = crate::peers::unique("site").replace(['.', ':'], "-");
-    let server = rt
-        .block_on(SaverisServer::start(vec![(user.clone(), "pw-lab".into())]))
-        .unwrap();
-    let key_text = "0123456789abcdef-site-key";
     let names = ["pc-a", "pc-b", "pc-c"];
-    let mut entries: Vec<(String, &str)> = names
-        .iter()
-        .map(|pc| (format!("saveris:acc-{site}-{pc}:password"), "pw-lab"))
-        .collect();
-    entries.push((format!("team:{site}:broker-password"), PASSWORD));
-    entries.push((format!("team:{site}:site-key"), key_text));
-    for (e, s) in &entries {
-        keyring_store(e, s);
-    }
+    let Lab {
+        rt,
+        m,
+        user,
+        site,
+        server,
+        entries,
+    } = Lab::start("teamout", &names);
     let mut pcs: Vec<WatchPc> = names
         .iter()
         .map(|pc| WatchPc::start(&team_settings(&server, &user, &m.url(), &site, pc)))
@@ -968,7 +979,7 @@ fn team_three_pcs_survive_a_broker_outage_and_a_pc_away() {
 
     drop(pcs);
     rt.block_on(server.stop());
-    for (e, _) in &entries {
+    for e in &entries {
         keyring_clear(e);
     }
 }
